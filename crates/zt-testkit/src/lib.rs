@@ -1,0 +1,24 @@
+//! Test support for the zt workspace, not published.
+//!
+//! - [`PgCluster`]: a throwaway PostgreSQL server from the machine's install,
+//!   which `cargo xtask test` and the fault-injection tests start.
+//! - [`TestDatabase`]: a fresh database per test on SQLite or PostgreSQL, and
+//!   [`backend_tests!`] to run one test body on both.
+//!
+//! ```no_run
+//! let cluster = zt_testkit::PgCluster::start(zt_testkit::Durability::Fast)?;
+//! println!("{}", cluster.url());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+// Test support: a failed set-up should fail the test loudly.
+#![allow(clippy::expect_used, clippy::print_stderr)]
+
+mod cluster;
+#[cfg(feature = "databases")]
+mod databases;
+
+pub use cluster::{ClusterError, Durability, INSTALL_HINT, PgCluster, find_bin_dir};
+#[cfg(feature = "databases")]
+pub use databases::{Backend, DATABASE_URL, TestDatabase, skip_postgres};

@@ -1,0 +1,2 @@
+//! Shared code of the zt examples.
+#![forbid(unsafe_code)]

@@ -1,0 +1,16 @@
+//! `cargo xtask ci`: everything `.ci/run` checks.
+
+use crate::shell::{cargo, run as run_step};
+
+pub(crate) fn run(args: &[String]) -> Result<(), String> {
+    if !args.is_empty() {
+        return Err("usage: cargo xtask ci".into());
+    }
+    crate::test::run(&[])?;
+    run_step(
+        "docs with warnings denied",
+        cargo().env("RUSTDOCFLAGS", "-D warnings").args(["doc", "--workspace", "--no-deps", "--all-features"]),
+    )?;
+    run_step("packaging", cargo().args(["package", "--workspace", "--no-verify", "--allow-dirty"]))?;
+    Ok(())
+}

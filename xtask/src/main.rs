@@ -1,0 +1,51 @@
+//! Development tasks for the zt workspace, run as `cargo xtask <task>`.
+//!
+//! - `test [--no-lint] [-- <test filter>]`: fmt check, clippy with `-D warnings`,
+//!   the codegen check, then the whole suite on SQLite and on a throwaway
+//!   PostgreSQL (or the server in `DATABASE_URL`).
+//! - `codegen [--check]`: regenerate the generated files, or check them.
+//! - `migrate [--database-url URL]`: apply every migration (default: the
+//!   README's SQLite file).
+//! - `ci`: what `.ci/run` runs: `test`, docs with warnings denied, packaging.
+#![forbid(unsafe_code)]
+// A task runner reports to the terminal.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod ci;
+mod codegen;
+mod migrate;
+mod postgres;
+mod shell;
+mod test;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "usage: cargo xtask <test [--no-lint] [-- FILTER...] | codegen [--check] | migrate [--database-url URL] | ci>";
+
+fn main() -> ExitCode {
+    // Ctrl-C reaches every process in the foreground group. The children stop;
+    // xtask keeps going just long enough to tear down what it started.
+    let _ = ctrlc::set_handler(|| eprintln!("xtask: interrupted, cleaning up"));
+
+    let mut args = std::env::args().skip(1);
+    let task = args.next();
+    let rest: Vec<String> = args.collect();
+    let result = match task.as_deref() {
+        Some("test") => test::run(&rest),
+        Some("codegen") => codegen::run(&rest),
+        Some("migrate") => migrate::run(&rest),
+        Some("ci") => ci::run(&rest),
+        Some("-h" | "--help") | None => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown task `{other}`\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
