@@ -364,7 +364,7 @@ fn hash_value(value: &Value) -> String {
 ///     .context(&RequestContext::new().with_ip("203.0.113.7".parse()?))
 ///     .status(AuditStatus::Success)
 ///     .build()?;
-/// assert_eq!(event.metadata().as_str(), r#"{"from":"user","password":"[REDACTED]","to":"admin"}"#);
+/// assert_eq!(event.metadata().as_str(), r#"{"to": "admin", "from": "user", "password": "[REDACTED]"}"#);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -555,7 +555,7 @@ mod tests {
         for secret in ["\"p\"", "\"k\"", "\"t\"", "\"c\"", "sess_1"] {
             assert!(!text.contains(secret), "{secret} leaked in {text}");
         }
-        assert!(text.contains("\"keep\":\"v\""));
+        assert!(text.contains("\"keep\": \"v\""));
         let value = event.metadata().to_value();
         assert_eq!(value["session_id"].as_str().unwrap().len(), 7 + 64);
         assert_eq!(value["nested"]["list"][0]["accessToken"], REDACTED);
@@ -565,7 +565,7 @@ mod tests {
     fn custom_redact_list() {
         let policy = EventPolicy::new().redact_keys(["ssn"]);
         let event = builder().metadata(&json!({"SSN": "123", "password": "p"})).build_with(&policy).unwrap();
-        assert_eq!(event.metadata().as_str(), r#"{"SSN":"[REDACTED]","password":"p"}"#);
+        assert_eq!(event.metadata().as_str(), r#"{"SSN": "[REDACTED]", "password": "p"}"#);
     }
 
     #[test]

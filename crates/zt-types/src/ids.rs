@@ -149,6 +149,11 @@ macro_rules! uuid_type {
             pub const fn as_uuid(&self) -> &Uuid {
                 &self.0
             }
+
+            /// The UUID, by value.
+            pub const fn uuid(self) -> Uuid {
+                self.0
+            }
         }
 
         impl Default for $name {

@@ -1,0 +1,139 @@
+//! Keys: the HMAC key of the chain, and the Ed25519 keys of checkpoints.
+//! None of them is ever stored in the database.
+
+use std::fmt;
+use std::path::Path;
+
+use base64::Engine as _;
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, ErrorKind};
+
+/// The environment variable that holds the chain key.
+pub const KEY_ENV: &str = "ZT_AUDIT_KEY";
+
+/// The secret key of the hash chain: 32 to 64 bytes.
+///
+/// It comes from configuration or the environment, never from the database:
+/// someone who can write the database but does not hold the key cannot forge
+/// a row's MAC. Its text form is hex or base64. `Debug` shows only its id.
+#[derive(Clone)]
+pub struct ChainKey(Vec<u8>);
+
+impl ChainKey {
+    /// Wraps raw key bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
+        if !(32..=64).contains(&bytes.len()) {
+            return Err(Error::new(
+                ErrorKind::InvalidKey,
+                format!("a chain key must be 32 to 64 bytes, not {}", bytes.len()),
+            ));
+        }
+        Ok(Self(bytes.to_vec()))
+    }
+
+    /// Parses hex or standard base64 text, ignoring surrounding whitespace.
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        let text = text.trim();
+        let bytes = hex::decode(text)
+            .ok()
+            .or_else(|| base64::engine::general_purpose::STANDARD.decode(text).ok())
+            .ok_or_else(|| Error::new(ErrorKind::InvalidKey, "a chain key must be hex or base64"))?;
+        Self::from_bytes(&bytes)
+    }
+
+    /// Reads the key from [`KEY_ENV`].
+    pub fn from_env() -> Result<Self, Error> {
+        let text = std::env::var(KEY_ENV)
+            .map_err(|_| Error::new(ErrorKind::InvalidKey, format!("{KEY_ENV} is not set")))?;
+        Self::parse(&text)
+    }
+
+    /// Reads the key from a file holding its text form.
+    pub fn from_file(path: &Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::new(ErrorKind::InvalidKey, format!("cannot read key file {}: {e}", path.display())))?;
+        Self::parse(&text)
+    }
+
+    /// A fresh random 32-byte key.
+    pub fn generate() -> Result<Self, Error> {
+        let mut bytes = [0u8; 32];
+        getrandom::getrandom(&mut bytes)
+            .map_err(|e| Error::new(ErrorKind::InvalidKey, format!("no randomness for a key: {e}")))?;
+        Self::from_bytes(&bytes)
+    }
+
+    /// The key as lowercase hex, for writing to a key file.
+    pub fn to_hex(&self) -> String {
+        hex::encode(&self.0)
+    }
+
+    /// A short public id: the first 8 bytes of the key's SHA-256, in hex. It
+    /// tells keys apart without revealing them.
+    pub fn id(&self) -> String {
+        hex::encode(&Sha256::digest(&self.0)[..8])
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ChainKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ChainKey(id {})", self.id())
+    }
+}
+
+/// Reads an Ed25519 signing key: 32 bytes as hex or base64 text.
+pub fn signing_key_from_file(path: &Path) -> Result<SigningKey, Error> {
+    let bytes = read_key_bytes(path, "signing")?;
+    Ok(SigningKey::from_bytes(&bytes))
+}
+
+/// Reads an Ed25519 public key: 32 bytes as hex or base64 text.
+pub fn verifying_key_from_file(path: &Path) -> Result<VerifyingKey, Error> {
+    let bytes = read_key_bytes(path, "public")?;
+    VerifyingKey::from_bytes(&bytes)
+        .map_err(|e| Error::new(ErrorKind::InvalidKey, format!("{} is not an Ed25519 public key: {e}", path.display())))
+}
+
+/// A fresh Ed25519 signing key.
+pub fn generate_signing_key() -> Result<SigningKey, Error> {
+    let mut seed = [0u8; 32];
+    getrandom::getrandom(&mut seed)
+        .map_err(|e| Error::new(ErrorKind::InvalidKey, format!("no randomness for a key: {e}")))?;
+    Ok(SigningKey::from_bytes(&seed))
+}
+
+fn read_key_bytes(path: &Path, what: &str) -> Result<[u8; 32], Error> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::new(ErrorKind::InvalidKey, format!("cannot read {what} key file {}: {e}", path.display())))?;
+    let text = text.trim();
+    let bytes = hex::decode(text)
+        .ok()
+        .or_else(|| base64::engine::general_purpose::STANDARD.decode(text).ok())
+        .ok_or_else(|| Error::new(ErrorKind::InvalidKey, format!("{what} key in {} must be hex or base64", path.display())))?;
+    bytes.try_into().map_err(|_| {
+        Error::new(ErrorKind::InvalidKey, format!("{what} key in {} must be 32 bytes", path.display()))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_text_forms_and_bounds() {
+        let hex_key = "00".repeat(32);
+        assert!(ChainKey::parse(&hex_key).is_ok());
+        let b64 = base64::engine::general_purpose::STANDARD.encode([7u8; 48]);
+        assert!(ChainKey::parse(&format!(" {b64}\n")).is_ok());
+        assert_eq!(ChainKey::parse("abcd").unwrap_err().kind(), ErrorKind::InvalidKey);
+        let key = ChainKey::generate().unwrap();
+        assert!(!format!("{key:?}").contains(&key.to_hex()));
+        assert_eq!(ChainKey::parse(&key.to_hex()).unwrap().id(), key.id());
+    }
+}

@@ -1,0 +1,127 @@
+//! Tamper-evident audit logging on SQLite and PostgreSQL.
+//!
+//! Record who did what, when, from where, and whether it succeeded, failed or
+//! was denied; query it for investigations; prove it was not altered.
+//!
+//! - [`AuditLog`]: the handle, on a [`zt_db::Pool`] and a [`ChainKey`]. It
+//!   writes [`zt_types::AuditEvent`]s durably ([`AuditLog::record`]) or inside
+//!   the caller's transaction ([`AuditLog::record_in`]), queries them with an
+//!   [`AuditFilter`] and keyset [`PageRequest`]s, and verifies the chain.
+//! - [`VerifyReport`] names the first row that fails and its [`TamperKind`].
+//! - [`SignedCheckpoint`]: an Ed25519-signed statement about the chain, kept
+//!   outside the database, which makes deleting the newest rows detectable.
+//! - [`MIGRATIONS`] and [`run_migrations`] create the tables; the SQL is in
+//!   the workspace's `migrations/` and is embedded here.
+//!
+//! ```
+//! use zt_audit::{AuditFilter, AuditLog, ChainKey, PageRequest};
+//! use zt_types::{Actor, AuditEvent, AuditStatus, UserId};
+//!
+//! let dir = std::env::temp_dir().join(format!("zt-audit-doc-{}", std::process::id()));
+//! std::fs::create_dir_all(&dir)?;
+//! let pool = zt_db::Pool::connect(&format!("sqlite://{}", dir.join("audit.db").display()))?;
+//! let log = AuditLog::new(pool, &ChainKey::generate()?);
+//! log.migrate()?;
+//!
+//! let event = AuditEvent::builder(Actor::user(UserId::parse("42")?, None), "UPDATE_ROLE", "users")
+//!     .resource_id(7)
+//!     .metadata(&serde_json::json!({ "from": "user", "to": "admin" }))
+//!     .status(AuditStatus::Success)
+//!     .build()?;
+//! let recorded = log.record(&event)?;
+//! assert_eq!(recorded.id, 1);
+//!
+//! let page = log.query(&AuditFilter::new().user("42"), &PageRequest::first(50))?;
+//! assert_eq!(page.records[0].action, "UPDATE_ROLE");
+//! assert!(log.verify()?.is_valid());
+//! # std::fs::remove_dir_all(&dir)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Durability modes
+//!
+//! | mode | API | when the call returns | if the database is down |
+//! |---|---|---|---|
+//! | in-transaction | [`AuditLog::record_in`] | the event commits or rolls back with the caller's change | the caller's transaction fails: if it cannot be audited, it does not happen |
+//! | synchronous | [`AuditLog::record`] | the event is committed in the database | the call fails with [`ErrorKind::Unavailable`] |
+//!
+//! SQLite runs with `synchronous = FULL` by default (see `zt_db::Synchronous`),
+//! so a committed event survives a power failure.
+//!
+//! # The hash chain
+//!
+//! Every row carries `mac = HMAC-SHA256(key, encoding)`, where the key is a
+//! [`ChainKey`] from configuration or the `ZT_AUDIT_KEY` variable, never from
+//! the database, and `encoding` is, in order (integers big-endian):
+//!
+//! 1. the bytes `zt-audit-chain` and a NUL byte;
+//! 2. the encoding version, `u16` = 1 (stored in `chain_version`);
+//! 3. `id`, the chain position, `i64` (1, 2, 3, … with no gaps);
+//! 4. `event_id`, the 16 bytes of the UUID;
+//! 5. `created_at`, microseconds since the Unix epoch, `i64`;
+//! 6. `actor_kind` as *text*; `user_id` and `user_email` as *optional text*;
+//! 7. `action` and `resource` as *text*; `resource_id` as *optional text*;
+//! 8. `metadata` as *text*: the canonical JSON text, which is exactly what
+//!    PostgreSQL prints for the `jsonb` value (see
+//!    [`zt_types::canonical_json`]), and the stored text on SQLite;
+//! 9. `client_ip` and `peer_ip` as *optional address*;
+//! 10. `user_agent` as *optional text*; `status` as *text*; `error_code` and
+//!     `request_id` as *optional text*;
+//! 11. the previous row's MAC, 32 bytes: 32 zero bytes before row 1.
+//!
+//! *text* is a `u32` byte length and the UTF-8 bytes; *optional text* is a
+//! `0` byte when absent, or a `1` byte and *text*; *optional address* is a
+//! `0` byte when absent, `4` and the 4 bytes of an IPv4 address, or `6` and
+//! the 16 bytes of an IPv6 address. Each row also stores the previous MAC in
+//! `prev_mac`, so a verifier can tell a modified row from a missing one.
+//!
+//! Appends are serialized through the `audit_chain_head` row: on PostgreSQL
+//! by a row lock taken in the same statement or transaction as the insert, on
+//! SQLite by its write lock. Concurrent writers in several processes
+//! therefore still produce one valid chain.
+//!
+//! # Feature flags
+//!
+//! - `sqlite` (default): the SQLite backend.
+//! - `postgres`: the PostgreSQL backend.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod chain;
+mod checkpoint;
+mod error;
+mod key;
+mod log;
+#[cfg(feature = "postgres")]
+mod pg;
+mod query;
+mod schema;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+mod verify;
+
+pub use chain::{CHAIN_VERSION, GENESIS_MAC};
+pub use checkpoint::{CHECKPOINT_VERSION, Checkpoint, SignedCheckpoint};
+pub use error::{Error, ErrorKind, Result, classify};
+pub use key::{ChainKey, KEY_ENV, generate_signing_key, signing_key_from_file, verifying_key_from_file};
+pub use log::{AuditLog, ConnectionRef, Head, Recorded};
+pub use query::{AuditFilter, AuditRecord, Cursor, Order, Page, PageRequest};
+pub use verify::{Finding, TamperKind, VerifyReport};
+
+pub use ed25519_dalek::{SigningKey, VerifyingKey};
+
+use zt_db::{EmbeddedMigrations, MigrationSet, embed_migrations};
+
+static POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+static SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+
+/// The audit tables' migrations for both backends.
+pub static MIGRATIONS: MigrationSet =
+    MigrationSet { name: "zt-audit", postgres: &POSTGRES_MIGRATIONS, sqlite: &SQLITE_MIGRATIONS };
+
+/// Applies the audit tables' pending migrations on `conn`; returns the
+/// versions applied.
+pub fn run_migrations<C: zt_db::Migrate>(conn: &mut C) -> std::result::Result<Vec<String>, zt_db::Error> {
+    conn.run_migrations(&MIGRATIONS)
+}

@@ -1,0 +1,400 @@
+//! The audit-log handle.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use zt_db::Pool;
+use zt_types::{AuditEvent, Timestamp};
+
+use crate::chain::Chain;
+use crate::checkpoint::{CHECKPOINT_VERSION, Checkpoint, SignedCheckpoint};
+use crate::error::{Error, ErrorKind, Result};
+use crate::key::ChainKey;
+use crate::query::{AuditFilter, AuditRecord, Page, PageRequest};
+use crate::verify::{Context, Finding, TamperKind, VerifyReport, VerifyRow, verify_rows};
+
+#[cfg(feature = "postgres")]
+use crate::pg;
+#[cfg(feature = "sqlite")]
+use crate::sqlite;
+
+/// Where an event landed in the chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recorded {
+    /// Its chain position, the row id.
+    pub id: i64,
+    /// Its MAC.
+    pub mac: [u8; 32],
+    /// Whether it was already stored, by an earlier write of the same event id;
+    /// nothing was written this time.
+    pub duplicate: bool,
+}
+
+/// The head of the chain: the last position and its MAC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    /// The last position; 0 when the chain is empty.
+    pub seq: i64,
+    /// The MAC at that position, or the genesis MAC.
+    pub mac: [u8; 32],
+}
+
+/// A borrowed connection for writing inside the caller's transaction:
+/// a diesel connection of either backend, or a pooled one.
+#[non_exhaustive]
+pub enum ConnectionRef<'a> {
+    /// SQLite.
+    #[cfg(feature = "sqlite")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+    Sqlite(&'a mut diesel::SqliteConnection),
+    /// PostgreSQL.
+    #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+    Postgres(&'a mut diesel::PgConnection),
+}
+
+impl std::fmt::Debug for ConnectionRef<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ConnectionRef")
+    }
+}
+
+#[cfg(feature = "sqlite")]
+impl<'a> From<&'a mut diesel::SqliteConnection> for ConnectionRef<'a> {
+    fn from(conn: &'a mut diesel::SqliteConnection) -> Self {
+        Self::Sqlite(conn)
+    }
+}
+
+#[cfg(feature = "sqlite")]
+impl<'a> From<&'a mut diesel::r2d2::PooledConnection<zt_db::Manager<diesel::SqliteConnection>>> for ConnectionRef<'a> {
+    fn from(conn: &'a mut diesel::r2d2::PooledConnection<zt_db::Manager<diesel::SqliteConnection>>) -> Self {
+        Self::Sqlite(conn)
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl<'a> From<&'a mut diesel::PgConnection> for ConnectionRef<'a> {
+    fn from(conn: &'a mut diesel::PgConnection) -> Self {
+        Self::Postgres(conn)
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl<'a> From<&'a mut diesel::r2d2::PooledConnection<zt_db::Manager<diesel::PgConnection>>> for ConnectionRef<'a> {
+    fn from(conn: &'a mut diesel::r2d2::PooledConnection<zt_db::Manager<diesel::PgConnection>>) -> Self {
+        Self::Postgres(conn)
+    }
+}
+
+/// The audit log on one database. Cloning shares it.
+///
+/// Writes:
+/// - [`AuditLog::record`]: durable. The event is committed when it returns.
+///   On PostgreSQL this is one statement, one round trip, while this process
+///   knows the chain head; on SQLite, one immediate transaction.
+/// - [`AuditLog::record_in`]: inside the caller's open transaction, atomic
+///   with the business change: if the transaction rolls back, so does the event.
+/// - [`AuditLog::record_batch`]: many events in one transaction (the
+///   pipeline's writer).
+///
+/// Every write is idempotent by event id: writing an event that is already
+/// stored returns its row with [`Recorded::duplicate`] set.
+#[derive(Clone)]
+pub struct AuditLog {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool,
+    chain: Chain,
+    key_id: String,
+    /// The chain head as this process last wrote it. PostgreSQL appends
+    /// compare-and-swap against it, so that the common case is one round trip.
+    head: Mutex<Option<Head>>,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog").field("pool", &self.inner.pool).field("key_id", &self.inner.key_id).finish()
+    }
+}
+
+/// How many rows verification and export read per round trip.
+const STREAM_BATCH: i64 = 5_000;
+
+impl AuditLog {
+    /// An audit log on `pool`, chaining rows with `key`.
+    pub fn new(pool: Pool, key: &ChainKey) -> Self {
+        Self {
+            inner: Arc::new(Inner { pool, chain: Chain::new(key), key_id: key.id(), head: Mutex::new(None) }),
+        }
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &Pool {
+        &self.inner.pool
+    }
+
+    /// Applies this crate's pending migrations.
+    pub fn migrate(&self) -> Result<Vec<String>> {
+        self.inner.pool.run_migrations(&crate::MIGRATIONS).map_err(|e| Error::new(ErrorKind::Database, e.to_string()))
+    }
+
+    /// Writes one event durably: it is in the database when this returns.
+    pub fn record(&self, event: &AuditEvent) -> Result<Recorded> {
+        match &self.inner.pool {
+            #[cfg(feature = "sqlite")]
+            Pool::Sqlite(pool) => {
+                let mut conn = pool.get()?;
+                match sqlite::append(&mut conn, &self.inner.chain, event, true) {
+                    Err(error) if is_unique_violation(&error) => {
+                        sqlite::find_event(&mut conn, event.event_id().as_uuid())?.ok_or(error)
+                    }
+                    other => other,
+                }
+            }
+            #[cfg(feature = "postgres")]
+            Pool::Postgres(pool) => {
+                let mut head = self.inner.head.lock().unwrap_or_else(PoisonError::into_inner);
+                // A pooled connection may have died with a server restart; the
+                // event id makes one retry on a fresh connection safe.
+                let mut attempts = 0;
+                loop {
+                    attempts += 1;
+                    let mut conn = pool.get()?;
+                    match pg::append(&mut conn, &self.inner.chain, event, *head) {
+                        Ok(recorded) => {
+                            *head = Some(Head { seq: recorded.id, mac: recorded.mac });
+                            return Ok(recorded);
+                        }
+                        Err(error) => {
+                            *head = None;
+                            if is_unique_violation(&error) {
+                                return pg::find_event(&mut conn, event.event_id().as_uuid())?.ok_or(error);
+                            }
+                            if error.kind() != ErrorKind::Unavailable || attempts > 1 {
+                                return Err(error);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes one event inside the caller's open transaction on `conn`, so it
+    /// commits or rolls back with the business change. Without an open
+    /// transaction it commits at once.
+    ///
+    /// On SQLite, open the transaction with `immediate_transaction`: a
+    /// deferred transaction that has read may fail with "database is locked"
+    /// when it first writes. On PostgreSQL the chain head stays locked until
+    /// the caller commits, so keep such transactions short.
+    pub fn record_in<'c>(&self, conn: impl Into<ConnectionRef<'c>>, event: &AuditEvent) -> Result<Recorded> {
+        match conn.into() {
+            #[cfg(feature = "sqlite")]
+            ConnectionRef::Sqlite(conn) => sqlite::append(conn, &self.inner.chain, event, false),
+            #[cfg(feature = "postgres")]
+            ConnectionRef::Postgres(conn) => {
+                let cached = *self.inner.head.lock().unwrap_or_else(PoisonError::into_inner);
+                let recorded = pg::append(conn, &self.inner.chain, event, cached)?;
+                // Optimistic: if the caller rolls back, the next append's
+                // compare-and-swap fails once and reads the head again.
+                *self.inner.head.lock().unwrap_or_else(PoisonError::into_inner) =
+                    Some(Head { seq: recorded.id, mac: recorded.mac });
+                Ok(recorded)
+            }
+        }
+    }
+
+    /// Writes many events in one transaction, in order. Events already stored
+    /// are skipped and reported as duplicates.
+    pub fn record_batch(&self, events: &[AuditEvent]) -> Result<Vec<Recorded>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (recorded, head) = match &self.inner.pool {
+            #[cfg(feature = "sqlite")]
+            Pool::Sqlite(pool) => sqlite::append_batch(&mut *pool.get()?, &self.inner.chain, events)?,
+            #[cfg(feature = "postgres")]
+            Pool::Postgres(pool) => {
+                let mut cache = self.inner.head.lock().unwrap_or_else(PoisonError::into_inner);
+                *cache = None;
+                let result = pg::append_batch(&mut *pool.get()?, &self.inner.chain, events)?;
+                *cache = Some(result.1);
+                result
+            }
+        };
+        let _ = head;
+        Ok(recorded)
+    }
+
+    /// One page of rows matching `filter`, in time order.
+    pub fn query(&self, filter: &AuditFilter, page: &PageRequest) -> Result<Page> {
+        filter.check()?;
+        match &self.inner.pool {
+            #[cfg(feature = "sqlite")]
+            Pool::Sqlite(pool) => sqlite::query_page(&mut *pool.get()?, filter, page),
+            #[cfg(feature = "postgres")]
+            Pool::Postgres(pool) => pg::query_page(&mut *pool.get()?, filter, page),
+        }
+    }
+
+    /// How many rows match `filter`.
+    pub fn count(&self, filter: &AuditFilter) -> Result<u64> {
+        filter.check()?;
+        match &self.inner.pool {
+            #[cfg(feature = "sqlite")]
+            Pool::Sqlite(pool) => sqlite::count(&mut *pool.get()?, filter),
+            #[cfg(feature = "postgres")]
+            Pool::Postgres(pool) => pg::count(&mut *pool.get()?, filter),
+        }
+    }
+
+    /// Calls `visit` for every row matching `filter`, oldest first, reading
+    /// pages of a few thousand rows so memory stays bounded. Returns the
+    /// number of rows visited.
+    pub fn for_each(&self, filter: &AuditFilter, mut visit: impl FnMut(&AuditRecord) -> Result<()>) -> Result<u64> {
+        let mut page = PageRequest::first(u32::try_from(STREAM_BATCH).unwrap_or(1000));
+        let mut visited = 0u64;
+        loop {
+            let batch = self.query(filter, &page)?;
+            for record in &batch.records {
+                visit(record)?;
+                visited += 1;
+            }
+            match batch.next {
+                Some(cursor) => page = page.after(cursor),
+                None => return Ok(visited),
+            }
+        }
+    }
+
+    /// The chain head.
+    pub fn head(&self) -> Result<Head> {
+        match &self.inner.pool {
+            #[cfg(feature = "sqlite")]
+            Pool::Sqlite(pool) => sqlite::read_head(&mut *pool.get()?),
+            #[cfg(feature = "postgres")]
+            Pool::Postgres(pool) => pg::read_head(&mut *pool.get()?, false),
+        }
+    }
+
+    /// Verifies the whole chain.
+    pub fn verify(&self) -> Result<VerifyReport> {
+        self.verify_with(None, |_| {})
+    }
+
+    /// Verifies the whole chain and, if given, a signed checkpoint against a
+    /// trusted public key. `progress` gets the number of rows read so far.
+    ///
+    /// It reads the chain in order in batches, with one row of lookahead, so
+    /// memory stays bounded whatever the log's size. The report names the
+    /// first row that fails and how.
+    pub fn verify_with(
+        &self,
+        checkpoint: Option<(&SignedCheckpoint, &VerifyingKey)>,
+        progress: impl FnMut(u64),
+    ) -> Result<VerifyReport> {
+        let checkpoint = match checkpoint {
+            Some((signed, trusted)) => match signed.verify(trusted) {
+                Ok(statement) => Some(statement),
+                Err(error) => {
+                    let finding = Finding {
+                        row_id: signed.checkpoint.seq,
+                        kind: TamperKind::BadCheckpointSignature,
+                        detail: error.to_string(),
+                    };
+                    return Ok(VerifyReport { rows_checked: 0, last_id: 0, checkpoint_checked: true, finding: Some(finding) });
+                }
+            },
+            None => None,
+        };
+        let head = self.head().ok().map(|head| (head.seq, head.mac));
+        let context = Context { chain: &self.inner.chain, head, checkpoint };
+        let rows = ChainStream { log: self, after_id: 0, buffer: VecDeque::new(), done: false };
+        verify_rows(rows, &context, progress)
+    }
+
+    /// Takes a checkpoint of the chain as it is now and signs it. Keep the
+    /// JSON file ([`SignedCheckpoint::to_json`]) outside the database.
+    pub fn checkpoint(&self, signing_key: &SigningKey) -> Result<SignedCheckpoint> {
+        let head = self.head()?;
+        if head.seq > 0 {
+            let stored = self.mac_at(head.seq)?;
+            if stored != Some(head.mac) {
+                return Err(Error::new(
+                    ErrorKind::Database,
+                    "the chain head does not match the last row; run verification before taking a checkpoint",
+                ));
+            }
+        }
+        let checkpoint = Checkpoint {
+            version: CHECKPOINT_VERSION,
+            seq: head.seq,
+            last_mac: head.mac,
+            row_count: u64::try_from(head.seq).unwrap_or(0),
+            created_at: Timestamp::now(),
+            chain_key_id: self.inner.key_id.clone(),
+        };
+        Ok(checkpoint.sign(signing_key))
+    }
+
+    fn mac_at(&self, id: i64) -> Result<Option<[u8; 32]>> {
+        match &self.inner.pool {
+            #[cfg(feature = "sqlite")]
+            Pool::Sqlite(pool) => sqlite::mac_at(&mut *pool.get()?, id),
+            #[cfg(feature = "postgres")]
+            Pool::Postgres(pool) => pg::mac_at(&mut *pool.get()?, id),
+        }
+    }
+
+    fn chain_rows(&self, after_id: i64) -> Result<Vec<VerifyRow>> {
+        match &self.inner.pool {
+            #[cfg(feature = "sqlite")]
+            Pool::Sqlite(pool) => sqlite::chain_rows(&mut *pool.get()?, after_id, STREAM_BATCH),
+            #[cfg(feature = "postgres")]
+            Pool::Postgres(pool) => pg::chain_rows(&mut *pool.get()?, after_id, STREAM_BATCH),
+        }
+    }
+}
+
+fn is_unique_violation(error: &Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error as D};
+    std::error::Error::source(error)
+        .and_then(|source| source.downcast_ref::<D>())
+        .is_some_and(|source| matches!(source, D::DatabaseError(DatabaseErrorKind::UniqueViolation, _)))
+}
+
+/// The chain in id order, read a batch at a time.
+struct ChainStream<'a> {
+    log: &'a AuditLog,
+    after_id: i64,
+    buffer: VecDeque<VerifyRow>,
+    done: bool,
+}
+
+impl Iterator for ChainStream<'_> {
+    type Item = Result<VerifyRow>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.buffer.is_empty() && !self.done {
+            match self.log.chain_rows(self.after_id) {
+                Ok(rows) => {
+                    self.done = i64::try_from(rows.len()).unwrap_or(0) < STREAM_BATCH;
+                    if let Some(last) = rows.last() {
+                        self.after_id = last.id;
+                    }
+                    self.buffer.extend(rows);
+                }
+                Err(error) => {
+                    self.done = true;
+                    return Some(Err(error));
+                }
+            }
+        }
+        self.buffer.pop_front().map(Ok)
+    }
+}
