@@ -234,11 +234,10 @@ impl AuditFilter {
         if self.resource_id.is_some() && self.resource.is_none() {
             return Err(Error::new(ErrorKind::InvalidInput, "a resource id filter needs a resource filter"));
         }
-        if let (Some(since), Some(until)) = (self.since, self.until) {
-            if since > until {
+        if let (Some(since), Some(until)) = (self.since, self.until)
+            && since > until {
                 return Err(Error::new(ErrorKind::InvalidInput, "the filter's since is after its until"));
             }
-        }
         Ok(())
     }
 }

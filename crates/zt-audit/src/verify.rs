@@ -169,7 +169,7 @@ where
     while let Some(row) = rows.next() {
         let row = row?;
         checked += 1;
-        if checked % 10_000 == 0 {
+        if checked.is_multiple_of(10_000) {
             progress(checked);
         }
         let last_good = expected_id - 1;
@@ -184,8 +184,8 @@ where
         let self_ok = self_consistent(chain, &row, 0);
         let link_ok = row.prev_mac == prev_mac;
         if self_ok && link_ok {
-            if let Some(checkpoint) = context.checkpoint {
-                if checkpoint.seq == row.id && checkpoint.last_mac != row.mac {
+            if let Some(checkpoint) = context.checkpoint
+                && checkpoint.seq == row.id && checkpoint.last_mac != row.mac {
                     let finding = Finding {
                         row_id: row.id,
                         kind: TamperKind::CheckpointMismatch,
@@ -195,7 +195,6 @@ where
                     };
                     return Ok(report(checked, last_good, Some(finding)));
                 }
-            }
             prev_mac = row.mac;
             expected_id += 1;
             continue;
@@ -217,8 +216,8 @@ where
 
     progress(checked);
     let last_id = expected_id - 1;
-    if let Some(checkpoint) = context.checkpoint {
-        if last_id < checkpoint.seq {
+    if let Some(checkpoint) = context.checkpoint
+        && last_id < checkpoint.seq {
             let finding = Finding {
                 row_id: last_id + 1,
                 kind: TamperKind::TruncatedAfterCheckpoint,
@@ -229,7 +228,6 @@ where
             };
             return Ok(report(checked, last_id, Some(finding)));
         }
-    }
     if let Some((head_seq, head_mac)) = context.head {
         if last_id < head_seq {
             let finding = Finding {

@@ -1,5 +1,7 @@
 //! The audit log on real SQLite files and a real PostgreSQL server: writes,
 //! transactions, append-only triggers, concurrency, filters and pagination.
+// Tests unwrap: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 

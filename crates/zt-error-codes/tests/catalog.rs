@@ -1,4 +1,6 @@
 //! Pins the published catalog and checks the generated support document.
+// Tests unwrap: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
 

@@ -1,5 +1,7 @@
 //! No-leak property tests: internal detail never reaches the client, and all of
 //! it reaches the server log.
+// Tests unwrap: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 

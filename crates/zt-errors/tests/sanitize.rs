@@ -1,4 +1,6 @@
 //! The sanitizer on real diesel and r2d2 errors, and its problem+json form.
+// Tests unwrap: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
@@ -141,7 +143,8 @@ fn outermost_code_wins_and_custom_classifiers_run_first() {
 #[test]
 fn hooks_receive_the_full_report() {
     use std::sync::{Arc, Mutex};
-    let seen: Arc<Mutex<Vec<(ErrorCode, Vec<String>)>>> = Arc::default();
+    type Seen = Arc<Mutex<Vec<(ErrorCode, Vec<String>)>>>;
+    let seen: Seen = Arc::default();
     let sink = Arc::clone(&seen);
     let sanitizer = Sanitizer::new().hook(move |report: &ErrorReport<'_>| {
         sink.lock().unwrap().push((report.code, report.chain()));

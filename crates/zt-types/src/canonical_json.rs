@@ -75,7 +75,7 @@ fn write_number(out: &mut String, number: &Number) {
         return;
     }
     match number.as_f64() {
-        Some(float) if float == 0.0 => out.push_str("0.0"),
+        Some(0.0) => out.push_str("0.0"),
         Some(_) => write_plain_decimal(out, &number.to_string()),
         None => {
             let _ = write!(out, "{number}");

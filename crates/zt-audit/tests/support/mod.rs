@@ -1,6 +1,6 @@
 //! Shared set-up for the audit tests: a migrated log on a fresh database, raw
 //! SQL for playing the attacker, and event factories.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use diesel::{Connection, PgConnection, RunQueryDsl, SqliteConnection};
 use zt_audit::{AuditLog, ChainKey};
@@ -61,7 +61,7 @@ pub(crate) fn event(i: u32) -> AuditEvent {
     let email = Email::parse_address(format!("user{}@example.com", i % 7)).unwrap();
     let action = ["CREATE_PROJECT", "UPDATE_PROJECT", "DELETE_PROJECT", "UPDATE_ROLE"][(i % 4) as usize];
     let status = [AuditStatus::Success, AuditStatus::Failed, AuditStatus::Denied][(i % 3) as usize];
-    let ip = if i % 2 == 0 { format!("10.0.{}.{}", i % 200, i % 250) } else { format!("2001:db8::{:x}", i) };
+    let ip = if i.is_multiple_of(2) { format!("10.0.{}.{}", i % 200, i % 250) } else { format!("2001:db8::{:x}", i) };
     let context = RequestContext::new()
         .with_ip(ip.parse().unwrap())
         .with_user_agent("Mozilla/5.0 (test)")
