@@ -108,7 +108,8 @@ pub struct AuditLog {
 
 struct Inner {
     pool: Pool,
-    chain: Chain,
+    /// `None` for a read-only handle, which can query but not write or verify.
+    chain: Option<Chain>,
     key_id: String,
     /// The chain head as this process last wrote it. PostgreSQL appends
     /// compare-and-swap against it, so that the common case is one round trip.
@@ -128,8 +129,21 @@ impl AuditLog {
     /// An audit log on `pool`, chaining rows with `key`.
     pub fn new(pool: Pool, key: &ChainKey) -> Self {
         Self {
-            inner: Arc::new(Inner { pool, chain: Chain::new(key), key_id: key.id(), head: Mutex::new(None) }),
+            inner: Arc::new(Inner { pool, chain: Some(Chain::new(key)), key_id: key.id(), head: Mutex::new(None) }),
         }
+    }
+
+    /// A handle without the chain key, for investigators who only query and
+    /// export. Writing, verifying and checkpointing fail with
+    /// [`ErrorKind::InvalidKey`].
+    pub fn read_only(pool: Pool) -> Self {
+        Self { inner: Arc::new(Inner { pool, chain: None, key_id: String::new(), head: Mutex::new(None) }) }
+    }
+
+    fn chain(&self) -> Result<&Chain> {
+        self.inner.chain.as_ref().ok_or_else(|| {
+            Error::new(ErrorKind::InvalidKey, "this audit log handle has no chain key; it can only query")
+        })
     }
 
     /// The pool.
@@ -148,7 +162,7 @@ impl AuditLog {
             #[cfg(feature = "sqlite")]
             Pool::Sqlite(pool) => {
                 let mut conn = pool.get()?;
-                match sqlite::append(&mut conn, &self.inner.chain, event, true) {
+                match sqlite::append(&mut conn, self.chain()?, event, true) {
                     Err(error) if is_unique_violation(&error) => {
                         sqlite::find_event(&mut conn, event.event_id().as_uuid())?.ok_or(error)
                     }
@@ -164,7 +178,7 @@ impl AuditLog {
                 loop {
                     attempts += 1;
                     let mut conn = pool.get()?;
-                    match pg::append(&mut conn, &self.inner.chain, event, *head) {
+                    match pg::append(&mut conn, self.chain()?, event, *head) {
                         Ok(recorded) => {
                             *head = Some(Head { seq: recorded.id, mac: recorded.mac });
                             return Ok(recorded);
@@ -195,11 +209,11 @@ impl AuditLog {
     pub fn record_in<'c>(&self, conn: impl Into<ConnectionRef<'c>>, event: &AuditEvent) -> Result<Recorded> {
         match conn.into() {
             #[cfg(feature = "sqlite")]
-            ConnectionRef::Sqlite(conn) => sqlite::append(conn, &self.inner.chain, event, false),
+            ConnectionRef::Sqlite(conn) => sqlite::append(conn, self.chain()?, event, false),
             #[cfg(feature = "postgres")]
             ConnectionRef::Postgres(conn) => {
                 let cached = *self.inner.head.lock().unwrap_or_else(PoisonError::into_inner);
-                let recorded = pg::append(conn, &self.inner.chain, event, cached)?;
+                let recorded = pg::append(conn, self.chain()?, event, cached)?;
                 // Optimistic: if the caller rolls back, the next append's
                 // compare-and-swap fails once and reads the head again.
                 *self.inner.head.lock().unwrap_or_else(PoisonError::into_inner) =
@@ -217,12 +231,12 @@ impl AuditLog {
         }
         let (recorded, head) = match &self.inner.pool {
             #[cfg(feature = "sqlite")]
-            Pool::Sqlite(pool) => sqlite::append_batch(&mut *pool.get()?, &self.inner.chain, events)?,
+            Pool::Sqlite(pool) => sqlite::append_batch(&mut *pool.get()?, self.chain()?, events)?,
             #[cfg(feature = "postgres")]
             Pool::Postgres(pool) => {
                 let mut cache = self.inner.head.lock().unwrap_or_else(PoisonError::into_inner);
                 *cache = None;
-                let result = pg::append_batch(&mut *pool.get()?, &self.inner.chain, events)?;
+                let result = pg::append_batch(&mut *pool.get()?, self.chain()?, events)?;
                 *cache = Some(result.1);
                 result
             }
@@ -313,7 +327,7 @@ impl AuditLog {
             None => None,
         };
         let head = self.head().ok().map(|head| (head.seq, head.mac));
-        let context = Context { chain: &self.inner.chain, head, checkpoint };
+        let context = Context { chain: self.chain()?, head, checkpoint };
         let rows = ChainStream { log: self, after_id: 0, buffer: VecDeque::new(), done: false };
         verify_rows(rows, &context, progress)
     }
@@ -321,6 +335,7 @@ impl AuditLog {
     /// Takes a checkpoint of the chain as it is now and signs it. Keep the
     /// JSON file ([`SignedCheckpoint::to_json`]) outside the database.
     pub fn checkpoint(&self, signing_key: &SigningKey) -> Result<SignedCheckpoint> {
+        self.chain()?;
         let head = self.head()?;
         if head.seq > 0 {
             let stored = self.mac_at(head.seq)?;

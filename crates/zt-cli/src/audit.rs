@@ -1,0 +1,264 @@
+//! `zt migrate` and `zt audit ...`.
+
+use std::fs::File;
+use std::io::{BufWriter, IsTerminal, Write};
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, anyhow};
+use indicatif::{ProgressBar, ProgressStyle};
+use zt_audit::{
+    AuditFilter, AuditLog, ChainKey, Order, PageRequest, SignedCheckpoint, generate_signing_key, signing_key_from_file,
+    verifying_key_from_file,
+};
+use zt_db::{DatabaseUrl, Pool, PoolConfig};
+use zt_types::{AuditStatus, Timestamp};
+
+use crate::output::{RECORD_COLUMNS, default_format, record_cells, record_table};
+use crate::{AuditCommand, ExportFormat, Filters, Format, KeyArgs, Outcome, when};
+
+fn connect(url: &str) -> Result<Pool> {
+    let url: DatabaseUrl = url.parse().map_err(|e| anyhow!("{e}"))?;
+    if let Some(path) = url.sqlite_path() {
+        // Opening SQLite creates a missing file; an investigator's typo should not.
+        if !path.exists() {
+            return Err(anyhow!("no SQLite database at {}", path.display()));
+        }
+    }
+    Pool::connect_with(&url, &PoolConfig::new().max_size(2).connection_timeout(Duration::from_secs(10)))
+        .map_err(|e| anyhow!("{e}"))
+}
+
+/// `zt migrate`: applies zt-audit's and zt-session's migrations.
+pub(crate) fn migrate(url: &str) -> Result<Outcome> {
+    let parsed: DatabaseUrl = url.parse().map_err(|e| anyhow!("{e}"))?;
+    let pool = Pool::connect_with(&parsed, &PoolConfig::new().max_size(1)).map_err(|e| anyhow!("{e}"))?;
+    let mut applied = Vec::new();
+    for set in [&zt_audit::MIGRATIONS, &zt_session::MIGRATIONS] {
+        applied.extend(pool.run_migrations(set).map_err(|e| anyhow!("{e}"))?);
+    }
+    if applied.is_empty() {
+        println!("{parsed}: up to date");
+    } else {
+        println!("{parsed}: applied {}", applied.join(", "));
+    }
+    Ok(Outcome::Ok)
+}
+
+pub(crate) fn run(command: AuditCommand) -> Result<Outcome> {
+    match command {
+        AuditCommand::Query { database, filters, limit, newest_first, format } => {
+            let log = AuditLog::read_only(connect(&database.database_url)?);
+            let filter = build_filter(&filters)?;
+            let order = if newest_first { Order::NewestFirst } else { Order::OldestFirst };
+            let page = log.query(&filter, &PageRequest::first(limit).order(order)).map_err(|e| anyhow!("{e}"))?;
+            match format.unwrap_or_else(default_format) {
+                Format::Table => {
+                    let total = log.count(&filter).map_err(|e| anyhow!("{e}"))?;
+                    print!("{}", record_table(&page.records));
+                    println!("{} of {total} matching rows", page.records.len());
+                }
+                Format::Json => println!("{}", serde_json::to_string_pretty(&page.records)?),
+                Format::Jsonl => {
+                    let mut out = std::io::stdout().lock();
+                    for record in &page.records {
+                        writeln!(out, "{}", serde_json::to_string(record)?)?;
+                    }
+                }
+                Format::Csv => {
+                    let mut writer = csv::Writer::from_writer(std::io::stdout().lock());
+                    writer.write_record(RECORD_COLUMNS)?;
+                    for record in &page.records {
+                        writer.write_record(record_cells(record))?;
+                    }
+                    writer.flush()?;
+                }
+            }
+            Ok(Outcome::Ok)
+        }
+        AuditCommand::Export { database, filters, format, output } => {
+            export(&database.database_url, &filters, format, output.as_deref())
+        }
+        AuditCommand::Verify { database, key, checkpoint, public_key, json } => {
+            verify(&database.database_url, &key, checkpoint.as_deref().zip(public_key.as_deref()), json)
+        }
+        AuditCommand::Checkpoint { database, key, signing_key, out } => {
+            let log = AuditLog::new(connect(&database.database_url)?, &chain_key(&key)?);
+            let signing_key = signing_key_from_file(&signing_key).map_err(|e| anyhow!("{e}"))?;
+            let checkpoint = log.checkpoint(&signing_key).map_err(|e| anyhow!("{e}"))?;
+            std::fs::write(&out, checkpoint.to_json() + "\n")
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            println!(
+                "checkpoint of {} rows (position {}) written to {}",
+                checkpoint.checkpoint.row_count,
+                checkpoint.checkpoint.seq,
+                out.display()
+            );
+            Ok(Outcome::Ok)
+        }
+        AuditCommand::Keygen { chain_key, signing_key, public_key } => {
+            if let Some(path) = chain_key {
+                let key = ChainKey::generate().map_err(|e| anyhow!("{e}"))?;
+                write_secret(&path, &key.to_hex())?;
+                println!("chain key {} written to {}", key.id(), path.display());
+            }
+            if let (Some(secret), Some(public)) = (signing_key, public_key) {
+                let key = generate_signing_key().map_err(|e| anyhow!("{e}"))?;
+                write_secret(&secret, &hex::encode(key.to_bytes()))?;
+                std::fs::write(&public, hex::encode(key.verifying_key().as_bytes()) + "\n")
+                    .with_context(|| format!("cannot write {}", public.display()))?;
+                println!("signing key written to {}, public key to {}", secret.display(), public.display());
+            }
+            Ok(Outcome::Ok)
+        }
+    }
+}
+
+/// Writes a key file readable by its owner only.
+fn write_secret(path: &Path, text: &str) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {} (it must not exist yet)", path.display()))?;
+    writeln!(file, "{text}")?;
+    Ok(())
+}
+
+fn chain_key(key: &KeyArgs) -> Result<ChainKey> {
+    match &key.key_file {
+        Some(path) => ChainKey::from_file(path),
+        None => ChainKey::from_env(),
+    }
+    .map_err(|e| anyhow!("{e}; pass --key-file FILE or set {}", zt_audit::KEY_ENV))
+}
+
+fn build_filter(filters: &Filters) -> Result<AuditFilter> {
+    let now = Timestamp::now();
+    let mut filter = AuditFilter::new();
+    if let Some(user) = &filters.user {
+        filter = filter.user(user);
+    }
+    if let Some(email) = &filters.email {
+        filter = filter.email(email);
+    }
+    for action in &filters.actions {
+        filter = filter.action(action);
+    }
+    if let Some(resource) = &filters.resource {
+        filter = filter.resource(resource);
+    }
+    if let Some(resource_id) = &filters.resource_id {
+        filter = filter.resource_id(resource_id);
+    }
+    if let Some(status) = &filters.status {
+        let status: AuditStatus = status.parse().map_err(|e| anyhow!("--status: {e}"))?;
+        filter = filter.status(status);
+    }
+    if let Some(since) = &filters.since {
+        filter = filter.since(when::parse(since, now).context("--since")?);
+    }
+    if let Some(until) = &filters.until {
+        filter = filter.until(when::parse(until, now).context("--until")?);
+    }
+    if let Some(ip) = &filters.ip {
+        filter = filter.ip(ip).map_err(|e| anyhow!("--ip: {e}"))?;
+    }
+    if let Some(request_id) = &filters.request_id {
+        filter = filter.request_id(request_id);
+    }
+    Ok(filter)
+}
+
+fn progress_bar(total: u64, what: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total);
+    let template = format!("{what} {{bar:40}} {{pos}}/{{len}} rows ({{per_sec}}, {{eta}} left)");
+    if let Ok(style) = ProgressStyle::with_template(&template) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+fn export(url: &str, filters: &Filters, format: ExportFormat, output: Option<&Path>) -> Result<Outcome> {
+    let log = AuditLog::read_only(connect(url)?);
+    let filter = build_filter(filters)?;
+    let sink: Box<dyn Write> = match output {
+        Some(path) => Box::new(File::create(path).with_context(|| format!("cannot create {}", path.display()))?),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let mut sink = BufWriter::new(sink);
+    let total = log.count(&filter).map_err(|e| anyhow!("{e}"))?;
+    let bar = progress_bar(total, "exporting");
+    let written = match format {
+        ExportFormat::Jsonl => log.for_each(&filter, |record| {
+            serde_json::to_writer(&mut sink, record).map_err(|e| io_error(&e))?;
+            sink.write_all(b"\n").map_err(|e| io_error(&e))?;
+            bar.inc(1);
+            Ok(())
+        }),
+        ExportFormat::Csv => {
+            let mut writer = csv::Writer::from_writer(&mut sink);
+            writer.write_record(RECORD_COLUMNS)?;
+            let written = log.for_each(&filter, |record| {
+                writer.write_record(record_cells(record)).map_err(|e| io_error(&e))?;
+                bar.inc(1);
+                Ok(())
+            });
+            writer.flush()?;
+            written
+        }
+    }
+    .map_err(|e| anyhow!("{e}"))?;
+    sink.flush()?;
+    bar.finish_and_clear();
+    if let Some(path) = output {
+        eprintln!("exported {written} rows to {}", path.display());
+    }
+    Ok(Outcome::Ok)
+}
+
+fn io_error(error: &dyn std::fmt::Display) -> zt_audit::Error {
+    zt_audit::Error::from(zt_types::FieldError::new(
+        "output",
+        zt_types::FieldErrorKind::Serialize(format!("cannot write the export: {error}")),
+    ))
+}
+
+fn verify(url: &str, key: &KeyArgs, checkpoint: Option<(&Path, &Path)>, json: bool) -> Result<Outcome> {
+    let key = chain_key(key)?;
+    let log = AuditLog::new(connect(url)?, &key);
+    let checkpoint = match checkpoint {
+        Some((file, public)) => {
+            let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+            let signed = SignedCheckpoint::from_json(&text).map_err(|e| anyhow!("{}: {e}", file.display()))?;
+            let trusted = verifying_key_from_file(public).map_err(|e| anyhow!("{e}"))?;
+            Some((signed, trusted))
+        }
+        None => None,
+    };
+    let total = log.head().map(|head| u64::try_from(head.seq).unwrap_or(0)).map_err(|e| anyhow!("{e}"))?;
+    let bar = progress_bar(total, "verifying");
+    let report = log
+        .verify_with(checkpoint.as_ref().map(|(signed, trusted)| (signed, trusted)), |done| bar.set_position(done))
+        .map_err(|e| anyhow!("{e}"))?;
+    bar.finish_and_clear();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        match &report.finding {
+            None => println!(
+                "OK: {} rows verified, the chain is intact up to position {}{}",
+                report.rows_checked,
+                report.last_id,
+                if report.checkpoint_checked { ", and matches the signed checkpoint" } else { "" }
+            ),
+            Some(finding) => println!("TAMPERED: row {}: {}: {}", finding.row_id, finding.kind, finding.detail),
+        }
+    }
+    Ok(if report.is_valid() { Outcome::Ok } else { Outcome::Tampered })
+}

@@ -1,0 +1,215 @@
+//! `zt`: the investigator's and operator's command.
+//!
+//! Output is a readable table on a terminal and a machine format (JSON Lines)
+//! when piped. Errors are one line on stderr. Exit codes: 0 success, 1 the
+//! audit log failed verification, 2 a usage, input or connection error.
+#![forbid(unsafe_code)]
+// A command-line tool talks to the terminal.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod audit;
+mod codes;
+mod output;
+mod when;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(name = "zt", version, about = "Audit logs you can prove, and the zt error-code catalog")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply every zt migration (audit log, users and session revocations).
+    Migrate(DatabaseArgs),
+    /// Query, export, verify and checkpoint the audit log.
+    #[command(subcommand)]
+    Audit(Box<AuditCommand>),
+    /// The error-code catalog, for support.
+    #[command(subcommand)]
+    Codes(CodesCommand),
+}
+
+#[derive(Args)]
+struct DatabaseArgs {
+    /// `sqlite://path/to/file.db` or `postgres://user@host/db`.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: String,
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Show the rows that match the filters.
+    Query {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        filters: Filters,
+        /// The most rows to show.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        limit: u32,
+        /// Newest rows first.
+        #[arg(long)]
+        newest_first: bool,
+        /// The output format; default: table on a terminal, jsonl when piped.
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+    },
+    /// Stream every matching row, oldest first, as JSON Lines or CSV.
+    Export {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        filters: Filters,
+        /// The output format.
+        #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
+        format: ExportFormat,
+        /// Write to this file instead of stdout.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Prove the log was not altered, or name the first row that was.
+    Verify {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        key: KeyArgs,
+        /// A signed checkpoint file to check the log against.
+        #[arg(long, requires = "public_key")]
+        checkpoint: Option<PathBuf>,
+        /// The Ed25519 public key (hex or base64) that signed the checkpoint.
+        #[arg(long, requires = "checkpoint")]
+        public_key: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sign a checkpoint of the chain as it is now; keep the file outside the database.
+    Checkpoint {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        key: KeyArgs,
+        /// The Ed25519 signing key (hex or base64).
+        #[arg(long)]
+        signing_key: PathBuf,
+        /// Where to write the checkpoint JSON.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Generate a chain key, or an Ed25519 key pair for checkpoints.
+    Keygen {
+        /// Write a new chain (HMAC) key here.
+        #[arg(long, required_unless_present = "signing_key")]
+        chain_key: Option<PathBuf>,
+        /// Write a new Ed25519 signing key here, and its public key to `--public-key`.
+        #[arg(long, requires = "public_key")]
+        signing_key: Option<PathBuf>,
+        /// Where the public key goes, with `--signing-key`.
+        #[arg(long, requires = "signing_key")]
+        public_key: Option<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+struct KeyArgs {
+    /// A file holding the chain key (hex or base64); otherwise `ZT_AUDIT_KEY`.
+    #[arg(long)]
+    key_file: Option<PathBuf>,
+}
+
+/// The filters shared by `query` and `export`.
+#[derive(Args)]
+struct Filters {
+    /// Rows of this user id.
+    #[arg(long)]
+    user: Option<String>,
+    /// Rows with this email.
+    #[arg(long)]
+    email: Option<String>,
+    /// Rows with this action; repeat for several.
+    #[arg(long = "action")]
+    actions: Vec<String>,
+    /// Rows about this kind of resource.
+    #[arg(long)]
+    resource: Option<String>,
+    /// Rows about this resource id (needs --resource).
+    #[arg(long, requires = "resource")]
+    resource_id: Option<String>,
+    /// Rows with this status: success, failed or denied.
+    #[arg(long)]
+    status: Option<String>,
+    /// Rows at or after this time: RFC 3339, or relative such as 24h, 7d, 30m.
+    #[arg(long)]
+    since: Option<String>,
+    /// Rows before this time: RFC 3339, or relative.
+    #[arg(long)]
+    until: Option<String>,
+    /// Rows whose client IP is this address or inside this CIDR block.
+    #[arg(long)]
+    ip: Option<String>,
+    /// Rows of this request id.
+    #[arg(long)]
+    request_id: Option<String>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Table,
+    Json,
+    Jsonl,
+    Csv,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ExportFormat {
+    Jsonl,
+    Csv,
+}
+
+#[derive(Subcommand)]
+enum CodesCommand {
+    /// List every code.
+    List {
+        /// The output format; default: table on a terminal, jsonl when piped.
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+    },
+    /// Show one code in full.
+    Show {
+        /// The code, such as SESSION_REVOKED.
+        code: String,
+    },
+}
+
+/// What a command reports back: success, or a log that failed verification.
+enum Outcome {
+    Ok,
+    Tampered,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Migrate(database) => audit::migrate(&database.database_url),
+        Command::Audit(command) => audit::run(*command),
+        Command::Codes(command) => codes::run(command),
+    };
+    match result {
+        Ok(Outcome::Ok) => ExitCode::SUCCESS,
+        Ok(Outcome::Tampered) => ExitCode::from(1),
+        Err(error) => {
+            // One line, control characters escaped. zt's errors already carry
+            // their cause in their message, so the chain is not repeated.
+            let line = error.to_string();
+            eprintln!("zt: error: {}", zt_types::neutralize(line.lines().next().unwrap_or("unknown error")));
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! The `zt` command, run as a process against real SQLite files and the
+//! throwaway PostgreSQL server.
+// Tests unwrap: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use assert_cmd::Command;
+use zt_audit::{AuditLog, ChainKey};
+use zt_db::{DatabaseUrl, Pool, PoolConfig};
+use zt_testkit::{Backend, TestDatabase};
+use zt_types::{Actor, AuditEvent, AuditStatus, RequestContext, Timestamp, UserId};
+
+const KEY_HEX: &str = "0101010101010101010101010101010101010101010101010101010101010101";
+
+fn zt(db: &TestDatabase) -> Command {
+    let mut command = Command::cargo_bin("zt").unwrap();
+    command.env("DATABASE_URL", db.url()).env("ZT_AUDIT_KEY", KEY_HEX).timeout(Duration::from_secs(300));
+    command
+}
+
+fn log(db: &TestDatabase) -> AuditLog {
+    let url: DatabaseUrl = db.url().parse().unwrap();
+    AuditLog::new(Pool::connect_with(&url, &PoolConfig::new()).unwrap(), &ChainKey::parse(KEY_HEX).unwrap())
+}
+
+fn event(user: &str, action: &str, ago: Duration) -> AuditEvent {
+    AuditEvent::builder(Actor::user(UserId::parse(user).unwrap(), None), action, "projects")
+        .resource_id(7)
+        .context(&RequestContext::new().with_ip("203.0.113.9".parse().unwrap()))
+        .status(AuditStatus::Success)
+        .created_at(Timestamp::now().saturating_sub(ago))
+        .build()
+        .unwrap()
+}
+
+fn stdout(command: &mut Command) -> String {
+    let output = command.output().unwrap();
+    assert!(output.status.success(), "{:?}: {}", command, String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn migrate_and_query(db: &TestDatabase) {
+    let first = stdout(zt(db).arg("migrate"));
+    assert!(first.contains("applied"), "{first}");
+    let second = stdout(zt(db).arg("migrate"));
+    assert!(second.contains("up to date"), "{second}");
+
+    let log = log(db);
+    log.record(&event("42", "CREATE_PROJECT", Duration::from_secs(3600))).unwrap();
+    log.record(&event("42", "DELETE_PROJECT", Duration::from_secs(60))).unwrap();
+    log.record(&event("42", "OLD_THING", Duration::from_secs(3 * 86_400))).unwrap();
+    log.record(&event("7", "CREATE_PROJECT", Duration::from_secs(60))).unwrap();
+
+    // The example: a readable table.
+    let table = stdout(zt(db).args(["audit", "query", "--user", "42", "--since", "24h", "--format", "table"]));
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].starts_with("ID") && lines[0].contains("ACTION") && lines[0].contains("CLIENT IP"), "{table}");
+    assert_eq!(lines.len(), 4, "{table}");
+    assert!(lines[1].contains("CREATE_PROJECT") && lines[2].contains("DELETE_PROJECT"), "{table}");
+    assert!(lines[1].contains("projects/7") && lines[1].contains("203.0.113.9"), "{table}");
+    assert_eq!(lines[3], "2 of 2 matching rows");
+
+    // Piped, the default is JSON Lines.
+    let jsonl = stdout(zt(db).args(["audit", "query", "--user", "42"]));
+    let rows: Vec<serde_json::Value> = jsonl.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0]["action"], "OLD_THING");
+
+    let json = stdout(zt(db).args(["audit", "query", "--action", "CREATE_PROJECT", "--newest-first", "--format", "json"]));
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+    assert_eq!(rows.iter().map(|r| r["user_id"].as_str().unwrap()).collect::<Vec<_>>(), ["7", "42"]);
+
+    let csv = stdout(zt(db).args(["audit", "query", "--ip", "203.0.113.0/24", "--limit", "2", "--format", "csv"]));
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(lines[0].starts_with("id,created_at,actor_kind,user_id"), "{csv}");
+    assert_eq!(lines.len(), 3);
+
+    let none = stdout(zt(db).args(["audit", "query", "--status", "denied", "--format", "jsonl"]));
+    assert!(none.is_empty());
+}
+
+fn export_streams_every_row(db: &TestDatabase) {
+    stdout(zt(db).arg("migrate"));
+    let log = log(db);
+    let events: Vec<AuditEvent> = (0..2500).map(|i| event(&(i % 3).to_string(), "EXPORTED", Duration::from_secs(i))).collect();
+    log.record_batch(&events).unwrap();
+    let dir = db.scratch_dir();
+    let jsonl = dir.join("out.jsonl");
+    zt(db).args(["audit", "export", "--format", "jsonl", "--output"]).arg(&jsonl).assert().success();
+    assert_eq!(std::fs::read_to_string(&jsonl).unwrap().lines().count(), 2500);
+    let csv = stdout(zt(db).args(["audit", "export", "--format", "csv", "--user", "1"]));
+    assert_eq!(csv.lines().count(), 1 + (0..2500).filter(|i| i % 3 == 1).count());
+}
+
+fn verify_names_the_tampered_row_of_a_large_log(db: &TestDatabase) {
+    stdout(zt(db).arg("migrate"));
+    let log = log(db);
+    let total = 100_000u64;
+    let mut batch = Vec::with_capacity(5000);
+    for i in 0..total {
+        batch.push(event(&(i % 100).to_string(), "BULK", Duration::from_secs(total - i)));
+        if batch.len() == 5000 {
+            log.record_batch(&batch).unwrap();
+            batch.clear();
+        }
+    }
+    let ok = stdout(zt(db).args(["audit", "verify"]));
+    assert!(ok.starts_with("OK: 100000 rows verified"), "{ok}");
+
+    let raw = |sql: &str| match db.backend() {
+        Backend::Sqlite => {
+            use diesel::{Connection, RunQueryDsl};
+            let mut conn = diesel::SqliteConnection::establish(db.url().trim_start_matches("sqlite://")).unwrap();
+            diesel::sql_query(sql).execute(&mut conn).unwrap();
+        }
+        Backend::Postgres => {
+            use diesel::{Connection, RunQueryDsl};
+            let mut conn = diesel::PgConnection::establish(db.url()).unwrap();
+            diesel::sql_query(sql).execute(&mut conn).unwrap();
+        }
+    };
+    match db.backend() {
+        Backend::Sqlite => raw("DROP TRIGGER audit_logs_no_update"),
+        Backend::Postgres => raw("ALTER TABLE audit_logs DISABLE TRIGGER USER"),
+    }
+    raw("UPDATE audit_logs SET user_id = '0' WHERE id = 54321");
+    let output = zt(db).args(["audit", "verify"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.starts_with("TAMPERED: row 54321: modified"), "{text}");
+
+    let json = zt(db).args(["audit", "verify", "--json"]).output().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(report["finding"]["row_id"], 54321);
+    assert_eq!(report["finding"]["kind"], "modified");
+}
+
+fn checkpoints_catch_truncation(db: &TestDatabase) {
+    stdout(zt(db).arg("migrate"));
+    let log = log(db);
+    for i in 0..10 {
+        log.record(&event("1", "STEP", Duration::from_secs(100 - i))).unwrap();
+    }
+    let dir = db.scratch_dir();
+    let (secret, public, chain, checkpoint) =
+        (dir.join("signing.key"), dir.join("signing.pub"), dir.join("chain.key"), dir.join("checkpoint.json"));
+    zt(db).args(["audit", "keygen", "--signing-key"]).arg(&secret).arg("--public-key").arg(&public).assert().success();
+    zt(db).args(["audit", "keygen", "--chain-key"]).arg(&chain).assert().success();
+    let again = zt(db).args(["audit", "keygen", "--chain-key"]).arg(&chain).output().unwrap();
+    assert_eq!(again.status.code(), Some(2), "an existing key file is never overwritten");
+
+    zt(db).args(["audit", "checkpoint", "--signing-key"]).arg(&secret).arg("--out").arg(&checkpoint).assert().success();
+    let verify_with_checkpoint = |db: &TestDatabase| {
+        zt(db).args(["audit", "verify", "--checkpoint"]).arg(&checkpoint).arg("--public-key").arg(&public).output().unwrap()
+    };
+    let ok = verify_with_checkpoint(db);
+    assert!(ok.status.success());
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("matches the signed checkpoint"));
+
+    let sql = "DELETE FROM audit_logs WHERE id > 7";
+    {
+        use diesel::{Connection, RunQueryDsl};
+        match db.backend() {
+            Backend::Sqlite => {
+                let mut conn = diesel::SqliteConnection::establish(db.url().trim_start_matches("sqlite://")).unwrap();
+                diesel::sql_query("DROP TRIGGER audit_logs_no_delete").execute(&mut conn).unwrap();
+                diesel::sql_query(sql).execute(&mut conn).unwrap();
+            }
+            Backend::Postgres => {
+                let mut conn = diesel::PgConnection::establish(db.url()).unwrap();
+                diesel::sql_query("ALTER TABLE audit_logs DISABLE TRIGGER USER").execute(&mut conn).unwrap();
+                diesel::sql_query(sql).execute(&mut conn).unwrap();
+            }
+        }
+    }
+    let tampered = verify_with_checkpoint(db);
+    assert_eq!(tampered.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&tampered.stdout);
+    assert!(text.contains("row 8: truncated_after_checkpoint"), "{text}");
+}
+
+fn errors_are_one_line_with_exit_code_2(db: &TestDatabase) {
+    let cases: Vec<Vec<String>> = vec![
+        vec!["audit".into(), "query".into(), "--database-url".into(), "mysql://x".into()],
+        vec!["audit".into(), "query".into(), "--database-url".into(), "postgres://nobody@127.0.0.1:1/none".into()],
+        vec!["audit".into(), "query".into(), "--database-url".into(), "sqlite:///nonexistent/dir/zt.db".into()],
+        vec!["audit".into(), "query".into(), "--since".into(), "yesterday".into()],
+        vec!["audit".into(), "query".into(), "--ip".into(), "10.0.0.0/99".into()],
+        vec!["codes".into(), "show".into(), "NO_SUCH_CODE".into()],
+    ];
+    stdout(zt(db).arg("migrate"));
+    for args in cases {
+        let output = zt(db).args(&args).output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.starts_with("zt: error: "), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked") && !stderr.contains("backtrace"), "{stderr}");
+    }
+    let no_key = zt(db).env_remove("ZT_AUDIT_KEY").args(["audit", "verify"]).output().unwrap();
+    assert_eq!(no_key.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&no_key.stderr).contains("--key-file"));
+}
+
+zt_testkit::backend_tests!(
+    migrate_and_query,
+    export_streams_every_row,
+    verify_names_the_tampered_row_of_a_large_log,
+    checkpoints_catch_truncation,
+    errors_are_one_line_with_exit_code_2,
+);
+
+#[test]
+fn codes_are_listed_and_shown() {
+    let list = Command::cargo_bin("zt").unwrap().args(["codes", "list", "--format", "jsonl"]).output().unwrap();
+    assert!(list.status.success());
+    let codes: Vec<serde_json::Value> =
+        String::from_utf8(list.stdout).unwrap().lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    assert_eq!(codes.len(), zt_error_codes::ErrorCode::ALL.len());
+
+    let show = Command::cargo_bin("zt").unwrap().args(["codes", "show", "session_revoked"]).output().unwrap();
+    let text = String::from_utf8(show.stdout).unwrap();
+    assert!(text.starts_with("SESSION_REVOKED\n"), "{text}");
+    assert!(text.contains("HTTP status:     401") && text.contains("what to do:"), "{text}");
+}
