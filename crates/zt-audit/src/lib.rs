@@ -10,6 +10,8 @@
 //! - [`VerifyReport`] names the first row that fails and its [`TamperKind`].
 //! - [`SignedCheckpoint`]: an Ed25519-signed statement about the chain, kept
 //!   outside the database, which makes deleting the newest rows detectable.
+//! - [`Pipeline`]: a background batched writer with a durable local spool,
+//!   for throughput; it replays the spool after an outage or a crash.
 //! - [`MIGRATIONS`] and [`run_migrations`] create the tables; the SQL is in
 //!   the workspace's `migrations/` and is embedded here.
 //!
@@ -40,13 +42,20 @@
 //!
 //! # Durability modes
 //!
-//! | mode | API | when the call returns | if the database is down |
-//! |---|---|---|---|
-//! | in-transaction | [`AuditLog::record_in`] | the event commits or rolls back with the caller's change | the caller's transaction fails: if it cannot be audited, it does not happen |
-//! | synchronous | [`AuditLog::record`] | the event is committed in the database | the call fails with [`ErrorKind::Unavailable`] |
+//! | mode | API | when the call returns | if the database is down | cost |
+//! |---|---|---|---|---|
+//! | in-transaction | [`AuditLog::record_in`] | the event commits or rolls back with the caller's change | the caller's transaction fails: if it cannot be audited, it does not happen | one statement in the caller's transaction |
+//! | synchronous | [`AuditLog::record`] | the event is committed in the database | the call fails with [`ErrorKind::Unavailable`] | one round trip and one commit per event |
+//! | pipeline, spooled, fsync on | [`Pipeline::submit`] with [`SubmitMode::Spooled`] `{ fsync: true }` | the event is on local disk (spool appended and synced) | events stay in the spool and are replayed, in order, when the database is back | one shared `fdatasync`; batched writes |
+//! | pipeline, spooled, fsync off | as above, `{ fsync: false }` | the event is in the OS page cache: it survives a process crash, not a power failure | as above | no sync; batched writes |
+//! | pipeline, memory | [`Pipeline::submit`] with [`SubmitMode::Memory`] | the event is in the bounded in-memory queue: a crash loses the queue | the writer spools what it cannot write and replays it later | fastest |
 //!
 //! SQLite runs with `synchronous = FULL` by default (see `zt_db::Synchronous`),
-//! so a committed event survives a power failure.
+//! so a committed event survives a power failure. Replays are idempotent by
+//! event id: an event already stored is skipped, never duplicated. A full
+//! queue waits, then refuses the event ([`Overflow::Block`]), or spills it to
+//! the spool ([`Overflow::Spill`]); nothing is dropped without the caller
+//! being told.
 //!
 //! # The hash chain
 //!
@@ -95,6 +104,7 @@ mod key;
 mod log;
 #[cfg(feature = "postgres")]
 mod pg;
+mod pipeline;
 mod query;
 mod schema;
 #[cfg(feature = "sqlite")]
@@ -106,6 +116,7 @@ pub use checkpoint::{CHECKPOINT_VERSION, Checkpoint, SignedCheckpoint};
 pub use error::{Error, ErrorKind, Result, classify};
 pub use key::{ChainKey, KEY_ENV, generate_signing_key, signing_key_from_file, verifying_key_from_file};
 pub use log::{AuditLog, ConnectionRef, Head, Recorded};
+pub use pipeline::{Overflow, Pipeline, PipelineConfig, PipelineStats, SubmitMode, TornTail};
 pub use query::{AuditFilter, AuditRecord, Cursor, Order, Page, PageRequest};
 pub use verify::{Finding, TamperKind, VerifyReport};
 

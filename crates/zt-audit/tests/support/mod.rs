@@ -61,7 +61,7 @@ pub(crate) fn event(i: u32) -> AuditEvent {
     let email = Email::parse_address(format!("user{}@example.com", i % 7)).unwrap();
     let action = ["CREATE_PROJECT", "UPDATE_PROJECT", "DELETE_PROJECT", "UPDATE_ROLE"][(i % 4) as usize];
     let status = [AuditStatus::Success, AuditStatus::Failed, AuditStatus::Denied][(i % 3) as usize];
-    let ip = if i.is_multiple_of(2) { format!("10.0.{}.{}", i % 200, i % 250) } else { format!("2001:db8::{:x}", i) };
+    let ip = if i.is_multiple_of(2) { format!("10.0.{}.{}", i % 200, i % 250) } else { format!("2001:db8::{:x}:{:x}", i >> 16, i & 0xffff) };
     let context = RequestContext::new()
         .with_ip(ip.parse().unwrap())
         .with_user_agent("Mozilla/5.0 (test)")

@@ -1,0 +1,661 @@
+//! The pipeline: submit returns quickly, a background writer batches events
+//! into the database, and a durable spool keeps what the database cannot take
+//! yet. Nothing is dropped silently.
+
+mod spool;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender, TrySendError};
+use zt_types::AuditEvent;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::log::AuditLog;
+pub use spool::TornTail;
+use spool::Spool;
+
+/// When `submit` may return.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SubmitMode {
+    /// Once the event is in the in-memory queue. Fastest; a process crash
+    /// loses what is queued. The spool is used only while the database is
+    /// unreachable, or on overflow with [`Overflow::Spill`].
+    Memory,
+    /// Once the event is appended to the spool, like a write-ahead log, and
+    /// with `fsync` once it is on disk. A crash loses nothing that `submit`
+    /// accepted: the next start replays the spool.
+    Spooled {
+        /// Sync each append (shared between concurrent submitters).
+        fsync: bool,
+    },
+}
+
+/// What `submit` does when the queue is full. It never drops the event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Overflow {
+    /// Wait up to `timeout` for room, then fail with [`ErrorKind::QueueFull`].
+    Block {
+        /// How long to wait.
+        timeout: Duration,
+    },
+    /// Append the event to the spool instead; the writer replays it later.
+    Spill,
+}
+
+/// How a [`Pipeline`] runs.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    spool_dir: PathBuf,
+    mode: SubmitMode,
+    overflow: Overflow,
+    queue_capacity: usize,
+    batch_size: usize,
+    flush_interval: Duration,
+    segment_bytes: u64,
+    retry_initial: Duration,
+    retry_max: Duration,
+}
+
+impl PipelineConfig {
+    /// The defaults, with the spool in `spool_dir`.
+    pub fn new(spool_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            spool_dir: spool_dir.into(),
+            mode: SubmitMode::Memory,
+            overflow: Overflow::Block { timeout: Duration::from_secs(5) },
+            queue_capacity: 10_000,
+            batch_size: 1_000,
+            flush_interval: Duration::from_millis(20),
+            segment_bytes: 8 * 1024 * 1024,
+            retry_initial: Duration::from_millis(100),
+            retry_max: Duration::from_secs(5),
+        }
+    }
+
+    /// When `submit` returns. Default: [`SubmitMode::Memory`].
+    pub fn mode(mut self, mode: SubmitMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// What a full queue does. Default: block for up to 5 s.
+    pub fn overflow(mut self, overflow: Overflow) -> Self {
+        self.overflow = overflow;
+        self
+    }
+
+    /// The queue's capacity in events. Default: 10 000, a few MiB. Memory use
+    /// is bounded by it.
+    pub fn queue_capacity(mut self, capacity: usize) -> Self {
+        self.queue_capacity = capacity.max(1);
+        self
+    }
+
+    /// The most events per database batch. Default: 1 000.
+    pub fn batch_size(mut self, size: usize) -> Self {
+        self.batch_size = size.max(1);
+        self
+    }
+
+    /// How long the writer waits to fill a batch. Default: 20 ms, the most an
+    /// event waits in a quiet period.
+    pub fn flush_interval(mut self, interval: Duration) -> Self {
+        self.flush_interval = interval;
+        self
+    }
+
+    /// The size at which a spool segment is closed. Default: 8 MiB.
+    pub fn segment_bytes(mut self, bytes: u64) -> Self {
+        self.segment_bytes = bytes.max(1024);
+        self
+    }
+
+    /// The first and longest wait between retries while the database is
+    /// unreachable. Default: 100 ms doubling up to 5 s.
+    pub fn retry(mut self, initial: Duration, max: Duration) -> Self {
+        self.retry_initial = initial;
+        self.retry_max = max.max(initial);
+        self
+    }
+}
+
+/// Counters of a running pipeline. Each is also exported through the
+/// `metrics` facade as `zt_audit_pipeline_<name>`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PipelineStats {
+    /// Events accepted by `submit`.
+    pub submitted: u64,
+    /// Events written to the database by the writer.
+    pub written: u64,
+    /// Events found already stored (replays), not written again.
+    pub duplicates: u64,
+    /// Batches written.
+    pub batches: u64,
+    /// The size of the last batch.
+    pub last_batch_size: u64,
+    /// Events appended to the spool.
+    pub spooled: u64,
+    /// Events written from the spool.
+    pub replayed: u64,
+    /// Failed attempts to reach the database.
+    pub retries: u64,
+    /// Events the database refused for good; they are in `rejected.jsonl`.
+    pub rejected: u64,
+    /// Damaged spool tails found and skipped.
+    pub corrupt_tails: u64,
+    /// Events in the queue now.
+    pub queue_depth: u64,
+    /// Bytes in the spool now.
+    pub spool_bytes: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    submitted: AtomicU64,
+    written: AtomicU64,
+    duplicates: AtomicU64,
+    batches: AtomicU64,
+    last_batch_size: AtomicU64,
+    spooled: AtomicU64,
+    replayed: AtomicU64,
+    retries: AtomicU64,
+    rejected: AtomicU64,
+    corrupt_tails: AtomicU64,
+}
+
+// Events are the common case; boxing them would allocate on every submit.
+#[allow(clippy::large_enum_variant)]
+enum Item {
+    Event { event: AuditEvent, segment: Option<u64> },
+    /// Everything before it must reach the database by the deadline.
+    Flush(Sender<Result<()>>, Instant),
+}
+
+struct Shared {
+    log: AuditLog,
+    spool: Spool,
+    config: PipelineConfig,
+    counters: Counters,
+    /// Set when events are in the spool but not in the queue.
+    needs_replay: AtomicBool,
+    /// The spool failure that makes `submit` refuse events, in memory mode.
+    failure: Mutex<Option<String>>,
+    queue: Receiver<Item>,
+}
+
+/// A background audit writer with a durable spool.
+///
+/// ```
+/// use zt_audit::{AuditLog, ChainKey, Pipeline, PipelineConfig, SubmitMode};
+/// use zt_types::{Actor, AuditEvent};
+/// # let dir = std::env::temp_dir().join(format!("zt-pipeline-doc-{}", std::process::id()));
+/// # std::fs::create_dir_all(&dir)?;
+/// # let pool = zt_db::Pool::connect(&format!("sqlite://{}", dir.join("audit.db").display()))?;
+/// let log = AuditLog::new(pool, &ChainKey::generate()?);
+/// log.migrate()?;
+/// let pipeline = Pipeline::start(log.clone(), PipelineConfig::new(dir.join("spool")).mode(SubmitMode::Spooled { fsync: true }))?;
+/// for _ in 0..100 {
+///     pipeline.submit(AuditEvent::builder(Actor::System, "NIGHTLY_SYNC", "jobs").build()?)?;
+/// }
+/// let stats = pipeline.shutdown(std::time::Duration::from_secs(10))?;
+/// assert_eq!(stats.written, 100);
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Pipeline {
+    sender: Option<Sender<Item>>,
+    shared: Arc<Shared>,
+    worker: Option<JoinHandle<()>>,
+    done: Receiver<()>,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline").field("stats", &self.stats()).finish_non_exhaustive()
+    }
+}
+
+impl Pipeline {
+    /// Opens the spool and starts the writer. Events left in the spool by an
+    /// earlier run are replayed first, in order, skipping any the database
+    /// already has.
+    pub fn start(log: AuditLog, config: PipelineConfig) -> Result<Self> {
+        let fsync = matches!(config.mode, SubmitMode::Spooled { fsync: true });
+        let spool = Spool::open(&config.spool_dir, fsync, config.segment_bytes)?;
+        let (sender, queue) = crossbeam_channel::bounded(config.queue_capacity);
+        let (done_tx, done) = crossbeam_channel::bounded(1);
+        let needs_replay = AtomicBool::new(spool.has_sealed());
+        let shared = Arc::new(Shared {
+            log,
+            spool,
+            config,
+            counters: Counters::default(),
+            needs_replay,
+            failure: Mutex::new(None),
+            queue,
+        });
+        let worker_shared = Arc::clone(&shared);
+        let worker = std::thread::Builder::new()
+            .name("zt-audit-pipeline".to_owned())
+            .spawn(move || {
+                Writer::new(&worker_shared).run();
+                let _ = done_tx.send(());
+            })
+            .map_err(|e| Error::new(ErrorKind::Io, format!("cannot start the pipeline thread: {e}")))?;
+        Ok(Self { sender: Some(sender), shared, worker: Some(worker), done })
+    }
+
+    /// Accepts an event. See [`SubmitMode`] for what has happened when this
+    /// returns, and [`Overflow`] for a full queue. An error means the event
+    /// was not accepted: nothing is dropped without the caller knowing.
+    pub fn submit(&self, event: AuditEvent) -> Result<()> {
+        let Some(sender) = &self.sender else {
+            return Err(Error::new(ErrorKind::Shutdown, "the audit pipeline is shut down"));
+        };
+        let shared = &self.shared;
+        if let Some(failure) = shared.failure.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
+            return Err(Error::new(ErrorKind::Spool, format!("the audit pipeline cannot persist events: {failure}")));
+        }
+        let segment = match shared.config.mode {
+            SubmitMode::Spooled { .. } => {
+                let segment = shared.spool.append(&[&event])?;
+                shared.counters.spooled.fetch_add(1, Ordering::Relaxed);
+                Some(segment)
+            }
+            SubmitMode::Memory => None,
+        };
+        let item = Item::Event { event, segment };
+        let sent = match shared.config.overflow {
+            Overflow::Block { timeout } => match sender.send_timeout(item, timeout) {
+                Ok(()) => Ok(()),
+                Err(SendTimeoutError::Timeout(item)) => Err(item),
+                Err(SendTimeoutError::Disconnected(_)) => {
+                    return Err(Error::new(ErrorKind::Shutdown, "the audit pipeline writer stopped"));
+                }
+            },
+            Overflow::Spill => match sender.try_send(item) {
+                Ok(()) => Ok(()),
+                Err(TrySendError::Full(item)) => Err(item),
+                Err(TrySendError::Disconnected(_)) => {
+                    return Err(Error::new(ErrorKind::Shutdown, "the audit pipeline writer stopped"));
+                }
+            },
+        };
+        if let Err(Item::Event { event, segment }) = sent {
+            if segment.is_some() {
+                // Already durable in the spool: the writer replays it.
+                shared.needs_replay.store(true, Ordering::Release);
+            } else if shared.config.overflow == Overflow::Spill {
+                shared.spool.append(&[&event])?;
+                shared.counters.spooled.fetch_add(1, Ordering::Relaxed);
+                shared.needs_replay.store(true, Ordering::Release);
+            } else {
+                return Err(Error::new(
+                    ErrorKind::QueueFull,
+                    "the audit pipeline queue stayed full for the whole overflow timeout; the event was not accepted",
+                ));
+            }
+        }
+        shared.counters.submitted.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("zt_audit_pipeline_submitted_total").increment(1);
+        Ok(())
+    }
+
+    /// Waits until every event submitted before this call is in the
+    /// database, for up to `timeout`. Fails while the database is unreachable.
+    pub fn flush(&self, timeout: Duration) -> Result<()> {
+        let Some(sender) = &self.sender else {
+            return Err(Error::new(ErrorKind::Shutdown, "the audit pipeline is shut down"));
+        };
+        let deadline = Instant::now() + timeout;
+        let (ack, acked) = crossbeam_channel::bounded(1);
+        sender
+            .send_timeout(Item::Flush(ack, deadline), timeout)
+            .map_err(|_| Error::new(ErrorKind::QueueFull, "the audit pipeline did not take the flush in time"))?;
+        match acked.recv_deadline(deadline) {
+            Ok(result) => result,
+            Err(_) => Err(Error::new(
+                ErrorKind::Unavailable,
+                format!("the audit pipeline did not reach the database within {timeout:?}; events wait in the queue or spool"),
+            )),
+        }
+    }
+
+    /// Stops accepting events, writes what is queued, and stops the writer.
+    /// What the database cannot take is left in the spool for the next start.
+    pub fn shutdown(mut self, timeout: Duration) -> Result<PipelineStats> {
+        self.sender.take();
+        match self.done.recv_timeout(timeout) {
+            Ok(()) => {
+                if let Some(worker) = self.worker.take() {
+                    let _ = worker.join();
+                }
+                Ok(self.stats())
+            }
+            Err(_) => Err(Error::new(
+                ErrorKind::Unavailable,
+                format!("the audit pipeline writer did not finish within {timeout:?}"),
+            )),
+        }
+    }
+
+    /// The counters now.
+    pub fn stats(&self) -> PipelineStats {
+        let c = &self.shared.counters;
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        PipelineStats {
+            submitted: load(&c.submitted),
+            written: load(&c.written),
+            duplicates: load(&c.duplicates),
+            batches: load(&c.batches),
+            last_batch_size: load(&c.last_batch_size),
+            spooled: load(&c.spooled),
+            replayed: load(&c.replayed),
+            retries: load(&c.retries),
+            rejected: load(&c.rejected),
+            corrupt_tails: load(&c.corrupt_tails),
+            queue_depth: self.shared.queue.len() as u64,
+            spool_bytes: self.shared.spool.bytes(),
+        }
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        self.sender.take();
+        if let Some(worker) = self.worker.take() {
+            let _ = worker.join();
+        }
+    }
+}
+
+/// Whether retrying later may succeed.
+fn is_transient(error: &Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error as D};
+    match error.kind() {
+        ErrorKind::Unavailable => true,
+        ErrorKind::Database => !std::error::Error::source(error).and_then(|s| s.downcast_ref::<D>()).is_some_and(|e| {
+            matches!(
+                e,
+                D::DatabaseError(
+                    DatabaseErrorKind::CheckViolation
+                        | DatabaseErrorKind::NotNullViolation
+                        | DatabaseErrorKind::ForeignKeyViolation,
+                    _
+                ) | D::SerializationError(_)
+                    | D::QueryBuilderError(_)
+            )
+        }),
+        _ => false,
+    }
+}
+
+/// The writer thread's state.
+struct Writer<'a> {
+    shared: &'a Shared,
+    degraded: bool,
+    backoff: Duration,
+    next_attempt: Instant,
+    /// Events that neither the database nor the spool took (memory mode).
+    held: Vec<AuditEvent>,
+}
+
+impl<'a> Writer<'a> {
+    fn new(shared: &'a Shared) -> Self {
+        Self {
+            shared,
+            degraded: shared.needs_replay.load(Ordering::Acquire),
+            backoff: shared.config.retry_initial,
+            next_attempt: Instant::now(),
+            held: Vec::new(),
+        }
+    }
+
+    fn run(mut self) {
+        let config = &self.shared.config;
+        loop {
+            self.recover_if_due();
+            let mut batch = Vec::with_capacity(config.batch_size);
+            let mut flushes = Vec::new();
+            let disconnected = match self.shared.queue.recv_timeout(config.flush_interval) {
+                Ok(item) => {
+                    push(item, &mut batch, &mut flushes);
+                    while batch.len() < config.batch_size {
+                        match self.shared.queue.try_recv() {
+                            Ok(item) => push(item, &mut batch, &mut flushes),
+                            Err(_) => break,
+                        }
+                    }
+                    false
+                }
+                Err(RecvTimeoutError::Timeout) => false,
+                Err(RecvTimeoutError::Disconnected) => true,
+            };
+            metrics::gauge!("zt_audit_pipeline_queue_depth").set(self.shared.queue.len() as f64);
+            if !batch.is_empty() {
+                self.write(batch);
+            }
+            for (ack, deadline) in flushes {
+                let _ = ack.send(self.settle(deadline));
+            }
+            metrics::gauge!("zt_audit_pipeline_spool_bytes").set(self.shared.spool.bytes() as f64);
+            if disconnected {
+                self.finish();
+                return;
+            }
+        }
+    }
+
+    /// Writes a batch, or spools it while the database is unreachable.
+    fn write(&mut self, batch: Vec<(AuditEvent, Option<u64>)>) {
+        if self.degraded {
+            self.defer(batch);
+            return;
+        }
+        let events: Vec<AuditEvent> = batch.iter().map(|(event, _)| event.clone()).collect();
+        match self.shared.log.record_batch(&events) {
+            Ok(recorded) => {
+                self.count_written(&recorded, false);
+                for (_, segment) in &batch {
+                    if let Some(segment) = segment {
+                        self.shared.spool.committed(*segment, 1);
+                    }
+                }
+            }
+            Err(error) if is_transient(&error) => {
+                self.enter_degraded(&error);
+                self.defer(batch);
+            }
+            Err(error) => self.reject_individually(events, &error),
+        }
+    }
+
+    /// Keeps a batch for later: spooled events are already on disk; others go
+    /// to the spool, or are held if even that fails.
+    fn defer(&mut self, batch: Vec<(AuditEvent, Option<u64>)>) {
+        let unspooled: Vec<AuditEvent> =
+            batch.into_iter().filter(|(_, segment)| segment.is_none()).map(|(event, _)| event).collect();
+        if unspooled.is_empty() {
+            return;
+        }
+        let refs: Vec<&AuditEvent> = unspooled.iter().collect();
+        match self.shared.spool.append(&refs) {
+            Ok(_) => {
+                self.shared.counters.spooled.fetch_add(refs.len() as u64, Ordering::Relaxed);
+                metrics::counter!("zt_audit_pipeline_spooled_total").increment(refs.len() as u64);
+            }
+            Err(error) => {
+                tracing::error!(target: "zt::audit", error = %error, held = unspooled.len(),
+                    "audit events can reach neither the database nor the spool; new events are refused");
+                *self.shared.failure.lock().unwrap_or_else(PoisonError::into_inner) = Some(error.to_string());
+                self.held.extend(unspooled);
+            }
+        }
+    }
+
+    fn enter_degraded(&mut self, error: &Error) {
+        if !self.degraded {
+            tracing::warn!(target: "zt::audit", error = %error, "audit database unreachable; spooling events until it is back");
+        }
+        self.degraded = true;
+        self.shared.counters.retries.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("zt_audit_pipeline_retries_total").increment(1);
+        self.next_attempt = Instant::now() + self.backoff;
+        self.backoff = (self.backoff * 2).min(self.shared.config.retry_max);
+    }
+
+    /// While degraded, or when events sit only in the spool, retries on the
+    /// backoff schedule.
+    fn recover_if_due(&mut self) {
+        let pending = self.degraded || self.shared.needs_replay.load(Ordering::Acquire) || !self.held.is_empty();
+        if pending
+            && Instant::now() >= self.next_attempt
+            && let Err(error) = self.recover()
+        {
+            self.enter_degraded(&error);
+        }
+    }
+
+    /// Writes held events, then replays the whole spool in order.
+    fn recover(&mut self) -> Result<()> {
+        if !self.held.is_empty() {
+            let held = std::mem::take(&mut self.held);
+            for chunk in held.chunks(self.shared.config.batch_size) {
+                match self.shared.log.record_batch(chunk) {
+                    Ok(recorded) => self.count_written(&recorded, false),
+                    Err(error) => {
+                        self.held = held;
+                        return Err(error);
+                    }
+                }
+            }
+            *self.shared.failure.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        }
+        self.shared.needs_replay.store(false, Ordering::Release);
+        self.shared.spool.rotate()?;
+        for segment in self.shared.spool.sealed() {
+            let read = self.shared.spool.read(segment)?;
+            if let Some(torn) = &read.torn {
+                self.shared.counters.corrupt_tails.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("zt_audit_pipeline_corrupt_tails_total").increment(1);
+                tracing::warn!(target: "zt::audit", path = %torn.path.display(), offset = torn.offset, reason = %torn.reason,
+                    kept = read.events.len(), "damaged spool tail skipped; the records before it are replayed");
+            }
+            for chunk in read.events.chunks(self.shared.config.batch_size) {
+                match self.shared.log.record_batch(chunk) {
+                    Ok(recorded) => self.count_written(&recorded, true),
+                    Err(error) if is_transient(&error) => {
+                        self.shared.needs_replay.store(true, Ordering::Release);
+                        return Err(error);
+                    }
+                    Err(error) => self.reject_individually(chunk.to_vec(), &error),
+                }
+            }
+            self.shared.spool.remove(segment);
+        }
+        if self.degraded {
+            tracing::info!(target: "zt::audit", "audit database reachable again; spool replayed");
+        }
+        self.degraded = false;
+        self.backoff = self.shared.config.retry_initial;
+        Ok(())
+    }
+
+    fn count_written(&self, recorded: &[crate::log::Recorded], replayed: bool) {
+        let duplicates = recorded.iter().filter(|r| r.duplicate).count() as u64;
+        let written = recorded.len() as u64 - duplicates;
+        let counters = &self.shared.counters;
+        counters.written.fetch_add(written, Ordering::Relaxed);
+        counters.duplicates.fetch_add(duplicates, Ordering::Relaxed);
+        counters.batches.fetch_add(1, Ordering::Relaxed);
+        counters.last_batch_size.store(recorded.len() as u64, Ordering::Relaxed);
+        metrics::counter!("zt_audit_pipeline_written_total").increment(written);
+        metrics::histogram!("zt_audit_pipeline_batch_size").record(recorded.len() as f64);
+        if replayed {
+            counters.replayed.fetch_add(written, Ordering::Relaxed);
+            metrics::counter!("zt_audit_pipeline_replayed_total").increment(written);
+        }
+    }
+
+    /// A batch failed for good: writes its events one by one and sets aside
+    /// only those the database refuses, in `rejected.jsonl` beside the spool.
+    fn reject_individually(&mut self, events: Vec<AuditEvent>, batch_error: &Error) {
+        for event in events {
+            match self.shared.log.record_batch(std::slice::from_ref(&event)) {
+                Ok(recorded) => self.count_written(&recorded, false),
+                Err(error) if is_transient(&error) => {
+                    self.enter_degraded(&error);
+                    self.defer(vec![(event, None)]);
+                }
+                Err(error) => {
+                    self.shared.counters.rejected.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!("zt_audit_pipeline_rejected_total").increment(1);
+                    let path = self.shared.config.spool_dir.join("rejected.jsonl");
+                    let line = serde_json::json!({ "error": error.to_string(), "event": event });
+                    let saved = std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&path)
+                        .and_then(|mut file| std::io::Write::write_all(&mut file, format!("{line}\n").as_bytes()));
+                    tracing::error!(target: "zt::audit", event_id = %event.event_id(), error = %error,
+                        batch_error = %batch_error, saved_to = %path.display(), saved = saved.is_ok(),
+                        "the audit database refused an event");
+                }
+            }
+        }
+    }
+
+    /// Brings everything accepted so far into the database, retrying until
+    /// `deadline`.
+    fn settle(&mut self, deadline: Instant) -> Result<()> {
+        loop {
+            let pending = self.degraded || self.shared.needs_replay.load(Ordering::Acquire) || !self.held.is_empty();
+            if !pending {
+                return Ok(());
+            }
+            match self.recover() {
+                Ok(()) => return Ok(()),
+                Err(error) => {
+                    self.enter_degraded(&error);
+                    if Instant::now() + self.backoff > deadline {
+                        return Err(error);
+                    }
+                    std::thread::sleep(self.backoff);
+                }
+            }
+        }
+    }
+
+    /// On shutdown: one last attempt to write everything; what remains stays
+    /// in the spool, or is reported if it cannot be kept.
+    fn finish(&mut self) {
+        if (self.degraded || self.shared.needs_replay.load(Ordering::Acquire) || !self.held.is_empty())
+            && let Err(error) = self.recover()
+        {
+            tracing::warn!(target: "zt::audit", error = %error, spool_bytes = self.shared.spool.bytes(),
+                "audit pipeline stopped with events in the spool; they are replayed at the next start");
+        }
+        if !self.held.is_empty() {
+            tracing::error!(target: "zt::audit", lost = self.held.len(),
+                "audit pipeline stopped holding events that neither the database nor the spool would take");
+        }
+        // Seal the active segment: if the queue committed all of it, it goes.
+        let _ = self.shared.spool.rotate();
+    }
+}
+
+type Flush = (Sender<Result<()>>, Instant);
+
+fn push(item: Item, batch: &mut Vec<(AuditEvent, Option<u64>)>, flushes: &mut Vec<Flush>) {
+    match item {
+        Item::Event { event, segment } => batch.push((event, segment)),
+        Item::Flush(ack, deadline) => flushes.push((ack, deadline)),
+    }
+}
