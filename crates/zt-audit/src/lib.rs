@@ -97,6 +97,9 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(not(any(feature = "sqlite", feature = "postgres")))]
+compile_error!("zt-audit needs a backend: enable its `sqlite` or `postgres` feature");
+
 mod chain;
 mod checkpoint;
 mod error;

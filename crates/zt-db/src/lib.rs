@@ -29,6 +29,9 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(not(any(feature = "sqlite", feature = "postgres")))]
+compile_error!("zt-db needs a backend: enable its `sqlite` or `postgres` feature");
+
 mod error;
 mod migrate;
 mod pool;

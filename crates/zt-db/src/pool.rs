@@ -37,6 +37,7 @@ pub enum Synchronous {
 }
 
 impl Synchronous {
+    #[cfg(feature = "sqlite")]
     fn pragma(self) -> &'static str {
         match self {
             Self::Full => "FULL",

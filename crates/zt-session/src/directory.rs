@@ -1,0 +1,207 @@
+//! Where the user's current state comes from: the traits an app implements,
+//! and the values they return.
+
+use zt_types::{Role, SessionHash, Timestamp, UserId};
+
+use crate::error::Result;
+
+/// A user's current state, as the user store holds it now.
+///
+/// ```
+/// use zt_session::UserState;
+/// use zt_types::Role;
+///
+/// let state = UserState::new(Role::admin(), 4).with_disabled(true);
+/// assert!(state.is_disabled() && !state.is_deleted());
+/// assert_eq!(state.session_version(), 4);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserState {
+    role: Role,
+    session_version: i64,
+    disabled: bool,
+    deleted: bool,
+}
+
+impl UserState {
+    /// A live user with `role` and `session_version`, neither disabled nor deleted.
+    pub fn new(role: Role, session_version: i64) -> Self {
+        Self { role, session_version, disabled: false, deleted: false }
+    }
+
+    /// Marks the user disabled or not.
+    #[must_use]
+    pub fn with_disabled(mut self, disabled: bool) -> Self {
+        self.disabled = disabled;
+        self
+    }
+
+    /// Marks the user deleted or not.
+    #[must_use]
+    pub fn with_deleted(mut self, deleted: bool) -> Self {
+        self.deleted = deleted;
+        self
+    }
+
+    /// The current role.
+    pub fn role(&self) -> &Role {
+        &self.role
+    }
+
+    /// The current session version (security stamp).
+    pub fn session_version(&self) -> i64 {
+        self.session_version
+    }
+
+    /// Whether the user is disabled.
+    pub fn is_disabled(&self) -> bool {
+        self.disabled
+    }
+
+    /// Whether the user is marked deleted.
+    pub fn is_deleted(&self) -> bool {
+        self.deleted
+    }
+}
+
+/// What one read returns: the user's state, or `None` when the user does not
+/// exist (which counts as deleted), and whether the session is revoked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionState {
+    /// The user's current state; `None` when there is no such user.
+    pub user: Option<UserState>,
+    /// Whether this session's hash is on the revocation list.
+    pub session_revoked: bool,
+}
+
+/// Reads a user's current state and a session's revocation, for
+/// [`crate::Validator`].
+///
+/// The reference implementation is [`UserStore`](crate::UserStore), on the
+/// reference `users` and `session_revocations` tables. An app with its own
+/// users table implements this trait instead:
+///
+/// - Read the user and the revocation *together*: one query, or one snapshot.
+///   Two reads leave a window in which a revocation between them is missed.
+/// - Return `Ok` with `user: None` for an unknown user, never an error.
+/// - Return an [`Error`](crate::Error) for anything that went wrong: the
+///   validator turns every error into a denial (`SESSION_CHECK_FAILED`),
+///   never into an allowed request.
+/// - Keep it fast: it runs on every sensitive operation.
+///
+/// ```
+/// use zt_session::{Requirement, Result, SessionState, UserDirectory, UserState, Validator};
+/// use zt_types::{RequestContext, Role, SessionClaims, SessionHash, SessionId, Timestamp, UserId};
+///
+/// /// An app's own user table; here a fixed answer stands in for its query.
+/// struct AppUsers;
+///
+/// impl UserDirectory for AppUsers {
+///     fn session_state(&self, user: &UserId, _session: &SessionHash) -> Result<SessionState> {
+///         // SELECT role, security_stamp, locked, deleted_at IS NOT NULL,
+///         //        EXISTS (SELECT 1 FROM revoked_sessions WHERE hash = $2)
+///         // FROM accounts WHERE id = $1
+///         let user = (user.as_str() == "42").then(|| UserState::new(Role::user(), 7));
+///         Ok(SessionState { user, session_revoked: false })
+///     }
+/// }
+///
+/// let validator = Validator::new(AppUsers);
+/// let claims = SessionClaims::new(SessionId::parse("s")?, UserId::parse("42")?, Role::user(), 7, Timestamp::now());
+/// assert!(validator.validate(&claims, &Requirement::new(), &RequestContext::new()).is_ok());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub trait UserDirectory: Send + Sync {
+    /// The current state of `user` and whether `session` is revoked.
+    fn session_state(&self, user: &UserId, session: &SessionHash) -> Result<SessionState>;
+}
+
+impl<D: UserDirectory + ?Sized> UserDirectory for std::sync::Arc<D> {
+    fn session_state(&self, user: &UserId, session: &SessionHash) -> Result<SessionState> {
+        (**self).session_state(user, session)
+    }
+}
+
+impl<D: UserDirectory + ?Sized> UserDirectory for &D {
+    fn session_state(&self, user: &UserId, session: &SessionHash) -> Result<SessionState> {
+        (**self).session_state(user, session)
+    }
+}
+
+/// Revokes sessions: one, by its hash, or all of a user's, by bumping the
+/// user's `session_version`.
+pub trait RevocationStore: Send + Sync {
+    /// Revokes one session of `user`. Idempotent: revoking it again changes
+    /// nothing and reports [`AdminChange::changed`] `false`.
+    fn revoke_session(&self, user: &UserId, session: &SessionHash) -> Result<AdminChange>;
+
+    /// Revokes every session of `user` issued so far, by bumping the user's
+    /// `session_version`.
+    fn revoke_all_sessions(&self, user: &UserId) -> Result<AdminChange>;
+}
+
+/// Which admin operation an [`AdminChange`] reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AdminOperation {
+    /// A user was created.
+    CreateUser {
+        /// The role given.
+        role: Role,
+    },
+    /// The user's role changed.
+    ChangeRole {
+        /// The role before.
+        from: Role,
+        /// The role after.
+        to: Role,
+    },
+    /// The user was disabled.
+    DisableUser,
+    /// The user was enabled again.
+    EnableUser,
+    /// The user was marked deleted.
+    DeleteUser,
+    /// One session was revoked.
+    RevokeSession {
+        /// The hash of the revoked session.
+        session: SessionHash,
+    },
+    /// Every session of the user was revoked.
+    RevokeAllSessions,
+}
+
+impl AdminOperation {
+    /// The audit action: `CREATE_USER`, `UPDATE_ROLE`, `DISABLE_USER`,
+    /// `ENABLE_USER`, `DELETE_USER`, `REVOKE_SESSION` or `REVOKE_ALL_SESSIONS`.
+    pub const fn action(&self) -> &'static str {
+        match self {
+            Self::CreateUser { .. } => "CREATE_USER",
+            Self::ChangeRole { .. } => "UPDATE_ROLE",
+            Self::DisableUser => "DISABLE_USER",
+            Self::EnableUser => "ENABLE_USER",
+            Self::DeleteUser => "DELETE_USER",
+            Self::RevokeSession { .. } => "REVOKE_SESSION",
+            Self::RevokeAllSessions => "REVOKE_ALL_SESSIONS",
+        }
+    }
+}
+
+/// What an admin operation did, for the caller and for its audit event
+/// ([`AdminChange::audit_event`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminChange {
+    /// The operation.
+    pub operation: AdminOperation,
+    /// The user it applied to.
+    pub user_id: UserId,
+    /// The user's session version after it. Sessions issued with a lower
+    /// version fail their next check.
+    pub session_version: i64,
+    /// Whether anything changed. Repeating an operation (disabling a
+    /// disabled user, setting the same role, revoking a revoked session)
+    /// changes nothing and leaves the version as it was.
+    pub changed: bool,
+    /// When it happened, by the store's clock.
+    pub at: Timestamp,
+}

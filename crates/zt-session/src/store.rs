@@ -1,0 +1,457 @@
+//! The reference user store, on diesel: the `users` and `session_revocations`
+//! tables on SQLite or PostgreSQL.
+
+use std::sync::Arc;
+
+use diesel::backend::Backend;
+use diesel::prelude::*;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::serialize::ToSql;
+use diesel::sql_types::{BigInt, Binary, Bool, HasSqlType, Text};
+use zt_db::Pool;
+use zt_types::{Email, Role, SessionHash, Timestamp, UserId};
+
+use crate::clock::{Clock, SystemClock};
+use crate::directory::{AdminChange, RevocationStore, SessionState, UserDirectory, UserState};
+use crate::error::{Error, Result};
+
+/// The one statement of a session check: the user's state and the session's
+/// revocation, in one indexed round trip.
+///
+/// ```sql
+/// SELECT u.role, u.session_version, u.disabled, u.deleted_at IS NOT NULL,
+///        EXISTS (SELECT 1 FROM session_revocations r WHERE r.session_hash = $1)
+/// FROM users u WHERE u.id = $2
+/// ```
+///
+/// Its SQL is fixed, so it has a static query id and diesel prepares it once
+/// per connection and reuses it (`diesel::sql_query` would not be cached).
+/// No row means no such user.
+#[derive(Debug, Clone, Copy)]
+struct SessionStateQuery<'a> {
+    user_id: &'a str,
+    session_hash: &'a [u8],
+}
+
+impl QueryId for SessionStateQuery<'_> {
+    type QueryId = SessionStateQuery<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl<DB> QueryFragment<DB> for SessionStateQuery<'_>
+where
+    DB: Backend + HasSqlType<Text> + HasSqlType<Binary>,
+    str: ToSql<Text, DB>,
+    [u8]: ToSql<Binary, DB>,
+{
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        out.push_sql(
+            "SELECT u.role, u.session_version, u.disabled, u.deleted_at IS NOT NULL, \
+             EXISTS (SELECT 1 FROM session_revocations r WHERE r.session_hash = ",
+        );
+        out.push_bind_param::<Binary, [u8]>(self.session_hash)?;
+        out.push_sql(") FROM users u WHERE u.id = ");
+        out.push_bind_param::<Text, str>(self.user_id)?;
+        Ok(())
+    }
+}
+
+impl Query for SessionStateQuery<'_> {
+    type SqlType = (Text, BigInt, Bool, Bool, Bool);
+}
+
+impl<Conn> RunQueryDsl<Conn> for SessionStateQuery<'_> {}
+
+/// A row of the check: role, session version, disabled, deleted, revoked.
+type StateRow = (String, i64, bool, bool, bool);
+
+fn decode_state(row: Option<StateRow>) -> Result<SessionState> {
+    Ok(match row {
+        None => SessionState { user: None, session_revoked: false },
+        Some((role, version, disabled, deleted, revoked)) => SessionState {
+            user: Some(UserState::new(Role::parse(role)?, version).with_disabled(disabled).with_deleted(deleted)),
+            session_revoked: revoked,
+        },
+    })
+}
+
+/// The reference user store: a [`UserDirectory`] and [`RevocationStore`] on
+/// the `users` and `session_revocations` tables, with the admin operations
+/// that keep sessions honest. Cloning shares the pool.
+///
+/// Every admin operation that changes a user bumps the user's
+/// `session_version`, so sessions issued before it fail their next check:
+///
+/// | operation | bumps the version | audit action |
+/// |---|---|---|
+/// | [`create_user`](Self::create_user) | starts at 0 | `CREATE_USER` |
+/// | [`change_role`](Self::change_role) | yes | `UPDATE_ROLE` |
+/// | [`disable_user`](Self::disable_user), [`enable_user`](Self::enable_user) | yes | `DISABLE_USER`, `ENABLE_USER` |
+/// | [`delete_user`](Self::delete_user) | yes; the row stays, marked | `DELETE_USER` |
+/// | [`revoke_all_sessions`](Self::revoke_all_sessions) | yes | `REVOKE_ALL_SESSIONS` |
+/// | [`revoke_session`](Self::revoke_session) | no: it lists the one session's hash, the others live on | `REVOKE_SESSION` |
+///
+/// Each runs in one transaction that locks the user's row (on SQLite, an
+/// immediate transaction), so concurrent admin operations serialize and each
+/// bump counts. An operation that changes nothing (the same role, an already
+/// disabled user) leaves the version alone and reports `changed: false`.
+#[derive(Clone)]
+pub struct UserStore {
+    pool: Pool,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for UserStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserStore").field("pool", &self.pool).field("clock", &self.clock).finish()
+    }
+}
+
+/// Runs `$body` with `$conn` bound to a pooled connection of the store's
+/// backend and `$ops` to that backend's module.
+macro_rules! with_conn {
+    ($store:expr, |$conn:ident, $ops:ident| $body:expr) => {
+        match &$store.pool {
+            #[cfg(feature = "sqlite")]
+            Pool::Sqlite(pool) => {
+                let mut pooled = pool.get()?;
+                let $conn: &mut diesel::SqliteConnection = &mut pooled;
+                use sqlite_ops as $ops;
+                $body
+            }
+            #[cfg(feature = "postgres")]
+            Pool::Postgres(pool) => {
+                let mut pooled = pool.get()?;
+                let $conn: &mut diesel::PgConnection = &mut pooled;
+                use pg_ops as $ops;
+                $body
+            }
+        }
+    };
+}
+
+impl UserStore {
+    /// A store on `pool`, timestamping with the system clock.
+    pub fn new(pool: Pool) -> Self {
+        Self { pool, clock: Arc::new(SystemClock) }
+    }
+
+    /// Timestamps rows and changes with `clock` instead. Default: [`SystemClock`].
+    #[must_use]
+    pub fn with_clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Applies this crate's pending migrations; returns the versions applied.
+    pub fn migrate(&self) -> Result<Vec<String>> {
+        self.pool.run_migrations(&crate::MIGRATIONS).map_err(|e| {
+            let kind = match e.kind() {
+                zt_db::ErrorKind::Unreachable => crate::ErrorKind::Unavailable,
+                _ => crate::ErrorKind::Database,
+            };
+            Error::new(kind, e.to_string()).with_source(e)
+        })
+    }
+
+    /// Creates a live user with `role` and session version 0. Fails with
+    /// [`ErrorKind::Conflict`](crate::ErrorKind::Conflict) when the id exists
+    /// (deleted users keep theirs) or a live user has the email.
+    pub fn create_user(&self, id: &UserId, email: Option<&Email>, role: &Role) -> Result<AdminChange> {
+        let at = self.clock.now();
+        with_conn!(self, |conn, ops| ops::create_user(conn, id, email, role, at))
+    }
+
+    /// Sets the user's role and bumps the session version. A demotion thus
+    /// ends every session at its next check, and so, by default, does a
+    /// promotion; see [`RoleChangePolicy`](crate::RoleChangePolicy).
+    pub fn change_role(&self, id: &UserId, role: &Role) -> Result<AdminChange> {
+        let at = self.clock.now();
+        with_conn!(self, |conn, ops| ops::change_role(conn, id, role, at))
+    }
+
+    /// Disables the user and bumps the session version.
+    pub fn disable_user(&self, id: &UserId) -> Result<AdminChange> {
+        let at = self.clock.now();
+        with_conn!(self, |conn, ops| ops::set_disabled(conn, id, true, at))
+    }
+
+    /// Enables a disabled user and bumps the session version, so that no
+    /// session from before the disable comes back to life.
+    pub fn enable_user(&self, id: &UserId) -> Result<AdminChange> {
+        let at = self.clock.now();
+        with_conn!(self, |conn, ops| ops::set_disabled(conn, id, false, at))
+    }
+
+    /// Marks the user deleted and bumps the session version. The row stays,
+    /// so the id is never reused and audit rows keep their meaning.
+    pub fn delete_user(&self, id: &UserId) -> Result<AdminChange> {
+        let at = self.clock.now();
+        with_conn!(self, |conn, ops| ops::delete_user(conn, id, at))
+    }
+
+    /// Revokes one session: its hash goes on the revocation list. The user's
+    /// other sessions live on.
+    pub fn revoke_session(&self, id: &UserId, session: &SessionHash) -> Result<AdminChange> {
+        let at = self.clock.now();
+        with_conn!(self, |conn, ops| ops::revoke_session(conn, id, session, at))
+    }
+
+    /// Revokes every session of the user issued so far, by bumping the
+    /// session version. Sessions issued afterwards, with the new version, work.
+    pub fn revoke_all_sessions(&self, id: &UserId) -> Result<AdminChange> {
+        let at = self.clock.now();
+        with_conn!(self, |conn, ops| ops::revoke_all(conn, id, at))
+    }
+
+    /// The user's current state, or `None` when there is no such user. Read
+    /// it at sign-in to put the current role and session version into the
+    /// new session's claims.
+    pub fn user_state(&self, id: &UserId) -> Result<Option<UserState>> {
+        with_conn!(self, |conn, ops| ops::user_state(conn, id))
+    }
+
+    /// Deletes revocations listed before `revoked_before`; returns how many.
+    ///
+    /// A revocation is only needed while the session could still pass a
+    /// check: pass now minus your longest session lifetime (the identity
+    /// provider's, or the requirements' absolute lifetime).
+    pub fn prune_revocations(&self, revoked_before: Timestamp) -> Result<usize> {
+        with_conn!(self, |conn, ops| ops::prune_revocations(conn, revoked_before))
+    }
+}
+
+impl UserDirectory for UserStore {
+    fn session_state(&self, user: &UserId, session: &SessionHash) -> Result<SessionState> {
+        let query = SessionStateQuery { user_id: user.as_str(), session_hash: session.as_bytes() };
+        let row = match &self.pool {
+            #[cfg(feature = "sqlite")]
+            Pool::Sqlite(pool) => query.get_result::<StateRow>(&mut *pool.get()?).optional()?,
+            #[cfg(feature = "postgres")]
+            Pool::Postgres(pool) => query.get_result::<StateRow>(&mut *pool.get()?).optional()?,
+        };
+        decode_state(row)
+    }
+}
+
+impl RevocationStore for UserStore {
+    fn revoke_session(&self, user: &UserId, session: &SessionHash) -> Result<AdminChange> {
+        UserStore::revoke_session(self, user, session)
+    }
+
+    fn revoke_all_sessions(&self, user: &UserId) -> Result<AdminChange> {
+        UserStore::revoke_all_sessions(self, user)
+    }
+}
+
+/// The admin operations, written once and instantiated per backend: the
+/// backends differ only in the connection, the schema module, how a time is
+/// bound, how a transaction locks the user's row.
+macro_rules! store_ops {
+    (
+        conn = $conn:ty,
+        schema = $schema:ident,
+        time = $time:path,
+        transaction = $transaction:ident,
+        lock = [$($lock:tt)*] $(,)?
+    ) => {
+        use diesel::prelude::*;
+        use zt_types::{Email, Role, SessionHash, Timestamp, UserId};
+
+        use crate::directory::{AdminChange, AdminOperation, UserState};
+        use crate::error::{Error, ErrorKind, Result};
+        use crate::schema::$schema::{session_revocations, users};
+
+        /// Role, session version, disabled, deleted.
+        type UserRow = (String, i64, bool, bool);
+
+        fn not_found(id: &UserId) -> Error {
+            Error::new(ErrorKind::NotFound, format!("no live user `{id}`"))
+        }
+
+        /// Reads the user's row, locking it for the rest of the transaction.
+        fn locked_user(conn: &mut $conn, id: &UserId) -> Result<Option<UserRow>> {
+            Ok(users::table
+                .find(id.as_str())
+                .select((users::role, users::session_version, users::disabled, users::deleted_at.is_not_null()))
+                $($lock)*
+                .first::<UserRow>(conn)
+                .optional()?)
+        }
+
+        fn bump(conn: &mut $conn, id: &UserId, at: Timestamp) -> Result<()> {
+            diesel::update(users::table.find(id.as_str()))
+                .set((users::session_version.eq(users::session_version + 1), users::updated_at.eq($time(at))))
+                .execute(conn)?;
+            Ok(())
+        }
+
+        fn change(operation: AdminOperation, id: &UserId, session_version: i64, changed: bool, at: Timestamp) -> AdminChange {
+            AdminChange { operation, user_id: id.clone(), session_version, changed, at }
+        }
+
+        pub(super) fn create_user(
+            conn: &mut $conn,
+            id: &UserId,
+            email: Option<&Email>,
+            role: &Role,
+            at: Timestamp,
+        ) -> Result<AdminChange> {
+            let inserted = diesel::insert_into(users::table)
+                .values((
+                    users::id.eq(id.as_str()),
+                    users::email.eq(email.map(Email::as_str)),
+                    users::role.eq(role.as_str()),
+                    users::session_version.eq(0_i64),
+                    users::disabled.eq(false),
+                    users::created_at.eq($time(at)),
+                    users::updated_at.eq($time(at)),
+                ))
+                .execute(conn);
+            match inserted {
+                Ok(_) => Ok(change(AdminOperation::CreateUser { role: role.clone() }, id, 0, true, at)),
+                Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, info)) => {
+                    Err(Error::new(
+                        ErrorKind::Conflict,
+                        format!("user `{id}` already exists, or a live user has that email"),
+                    )
+                    .with_source(info.message().to_owned()))
+                }
+                Err(error) => Err(error.into()),
+            }
+        }
+
+        pub(super) fn change_role(conn: &mut $conn, id: &UserId, role: &Role, at: Timestamp) -> Result<AdminChange> {
+            conn.$transaction(|conn| {
+                let (from, version, _, deleted) = locked_user(conn, id)?.ok_or_else(|| not_found(id))?;
+                if deleted {
+                    return Err(not_found(id));
+                }
+                let from = Role::parse(from)?;
+                let operation = AdminOperation::ChangeRole { from: from.clone(), to: role.clone() };
+                if &from == role {
+                    return Ok(change(operation, id, version, false, at));
+                }
+                diesel::update(users::table.find(id.as_str())).set(users::role.eq(role.as_str())).execute(conn)?;
+                bump(conn, id, at)?;
+                Ok(change(operation, id, version + 1, true, at))
+            })
+        }
+
+        pub(super) fn set_disabled(conn: &mut $conn, id: &UserId, disabled: bool, at: Timestamp) -> Result<AdminChange> {
+            conn.$transaction(|conn| {
+                let (_, version, was_disabled, deleted) = locked_user(conn, id)?.ok_or_else(|| not_found(id))?;
+                if deleted {
+                    return Err(not_found(id));
+                }
+                let operation = if disabled { AdminOperation::DisableUser } else { AdminOperation::EnableUser };
+                if was_disabled == disabled {
+                    return Ok(change(operation, id, version, false, at));
+                }
+                diesel::update(users::table.find(id.as_str())).set(users::disabled.eq(disabled)).execute(conn)?;
+                bump(conn, id, at)?;
+                Ok(change(operation, id, version + 1, true, at))
+            })
+        }
+
+        pub(super) fn delete_user(conn: &mut $conn, id: &UserId, at: Timestamp) -> Result<AdminChange> {
+            conn.$transaction(|conn| {
+                let (_, version, _, deleted) = locked_user(conn, id)?.ok_or_else(|| not_found(id))?;
+                if deleted {
+                    return Ok(change(AdminOperation::DeleteUser, id, version, false, at));
+                }
+                diesel::update(users::table.find(id.as_str()))
+                    .set(users::deleted_at.eq(Some($time(at))))
+                    .execute(conn)?;
+                bump(conn, id, at)?;
+                Ok(change(AdminOperation::DeleteUser, id, version + 1, true, at))
+            })
+        }
+
+        pub(super) fn revoke_session(
+            conn: &mut $conn,
+            id: &UserId,
+            session: &SessionHash,
+            at: Timestamp,
+        ) -> Result<AdminChange> {
+            conn.$transaction(|conn| {
+                let (_, version, _, _) = locked_user(conn, id)?.ok_or_else(|| not_found(id))?;
+                let inserted = diesel::insert_into(session_revocations::table)
+                    .values((
+                        session_revocations::session_hash.eq(&session.as_bytes()[..]),
+                        session_revocations::user_id.eq(id.as_str()),
+                        session_revocations::revoked_at.eq($time(at)),
+                    ))
+                    .on_conflict_do_nothing()
+                    .execute(conn)?;
+                Ok(change(AdminOperation::RevokeSession { session: *session }, id, version, inserted > 0, at))
+            })
+        }
+
+        pub(super) fn revoke_all(conn: &mut $conn, id: &UserId, at: Timestamp) -> Result<AdminChange> {
+            conn.$transaction(|conn| {
+                let (_, version, _, _) = locked_user(conn, id)?.ok_or_else(|| not_found(id))?;
+                bump(conn, id, at)?;
+                Ok(change(AdminOperation::RevokeAllSessions, id, version + 1, true, at))
+            })
+        }
+
+        pub(super) fn user_state(conn: &mut $conn, id: &UserId) -> Result<Option<UserState>> {
+            let row = users::table
+                .find(id.as_str())
+                .select((users::role, users::session_version, users::disabled, users::deleted_at.is_not_null()))
+                .first::<UserRow>(conn)
+                .optional()?;
+            row.map(|(role, version, disabled, deleted)| {
+                Ok(UserState::new(Role::parse(role)?, version).with_disabled(disabled).with_deleted(deleted))
+            })
+            .transpose()
+        }
+
+        pub(super) fn prune_revocations(conn: &mut $conn, before: Timestamp) -> Result<usize> {
+            Ok(diesel::delete(session_revocations::table.filter(session_revocations::revoked_at.lt($time(before))))
+                .execute(conn)?)
+        }
+    };
+}
+
+#[cfg(feature = "sqlite")]
+mod sqlite_ops {
+    /// SQLite stores times as the fixed-width text of `Timestamp`'s `Display`.
+    fn time(at: zt_types::Timestamp) -> String {
+        at.to_string()
+    }
+
+    store_ops! {
+        conn = diesel::SqliteConnection,
+        schema = sqlite,
+        time = time,
+        // The immediate transaction takes the write lock first, which locks the row.
+        transaction = immediate_transaction,
+        lock = [],
+    }
+}
+
+#[cfg(feature = "postgres")]
+mod pg_ops {
+    /// Microseconds between the Unix epoch and PostgreSQL's, 2000-01-01.
+    const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+
+    /// PostgreSQL's own timestamp representation: microseconds since 2000.
+    fn time(at: zt_types::Timestamp) -> diesel::data_types::PgTimestamp {
+        diesel::data_types::PgTimestamp(at.unix_micros() - PG_EPOCH_MICROS)
+    }
+
+    store_ops! {
+        conn = diesel::PgConnection,
+        schema = pg,
+        time = time,
+        transaction = transaction,
+        lock = [.for_update()],
+    }
+}

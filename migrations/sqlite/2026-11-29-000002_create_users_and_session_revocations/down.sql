@@ -1,0 +1,2 @@
+DROP TABLE session_revocations;
+DROP TABLE users;
