@@ -10,5 +10,10 @@ fn main() {
         .with_message("connection to server at \"db.internal\" (10.0.3.7), port 5432 failed: password authentication failed for user \"app_rw\"");
     println!("The server logged the error above. The client sees only this:");
     let problem = Sanitizer::new().sanitize(&internal);
-    println!("HTTP {} {}\n{}", problem.status(), zt_errors::PROBLEM_CONTENT_TYPE, problem.to_json());
+    println!(
+        "HTTP {} {}\n{}",
+        problem.status(),
+        zt_errors::PROBLEM_CONTENT_TYPE,
+        problem.to_json()
+    );
 }

@@ -8,11 +8,16 @@ fn main() {
     for backend in ["postgres", "sqlite"] {
         let dir = Path::new("migrations").join(backend);
         println!("cargo:rerun-if-changed={}", dir.display());
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         for migration in entries.flatten() {
             println!("cargo:rerun-if-changed={}", migration.path().display());
             for file in ["up.sql", "down.sql"] {
-                println!("cargo:rerun-if-changed={}", migration.path().join(file).display());
+                println!(
+                    "cargo:rerun-if-changed={}",
+                    migration.path().join(file).display()
+                );
             }
         }
     }

@@ -9,8 +9,16 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     crate::test::run(&[])?;
     run_step(
         "docs with warnings denied",
-        cargo().env("RUSTDOCFLAGS", "-D warnings").args(["doc", "--workspace", "--no-deps", "--all-features"]),
+        cargo().env("RUSTDOCFLAGS", "-D warnings").args([
+            "doc",
+            "--workspace",
+            "--no-deps",
+            "--all-features",
+        ]),
     )?;
-    run_step("packaging", cargo().args(["package", "--workspace", "--no-verify", "--allow-dirty"]))?;
+    run_step(
+        "packaging",
+        cargo().args(["package", "--workspace", "--no-verify", "--allow-dirty"]),
+    )?;
     Ok(())
 }

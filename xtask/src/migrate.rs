@@ -15,7 +15,16 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     };
     run_step(
         "migrate",
-        cargo().args(["run", "--quiet", "--package", "zt-cli", "--", "migrate", "--database-url", &url]),
+        cargo().args([
+            "run",
+            "--quiet",
+            "--package",
+            "zt-cli",
+            "--",
+            "migrate",
+            "--database-url",
+            &url,
+        ]),
     )
     .map_err(|_| "migration failed; the line above says why".to_owned())
 }

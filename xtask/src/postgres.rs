@@ -14,23 +14,45 @@ pub(crate) struct TestServer {
 
 impl TestServer {
     pub(crate) fn start(durability: Durability) -> Result<Self, String> {
-        if let Some(url) = std::env::var("DATABASE_URL").ok().filter(|url| !url.is_empty()) {
+        if let Some(url) = std::env::var("DATABASE_URL")
+            .ok()
+            .filter(|url| !url.is_empty())
+        {
             if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-                return Err(format!("DATABASE_URL must be a postgres:// URL for the tests, not {url:?}"));
+                return Err(format!(
+                    "DATABASE_URL must be a postgres:// URL for the tests, not {url:?}"
+                ));
             }
             eprintln!("xtask: using the PostgreSQL server in DATABASE_URL");
-            return Ok(Self { url: Some(url), cluster: None });
+            return Ok(Self {
+                url: Some(url),
+                cluster: None,
+            });
         }
         if std::env::var("ZT_SKIP_POSTGRES").is_ok_and(|value| value == "1") {
-            eprintln!("xtask: ZT_SKIP_POSTGRES=1: SKIPPING every PostgreSQL test; only SQLite is tested");
-            return Ok(Self { url: None, cluster: None });
+            eprintln!(
+                "xtask: ZT_SKIP_POSTGRES=1: SKIPPING every PostgreSQL test; only SQLite is tested"
+            );
+            return Ok(Self {
+                url: None,
+                cluster: None,
+            });
         }
         if find_bin_dir().is_none() {
-            return Err(format!("no PostgreSQL server binaries found: {INSTALL_HINT}"));
+            return Err(format!(
+                "no PostgreSQL server binaries found: {INSTALL_HINT}"
+            ));
         }
-        let cluster = PgCluster::start(durability).map_err(|e| format!("cannot start a throwaway PostgreSQL: {e}"))?;
-        eprintln!("xtask: started a throwaway PostgreSQL on 127.0.0.1:{}", cluster.port());
-        Ok(Self { url: Some(cluster.url()), cluster: Some(cluster) })
+        let cluster = PgCluster::start(durability)
+            .map_err(|e| format!("cannot start a throwaway PostgreSQL: {e}"))?;
+        eprintln!(
+            "xtask: started a throwaway PostgreSQL on 127.0.0.1:{}",
+            cluster.port()
+        );
+        Ok(Self {
+            url: Some(cluster.url()),
+            cluster: Some(cluster),
+        })
     }
 
     /// Sets the variables the tests read on `command`.

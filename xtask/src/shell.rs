@@ -19,8 +19,14 @@ pub(crate) fn cargo() -> Command {
 /// Runs `command` with a heading, failing with `what` if it fails.
 pub(crate) fn run(what: &str, command: &mut Command) -> Result<(), String> {
     eprintln!("xtask: {what}");
-    let status = command.status().map_err(|e| format!("{what}: cannot start {command:?}: {e}"))?;
-    if status.success() { Ok(()) } else { Err(format!("{what} failed ({status})")) }
+    let status = command
+        .status()
+        .map_err(|e| format!("{what}: cannot start {command:?}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{what} failed ({status})"))
+    }
 }
 
 /// Whether `cargo <subcommand> --version` works.

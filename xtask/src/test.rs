@@ -2,9 +2,9 @@
 
 use zt_testkit::Durability;
 
+use crate::codegen;
 use crate::postgres::TestServer;
 use crate::shell::{cargo, has_cargo_subcommand, run as run_step};
-use crate::codegen;
 
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let (flags, filter) = match args.iter().position(|arg| arg == "--") {
@@ -15,7 +15,11 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     for flag in flags {
         match flag.as_str() {
             "--no-lint" => lint = false,
-            other => return Err(format!("unknown flag `{other}`; usage: cargo xtask test [--no-lint] [-- FILTER...]")),
+            other => {
+                return Err(format!(
+                    "unknown flag `{other}`; usage: cargo xtask test [--no-lint] [-- FILTER...]"
+                ));
+            }
         }
     }
     if lint {
@@ -23,14 +27,28 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         codegen::run(&["--check".to_owned()])?;
         run_step(
             "clippy",
-            cargo().args(["clippy", "--workspace", "--all-targets", "--all-features", "--", "-D", "warnings"]),
+            cargo().args([
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--all-features",
+                "--",
+                "-D",
+                "warnings",
+            ]),
         )?;
     }
 
     let server = TestServer::start(Durability::Fast)?;
     let mut tests = cargo();
     if has_cargo_subcommand("nextest") {
-        tests.args(["nextest", "run", "--workspace", "--all-features", "--no-fail-fast"]);
+        tests.args([
+            "nextest",
+            "run",
+            "--workspace",
+            "--all-features",
+            "--no-fail-fast",
+        ]);
     } else {
         tests.args(["test", "--workspace", "--all-features", "--no-fail-fast"]);
     }

@@ -39,7 +39,9 @@ impl ChainKey {
         let bytes = hex::decode(text)
             .ok()
             .or_else(|| base64::engine::general_purpose::STANDARD.decode(text).ok())
-            .ok_or_else(|| Error::new(ErrorKind::InvalidKey, "a chain key must be hex or base64"))?;
+            .ok_or_else(|| {
+                Error::new(ErrorKind::InvalidKey, "a chain key must be hex or base64")
+            })?;
         Self::from_bytes(&bytes)
     }
 
@@ -52,16 +54,24 @@ impl ChainKey {
 
     /// Reads the key from a file holding its text form.
     pub fn from_file(path: &Path) -> Result<Self, Error> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::new(ErrorKind::InvalidKey, format!("cannot read key file {}: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidKey,
+                format!("cannot read key file {}: {e}", path.display()),
+            )
+        })?;
         Self::parse(&text)
     }
 
     /// A fresh random 32-byte key.
     pub fn generate() -> Result<Self, Error> {
         let mut bytes = [0u8; 32];
-        getrandom::getrandom(&mut bytes)
-            .map_err(|e| Error::new(ErrorKind::InvalidKey, format!("no randomness for a key: {e}")))?;
+        getrandom::getrandom(&mut bytes).map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidKey,
+                format!("no randomness for a key: {e}"),
+            )
+        })?;
         Self::from_bytes(&bytes)
     }
 
@@ -96,28 +106,48 @@ pub fn signing_key_from_file(path: &Path) -> Result<SigningKey, Error> {
 /// Reads an Ed25519 public key: 32 bytes as hex or base64 text.
 pub fn verifying_key_from_file(path: &Path) -> Result<VerifyingKey, Error> {
     let bytes = read_key_bytes(path, "public")?;
-    VerifyingKey::from_bytes(&bytes)
-        .map_err(|e| Error::new(ErrorKind::InvalidKey, format!("{} is not an Ed25519 public key: {e}", path.display())))
+    VerifyingKey::from_bytes(&bytes).map_err(|e| {
+        Error::new(
+            ErrorKind::InvalidKey,
+            format!("{} is not an Ed25519 public key: {e}", path.display()),
+        )
+    })
 }
 
 /// A fresh Ed25519 signing key.
 pub fn generate_signing_key() -> Result<SigningKey, Error> {
     let mut seed = [0u8; 32];
-    getrandom::getrandom(&mut seed)
-        .map_err(|e| Error::new(ErrorKind::InvalidKey, format!("no randomness for a key: {e}")))?;
+    getrandom::getrandom(&mut seed).map_err(|e| {
+        Error::new(
+            ErrorKind::InvalidKey,
+            format!("no randomness for a key: {e}"),
+        )
+    })?;
     Ok(SigningKey::from_bytes(&seed))
 }
 
 fn read_key_bytes(path: &Path, what: &str) -> Result<[u8; 32], Error> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::new(ErrorKind::InvalidKey, format!("cannot read {what} key file {}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::new(
+            ErrorKind::InvalidKey,
+            format!("cannot read {what} key file {}: {e}", path.display()),
+        )
+    })?;
     let text = text.trim();
     let bytes = hex::decode(text)
         .ok()
         .or_else(|| base64::engine::general_purpose::STANDARD.decode(text).ok())
-        .ok_or_else(|| Error::new(ErrorKind::InvalidKey, format!("{what} key in {} must be hex or base64", path.display())))?;
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidKey,
+                format!("{what} key in {} must be hex or base64", path.display()),
+            )
+        })?;
     bytes.try_into().map_err(|_| {
-        Error::new(ErrorKind::InvalidKey, format!("{what} key in {} must be 32 bytes", path.display()))
+        Error::new(
+            ErrorKind::InvalidKey,
+            format!("{what} key in {} must be 32 bytes", path.display()),
+        )
     })
 }
 
@@ -131,7 +161,10 @@ mod tests {
         assert!(ChainKey::parse(&hex_key).is_ok());
         let b64 = base64::engine::general_purpose::STANDARD.encode([7u8; 48]);
         assert!(ChainKey::parse(&format!(" {b64}\n")).is_ok());
-        assert_eq!(ChainKey::parse("abcd").unwrap_err().kind(), ErrorKind::InvalidKey);
+        assert_eq!(
+            ChainKey::parse("abcd").unwrap_err().kind(),
+            ErrorKind::InvalidKey
+        );
         let key = ChainKey::generate().unwrap();
         assert!(!format!("{key:?}").contains(&key.to_hex()));
         assert_eq!(ChainKey::parse(&key.to_hex()).unwrap().id(), key.id());

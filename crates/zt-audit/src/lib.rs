@@ -117,11 +117,14 @@ mod verify;
 pub use chain::{CHAIN_VERSION, GENESIS_MAC};
 pub use checkpoint::{CHECKPOINT_VERSION, Checkpoint, SignedCheckpoint};
 pub use error::{Error, ErrorKind, Result, classify};
-pub use key::{ChainKey, KEY_ENV, generate_signing_key, signing_key_from_file, verifying_key_from_file};
-pub use log::{AuditLog, ConnectionRef, Head, Recorded};
+pub use key::{
+    ChainKey, KEY_ENV, generate_signing_key, signing_key_from_file, verifying_key_from_file,
+};
+pub use log::{AuditLog, Head, Recorded};
 pub use pipeline::{Overflow, Pipeline, PipelineConfig, PipelineStats, SubmitMode, TornTail};
 pub use query::{AuditFilter, AuditRecord, Cursor, Order, Page, PageRequest};
 pub use verify::{Finding, TamperKind, VerifyReport};
+pub use zt_db::ConnectionRef;
 
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
 
@@ -131,11 +134,16 @@ static POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/p
 static SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 
 /// The audit tables' migrations for both backends.
-pub static MIGRATIONS: MigrationSet =
-    MigrationSet { name: "zt-audit", postgres: &POSTGRES_MIGRATIONS, sqlite: &SQLITE_MIGRATIONS };
+pub static MIGRATIONS: MigrationSet = MigrationSet {
+    name: "zt-audit",
+    postgres: &POSTGRES_MIGRATIONS,
+    sqlite: &SQLITE_MIGRATIONS,
+};
 
 /// Applies the audit tables' pending migrations on `conn`; returns the
 /// versions applied.
-pub fn run_migrations<C: zt_db::Migrate>(conn: &mut C) -> std::result::Result<Vec<String>, zt_db::Error> {
+pub fn run_migrations<C: zt_db::Migrate>(
+    conn: &mut C,
+) -> std::result::Result<Vec<String>, zt_db::Error> {
     conn.run_migrations(&MIGRATIONS)
 }

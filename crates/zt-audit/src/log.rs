@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
-use zt_db::Pool;
+use zt_db::{ConnectionRef, Pool};
 use zt_types::{AuditEvent, Timestamp};
 
 use crate::chain::Chain;
@@ -40,54 +40,6 @@ pub struct Head {
     pub mac: [u8; 32],
 }
 
-/// A borrowed connection for writing inside the caller's transaction:
-/// a diesel connection of either backend, or a pooled one.
-#[non_exhaustive]
-pub enum ConnectionRef<'a> {
-    /// SQLite.
-    #[cfg(feature = "sqlite")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
-    Sqlite(&'a mut diesel::SqliteConnection),
-    /// PostgreSQL.
-    #[cfg(feature = "postgres")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
-    Postgres(&'a mut diesel::PgConnection),
-}
-
-impl std::fmt::Debug for ConnectionRef<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ConnectionRef")
-    }
-}
-
-#[cfg(feature = "sqlite")]
-impl<'a> From<&'a mut diesel::SqliteConnection> for ConnectionRef<'a> {
-    fn from(conn: &'a mut diesel::SqliteConnection) -> Self {
-        Self::Sqlite(conn)
-    }
-}
-
-#[cfg(feature = "sqlite")]
-impl<'a> From<&'a mut diesel::r2d2::PooledConnection<zt_db::Manager<diesel::SqliteConnection>>> for ConnectionRef<'a> {
-    fn from(conn: &'a mut diesel::r2d2::PooledConnection<zt_db::Manager<diesel::SqliteConnection>>) -> Self {
-        Self::Sqlite(conn)
-    }
-}
-
-#[cfg(feature = "postgres")]
-impl<'a> From<&'a mut diesel::PgConnection> for ConnectionRef<'a> {
-    fn from(conn: &'a mut diesel::PgConnection) -> Self {
-        Self::Postgres(conn)
-    }
-}
-
-#[cfg(feature = "postgres")]
-impl<'a> From<&'a mut diesel::r2d2::PooledConnection<zt_db::Manager<diesel::PgConnection>>> for ConnectionRef<'a> {
-    fn from(conn: &'a mut diesel::r2d2::PooledConnection<zt_db::Manager<diesel::PgConnection>>) -> Self {
-        Self::Postgres(conn)
-    }
-}
-
 /// The audit log on one database. Cloning shares it.
 ///
 /// Writes:
@@ -118,7 +70,10 @@ struct Inner {
 
 impl std::fmt::Debug for AuditLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuditLog").field("pool", &self.inner.pool).field("key_id", &self.inner.key_id).finish()
+        f.debug_struct("AuditLog")
+            .field("pool", &self.inner.pool)
+            .field("key_id", &self.inner.key_id)
+            .finish()
     }
 }
 
@@ -129,7 +84,12 @@ impl AuditLog {
     /// An audit log on `pool`, chaining rows with `key`.
     pub fn new(pool: Pool, key: &ChainKey) -> Self {
         Self {
-            inner: Arc::new(Inner { pool, chain: Some(Chain::new(key)), key_id: key.id(), head: Mutex::new(None) }),
+            inner: Arc::new(Inner {
+                pool,
+                chain: Some(Chain::new(key)),
+                key_id: key.id(),
+                head: Mutex::new(None),
+            }),
         }
     }
 
@@ -137,12 +97,22 @@ impl AuditLog {
     /// export. Writing, verifying and checkpointing fail with
     /// [`ErrorKind::InvalidKey`].
     pub fn read_only(pool: Pool) -> Self {
-        Self { inner: Arc::new(Inner { pool, chain: None, key_id: String::new(), head: Mutex::new(None) }) }
+        Self {
+            inner: Arc::new(Inner {
+                pool,
+                chain: None,
+                key_id: String::new(),
+                head: Mutex::new(None),
+            }),
+        }
     }
 
     fn chain(&self) -> Result<&Chain> {
         self.inner.chain.as_ref().ok_or_else(|| {
-            Error::new(ErrorKind::InvalidKey, "this audit log handle has no chain key; it can only query")
+            Error::new(
+                ErrorKind::InvalidKey,
+                "this audit log handle has no chain key; it can only query",
+            )
         })
     }
 
@@ -153,7 +123,10 @@ impl AuditLog {
 
     /// Applies this crate's pending migrations.
     pub fn migrate(&self) -> Result<Vec<String>> {
-        self.inner.pool.run_migrations(&crate::MIGRATIONS).map_err(|e| Error::new(ErrorKind::Database, e.to_string()))
+        self.inner
+            .pool
+            .run_migrations(&crate::MIGRATIONS)
+            .map_err(|e| Error::new(ErrorKind::Database, e.to_string()))
     }
 
     /// Writes one event durably: it is in the database when this returns.
@@ -171,7 +144,11 @@ impl AuditLog {
             }
             #[cfg(feature = "postgres")]
             Pool::Postgres(pool) => {
-                let mut head = self.inner.head.lock().unwrap_or_else(PoisonError::into_inner);
+                let mut head = self
+                    .inner
+                    .head
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
                 // A pooled connection may have died with a server restart; the
                 // event id makes one retry on a fresh connection safe.
                 let mut attempts = 0;
@@ -180,13 +157,17 @@ impl AuditLog {
                     let mut conn = pool.get()?;
                     match pg::append(&mut conn, self.chain()?, event, *head) {
                         Ok(recorded) => {
-                            *head = Some(Head { seq: recorded.id, mac: recorded.mac });
+                            *head = Some(Head {
+                                seq: recorded.id,
+                                mac: recorded.mac,
+                            });
                             return Ok(recorded);
                         }
                         Err(error) => {
                             *head = None;
                             if is_unique_violation(&error) {
-                                return pg::find_event(&mut conn, event.event_id().as_uuid())?.ok_or(error);
+                                return pg::find_event(&mut conn, event.event_id().as_uuid())?
+                                    .ok_or(error);
                             }
                             if error.kind() != ErrorKind::Unavailable || attempts > 1 {
                                 return Err(error);
@@ -206,18 +187,32 @@ impl AuditLog {
     /// deferred transaction that has read may fail with "database is locked"
     /// when it first writes. On PostgreSQL the chain head stays locked until
     /// the caller commits, so keep such transactions short.
-    pub fn record_in<'c>(&self, conn: impl Into<ConnectionRef<'c>>, event: &AuditEvent) -> Result<Recorded> {
+    pub fn record_in<'c>(
+        &self,
+        conn: impl Into<ConnectionRef<'c>>,
+        event: &AuditEvent,
+    ) -> Result<Recorded> {
         match conn.into() {
             #[cfg(feature = "sqlite")]
             ConnectionRef::Sqlite(conn) => sqlite::append(conn, self.chain()?, event, false),
             #[cfg(feature = "postgres")]
             ConnectionRef::Postgres(conn) => {
-                let cached = *self.inner.head.lock().unwrap_or_else(PoisonError::into_inner);
+                let cached = *self
+                    .inner
+                    .head
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
                 let recorded = pg::append(conn, self.chain()?, event, cached)?;
                 // Optimistic: if the caller rolls back, the next append's
                 // compare-and-swap fails once and reads the head again.
-                *self.inner.head.lock().unwrap_or_else(PoisonError::into_inner) =
-                    Some(Head { seq: recorded.id, mac: recorded.mac });
+                *self
+                    .inner
+                    .head
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(Head {
+                    seq: recorded.id,
+                    mac: recorded.mac,
+                });
                 Ok(recorded)
             }
         }
@@ -234,7 +229,11 @@ impl AuditLog {
             Pool::Sqlite(pool) => sqlite::append_batch(&mut *pool.get()?, self.chain()?, events)?,
             #[cfg(feature = "postgres")]
             Pool::Postgres(pool) => {
-                let mut cache = self.inner.head.lock().unwrap_or_else(PoisonError::into_inner);
+                let mut cache = self
+                    .inner
+                    .head
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
                 *cache = None;
                 let result = pg::append_batch(&mut *pool.get()?, self.chain()?, events)?;
                 *cache = Some(result.1);
@@ -270,7 +269,11 @@ impl AuditLog {
     /// Calls `visit` for every row matching `filter`, oldest first, reading
     /// pages of a few thousand rows so memory stays bounded. Returns the
     /// number of rows visited.
-    pub fn for_each(&self, filter: &AuditFilter, mut visit: impl FnMut(&AuditRecord) -> Result<()>) -> Result<u64> {
+    pub fn for_each(
+        &self,
+        filter: &AuditFilter,
+        mut visit: impl FnMut(&AuditRecord) -> Result<()>,
+    ) -> Result<u64> {
         let mut page = PageRequest::first(u32::try_from(STREAM_BATCH).unwrap_or(1000));
         let mut visited = 0u64;
         loop {
@@ -321,14 +324,28 @@ impl AuditLog {
                         kind: TamperKind::BadCheckpointSignature,
                         detail: error.to_string(),
                     };
-                    return Ok(VerifyReport { rows_checked: 0, last_id: 0, checkpoint_checked: true, finding: Some(finding) });
+                    return Ok(VerifyReport {
+                        rows_checked: 0,
+                        last_id: 0,
+                        checkpoint_checked: true,
+                        finding: Some(finding),
+                    });
                 }
             },
             None => None,
         };
         let head = self.head().ok().map(|head| (head.seq, head.mac));
-        let context = Context { chain: self.chain()?, head, checkpoint };
-        let rows = ChainStream { log: self, after_id: 0, buffer: VecDeque::new(), done: false };
+        let context = Context {
+            chain: self.chain()?,
+            head,
+            checkpoint,
+        };
+        let rows = ChainStream {
+            log: self,
+            after_id: 0,
+            buffer: VecDeque::new(),
+            done: false,
+        };
         verify_rows(rows, &context, progress)
     }
 
@@ -380,7 +397,12 @@ fn is_unique_violation(error: &Error) -> bool {
     use diesel::result::{DatabaseErrorKind, Error as D};
     std::error::Error::source(error)
         .and_then(|source| source.downcast_ref::<D>())
-        .is_some_and(|source| matches!(source, D::DatabaseError(DatabaseErrorKind::UniqueViolation, _)))
+        .is_some_and(|source| {
+            matches!(
+                source,
+                D::DatabaseError(DatabaseErrorKind::UniqueViolation, _)
+            )
+        })
 }
 
 /// The chain in id order, read a batch at a time.

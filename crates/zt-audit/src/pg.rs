@@ -97,7 +97,13 @@ impl Row {
         let prev_mac = mac_bytes(&self.prev_mac);
         let mac = mac_bytes(&self.mac);
         let record = self.decode(prev_mac, mac);
-        VerifyRow { id, prev_mac: prev_mac.unwrap_or_default(), mac: mac.unwrap_or_default(), record, derived_ok: true }
+        VerifyRow {
+            id,
+            prev_mac: prev_mac.unwrap_or_default(),
+            mac: mac.unwrap_or_default(),
+            record,
+            derived_ok: true,
+        }
     }
 
     fn decode(
@@ -108,7 +114,8 @@ impl Row {
         Ok(AuditRecord {
             id: self.id,
             event_id: self.event_id,
-            created_at: zt_types::Timestamp::from_offset_date_time(self.created_at).map_err(|e| e.to_string())?,
+            created_at: zt_types::Timestamp::from_offset_date_time(self.created_at)
+                .map_err(|e| e.to_string())?,
             actor_kind: zt_types::ActorKind::parse(&self.actor_kind).map_err(|e| e.to_string())?,
             user_id: self.user_id,
             user_email: self.user_email,
@@ -119,7 +126,10 @@ impl Row {
             client_ip: self.client_ip.map(|net| net.ip()),
             peer_ip: self.peer_ip.map(|net| net.ip()),
             user_agent: self.user_agent,
-            status: self.status.parse().map_err(|e: zt_types::FieldError| e.to_string())?,
+            status: self
+                .status
+                .parse()
+                .map_err(|e: zt_types::FieldError| e.to_string())?,
             error_code: self.error_code,
             request_id: self.request_id,
             chain_version: self.chain_version,
@@ -137,8 +147,12 @@ fn decode_record(row: Row) -> Result<AuditRecord> {
     let id = row.id;
     let prev_mac = mac_bytes(&row.prev_mac);
     let mac = mac_bytes(&row.mac);
-    row.decode(prev_mac, mac)
-        .map_err(|problem| Error::new(ErrorKind::Decode, format!("audit row {id} cannot be decoded: {problem}")))
+    row.decode(prev_mac, mac).map_err(|problem| {
+        Error::new(
+            ErrorKind::Decode,
+            format!("audit row {id} cannot be decoded: {problem}"),
+        )
+    })
 }
 
 /// A host address as the inet it is stored as.
@@ -238,20 +252,39 @@ impl RunQueryDsl<PgConnection> for ChainedInsert<'_> {}
 
 /// Reads the chain head, locking it for the rest of the transaction if `lock`.
 pub(crate) fn read_head(conn: &mut PgConnection, lock: bool) -> Result<Head> {
-    let query = audit_chain_head::table.filter(audit_chain_head::id.eq(1)).select((audit_chain_head::seq, audit_chain_head::mac));
-    let (seq, mac): (i64, Vec<u8>) = if lock { query.for_update().first(conn)? } else { query.first(conn)? };
-    let mac = mac_bytes(&mac).ok_or_else(|| Error::new(ErrorKind::Decode, "the chain head's MAC is not 32 bytes"))?;
+    let query = audit_chain_head::table
+        .filter(audit_chain_head::id.eq(1))
+        .select((audit_chain_head::seq, audit_chain_head::mac));
+    let (seq, mac): (i64, Vec<u8>) = if lock {
+        query.for_update().first(conn)?
+    } else {
+        query.first(conn)?
+    };
+    let mac = mac_bytes(&mac)
+        .ok_or_else(|| Error::new(ErrorKind::Decode, "the chain head's MAC is not 32 bytes"))?;
     Ok(Head { seq, mac })
 }
 
 /// Tries the single-statement append on top of `head`. Returns `None` when
 /// the head moved.
-fn try_append(conn: &mut PgConnection, chain: &Chain, event: &AuditEvent, head: Head) -> Result<Option<Recorded>> {
+fn try_append(
+    conn: &mut PgConnection,
+    chain: &Chain,
+    event: &AuditEvent,
+    head: Head,
+) -> Result<Option<Recorded>> {
     let seq = head.seq + 1;
     let mac = chain.mac(&ChainFields::of_event(event, seq), &head.mac);
-    let insert = ChainedInsert { row: new_row(event, seq, &head.mac, &mac), prev_seq: head.seq };
+    let insert = ChainedInsert {
+        row: new_row(event, seq, &head.mac, &mac),
+        prev_seq: head.seq,
+    };
     match insert.execute(conn)? {
-        1 => Ok(Some(Recorded { id: seq, mac, duplicate: false })),
+        1 => Ok(Some(Recorded {
+            id: seq,
+            mac,
+            duplicate: false,
+        })),
         _ => Ok(None),
     }
 }
@@ -275,8 +308,12 @@ pub(crate) fn append(
     }
     conn.transaction(|conn| {
         let head = read_head(conn, true)?;
-        try_append(conn, chain, event, head)?
-            .ok_or_else(|| Error::new(ErrorKind::Database, "the chain head moved while it was locked"))
+        try_append(conn, chain, event, head)?.ok_or_else(|| {
+            Error::new(
+                ErrorKind::Database,
+                "the chain head moved while it was locked",
+            )
+        })
     })
 }
 
@@ -287,12 +324,19 @@ pub(crate) fn find_event(conn: &mut PgConnection, event_id: &Uuid) -> Result<Opt
         .select((audit_logs::id, audit_logs::mac))
         .first(conn)
         .optional()?;
-    Ok(found.map(|(id, mac)| Recorded { id, mac: mac_bytes(&mac).unwrap_or_default(), duplicate: true }))
+    Ok(found.map(|(id, mac)| Recorded {
+        id,
+        mac: mac_bytes(&mac).unwrap_or_default(),
+        duplicate: true,
+    }))
 }
 
 /// The event ids among `ids` that are already stored.
 pub(crate) fn existing_events(conn: &mut PgConnection, ids: &[Uuid]) -> Result<Vec<Uuid>> {
-    Ok(audit_logs::table.filter(audit_logs::event_id.eq_any(ids)).select(audit_logs::event_id).load(conn)?)
+    Ok(audit_logs::table
+        .filter(audit_logs::event_id.eq_any(ids))
+        .select(audit_logs::event_id)
+        .load(conn)?)
 }
 
 #[derive(Insertable)]
@@ -320,7 +364,12 @@ struct NewRow<'a> {
     mac: &'a [u8],
 }
 
-fn new_row<'a>(event: &'a AuditEvent, id: i64, prev_mac: &'a [u8; 32], mac: &'a [u8; 32]) -> NewRow<'a> {
+fn new_row<'a>(
+    event: &'a AuditEvent,
+    id: i64,
+    prev_mac: &'a [u8; 32],
+    mac: &'a [u8; 32],
+) -> NewRow<'a> {
     let context = event.context();
     NewRow {
         id,
@@ -348,10 +397,17 @@ fn new_row<'a>(event: &'a AuditEvent, id: i64, prev_mac: &'a [u8; 32], mac: &'a 
 /// Appends `events` in one transaction: lock the head, chain every event,
 /// COPY the rows in, move the head. Events already stored are skipped, so a
 /// replayed batch is not duplicated.
-pub(crate) fn append_batch(conn: &mut PgConnection, chain: &Chain, events: &[AuditEvent]) -> Result<(Vec<Recorded>, Head)> {
+pub(crate) fn append_batch(
+    conn: &mut PgConnection,
+    chain: &Chain,
+    events: &[AuditEvent],
+) -> Result<(Vec<Recorded>, Head)> {
     conn.transaction(|conn| {
         let mut head = read_head(conn, true)?;
-        let ids: Vec<Uuid> = events.iter().map(|event| *event.event_id().as_uuid()).collect();
+        let ids: Vec<Uuid> = events
+            .iter()
+            .map(|event| *event.event_id().as_uuid())
+            .collect();
         let mut existing = existing_events(conn, &ids)?;
         // An event repeated within the batch is stored once, at its first place.
         let mut fresh: Vec<&AuditEvent> = Vec::with_capacity(events.len());
@@ -373,17 +429,30 @@ pub(crate) fn append_batch(conn: &mut PgConnection, chain: &Chain, events: &[Aud
             .iter()
             .enumerate()
             .map(|(offset, event)| {
-                new_row(event, head.seq + 1 + i64::try_from(offset).unwrap_or(i64::MAX), &prevs[offset], &macs[offset])
+                new_row(
+                    event,
+                    head.seq + 1 + i64::try_from(offset).unwrap_or(i64::MAX),
+                    &prevs[offset],
+                    &macs[offset],
+                )
             })
             .collect();
         if !rows.is_empty() {
-            diesel::copy_from(audit_logs::table).from_insertable(&rows).execute(conn)?;
+            diesel::copy_from(audit_logs::table)
+                .from_insertable(&rows)
+                .execute(conn)?;
             let last_mac = *macs.last().unwrap_or(&head.mac);
             let last_seq = head.seq + i64::try_from(rows.len()).unwrap_or(i64::MAX);
             diesel::update(audit_chain_head::table.filter(audit_chain_head::id.eq(1)))
-                .set((audit_chain_head::seq.eq(last_seq), audit_chain_head::mac.eq(&last_mac[..])))
+                .set((
+                    audit_chain_head::seq.eq(last_seq),
+                    audit_chain_head::mac.eq(&last_mac[..]),
+                ))
                 .execute(conn)?;
-            head = Head { seq: last_seq, mac: last_mac };
+            head = Head {
+                seq: last_seq,
+                mac: last_mac,
+            };
         }
         let mut fresh_results = rows.iter().map(|row| Recorded {
             id: row.id,
@@ -394,7 +463,11 @@ pub(crate) fn append_batch(conn: &mut PgConnection, chain: &Chain, events: &[Aud
         for event in events {
             let id = event.event_id().uuid();
             if existing.contains(&id) {
-                recorded.push(find_event(conn, &id)?.unwrap_or(Recorded { id: 0, mac: [0; 32], duplicate: true }));
+                recorded.push(find_event(conn, &id)?.unwrap_or(Recorded {
+                    id: 0,
+                    mac: [0; 32],
+                    duplicate: true,
+                }));
             } else if let Some(result) = fresh_results.next() {
                 existing.push(id);
                 recorded.push(result);
@@ -442,16 +515,24 @@ fn filtered<'a>(filter: &'a AuditFilter) -> Boxed<'a> {
 }
 
 /// One page in time order, keyset-paginated on `(created_at, id)`.
-pub(crate) fn query_page(conn: &mut PgConnection, filter: &AuditFilter, page: &PageRequest) -> Result<Page> {
+pub(crate) fn query_page(
+    conn: &mut PgConnection,
+    filter: &AuditFilter,
+    page: &PageRequest,
+) -> Result<Page> {
     let mut query = filtered(filter);
     if let Some(cursor) = page.after {
         let at = cursor.created_at.to_offset_date_time();
         query = match page.order {
             Order::OldestFirst => query.filter(
-                audit_logs::created_at.gt(at).or(audit_logs::created_at.eq(at).and(audit_logs::id.gt(cursor.id))),
+                audit_logs::created_at.gt(at).or(audit_logs::created_at
+                    .eq(at)
+                    .and(audit_logs::id.gt(cursor.id))),
             ),
             Order::NewestFirst => query.filter(
-                audit_logs::created_at.lt(at).or(audit_logs::created_at.eq(at).and(audit_logs::id.lt(cursor.id))),
+                audit_logs::created_at.lt(at).or(audit_logs::created_at
+                    .eq(at)
+                    .and(audit_logs::id.lt(cursor.id))),
             ),
         };
     }
@@ -460,22 +541,34 @@ pub(crate) fn query_page(conn: &mut PgConnection, filter: &AuditFilter, page: &P
         Order::NewestFirst => query.order((audit_logs::created_at.desc(), audit_logs::id.desc())),
     };
     let rows: Vec<Row> = query.limit(i64::from(page.limit) + 1).load(conn)?;
-    let mut records = rows.into_iter().map(decode_record).collect::<Result<Vec<_>>>()?;
+    let mut records = rows
+        .into_iter()
+        .map(decode_record)
+        .collect::<Result<Vec<_>>>()?;
     let next = (records.len() > page.limit as usize).then(|| {
         records.truncate(page.limit as usize);
         records.last().map(Cursor::after)
     });
-    Ok(Page { records, next: next.flatten() })
+    Ok(Page {
+        records,
+        next: next.flatten(),
+    })
 }
 
 /// How many rows match.
 pub(crate) fn count(conn: &mut PgConnection, filter: &AuditFilter) -> Result<u64> {
-    let count: i64 = filtered(filter).select(diesel::dsl::count_star()).first(conn)?;
+    let count: i64 = filtered(filter)
+        .select(diesel::dsl::count_star())
+        .first(conn)?;
     Ok(u64::try_from(count).unwrap_or(0))
 }
 
 /// Up to `limit` rows after position `after_id`, in chain order.
-pub(crate) fn chain_rows(conn: &mut PgConnection, after_id: i64, limit: i64) -> Result<Vec<VerifyRow>> {
+pub(crate) fn chain_rows(
+    conn: &mut PgConnection,
+    after_id: i64,
+    limit: i64,
+) -> Result<Vec<VerifyRow>> {
     let rows: Vec<Row> = audit_logs::table
         .select(selection())
         .filter(audit_logs::id.gt(after_id))
@@ -487,7 +580,10 @@ pub(crate) fn chain_rows(conn: &mut PgConnection, after_id: i64, limit: i64) -> 
 
 /// The MAC stored at position `id`.
 pub(crate) fn mac_at(conn: &mut PgConnection, id: i64) -> Result<Option<[u8; 32]>> {
-    let mac: Option<Vec<u8>> =
-        audit_logs::table.filter(audit_logs::id.eq(id)).select(audit_logs::mac).first(conn).optional()?;
+    let mac: Option<Vec<u8>> = audit_logs::table
+        .filter(audit_logs::id.eq(id))
+        .select(audit_logs::mac)
+        .first(conn)
+        .optional()?;
     Ok(mac.and_then(|mac| mac_bytes(&mac)))
 }

@@ -188,7 +188,10 @@ impl AuditFilter {
     /// Rows whose client IP is this address or inside this CIDR block.
     pub fn ip(mut self, ip_or_cidr: &str) -> Result<Self, Error> {
         let network = IpNetwork::from_str(ip_or_cidr.trim()).map_err(|_| {
-            Error::new(ErrorKind::InvalidInput, format!("{ip_or_cidr:?} is not an IP address or CIDR block"))
+            Error::new(
+                ErrorKind::InvalidInput,
+                format!("{ip_or_cidr:?} is not an IP address or CIDR block"),
+            )
         })?;
         self.ip = Some(network);
         Ok(self)
@@ -211,9 +214,15 @@ impl AuditFilter {
     /// Checks the bounds: each value fits its column.
     pub(crate) fn check(&self) -> Result<(), Error> {
         let too_long = |field: &str, value: &Option<String>, max: usize| {
-            value.as_ref().is_some_and(|value| value.len() > max || value.is_empty()).then(|| {
-                Error::new(ErrorKind::InvalidInput, format!("filter {field} must be 1 to {max} bytes"))
-            })
+            value
+                .as_ref()
+                .is_some_and(|value| value.len() > max || value.is_empty())
+                .then(|| {
+                    Error::new(
+                        ErrorKind::InvalidInput,
+                        format!("filter {field} must be 1 to {max} bytes"),
+                    )
+                })
         };
         let checks = [
             too_long("user", &self.user_id, 128),
@@ -225,19 +234,28 @@ impl AuditFilter {
         if let Some(error) = checks.into_iter().flatten().next() {
             return Err(error);
         }
-        if self.actions.len() > MAX_ACTIONS || self.actions.iter().any(|a| a.is_empty() || a.len() > 64) {
+        if self.actions.len() > MAX_ACTIONS
+            || self.actions.iter().any(|a| a.is_empty() || a.len() > 64)
+        {
             return Err(Error::new(
                 ErrorKind::InvalidInput,
                 format!("a filter takes at most {MAX_ACTIONS} actions of 1 to 64 bytes"),
             ));
         }
         if self.resource_id.is_some() && self.resource.is_none() {
-            return Err(Error::new(ErrorKind::InvalidInput, "a resource id filter needs a resource filter"));
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "a resource id filter needs a resource filter",
+            ));
         }
         if let (Some(since), Some(until)) = (self.since, self.until)
-            && since > until {
-                return Err(Error::new(ErrorKind::InvalidInput, "the filter's since is after its until"));
-            }
+            && since > until
+        {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "the filter's since is after its until",
+            ));
+        }
         Ok(())
     }
 }
@@ -263,7 +281,10 @@ pub struct Cursor {
 
 impl Cursor {
     pub(crate) fn after(record: &AuditRecord) -> Self {
-        Self { created_at: record.created_at, id: record.id }
+        Self {
+            created_at: record.created_at,
+            id: record.id,
+        }
     }
 }
 
@@ -276,10 +297,19 @@ impl fmt::Display for Cursor {
 impl FromStr for Cursor {
     type Err = Error;
     fn from_str(text: &str) -> Result<Self, Error> {
-        let invalid = || Error::new(ErrorKind::InvalidInput, format!("{text:?} is not a page cursor"));
+        let invalid = || {
+            Error::new(
+                ErrorKind::InvalidInput,
+                format!("{text:?} is not a page cursor"),
+            )
+        };
         let (micros, id) = text.split_once('.').ok_or_else(invalid)?;
-        let created_at = Timestamp::from_unix_micros(micros.parse().map_err(|_| invalid())?).map_err(|_| invalid())?;
-        Ok(Self { created_at, id: id.parse().map_err(|_| invalid())? })
+        let created_at = Timestamp::from_unix_micros(micros.parse().map_err(|_| invalid())?)
+            .map_err(|_| invalid())?;
+        Ok(Self {
+            created_at,
+            id: id.parse().map_err(|_| invalid())?,
+        })
     }
 }
 
@@ -293,7 +323,11 @@ pub struct PageRequest {
 
 impl Default for PageRequest {
     fn default() -> Self {
-        Self { after: None, limit: 100, order: Order::OldestFirst }
+        Self {
+            after: None,
+            limit: 100,
+            order: Order::OldestFirst,
+        }
     }
 }
 
@@ -304,7 +338,11 @@ impl PageRequest {
     /// The first page of up to `limit` rows, oldest first. The limit is
     /// clamped to 1..=10 000.
     pub fn first(limit: u32) -> Self {
-        Self { after: None, limit: limit.clamp(1, Self::MAX_LIMIT), order: Order::OldestFirst }
+        Self {
+            after: None,
+            limit: limit.clamp(1, Self::MAX_LIMIT),
+            order: Order::OldestFirst,
+        }
     }
 
     /// Continues after `cursor`.
@@ -343,11 +381,17 @@ pub(crate) fn ip_key(ip: IpAddr) -> [u8; 16] {
 /// The first and last 16-byte keys inside `network`.
 pub(crate) fn ip_key_range(network: IpNetwork) -> ([u8; 16], [u8; 16]) {
     match network {
-        IpNetwork::V4(net) => (ip_key(IpAddr::V4(net.network())), ip_key(IpAddr::V4(net.broadcast()))),
+        IpNetwork::V4(net) => (
+            ip_key(IpAddr::V4(net.network())),
+            ip_key(IpAddr::V4(net.broadcast())),
+        ),
         IpNetwork::V6(net) => {
             let host_mask = u128::MAX.checked_shr(u32::from(net.prefix())).unwrap_or(0);
             let base = u128::from(net.network());
-            ((base & !host_mask).to_be_bytes(), (base | host_mask).to_be_bytes())
+            (
+                (base & !host_mask).to_be_bytes(),
+                (base | host_mask).to_be_bytes(),
+            )
         }
     }
 }
@@ -358,7 +402,10 @@ mod tests {
 
     #[test]
     fn cursor_round_trips() {
-        let cursor = Cursor { created_at: Timestamp::from_unix_micros(1_700_000_000_123_456).unwrap(), id: 42 };
+        let cursor = Cursor {
+            created_at: Timestamp::from_unix_micros(1_700_000_000_123_456).unwrap(),
+            id: 42,
+        };
         assert_eq!(cursor.to_string().parse::<Cursor>().unwrap(), cursor);
         assert!("nope".parse::<Cursor>().is_err());
     }
@@ -367,7 +414,13 @@ mod tests {
     fn filter_bounds() {
         assert!(AuditFilter::new().user(&"x".repeat(129)).check().is_err());
         assert!(AuditFilter::new().resource_id("1").check().is_err());
-        assert!(AuditFilter::new().resource("p").resource_id("1").check().is_ok());
+        assert!(
+            AuditFilter::new()
+                .resource("p")
+                .resource_id("1")
+                .check()
+                .is_ok()
+        );
         assert!(AuditFilter::new().ip("10.0.0.0/33").is_err());
         let early = Timestamp::from_unix_micros(1).unwrap();
         let late = Timestamp::from_unix_micros(2).unwrap();
@@ -377,7 +430,9 @@ mod tests {
     #[test]
     fn ip_ranges_cover_their_blocks() {
         let (lo, hi) = ip_key_range("10.0.0.0/8".parse().unwrap());
-        assert!(lo <= ip_key("10.1.2.3".parse().unwrap()) && ip_key("10.1.2.3".parse().unwrap()) <= hi);
+        assert!(
+            lo <= ip_key("10.1.2.3".parse().unwrap()) && ip_key("10.1.2.3".parse().unwrap()) <= hi
+        );
         assert!(ip_key("11.0.0.0".parse().unwrap()) > hi);
         let (lo, hi) = ip_key_range("2001:db8::/32".parse().unwrap());
         let inside = ip_key("2001:db8:ffff::1".parse().unwrap());

@@ -10,7 +10,9 @@ use zt_types::{AuditEvent, Timestamp};
 use crate::chain::{CHAIN_VERSION, Chain, ChainFields};
 use crate::error::{Error, ErrorKind, Result};
 use crate::log::{Head, Recorded};
-use crate::query::{AuditFilter, AuditRecord, Cursor, Order, Page, PageRequest, ip_key, ip_key_range};
+use crate::query::{
+    AuditFilter, AuditRecord, Cursor, Order, Page, PageRequest, ip_key, ip_key_range,
+};
 use crate::schema::sqlite::{audit_chain_head, audit_logs};
 use crate::verify::VerifyRow;
 
@@ -45,8 +47,11 @@ fn mac_bytes(bytes: &[u8]) -> Option<[u8; 32]> {
 }
 
 fn parse_ip(text: Option<&str>, field: &str) -> std::result::Result<Option<IpAddr>, String> {
-    text.map(|text| text.parse::<IpAddr>().map_err(|_| format!("{field} {text:?} is not an IP address")))
-        .transpose()
+    text.map(|text| {
+        text.parse::<IpAddr>()
+            .map_err(|_| format!("{field} {text:?} is not an IP address"))
+    })
+    .transpose()
 }
 
 impl Row {
@@ -54,8 +59,12 @@ impl Row {
         let client_ip = parse_ip(self.client_ip.as_deref(), "client_ip")?;
         Ok(AuditRecord {
             id: self.id,
-            event_id: Uuid::parse_str(&self.event_id).map_err(|_| "event_id is not a UUID".to_owned())?,
-            created_at: self.created_at.parse::<Timestamp>().map_err(|e| e.to_string())?,
+            event_id: Uuid::parse_str(&self.event_id)
+                .map_err(|_| "event_id is not a UUID".to_owned())?,
+            created_at: self
+                .created_at
+                .parse::<Timestamp>()
+                .map_err(|e| e.to_string())?,
             actor_kind: zt_types::ActorKind::parse(&self.actor_kind).map_err(|e| e.to_string())?,
             user_id: self.user_id.clone(),
             user_email: self.user_email.clone(),
@@ -66,7 +75,10 @@ impl Row {
             client_ip,
             peer_ip: parse_ip(self.peer_ip.as_deref(), "peer_ip")?,
             user_agent: self.user_agent.clone(),
-            status: self.status.parse().map_err(|e: zt_types::FieldError| e.to_string())?,
+            status: self
+                .status
+                .parse()
+                .map_err(|e: zt_types::FieldError| e.to_string())?,
             error_code: self.error_code.clone(),
             request_id: self.request_id.clone(),
             chain_version: self.chain_version,
@@ -94,8 +106,12 @@ impl Row {
 }
 
 fn decode_record(row: &Row) -> Result<AuditRecord> {
-    row.decode()
-        .map_err(|problem| Error::new(ErrorKind::Decode, format!("audit row {} cannot be decoded: {problem}", row.id)))
+    row.decode().map_err(|problem| {
+        Error::new(
+            ErrorKind::Decode,
+            format!("audit row {} cannot be decoded: {problem}", row.id),
+        )
+    })
 }
 
 #[derive(Insertable)]
@@ -123,7 +139,12 @@ struct NewRow<'a> {
     mac: &'a [u8],
 }
 
-fn new_row<'a>(event: &'a AuditEvent, id: i64, prev_mac: &'a [u8; 32], mac: &'a [u8; 32]) -> NewRow<'a> {
+fn new_row<'a>(
+    event: &'a AuditEvent,
+    id: i64,
+    prev_mac: &'a [u8; 32],
+    mac: &'a [u8; 32],
+) -> NewRow<'a> {
     let context = event.context();
     NewRow {
         id,
@@ -152,12 +173,17 @@ fn new_row<'a>(event: &'a AuditEvent, id: i64, prev_mac: &'a [u8; 32], mac: &'a 
 /// Reserves `count` positions by moving the head's `seq`, which also takes
 /// SQLite's write lock; returns the head before the move.
 fn reserve(conn: &mut SqliteConnection, count: i64) -> Result<Head> {
-    let (seq, mac): (i64, Vec<u8>) = diesel::update(audit_chain_head::table.filter(audit_chain_head::id.eq(1)))
-        .set(audit_chain_head::seq.eq(audit_chain_head::seq + count))
-        .returning((audit_chain_head::seq, audit_chain_head::mac))
-        .get_result(conn)?;
-    let mac = mac_bytes(&mac).ok_or_else(|| Error::new(ErrorKind::Decode, "the chain head's MAC is not 32 bytes"))?;
-    Ok(Head { seq: seq - count, mac })
+    let (seq, mac): (i64, Vec<u8>) =
+        diesel::update(audit_chain_head::table.filter(audit_chain_head::id.eq(1)))
+            .set(audit_chain_head::seq.eq(audit_chain_head::seq + count))
+            .returning((audit_chain_head::seq, audit_chain_head::mac))
+            .get_result(conn)?;
+    let mac = mac_bytes(&mac)
+        .ok_or_else(|| Error::new(ErrorKind::Decode, "the chain head's MAC is not 32 bytes"))?;
+    Ok(Head {
+        seq: seq - count,
+        mac,
+    })
 }
 
 fn set_head_mac(conn: &mut SqliteConnection, mac: &[u8; 32]) -> Result<()> {
@@ -173,23 +199,39 @@ pub(crate) fn read_head(conn: &mut SqliteConnection) -> Result<Head> {
         .filter(audit_chain_head::id.eq(1))
         .select((audit_chain_head::seq, audit_chain_head::mac))
         .first(conn)?;
-    let mac = mac_bytes(&mac).ok_or_else(|| Error::new(ErrorKind::Decode, "the chain head's MAC is not 32 bytes"))?;
+    let mac = mac_bytes(&mac)
+        .ok_or_else(|| Error::new(ErrorKind::Decode, "the chain head's MAC is not 32 bytes"))?;
     Ok(Head { seq, mac })
 }
 
 /// Appends one event inside a transaction of its own, or a savepoint of the
 /// caller's. Taking the head first takes the write lock, so concurrent
 /// writers, in any process, queue instead of forking the chain.
-pub(crate) fn append(conn: &mut SqliteConnection, chain: &Chain, event: &AuditEvent, immediate: bool) -> Result<Recorded> {
+pub(crate) fn append(
+    conn: &mut SqliteConnection,
+    chain: &Chain,
+    event: &AuditEvent,
+    immediate: bool,
+) -> Result<Recorded> {
     let body = |conn: &mut SqliteConnection| -> Result<Recorded> {
         let head = reserve(conn, 1)?;
         let id = head.seq + 1;
         let mac = chain.mac(&ChainFields::of_event(event, id), &head.mac);
-        diesel::insert_into(audit_logs::table).values(new_row(event, id, &head.mac, &mac)).execute(conn)?;
+        diesel::insert_into(audit_logs::table)
+            .values(new_row(event, id, &head.mac, &mac))
+            .execute(conn)?;
         set_head_mac(conn, &mac)?;
-        Ok(Recorded { id, mac, duplicate: false })
+        Ok(Recorded {
+            id,
+            mac,
+            duplicate: false,
+        })
     };
-    if immediate { conn.immediate_transaction(body) } else { conn.transaction(body) }
+    if immediate {
+        conn.immediate_transaction(body)
+    } else {
+        conn.transaction(body)
+    }
 }
 
 /// The row of an event already stored, for idempotent replays.
@@ -199,33 +241,61 @@ pub(crate) fn find_event(conn: &mut SqliteConnection, event_id: &Uuid) -> Result
         .select((audit_logs::id, audit_logs::mac))
         .first(conn)
         .optional()?;
-    Ok(found.map(|(id, mac)| Recorded { id, mac: mac_bytes(&mac).unwrap_or_default(), duplicate: true }))
+    Ok(found.map(|(id, mac)| Recorded {
+        id,
+        mac: mac_bytes(&mac).unwrap_or_default(),
+        duplicate: true,
+    }))
 }
 
 /// Appends `events` in one immediate transaction, skipping events already
 /// stored.
-pub(crate) fn append_batch(conn: &mut SqliteConnection, chain: &Chain, events: &[AuditEvent]) -> Result<(Vec<Recorded>, Head)> {
+pub(crate) fn append_batch(
+    conn: &mut SqliteConnection,
+    chain: &Chain,
+    events: &[AuditEvent],
+) -> Result<(Vec<Recorded>, Head)> {
     conn.immediate_transaction(|conn| {
-        let ids: Vec<String> = events.iter().map(|event| event.event_id().to_string()).collect();
-        let mut stored: std::collections::HashSet<String> =
-            audit_logs::table.filter(audit_logs::event_id.eq_any(&ids)).select(audit_logs::event_id).load(conn)?.into_iter().collect();
+        let ids: Vec<String> = events
+            .iter()
+            .map(|event| event.event_id().to_string())
+            .collect();
+        let mut stored: std::collections::HashSet<String> = audit_logs::table
+            .filter(audit_logs::event_id.eq_any(&ids))
+            .select(audit_logs::event_id)
+            .load(conn)?
+            .into_iter()
+            .collect();
         // An event repeated within the batch is stored once, at its first place.
         let mut seen = std::collections::HashSet::new();
-        let fresh_count = ids.iter().filter(|id| !stored.contains(*id) && seen.insert(id.as_str())).count();
+        let fresh_count = ids
+            .iter()
+            .filter(|id| !stored.contains(*id) && seen.insert(id.as_str()))
+            .count();
         let mut head = reserve(conn, i64::try_from(fresh_count).unwrap_or(i64::MAX))?;
         let mut recorded = Vec::with_capacity(events.len());
         for (event, id) in events.iter().zip(ids) {
             if stored.contains(&id) {
                 let found = find_event(conn, event.event_id().as_uuid())?;
-                recorded.push(found.unwrap_or(Recorded { id: 0, mac: [0; 32], duplicate: true }));
+                recorded.push(found.unwrap_or(Recorded {
+                    id: 0,
+                    mac: [0; 32],
+                    duplicate: true,
+                }));
                 continue;
             }
             let seq = head.seq + 1;
             let mac = chain.mac(&ChainFields::of_event(event, seq), &head.mac);
-            diesel::insert_into(audit_logs::table).values(new_row(event, seq, &head.mac, &mac)).execute(conn)?;
+            diesel::insert_into(audit_logs::table)
+                .values(new_row(event, seq, &head.mac, &mac))
+                .execute(conn)?;
             stored.insert(id);
             head = Head { seq, mac };
-            recorded.push(Recorded { id: seq, mac, duplicate: false });
+            recorded.push(Recorded {
+                id: seq,
+                mac,
+                duplicate: false,
+            });
         }
         if fresh_count > 0 {
             set_head_mac(conn, &head.mac)?;
@@ -234,7 +304,8 @@ pub(crate) fn append_batch(conn: &mut SqliteConnection, chain: &Chain, events: &
     })
 }
 
-type Boxed<'a> = audit_logs::BoxedQuery<'a, Sqlite, diesel::dsl::SqlTypeOf<diesel::dsl::AsSelect<Row, Sqlite>>>;
+type Boxed<'a> =
+    audit_logs::BoxedQuery<'a, Sqlite, diesel::dsl::SqlTypeOf<diesel::dsl::AsSelect<Row, Sqlite>>>;
 
 fn filtered<'a>(filter: &'a AuditFilter) -> Boxed<'a> {
     let mut query = audit_logs::table.select(Row::as_select()).into_boxed();
@@ -273,7 +344,11 @@ fn filtered<'a>(filter: &'a AuditFilter) -> Boxed<'a> {
 }
 
 /// One page in time order, keyset-paginated on `(created_at, id)`.
-pub(crate) fn query_page(conn: &mut SqliteConnection, filter: &AuditFilter, page: &PageRequest) -> Result<Page> {
+pub(crate) fn query_page(
+    conn: &mut SqliteConnection,
+    filter: &AuditFilter,
+    page: &PageRequest,
+) -> Result<Page> {
     let mut query = filtered(filter);
     if let Some(cursor) = page.after {
         let at = cursor.created_at.to_string();
@@ -281,12 +356,16 @@ pub(crate) fn query_page(conn: &mut SqliteConnection, filter: &AuditFilter, page
             Order::OldestFirst => query.filter(
                 audit_logs::created_at
                     .gt(at.clone())
-                    .or(audit_logs::created_at.eq(at).and(audit_logs::id.gt(cursor.id))),
+                    .or(audit_logs::created_at
+                        .eq(at)
+                        .and(audit_logs::id.gt(cursor.id))),
             ),
             Order::NewestFirst => query.filter(
                 audit_logs::created_at
                     .lt(at.clone())
-                    .or(audit_logs::created_at.eq(at).and(audit_logs::id.lt(cursor.id))),
+                    .or(audit_logs::created_at
+                        .eq(at)
+                        .and(audit_logs::id.lt(cursor.id))),
             ),
         };
     }
@@ -300,17 +379,26 @@ pub(crate) fn query_page(conn: &mut SqliteConnection, filter: &AuditFilter, page
         records.truncate(page.limit as usize);
         records.last().map(Cursor::after)
     });
-    Ok(Page { records, next: next.flatten() })
+    Ok(Page {
+        records,
+        next: next.flatten(),
+    })
 }
 
 /// How many rows match.
 pub(crate) fn count(conn: &mut SqliteConnection, filter: &AuditFilter) -> Result<u64> {
-    let count: i64 = filtered(filter).select(diesel::dsl::count_star()).first(conn)?;
+    let count: i64 = filtered(filter)
+        .select(diesel::dsl::count_star())
+        .first(conn)?;
     Ok(u64::try_from(count).unwrap_or(0))
 }
 
 /// Up to `limit` rows after position `after_id`, in chain order.
-pub(crate) fn chain_rows(conn: &mut SqliteConnection, after_id: i64, limit: i64) -> Result<Vec<VerifyRow>> {
+pub(crate) fn chain_rows(
+    conn: &mut SqliteConnection,
+    after_id: i64,
+    limit: i64,
+) -> Result<Vec<VerifyRow>> {
     let rows: Vec<Row> = audit_logs::table
         .select(Row::as_select())
         .filter(audit_logs::id.gt(after_id))
@@ -322,7 +410,10 @@ pub(crate) fn chain_rows(conn: &mut SqliteConnection, after_id: i64, limit: i64)
 
 /// The MAC stored at position `id`.
 pub(crate) fn mac_at(conn: &mut SqliteConnection, id: i64) -> Result<Option<[u8; 32]>> {
-    let mac: Option<Vec<u8>> =
-        audit_logs::table.filter(audit_logs::id.eq(id)).select(audit_logs::mac).first(conn).optional()?;
+    let mac: Option<Vec<u8>> = audit_logs::table
+        .filter(audit_logs::id.eq(id))
+        .select(audit_logs::mac)
+        .first(conn)
+        .optional()?;
     Ok(mac.and_then(|mac| mac_bytes(&mac)))
 }

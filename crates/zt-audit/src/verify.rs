@@ -128,7 +128,9 @@ pub(crate) fn fields_of(record: &AuditRecord) -> ChainFields<'_> {
 /// Whether the row's MAC matches its content and its stored predecessor MAC.
 /// `shift` recomputes as if the row sat `shift` positions later.
 fn self_consistent(chain: &Chain, row: &VerifyRow, shift: i64) -> bool {
-    let Ok(record) = &row.record else { return false };
+    let Ok(record) = &row.record else {
+        return false;
+    };
     if record.chain_version != CHAIN_VERSION || !row.derived_ok {
         return false;
     }
@@ -150,7 +152,11 @@ const MAX_SHIFT: i64 = 64;
 
 /// Streams `rows` (in id order) and returns the report. Memory stays bounded:
 /// one row of lookahead.
-pub(crate) fn verify_rows<I>(rows: I, context: &Context<'_>, mut progress: impl FnMut(u64)) -> Result<VerifyReport>
+pub(crate) fn verify_rows<I>(
+    rows: I,
+    context: &Context<'_>,
+    mut progress: impl FnMut(u64),
+) -> Result<VerifyReport>
 where
     I: Iterator<Item = Result<VerifyRow>>,
 {
@@ -185,16 +191,18 @@ where
         let link_ok = row.prev_mac == prev_mac;
         if self_ok && link_ok {
             if let Some(checkpoint) = context.checkpoint
-                && checkpoint.seq == row.id && checkpoint.last_mac != row.mac {
-                    let finding = Finding {
+                && checkpoint.seq == row.id
+                && checkpoint.last_mac != row.mac
+            {
+                let finding = Finding {
                         row_id: row.id,
                         kind: TamperKind::CheckpointMismatch,
                         detail: "this row verifies in the chain, but it is not the row the checkpoint signed: \
                                  the chain was rewritten from here or earlier"
                             .to_owned(),
                     };
-                    return Ok(report(checked, last_good, Some(finding)));
-                }
+                return Ok(report(checked, last_good, Some(finding)));
+            }
             prev_mac = row.mac;
             expected_id += 1;
             continue;
@@ -217,23 +225,26 @@ where
     progress(checked);
     let last_id = expected_id - 1;
     if let Some(checkpoint) = context.checkpoint
-        && last_id < checkpoint.seq {
-            let finding = Finding {
-                row_id: last_id + 1,
-                kind: TamperKind::TruncatedAfterCheckpoint,
-                detail: format!(
-                    "the checkpoint covers {} rows but the log ends at position {last_id}",
-                    checkpoint.seq
-                ),
-            };
-            return Ok(report(checked, last_id, Some(finding)));
-        }
+        && last_id < checkpoint.seq
+    {
+        let finding = Finding {
+            row_id: last_id + 1,
+            kind: TamperKind::TruncatedAfterCheckpoint,
+            detail: format!(
+                "the checkpoint covers {} rows but the log ends at position {last_id}",
+                checkpoint.seq
+            ),
+        };
+        return Ok(report(checked, last_id, Some(finding)));
+    }
     if let Some((head_seq, head_mac)) = context.head {
         if last_id < head_seq {
             let finding = Finding {
                 row_id: last_id + 1,
                 kind: TamperKind::Deleted,
-                detail: format!("the chain head says {head_seq} rows were written but the log ends at {last_id}"),
+                detail: format!(
+                    "the chain head says {head_seq} rows were written but the log ends at {last_id}"
+                ),
             };
             return Ok(report(checked, last_id, Some(finding)));
         }
@@ -260,9 +271,16 @@ fn classify(
 ) -> Finding {
     let self_ok = self_consistent(chain, row, 0);
     let link_ok = row.prev_mac == prev_mac;
-    let finding = |kind, detail: &str| Finding { row_id: row.id, kind, detail: detail.to_owned() };
+    let finding = |kind, detail: &str| Finding {
+        row_id: row.id,
+        kind,
+        detail: detail.to_owned(),
+    };
     if let Err(problem) = &row.record {
-        return finding(TamperKind::Modified, &format!("the row cannot be decoded: {problem}"));
+        return finding(
+            TamperKind::Modified,
+            &format!("the row cannot be decoded: {problem}"),
+        );
     }
     let next_links_here = next.is_some_and(|next| next.prev_mac == row.mac);
     let next_links_over = next.is_some_and(|next| next.prev_mac == prev_mac);
@@ -276,20 +294,35 @@ fn classify(
     }
     if link_ok {
         if next_links_over {
-            return finding(TamperKind::Inserted, "the row's MAC is forged and the next row is chained to the row before it");
+            return finding(
+                TamperKind::Inserted,
+                "the row's MAC is forged and the next row is chained to the row before it",
+            );
         }
         if next.is_none() && head.is_some_and(|(seq, _)| row.id > seq) {
-            return finding(TamperKind::Inserted, "the row's MAC is forged and it lies past the chain head");
+            return finding(
+                TamperKind::Inserted,
+                "the row's MAC is forged and it lies past the chain head",
+            );
         }
-        return finding(TamperKind::Modified, "the row's content does not match its MAC");
+        return finding(
+            TamperKind::Modified,
+            "the row's content does not match its MAC",
+        );
     }
     // Neither its MAC nor its link holds.
     if let Some(next) = next {
-        if next_links_over && row.prev_mac == next.mac && self_consistent(chain, row, next.id - row.id) {
+        if next_links_over
+            && row.prev_mac == next.mac
+            && self_consistent(chain, row, next.id - row.id)
+        {
             return finding(TamperKind::Reordered, "this row and the next were swapped");
         }
         if next_links_over {
-            return finding(TamperKind::Inserted, "the row is not part of the chain and the next row is chained to the row before it");
+            return finding(
+                TamperKind::Inserted,
+                "the row is not part of the chain and the next row is chained to the row before it",
+            );
         }
     }
     if let Some(shift) = (1..=MAX_SHIFT).find(|&shift| self_consistent(chain, row, shift)) {
@@ -300,7 +333,13 @@ fn classify(
         };
     }
     if next_links_here {
-        return finding(TamperKind::Modified, "the row's content and its chain link were changed");
+        return finding(
+            TamperKind::Modified,
+            "the row's content and its chain link were changed",
+        );
     }
-    finding(TamperKind::Modified, "the row matches neither its MAC nor its place in the chain")
+    finding(
+        TamperKind::Modified,
+        "the row matches neither its MAC nor its place in the chain",
+    )
 }

@@ -19,7 +19,9 @@ fn writes_and_reads_back_every_field(db: &TestDatabase) {
     let context = RequestContext::new()
         .with_resolved_ip(
             "10.0.0.2".parse().unwrap(),
-            zt_types::ClientIpResolver::from_cidrs(["10.0.0.0/8"]).unwrap().resolve("10.0.0.2".parse().unwrap(), ["2001:db8::7"]),
+            zt_types::ClientIpResolver::from_cidrs(["10.0.0.0/8"])
+                .unwrap()
+                .resolve("10.0.0.2".parse().unwrap(), ["2001:db8::7"]),
         )
         .with_user_agent("curl/8.5\r\nInjected: yes")
         .with_request_id(zt_types::RequestId::parse("req-1").unwrap());
@@ -39,7 +41,9 @@ fn writes_and_reads_back_every_field(db: &TestDatabase) {
     assert_eq!(recorded.id, 1);
     assert!(!recorded.duplicate);
 
-    let page = log.query(&AuditFilter::new(), &PageRequest::first(10)).unwrap();
+    let page = log
+        .query(&AuditFilter::new(), &PageRequest::first(10))
+        .unwrap();
     assert_eq!(page.records.len(), 1);
     assert!(page.next.is_none());
     let row = &page.records[0];
@@ -47,12 +51,30 @@ fn writes_and_reads_back_every_field(db: &TestDatabase) {
     assert_eq!(row.created_at, event.created_at());
     assert_eq!(row.user_id.as_deref(), Some("user_2abc"));
     assert_eq!(row.user_email.as_deref(), Some("a@example.com"));
-    assert_eq!((row.action.as_str(), row.resource.as_str(), row.resource_id.as_deref()), ("UPDATE_ROLE", "users", Some("7")));
-    assert_eq!(row.metadata, event.metadata().as_str(), "stored metadata is the canonical text");
+    assert_eq!(
+        (
+            row.action.as_str(),
+            row.resource.as_str(),
+            row.resource_id.as_deref()
+        ),
+        ("UPDATE_ROLE", "users", Some("7"))
+    );
+    assert_eq!(
+        row.metadata,
+        event.metadata().as_str(),
+        "stored metadata is the canonical text"
+    );
     assert_eq!(row.metadata_value()["token"], "[REDACTED]");
-    assert_eq!(row.client_ip, Some("2001:db8::7".parse::<IpAddr>().unwrap()));
+    assert_eq!(
+        row.client_ip,
+        Some("2001:db8::7".parse::<IpAddr>().unwrap())
+    );
     assert_eq!(row.peer_ip, Some("10.0.0.2".parse::<IpAddr>().unwrap()));
-    assert_eq!(row.user_agent.as_deref(), Some("curl/8.5\r\nInjected: yes"), "stored as given");
+    assert_eq!(
+        row.user_agent.as_deref(),
+        Some("curl/8.5\r\nInjected: yes"),
+        "stored as given"
+    );
     assert_eq!(row.status, AuditStatus::Failed);
     assert_eq!(row.error_code.as_deref(), Some("DB_TIMEOUT"));
     assert_eq!(row.request_id.as_deref(), Some("req-1"));
@@ -68,7 +90,10 @@ fn same_event_twice_is_stored_once(db: &TestDatabase) {
     assert!(again.duplicate);
     assert_eq!((again.id, again.mac), (first.id, first.mac));
     let batch = log.record_batch(&[one.clone(), two.clone(), two]).unwrap();
-    assert_eq!(batch.iter().map(|r| r.duplicate).collect::<Vec<_>>(), [true, false, true]);
+    assert_eq!(
+        batch.iter().map(|r| r.duplicate).collect::<Vec<_>>(),
+        [true, false, true]
+    );
     assert_eq!(log.count(&AuditFilter::new()).unwrap(), 2);
     assert!(log.verify().unwrap().is_valid());
 }
@@ -76,20 +101,26 @@ fn same_event_twice_is_stored_once(db: &TestDatabase) {
 fn in_transaction_write_is_atomic_with_the_business_change(db: &TestDatabase) {
     use diesel::{Connection, RunQueryDsl};
     let log = open(db);
-    raw(db, "CREATE TABLE projects (id BIGINT PRIMARY KEY, name TEXT NOT NULL)").unwrap();
+    raw(
+        db,
+        "CREATE TABLE projects (id BIGINT PRIMARY KEY, name TEXT NOT NULL)",
+    )
+    .unwrap();
 
     macro_rules! business_transactions {
         ($conn:expr, $begin:ident) => {{
             let conn = &mut $conn;
             // Committed: both the project and its audit row.
             conn.$begin(|conn| {
-                diesel::sql_query("INSERT INTO projects (id, name) VALUES (1, 'kept')").execute(conn)?;
+                diesel::sql_query("INSERT INTO projects (id, name) VALUES (1, 'kept')")
+                    .execute(conn)?;
                 log.record_in(conn, &event(1))
             })
             .unwrap();
             // Rolled back after the audit write: neither remains.
             let rolled_back: Result<(), zt_audit::Error> = conn.$begin(|conn| {
-                diesel::sql_query("INSERT INTO projects (id, name) VALUES (2, 'lost')").execute(conn)?;
+                diesel::sql_query("INSERT INTO projects (id, name) VALUES (2, 'lost')")
+                    .execute(conn)?;
                 log.record_in(conn, &event(2))?;
                 Err(diesel::result::Error::RollbackTransaction.into())
             });
@@ -101,8 +132,15 @@ fn in_transaction_write_is_atomic_with_the_business_change(db: &TestDatabase) {
         Pool::Postgres(pool) => business_transactions!(pool.get().unwrap(), transaction),
     }
 
-    assert_eq!(log.count(&AuditFilter::new()).unwrap(), 1, "the rolled-back audit row is gone");
-    assert_eq!(support::raw_count(db, "SELECT COUNT(*) AS n FROM projects"), 1);
+    assert_eq!(
+        log.count(&AuditFilter::new()).unwrap(),
+        1,
+        "the rolled-back audit row is gone"
+    );
+    assert_eq!(
+        support::raw_count(db, "SELECT COUNT(*) AS n FROM projects"),
+        1
+    );
     // The chain is intact, and the next write continues it without a gap.
     let next = log.record(&event(3)).unwrap();
     assert_eq!(next.id, 2);
@@ -177,30 +215,68 @@ fn filters_and_pagination_on_a_seeded_log(db: &TestDatabase) {
     for chunk in events.chunks(1000) {
         log.record_batch(chunk).unwrap();
     }
-    let expect = |predicate: &dyn Fn(&AuditEvent) -> bool| events.iter().filter(|e| predicate(e)).count() as u64;
+    let expect = |predicate: &dyn Fn(&AuditEvent) -> bool| {
+        events.iter().filter(|e| predicate(e)).count() as u64
+    };
     let at = |seconds: u64| start().saturating_add(std::time::Duration::from_secs(seconds));
 
     let cases: Vec<(AuditFilter, u64)> = vec![
         (AuditFilter::new(), u64::from(SEEDED)),
-        (AuditFilter::new().user("3"), expect(&|e| e.actor().user_id().unwrap().as_str() == "3")),
-        (AuditFilter::new().email("user5@example.com"), expect(&|e| e.actor().email().unwrap().as_str() == "user5@example.com")),
-        (AuditFilter::new().action("UPDATE_ROLE"), expect(&|e| e.action().as_str() == "UPDATE_ROLE")),
         (
-            AuditFilter::new().action("UPDATE_ROLE").action("DELETE_PROJECT"),
+            AuditFilter::new().user("3"),
+            expect(&|e| e.actor().user_id().unwrap().as_str() == "3"),
+        ),
+        (
+            AuditFilter::new().email("user5@example.com"),
+            expect(&|e| e.actor().email().unwrap().as_str() == "user5@example.com"),
+        ),
+        (
+            AuditFilter::new().action("UPDATE_ROLE"),
+            expect(&|e| e.action().as_str() == "UPDATE_ROLE"),
+        ),
+        (
+            AuditFilter::new()
+                .action("UPDATE_ROLE")
+                .action("DELETE_PROJECT"),
             expect(&|e| matches!(e.action().as_str(), "UPDATE_ROLE" | "DELETE_PROJECT")),
         ),
-        (AuditFilter::new().resource("projects").resource_id("7"), expect(&|e| e.resource_id().unwrap().as_str() == "7")),
-        (AuditFilter::new().status(AuditStatus::Denied), expect(&|e| e.status() == AuditStatus::Denied)),
+        (
+            AuditFilter::new().resource("projects").resource_id("7"),
+            expect(&|e| e.resource_id().unwrap().as_str() == "7"),
+        ),
+        (
+            AuditFilter::new().status(AuditStatus::Denied),
+            expect(&|e| e.status() == AuditStatus::Denied),
+        ),
         (
             AuditFilter::new().since(at(100)).until(at(2100)),
             expect(&|e| e.created_at() >= at(100) && e.created_at() < at(2100)),
         ),
-        (AuditFilter::new().ip("10.0.8.0/24").unwrap(), expect(&|e| e.context().client_ip().unwrap().to_string().starts_with("10.0.8."))),
-        (AuditFilter::new().ip("2001:db8::/32").unwrap(), expect(&|e| e.context().client_ip().unwrap().is_ipv6())),
-        (AuditFilter::new().ip("10.0.4.4").unwrap(), expect(&|e| e.context().client_ip().unwrap().to_string() == "10.0.4.4")),
+        (
+            AuditFilter::new().ip("10.0.8.0/24").unwrap(),
+            expect(&|e| {
+                e.context()
+                    .client_ip()
+                    .unwrap()
+                    .to_string()
+                    .starts_with("10.0.8.")
+            }),
+        ),
+        (
+            AuditFilter::new().ip("2001:db8::/32").unwrap(),
+            expect(&|e| e.context().client_ip().unwrap().is_ipv6()),
+        ),
+        (
+            AuditFilter::new().ip("10.0.4.4").unwrap(),
+            expect(&|e| e.context().client_ip().unwrap().to_string() == "10.0.4.4"),
+        ),
         (AuditFilter::new().request_id("req-4242"), 1),
         (
-            AuditFilter::new().user("2").action("CREATE_PROJECT").status(AuditStatus::Failed).since(at(5000)),
+            AuditFilter::new()
+                .user("2")
+                .action("CREATE_PROJECT")
+                .status(AuditStatus::Failed)
+                .since(at(5000)),
             expect(&|e| {
                 e.actor().user_id().unwrap().as_str() == "2"
                     && e.action().as_str() == "CREATE_PROJECT"
@@ -210,7 +286,10 @@ fn filters_and_pagination_on_a_seeded_log(db: &TestDatabase) {
         ),
     ];
     for (filter, expected) in &cases {
-        assert!(*expected > 0, "a case that matches nothing proves little: {filter:?}");
+        assert!(
+            *expected > 0,
+            "a case that matches nothing proves little: {filter:?}"
+        );
         assert_eq!(log.count(filter).unwrap(), *expected, "{filter:?}");
     }
 
@@ -228,14 +307,21 @@ fn filters_and_pagination_on_a_seeded_log(db: &TestDatabase) {
                 None => break,
             }
         }
-        assert_eq!(seen.len() as u64, expect(&|e| e.action().as_str() == "UPDATE_ROLE"));
+        assert_eq!(
+            seen.len() as u64,
+            expect(&|e| e.action().as_str() == "UPDATE_ROLE")
+        );
         let mut sorted = seen.clone();
         sorted.sort();
         if order == Order::NewestFirst {
             sorted.reverse();
         }
         assert_eq!(seen, sorted, "{order:?}");
-        assert_eq!(seen.iter().collect::<HashSet<_>>().len(), seen.len(), "no row twice");
+        assert_eq!(
+            seen.iter().collect::<HashSet<_>>().len(),
+            seen.len(),
+            "no row twice"
+        );
     }
 
     // Streaming visits everything with bounded pages.
@@ -245,19 +331,33 @@ fn filters_and_pagination_on_a_seeded_log(db: &TestDatabase) {
         Ok(())
     })
     .unwrap();
-    assert_eq!(streamed, expect(&|e| e.actor().user_id().unwrap().as_str() == "1"));
+    assert_eq!(
+        streamed,
+        expect(&|e| e.actor().user_id().unwrap().as_str() == "1")
+    );
     assert!(log.verify().unwrap().is_valid());
 }
 
 fn bad_filters_get_typed_errors(db: &TestDatabase) {
     let log = open(db);
     let too_long = AuditFilter::new().user(&"9".repeat(200));
-    assert_eq!(log.count(&too_long).unwrap_err().kind(), ErrorKind::InvalidInput);
+    assert_eq!(
+        log.count(&too_long).unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
     let orphan_id = AuditFilter::new().resource_id("1");
-    assert_eq!(log.query(&orphan_id, &PageRequest::first(1)).unwrap_err().kind(), ErrorKind::InvalidInput);
+    assert_eq!(
+        log.query(&orphan_id, &PageRequest::first(1))
+            .unwrap_err()
+            .kind(),
+        ErrorKind::InvalidInput
+    );
     let later: Timestamp = "2030-01-01T00:00:00Z".parse().unwrap();
     let backwards = AuditFilter::new().since(later).until(start());
-    assert_eq!(log.count(&backwards).unwrap_err().kind(), ErrorKind::InvalidInput);
+    assert_eq!(
+        log.count(&backwards).unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
 }
 
 fn migrations_are_idempotent(db: &TestDatabase) {

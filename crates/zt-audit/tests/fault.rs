@@ -18,15 +18,24 @@ fn postgres_restart_mid_run_loses_and_duplicates_nothing() {
         eprintln!("SKIPPED on PostgreSQL: ZT_SKIP_POSTGRES=1");
         return;
     }
-    let mut cluster = PgCluster::start(Durability::Fast).expect("a private PostgreSQL server for fault injection");
-    let config = PoolConfig::new().max_size(4).connection_timeout(Duration::from_millis(500));
-    let log = AuditLog::new(Pool::connect_with(&cluster.url().parse().unwrap(), &config).unwrap(), &support::key());
+    let mut cluster = PgCluster::start(Durability::Fast)
+        .expect("a private PostgreSQL server for fault injection");
+    let config = PoolConfig::new()
+        .max_size(4)
+        .connection_timeout(Duration::from_millis(500));
+    let log = AuditLog::new(
+        Pool::connect_with(&cluster.url().parse().unwrap(), &config).unwrap(),
+        &support::key(),
+    );
     log.migrate().unwrap();
-    let spool = std::env::temp_dir().join(format!("zt-fault-spool-{}", uuid::Uuid::new_v4().simple()));
+    let spool =
+        std::env::temp_dir().join(format!("zt-fault-spool-{}", uuid::Uuid::new_v4().simple()));
     let pipeline = Pipeline::start(
         log.clone(),
         PipelineConfig::new(&spool)
-            .overflow(Overflow::Block { timeout: Duration::from_secs(120) })
+            .overflow(Overflow::Block {
+                timeout: Duration::from_secs(120),
+            })
             .retry(Duration::from_millis(50), Duration::from_millis(400)),
     )
     .unwrap();
@@ -38,7 +47,9 @@ fn postgres_restart_mid_run_loses_and_duplicates_nothing() {
                 let pipeline = &pipeline;
                 scope.spawn(move || {
                     for i in 0..25_000 {
-                        pipeline.submit(support::event(thread * 100_000 + i)).unwrap();
+                        pipeline
+                            .submit(support::event(thread * 100_000 + i))
+                            .unwrap();
                     }
                 })
             })
@@ -46,7 +57,11 @@ fn postgres_restart_mid_run_loses_and_duplicates_nothing() {
         // Stop the server once a fifth of the run is stored.
         let started = Instant::now();
         while pipeline.stats().written < 20_000 {
-            assert!(started.elapsed() < Duration::from_secs(120), "the run stalled: {:?}", pipeline.stats());
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "the run stalled: {:?}",
+                pipeline.stats()
+            );
             std::thread::sleep(Duration::from_millis(5));
         }
         cluster.stop().unwrap();
@@ -59,7 +74,10 @@ fn postgres_restart_mid_run_loses_and_duplicates_nothing() {
     });
     pipeline.flush(Duration::from_secs(120)).unwrap();
     let stats = pipeline.shutdown(Duration::from_secs(120)).unwrap();
-    assert!(stats.spooled > 0 && stats.replayed > 0, "the outage went through the spool: {stats:?}");
+    assert!(
+        stats.spooled > 0 && stats.replayed > 0,
+        "the outage went through the spool: {stats:?}"
+    );
     assert!(stats.retries > 0, "{stats:?}");
     assert_eq!(stats.submitted, 100_000);
 

@@ -17,7 +17,8 @@ fn json_value() -> impl Strategy<Value = Value> {
         any::<i64>().prop_map(Value::from),
         any::<u64>().prop_map(Value::from),
         any::<f64>().prop_filter_map("finite", |f| Number::from_f64(f).map(Value::Number)),
-        (-1_000_000i32..1_000_000, 0i32..6).prop_map(|(n, scale)| Value::from(f64::from(n) / 10f64.powi(scale))),
+        (-1_000_000i32..1_000_000, 0i32..6)
+            .prop_map(|(n, scale)| Value::from(f64::from(n) / 10f64.powi(scale))),
     ];
     let leaf = prop_oneof![
         Just(Value::Null),
@@ -37,17 +38,36 @@ fn json_value() -> impl Strategy<Value = Value> {
 
 fn metadata_round_trips(db: &TestDatabase) {
     let log = support::open(db);
-    let mut runner = TestRunner::new(Config { cases: 96, failure_persistence: None, ..Config::default() });
+    let mut runner = TestRunner::new(Config {
+        cases: 96,
+        failure_persistence: None,
+        ..Config::default()
+    });
     runner
-        .run(&prop::collection::btree_map("[a-z]{1,8}", json_value(), 0..6), |members| {
-            let metadata = Value::Object(members.into_iter().collect());
-            let event = AuditEvent::builder(Actor::System, "PROBE", "metadata").metadata(&metadata).build().unwrap();
-            let recorded = log.record(&event).unwrap();
-            let page = log.query(&AuditFilter::new(), &PageRequest::first(1).order(zt_audit::Order::NewestFirst)).unwrap();
-            let stored = page.records.iter().find(|r| r.id == recorded.id).expect("the newest row");
-            prop_assert_eq!(&stored.metadata, event.metadata().as_str());
-            Ok(())
-        })
+        .run(
+            &prop::collection::btree_map("[a-z]{1,8}", json_value(), 0..6),
+            |members| {
+                let metadata = Value::Object(members.into_iter().collect());
+                let event = AuditEvent::builder(Actor::System, "PROBE", "metadata")
+                    .metadata(&metadata)
+                    .build()
+                    .unwrap();
+                let recorded = log.record(&event).unwrap();
+                let page = log
+                    .query(
+                        &AuditFilter::new(),
+                        &PageRequest::first(1).order(zt_audit::Order::NewestFirst),
+                    )
+                    .unwrap();
+                let stored = page
+                    .records
+                    .iter()
+                    .find(|r| r.id == recorded.id)
+                    .expect("the newest row");
+                prop_assert_eq!(&stored.metadata, event.metadata().as_str());
+                Ok(())
+            },
+        )
         .unwrap();
     let report = log.verify().unwrap();
     assert!(report.is_valid(), "{:?}", report.finding);

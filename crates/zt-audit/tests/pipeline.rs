@@ -1,7 +1,12 @@
 //! The pipeline loses nothing: batching, spooling through outages, replay
 //! after a crash, damaged spool tails, full queues and full disks.
 // Tests unwrap: a failed unwrap is a failed test.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout, clippy::print_stderr)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 mod support;
 
@@ -32,7 +37,11 @@ fn spool_dir(db: &TestDatabase) -> PathBuf {
 
 fn batches_from_four_threads(db: &TestDatabase) {
     let log = open(db);
-    let pipeline = Pipeline::start(log.clone(), PipelineConfig::new(spool_dir(db)).batch_size(500)).unwrap();
+    let pipeline = Pipeline::start(
+        log.clone(),
+        PipelineConfig::new(spool_dir(db)).batch_size(500),
+    )
+    .unwrap();
     std::thread::scope(|scope| {
         for thread in 0..4u32 {
             let pipeline = &pipeline;
@@ -44,9 +53,16 @@ fn batches_from_four_threads(db: &TestDatabase) {
         }
     });
     pipeline.flush(Duration::from_secs(60)).unwrap();
-    assert_eq!(log.count(&AuditFilter::new()).unwrap(), 10_000, "flush returns once everything is stored");
+    assert_eq!(
+        log.count(&AuditFilter::new()).unwrap(),
+        10_000,
+        "flush returns once everything is stored"
+    );
     let stats = pipeline.shutdown(Duration::from_secs(60)).unwrap();
-    assert_eq!((stats.submitted, stats.written, stats.rejected), (10_000, 10_000, 0));
+    assert_eq!(
+        (stats.submitted, stats.written, stats.rejected),
+        (10_000, 10_000, 0)
+    );
     assert!(stats.batches >= 20, "{stats:?}");
     assert!(log.verify().unwrap().is_valid());
 }
@@ -54,7 +70,8 @@ fn batches_from_four_threads(db: &TestDatabase) {
 fn outage_spools_and_replays_in_order(db: &TestDatabase) {
     // The tables do not exist yet: every write fails as an outage would.
     let log = AuditLog::new(support::pool(db), &support::key());
-    let config = PipelineConfig::new(spool_dir(db)).retry(Duration::from_millis(20), Duration::from_millis(100));
+    let config = PipelineConfig::new(spool_dir(db))
+        .retry(Duration::from_millis(20), Duration::from_millis(100));
     let pipeline = Pipeline::start(log.clone(), config.clone()).unwrap();
     let events: Vec<_> = (0..300).map(event).collect();
     for event in &events {
@@ -62,7 +79,10 @@ fn outage_spools_and_replays_in_order(db: &TestDatabase) {
     }
     // The caller is told why the events are not in the database yet.
     let error = pipeline.flush(Duration::from_millis(500)).unwrap_err();
-    assert!(matches!(error.kind(), ErrorKind::Database | ErrorKind::Unavailable), "{error}");
+    assert!(
+        matches!(error.kind(), ErrorKind::Database | ErrorKind::Unavailable),
+        "{error}"
+    );
     assert!(error.to_string().contains("audit_"), "{error}");
     let stats = pipeline.shutdown(Duration::from_secs(30)).unwrap();
     assert_eq!(stats.spooled, 300, "{stats:?}");
@@ -73,12 +93,18 @@ fn outage_spools_and_replays_in_order(db: &TestDatabase) {
     pipeline.flush(Duration::from_secs(30)).unwrap();
     let stats = pipeline.shutdown(Duration::from_secs(30)).unwrap();
     assert_eq!(stats.replayed, 300);
-    let page = log.query(&AuditFilter::new(), &zt_audit::PageRequest::first(300)).unwrap();
+    let page = log
+        .query(&AuditFilter::new(), &zt_audit::PageRequest::first(300))
+        .unwrap();
     let stored: Vec<Uuid> = page.records.iter().map(|r| r.event_id).collect();
     let submitted: Vec<Uuid> = events.iter().map(|e| e.event_id().uuid()).collect();
     assert_eq!(stored, submitted, "replayed in submission order");
     assert!(log.verify().unwrap().is_valid());
-    assert_eq!(std::fs::read_dir(spool_dir(db)).unwrap().count(), 0, "the replayed spool is removed");
+    assert_eq!(
+        std::fs::read_dir(spool_dir(db)).unwrap().count(),
+        0,
+        "the replayed spool is removed"
+    );
 }
 
 fn segments(dir: &Path) -> Vec<PathBuf> {
@@ -102,7 +128,12 @@ fn torn_tail_keeps_the_good_records(db: &TestDatabase) {
     drop(pipeline);
     // A torn write: half of a record header, then nothing.
     let last = segments(&spool_dir(db)).pop().unwrap();
-    std::fs::OpenOptions::new().append(true).open(&last).unwrap().write_all(&[0x40, 0x01, 0x00]).unwrap();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&last)
+        .unwrap()
+        .write_all(&[0x40, 0x01, 0x00])
+        .unwrap();
 
     log.migrate().unwrap();
     let pipeline = Pipeline::start(log.clone(), config).unwrap();
@@ -133,7 +164,11 @@ fn corrupt_record_is_reported_not_stored(db: &TestDatabase) {
     pipeline.flush(Duration::from_secs(30)).unwrap();
     let stats = pipeline.shutdown(Duration::from_secs(30)).unwrap();
     assert_eq!(stats.corrupt_tails, 1);
-    assert_eq!(log.count(&AuditFilter::new()).unwrap(), 9, "the records before the damage are kept");
+    assert_eq!(
+        log.count(&AuditFilter::new()).unwrap(),
+        9,
+        "the records before the damage are kept"
+    );
 }
 
 fn full_queue_blocks_then_tells_the_caller(db: &TestDatabase) {
@@ -145,7 +180,9 @@ fn full_queue_blocks_then_tells_the_caller(db: &TestDatabase) {
     let config = PipelineConfig::new(spool_dir(db))
         .queue_capacity(2)
         .batch_size(1)
-        .overflow(Overflow::Block { timeout: Duration::from_millis(200) });
+        .overflow(Overflow::Block {
+            timeout: Duration::from_millis(200),
+        });
     let pipeline = Pipeline::start(log.clone(), config).unwrap();
     // Another connection holds SQLite's write lock, so the writer stalls.
     let path = db.url().trim_start_matches("sqlite://").to_owned();
@@ -154,7 +191,9 @@ fn full_queue_blocks_then_tells_the_caller(db: &TestDatabase) {
     let holder = std::thread::spawn(move || {
         use diesel::{Connection, RunQueryDsl};
         let mut conn = diesel::SqliteConnection::establish(&path).unwrap();
-        diesel::sql_query("BEGIN EXCLUSIVE").execute(&mut conn).unwrap();
+        diesel::sql_query("BEGIN EXCLUSIVE")
+            .execute(&mut conn)
+            .unwrap();
         locked_tx.send(()).unwrap();
         release_rx.recv().unwrap();
         diesel::sql_query("COMMIT").execute(&mut conn).unwrap();
@@ -166,7 +205,10 @@ fn full_queue_blocks_then_tells_the_caller(db: &TestDatabase) {
         match pipeline.submit(event(i)) {
             Ok(()) => {}
             Err(error) => {
-                assert!(started.elapsed() >= Duration::from_millis(200), "it waited for the timeout first");
+                assert!(
+                    started.elapsed() >= Duration::from_millis(200),
+                    "it waited for the timeout first"
+                );
                 refused = Some(error);
                 break;
             }
@@ -177,7 +219,10 @@ fn full_queue_blocks_then_tells_the_caller(db: &TestDatabase) {
     release_tx.send(()).unwrap();
     holder.join().unwrap();
     let stats = pipeline.shutdown(Duration::from_secs(60)).unwrap();
-    assert_eq!(stats.written, stats.submitted, "every accepted event is stored: {stats:?}");
+    assert_eq!(
+        stats.written, stats.submitted,
+        "every accepted event is stored: {stats:?}"
+    );
     assert_eq!(log.count(&AuditFilter::new()).unwrap(), stats.submitted);
 }
 
@@ -187,7 +232,12 @@ fn unwritable_spool_is_a_clear_error(db: &TestDatabase) {
     let log = open(db);
     let error = Pipeline::start(log, PipelineConfig::new(blocker.join("spool"))).unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Spool);
-    assert!(error.to_string().contains("cannot create the spool directory"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("cannot create the spool directory"),
+        "{error}"
+    );
 }
 
 /// A tiny tmpfs, to fill up for real. `None` when mounting is not allowed.
@@ -221,7 +271,9 @@ fn full_disk_is_reported_to_the_caller(db: &TestDatabase) {
         None => {
             // Without mount rights, an unwritable spool stands in: its directory
             // is replaced by a file while the pipeline runs.
-            eprintln!("mount is not permitted here: simulating an unwritable spool instead of a full disk");
+            eprintln!(
+                "mount is not permitted here: simulating an unwritable spool instead of a full disk"
+            );
             dir.join("spool")
         }
     };
@@ -252,13 +304,17 @@ fn full_disk_is_reported_to_the_caller(db: &TestDatabase) {
 /// forever and prints each event id once `submit` has returned.
 #[test]
 fn child_writer() {
-    let Ok(setup) = std::env::var("ZT_PIPELINE_CHILD") else { return };
+    let Ok(setup) = std::env::var("ZT_PIPELINE_CHILD") else {
+        return;
+    };
     let (url, spool) = setup.split_once('|').unwrap();
     let log = AuditLog::new(
         zt_db::Pool::connect_with(&url.parse().unwrap(), &zt_db::PoolConfig::new()).unwrap(),
         &support::key(),
     );
-    let config = PipelineConfig::new(spool).mode(SubmitMode::Spooled { fsync: true }).batch_size(5_000);
+    let config = PipelineConfig::new(spool)
+        .mode(SubmitMode::Spooled { fsync: true })
+        .batch_size(5_000);
     let pipeline = Pipeline::start(log, config).unwrap();
     let mut out = std::io::stdout().lock();
     for i in 0.. {
@@ -274,8 +330,17 @@ fn killed_writer_loses_nothing(db: &TestDatabase) {
     let log = open(db);
     let spool = spool_dir(db);
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_writer", "--nocapture", "--test-threads", "1"])
-        .env("ZT_PIPELINE_CHILD", format!("{}|{}", db.url(), spool.display()))
+        .args([
+            "--exact",
+            "child_writer",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env(
+            "ZT_PIPELINE_CHILD",
+            format!("{}|{}", db.url(), spool.display()),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -291,15 +356,30 @@ fn killed_writer_loses_nothing(db: &TestDatabase) {
     child.kill().unwrap();
     child.wait().unwrap();
     // Ids printed before the kill landed are acknowledged too.
-    acknowledged.extend(lines.map_while(Result::ok).filter_map(|line| line.parse::<Uuid>().ok()));
+    acknowledged.extend(
+        lines
+            .map_while(Result::ok)
+            .filter_map(|line| line.parse::<Uuid>().ok()),
+    );
 
     let pipeline = Pipeline::start(log.clone(), PipelineConfig::new(&spool)).unwrap();
     pipeline.flush(Duration::from_secs(60)).unwrap();
     let stats = pipeline.shutdown(Duration::from_secs(60)).unwrap();
-    assert!(stats.replayed + stats.duplicates > 0, "the spool held the child's events: {stats:?}");
+    assert!(
+        stats.replayed + stats.duplicates > 0,
+        "the spool held the child's events: {stats:?}"
+    );
     let stored = stored_event_ids(&log);
-    let missing: Vec<_> = acknowledged.iter().filter(|id| !stored.contains(id)).collect();
-    assert!(missing.is_empty(), "{} acknowledged events are missing, first {:?}", missing.len(), missing.first());
+    let missing: Vec<_> = acknowledged
+        .iter()
+        .filter(|id| !stored.contains(id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged events are missing, first {:?}",
+        missing.len(),
+        missing.first()
+    );
     assert!(log.verify().unwrap().is_valid());
     let _ = raw;
 }

@@ -24,15 +24,30 @@ fn seeded(db: &TestDatabase) -> AuditLog {
 
 fn assert_finding(log: &AuditLog, row_id: i64, kind: TamperKind) {
     let report = log.verify().unwrap();
-    let finding = report.finding.unwrap_or_else(|| panic!("tampering at row {row_id} went unnoticed"));
-    assert_eq!((finding.row_id, finding.kind), (row_id, kind), "{}", finding.detail);
+    let finding = report
+        .finding
+        .unwrap_or_else(|| panic!("tampering at row {row_id} went unnoticed"));
+    assert_eq!(
+        (finding.row_id, finding.kind),
+        (row_id, kind),
+        "{}",
+        finding.detail
+    );
 }
 
 /// Moves every row from `from` on by `by` positions, through a far-away
 /// range so that the primary key never collides.
 fn shift_ids(db: &TestDatabase, from: i64, by: i64) {
-    raw(db, &format!("UPDATE audit_logs SET id = id + 1000000 WHERE id >= {from}")).unwrap();
-    raw(db, &format!("UPDATE audit_logs SET id = id - 1000000 + ({by}) WHERE id >= 1000000")).unwrap();
+    raw(
+        db,
+        &format!("UPDATE audit_logs SET id = id + 1000000 WHERE id >= {from}"),
+    )
+    .unwrap();
+    raw(
+        db,
+        &format!("UPDATE audit_logs SET id = id - 1000000 + ({by}) WHERE id >= 1000000"),
+    )
+    .unwrap();
 }
 
 /// Inserts a forged copy of row `source` at position `id`, with a garbage MAC
@@ -45,7 +60,9 @@ fn insert_forged(db: &TestDatabase, id: i64, source: i64, link_to: i64) {
         Backend::Sqlite => (format!("{columns}, client_ip_bin"), format!("X'{garbage}'")),
         Backend::Postgres => (columns.to_owned(), format!("decode('{garbage}', 'hex')")),
     };
-    let selected = columns.replace("event_id,", "'00000000-0000-4000-8000-000000000007',").replace("action,", "'GRANT_ADMIN',");
+    let selected = columns
+        .replace("event_id,", "'00000000-0000-4000-8000-000000000007',")
+        .replace("action,", "'GRANT_ADMIN',");
     raw(
         db,
         &format!(
@@ -59,13 +76,21 @@ fn insert_forged(db: &TestDatabase, id: i64, source: i64, link_to: i64) {
 
 fn modified_field_is_named(db: &TestDatabase) {
     let log = seeded(db);
-    raw(db, "UPDATE audit_logs SET status = 'success', error_code = NULL WHERE id = 8").unwrap();
+    raw(
+        db,
+        "UPDATE audit_logs SET status = 'success', error_code = NULL WHERE id = 8",
+    )
+    .unwrap();
     assert_finding(&log, 8, TamperKind::Modified);
 }
 
 fn modified_metadata_is_named(db: &TestDatabase) {
     let log = seeded(db);
-    raw(db, r#"UPDATE audit_logs SET metadata = '{"i": 999, "name": "project 999"}' WHERE id = 12"#).unwrap();
+    raw(
+        db,
+        r#"UPDATE audit_logs SET metadata = '{"i": 999, "name": "project 999"}' WHERE id = 12"#,
+    )
+    .unwrap();
     assert_finding(&log, 12, TamperKind::Modified);
 }
 
@@ -73,10 +98,18 @@ fn modified_time_and_address_are_named(db: &TestDatabase) {
     let log = seeded(db);
     match db.backend() {
         Backend::Sqlite => {
-            raw(db, "UPDATE audit_logs SET created_at = '2020-01-01T00:00:00.000000Z' WHERE id = 3").unwrap();
+            raw(
+                db,
+                "UPDATE audit_logs SET created_at = '2020-01-01T00:00:00.000000Z' WHERE id = 3",
+            )
+            .unwrap();
         }
         Backend::Postgres => {
-            raw(db, "UPDATE audit_logs SET created_at = created_at - interval '1 day' WHERE id = 3").unwrap();
+            raw(
+                db,
+                "UPDATE audit_logs SET created_at = created_at - interval '1 day' WHERE id = 3",
+            )
+            .unwrap();
         }
     }
     assert_finding(&log, 3, TamperKind::Modified);
@@ -86,8 +119,16 @@ fn modified_address_is_named(db: &TestDatabase) {
     let log = seeded(db);
     match db.backend() {
         // On SQLite the derived range key alone is enough to notice.
-        Backend::Sqlite => raw(db, "UPDATE audit_logs SET client_ip_bin = zeroblob(16) WHERE id = 5").unwrap(),
-        Backend::Postgres => raw(db, "UPDATE audit_logs SET client_ip = '192.0.2.1' WHERE id = 5").unwrap(),
+        Backend::Sqlite => raw(
+            db,
+            "UPDATE audit_logs SET client_ip_bin = zeroblob(16) WHERE id = 5",
+        )
+        .unwrap(),
+        Backend::Postgres => raw(
+            db,
+            "UPDATE audit_logs SET client_ip = '192.0.2.1' WHERE id = 5",
+        )
+        .unwrap(),
     };
     assert_finding(&log, 5, TamperKind::Modified);
 }
@@ -144,19 +185,38 @@ fn signing_key() -> SigningKey {
 
 fn truncation_after_a_checkpoint_is_detected(db: &TestDatabase) {
     let log = seeded(db);
-    let checkpoint = SignedCheckpoint::from_json(&log.checkpoint(&signing_key()).unwrap().to_json()).unwrap();
+    let checkpoint =
+        SignedCheckpoint::from_json(&log.checkpoint(&signing_key()).unwrap().to_json()).unwrap();
     assert_eq!(checkpoint.checkpoint.seq, i64::from(ROWS));
     let trusted = signing_key().verifying_key();
-    assert!(log.verify_with(Some((&checkpoint, &trusted)), |_| {}).unwrap().is_valid());
+    assert!(
+        log.verify_with(Some((&checkpoint, &trusted)), |_| {})
+            .unwrap()
+            .is_valid()
+    );
 
     // A careful attacker deletes the newest rows and rewinds the head to match.
     raw(db, "DELETE FROM audit_logs WHERE id > 15").unwrap();
-    raw(db, "UPDATE audit_chain_head SET seq = 15, mac = (SELECT mac FROM audit_logs WHERE id = 15)").unwrap();
-    assert!(log.verify().unwrap().is_valid(), "without a checkpoint the truncation is invisible");
+    raw(
+        db,
+        "UPDATE audit_chain_head SET seq = 15, mac = (SELECT mac FROM audit_logs WHERE id = 15)",
+    )
+    .unwrap();
+    assert!(
+        log.verify().unwrap().is_valid(),
+        "without a checkpoint the truncation is invisible"
+    );
 
-    let report = log.verify_with(Some((&checkpoint, &trusted)), |_| {}).unwrap();
+    let report = log
+        .verify_with(Some((&checkpoint, &trusted)), |_| {})
+        .unwrap();
     let finding = report.finding.unwrap();
-    assert_eq!((finding.row_id, finding.kind), (16, TamperKind::TruncatedAfterCheckpoint), "{}", finding.detail);
+    assert_eq!(
+        (finding.row_id, finding.kind),
+        (16, TamperKind::TruncatedAfterCheckpoint),
+        "{}",
+        finding.detail
+    );
 }
 
 fn bad_checkpoint_signature_is_named(db: &TestDatabase) {
@@ -164,28 +224,50 @@ fn bad_checkpoint_signature_is_named(db: &TestDatabase) {
     let mut checkpoint = log.checkpoint(&signing_key()).unwrap();
     checkpoint.checkpoint.seq = 10;
     let trusted = signing_key().verifying_key();
-    let report = log.verify_with(Some((&checkpoint, &trusted)), |_| {}).unwrap();
-    assert_eq!(report.finding.unwrap().kind, TamperKind::BadCheckpointSignature);
+    let report = log
+        .verify_with(Some((&checkpoint, &trusted)), |_| {})
+        .unwrap();
+    assert_eq!(
+        report.finding.unwrap().kind,
+        TamperKind::BadCheckpointSignature
+    );
 
     let genuine = log.checkpoint(&signing_key()).unwrap();
     let stranger = SigningKey::from_bytes(&[6; 32]).verifying_key();
-    let report = log.verify_with(Some((&genuine, &stranger)), |_| {}).unwrap();
-    assert_eq!(report.finding.unwrap().kind, TamperKind::BadCheckpointSignature);
+    let report = log
+        .verify_with(Some((&genuine, &stranger)), |_| {})
+        .unwrap();
+    assert_eq!(
+        report.finding.unwrap().kind,
+        TamperKind::BadCheckpointSignature
+    );
 }
 
 fn rewritten_chain_misses_its_checkpoint(db: &TestDatabase) {
     let log = seeded(db);
     let genuine = log.checkpoint(&signing_key()).unwrap();
     // A checkpoint of some other chain state, validly signed.
-    let other = Checkpoint { last_mac: [1; 32], ..genuine.checkpoint.clone() }.sign(&signing_key());
-    let report = log.verify_with(Some((&other, &signing_key().verifying_key())), |_| {}).unwrap();
+    let other = Checkpoint {
+        last_mac: [1; 32],
+        ..genuine.checkpoint.clone()
+    }
+    .sign(&signing_key());
+    let report = log
+        .verify_with(Some((&other, &signing_key().verifying_key())), |_| {})
+        .unwrap();
     let finding = report.finding.unwrap();
-    assert_eq!((finding.row_id, finding.kind), (i64::from(ROWS), TamperKind::CheckpointMismatch));
+    assert_eq!(
+        (finding.row_id, finding.kind),
+        (i64::from(ROWS), TamperKind::CheckpointMismatch)
+    );
 }
 
 fn wrong_key_fails_every_row(db: &TestDatabase) {
     let log = seeded(db);
-    let stranger = AuditLog::new(log.pool().clone(), &zt_audit::ChainKey::from_bytes(&[7; 32]).unwrap());
+    let stranger = AuditLog::new(
+        log.pool().clone(),
+        &zt_audit::ChainKey::from_bytes(&[7; 32]).unwrap(),
+    );
     let report = stranger.verify().unwrap();
     assert_eq!(report.finding.unwrap().row_id, 1);
 }

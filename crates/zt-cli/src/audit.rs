@@ -8,8 +8,8 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, anyhow};
 use indicatif::{ProgressBar, ProgressStyle};
 use zt_audit::{
-    AuditFilter, AuditLog, ChainKey, Order, PageRequest, SignedCheckpoint, generate_signing_key, signing_key_from_file,
-    verifying_key_from_file,
+    AuditFilter, AuditLog, ChainKey, Order, PageRequest, SignedCheckpoint, generate_signing_key,
+    signing_key_from_file, verifying_key_from_file,
 };
 use zt_db::{DatabaseUrl, Pool, PoolConfig};
 use zt_types::{AuditStatus, Timestamp};
@@ -25,14 +25,20 @@ fn connect(url: &str) -> Result<Pool> {
             return Err(anyhow!("no SQLite database at {}", path.display()));
         }
     }
-    Pool::connect_with(&url, &PoolConfig::new().max_size(2).connection_timeout(Duration::from_secs(10)))
-        .map_err(|e| anyhow!("{e}"))
+    Pool::connect_with(
+        &url,
+        &PoolConfig::new()
+            .max_size(2)
+            .connection_timeout(Duration::from_secs(10)),
+    )
+    .map_err(|e| anyhow!("{e}"))
 }
 
 /// `zt migrate`: applies zt-audit's and zt-session's migrations.
 pub(crate) fn migrate(url: &str) -> Result<Outcome> {
     let parsed: DatabaseUrl = url.parse().map_err(|e| anyhow!("{e}"))?;
-    let pool = Pool::connect_with(&parsed, &PoolConfig::new().max_size(1)).map_err(|e| anyhow!("{e}"))?;
+    let pool =
+        Pool::connect_with(&parsed, &PoolConfig::new().max_size(1)).map_err(|e| anyhow!("{e}"))?;
     let mut applied = Vec::new();
     for set in [&zt_audit::MIGRATIONS, &zt_session::MIGRATIONS] {
         applied.extend(pool.run_migrations(set).map_err(|e| anyhow!("{e}"))?);
@@ -47,11 +53,23 @@ pub(crate) fn migrate(url: &str) -> Result<Outcome> {
 
 pub(crate) fn run(command: AuditCommand) -> Result<Outcome> {
     match command {
-        AuditCommand::Query { database, filters, limit, newest_first, format } => {
+        AuditCommand::Query {
+            database,
+            filters,
+            limit,
+            newest_first,
+            format,
+        } => {
             let log = AuditLog::read_only(connect(&database.database_url)?);
             let filter = build_filter(&filters)?;
-            let order = if newest_first { Order::NewestFirst } else { Order::OldestFirst };
-            let page = log.query(&filter, &PageRequest::first(limit).order(order)).map_err(|e| anyhow!("{e}"))?;
+            let order = if newest_first {
+                Order::NewestFirst
+            } else {
+                Order::OldestFirst
+            };
+            let page = log
+                .query(&filter, &PageRequest::first(limit).order(order))
+                .map_err(|e| anyhow!("{e}"))?;
             match format.unwrap_or_else(default_format) {
                 Format::Table => {
                     let total = log.count(&filter).map_err(|e| anyhow!("{e}"))?;
@@ -76,13 +94,30 @@ pub(crate) fn run(command: AuditCommand) -> Result<Outcome> {
             }
             Ok(Outcome::Ok)
         }
-        AuditCommand::Export { database, filters, format, output } => {
-            export(&database.database_url, &filters, format, output.as_deref())
-        }
-        AuditCommand::Verify { database, key, checkpoint, public_key, json } => {
-            verify(&database.database_url, &key, checkpoint.as_deref().zip(public_key.as_deref()), json)
-        }
-        AuditCommand::Checkpoint { database, key, signing_key, out } => {
+        AuditCommand::Export {
+            database,
+            filters,
+            format,
+            output,
+        } => export(&database.database_url, &filters, format, output.as_deref()),
+        AuditCommand::Verify {
+            database,
+            key,
+            checkpoint,
+            public_key,
+            json,
+        } => verify(
+            &database.database_url,
+            &key,
+            checkpoint.as_deref().zip(public_key.as_deref()),
+            json,
+        ),
+        AuditCommand::Checkpoint {
+            database,
+            key,
+            signing_key,
+            out,
+        } => {
             let log = AuditLog::new(connect(&database.database_url)?, &chain_key(&key)?);
             let signing_key = signing_key_from_file(&signing_key).map_err(|e| anyhow!("{e}"))?;
             let checkpoint = log.checkpoint(&signing_key).map_err(|e| anyhow!("{e}"))?;
@@ -96,7 +131,11 @@ pub(crate) fn run(command: AuditCommand) -> Result<Outcome> {
             );
             Ok(Outcome::Ok)
         }
-        AuditCommand::Keygen { chain_key, signing_key, public_key } => {
+        AuditCommand::Keygen {
+            chain_key,
+            signing_key,
+            public_key,
+        } => {
             if let Some(path) = chain_key {
                 let key = ChainKey::generate().map_err(|e| anyhow!("{e}"))?;
                 write_secret(&path, &key.to_hex())?;
@@ -107,7 +146,11 @@ pub(crate) fn run(command: AuditCommand) -> Result<Outcome> {
                 write_secret(&secret, &hex::encode(key.to_bytes()))?;
                 std::fs::write(&public, hex::encode(key.verifying_key().as_bytes()) + "\n")
                     .with_context(|| format!("cannot write {}", public.display()))?;
-                println!("signing key written to {}, public key to {}", secret.display(), public.display());
+                println!(
+                    "signing key written to {}, public key to {}",
+                    secret.display(),
+                    public.display()
+                );
             }
             Ok(Outcome::Ok)
         }
@@ -184,11 +227,18 @@ fn progress_bar(total: u64, what: &str) -> ProgressBar {
     bar
 }
 
-fn export(url: &str, filters: &Filters, format: ExportFormat, output: Option<&Path>) -> Result<Outcome> {
+fn export(
+    url: &str,
+    filters: &Filters,
+    format: ExportFormat,
+    output: Option<&Path>,
+) -> Result<Outcome> {
     let log = AuditLog::read_only(connect(url)?);
     let filter = build_filter(filters)?;
     let sink: Box<dyn Write> = match output {
-        Some(path) => Box::new(File::create(path).with_context(|| format!("cannot create {}", path.display()))?),
+        Some(path) => Box::new(
+            File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+        ),
         None => Box::new(std::io::stdout().lock()),
     };
     let mut sink = BufWriter::new(sink);
@@ -205,7 +255,9 @@ fn export(url: &str, filters: &Filters, format: ExportFormat, output: Option<&Pa
             let mut writer = csv::Writer::from_writer(&mut sink);
             writer.write_record(RECORD_COLUMNS)?;
             let written = log.for_each(&filter, |record| {
-                writer.write_record(record_cells(record)).map_err(|e| io_error(&e))?;
+                writer
+                    .write_record(record_cells(record))
+                    .map_err(|e| io_error(&e))?;
                 bar.inc(1);
                 Ok(())
             });
@@ -229,22 +281,37 @@ fn io_error(error: &dyn std::fmt::Display) -> zt_audit::Error {
     ))
 }
 
-fn verify(url: &str, key: &KeyArgs, checkpoint: Option<(&Path, &Path)>, json: bool) -> Result<Outcome> {
+fn verify(
+    url: &str,
+    key: &KeyArgs,
+    checkpoint: Option<(&Path, &Path)>,
+    json: bool,
+) -> Result<Outcome> {
     let key = chain_key(key)?;
     let log = AuditLog::new(connect(url)?, &key);
     let checkpoint = match checkpoint {
         Some((file, public)) => {
-            let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-            let signed = SignedCheckpoint::from_json(&text).map_err(|e| anyhow!("{}: {e}", file.display()))?;
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let signed = SignedCheckpoint::from_json(&text)
+                .map_err(|e| anyhow!("{}: {e}", file.display()))?;
             let trusted = verifying_key_from_file(public).map_err(|e| anyhow!("{e}"))?;
             Some((signed, trusted))
         }
         None => None,
     };
-    let total = log.head().map(|head| u64::try_from(head.seq).unwrap_or(0)).map_err(|e| anyhow!("{e}"))?;
+    let total = log
+        .head()
+        .map(|head| u64::try_from(head.seq).unwrap_or(0))
+        .map_err(|e| anyhow!("{e}"))?;
     let bar = progress_bar(total, "verifying");
     let report = log
-        .verify_with(checkpoint.as_ref().map(|(signed, trusted)| (signed, trusted)), |done| bar.set_position(done))
+        .verify_with(
+            checkpoint
+                .as_ref()
+                .map(|(signed, trusted)| (signed, trusted)),
+            |done| bar.set_position(done),
+        )
         .map_err(|e| anyhow!("{e}"))?;
     bar.finish_and_clear();
     if json {
@@ -255,10 +322,21 @@ fn verify(url: &str, key: &KeyArgs, checkpoint: Option<(&Path, &Path)>, json: bo
                 "OK: {} rows verified, the chain is intact up to position {}{}",
                 report.rows_checked,
                 report.last_id,
-                if report.checkpoint_checked { ", and matches the signed checkpoint" } else { "" }
+                if report.checkpoint_checked {
+                    ", and matches the signed checkpoint"
+                } else {
+                    ""
+                }
             ),
-            Some(finding) => println!("TAMPERED: row {}: {}: {}", finding.row_id, finding.kind, finding.detail),
+            Some(finding) => println!(
+                "TAMPERED: row {}: {}: {}",
+                finding.row_id, finding.kind, finding.detail
+            ),
         }
     }
-    Ok(if report.is_valid() { Outcome::Ok } else { Outcome::Tampered })
+    Ok(if report.is_valid() {
+        Outcome::Ok
+    } else {
+        Outcome::Tampered
+    })
 }

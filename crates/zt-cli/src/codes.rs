@@ -29,7 +29,12 @@ fn list(format: Format) -> Result<Outcome> {
             }
             print!("{}", table.render(80));
         }
-        Format::Json => println!("{}", serde_json::to_string_pretty(&ErrorCode::ALL.iter().map(|c| json(*c)).collect::<Vec<_>>())?),
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &ErrorCode::ALL.iter().map(|c| json(*c)).collect::<Vec<_>>()
+            )?
+        ),
         Format::Jsonl => {
             for code in ErrorCode::ALL {
                 println!("{}", json(*code));
@@ -37,7 +42,13 @@ fn list(format: Format) -> Result<Outcome> {
         }
         Format::Csv => {
             let mut writer = csv::Writer::from_writer(std::io::stdout());
-            writer.write_record(["code", "http_status", "severity", "category", "public_message"])?;
+            writer.write_record([
+                "code",
+                "http_status",
+                "severity",
+                "category",
+                "public_message",
+            ])?;
             for code in ErrorCode::ALL {
                 let info = code.info();
                 writer.write_record([
@@ -78,8 +89,14 @@ fn show(reason: &str) -> Result<Outcome> {
     println!("  category:        {}", info.category);
     println!("  severity:        {}", info.severity);
     println!("  HTTP status:     {}", info.http_status);
-    println!("  retryable:       {}", if info.retryable { "yes" } else { "no" });
-    println!("  sign in again:   {}", if info.reauthenticate { "yes" } else { "no" });
+    println!(
+        "  retryable:       {}",
+        if info.retryable { "yes" } else { "no" }
+    );
+    println!(
+        "  sign in again:   {}",
+        if info.reauthenticate { "yes" } else { "no" }
+    );
     println!("  public title:    {}", info.public_title);
     println!("  public message:  {}", info.public_message);
     println!("  meaning:         {}", info.description);

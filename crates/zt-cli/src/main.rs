@@ -18,7 +18,11 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
-#[command(name = "zt", version, about = "Audit logs you can prove, and the zt error-code catalog")]
+#[command(
+    name = "zt",
+    version,
+    about = "Audit logs you can prove, and the zt error-code catalog"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -208,7 +212,10 @@ fn main() -> ExitCode {
             // One line, control characters escaped. zt's errors already carry
             // their cause in their message, so the chain is not repeated.
             let line = error.to_string();
-            eprintln!("zt: error: {}", zt_types::neutralize(line.lines().next().unwrap_or("unknown error")));
+            eprintln!(
+                "zt: error: {}",
+                zt_types::neutralize(line.lines().next().unwrap_or("unknown error"))
+            );
             ExitCode::from(2)
         }
     }

@@ -8,7 +8,11 @@ use crate::Format;
 
 /// A table on a terminal, JSON Lines when piped.
 pub(crate) fn default_format() -> Format {
-    if std::io::stdout().is_terminal() { Format::Table } else { Format::Jsonl }
+    if std::io::stdout().is_terminal() {
+        Format::Table
+    } else {
+        Format::Jsonl
+    }
 }
 
 /// A plain text table with aligned columns.
@@ -19,7 +23,10 @@ pub(crate) struct Table {
 
 impl Table {
     pub(crate) fn new(headers: &[&str]) -> Self {
-        Self { headers: headers.iter().map(|h| (*h).to_owned()).collect(), rows: Vec::new() }
+        Self {
+            headers: headers.iter().map(|h| (*h).to_owned()).collect(),
+            rows: Vec::new(),
+        }
     }
 
     pub(crate) fn row(&mut self, cells: Vec<String>) {
@@ -38,7 +45,11 @@ impl Table {
                 escaped
             }
         };
-        let rows: Vec<Vec<String>> = self.rows.iter().map(|row| row.iter().map(|cell| clean(cell)).collect()).collect();
+        let rows: Vec<Vec<String>> = self
+            .rows
+            .iter()
+            .map(|row| row.iter().map(|cell| clean(cell)).collect())
+            .collect();
         let mut widths: Vec<usize> = self.headers.iter().map(|h| h.chars().count()).collect();
         for row in &rows {
             for (width, cell) in widths.iter_mut().zip(row) {
@@ -96,7 +107,10 @@ pub(crate) fn record_cells(record: &AuditRecord) -> Vec<String> {
         text(&record.resource_id),
         record.status.to_string(),
         text(&record.error_code),
-        record.client_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+        record
+            .client_ip
+            .map(|ip| ip.to_string())
+            .unwrap_or_default(),
         record.peer_ip.map(|ip| ip.to_string()).unwrap_or_default(),
         text(&record.request_id),
         text(&record.user_agent),
@@ -107,7 +121,17 @@ pub(crate) fn record_cells(record: &AuditRecord) -> Vec<String> {
 
 /// The audit rows as a table for a terminal: the columns an investigator reads first.
 pub(crate) fn record_table(records: &[AuditRecord]) -> String {
-    let mut table = Table::new(&["ID", "TIME (UTC)", "ACTOR", "ACTION", "RESOURCE", "STATUS", "CODE", "CLIENT IP", "REQUEST"]);
+    let mut table = Table::new(&[
+        "ID",
+        "TIME (UTC)",
+        "ACTOR",
+        "ACTION",
+        "RESOURCE",
+        "STATUS",
+        "CODE",
+        "CLIENT IP",
+        "REQUEST",
+    ]);
     for record in records {
         let actor = match (&record.user_id, &record.user_email) {
             (Some(id), Some(email)) => format!("{id} <{email}>"),
@@ -126,7 +150,10 @@ pub(crate) fn record_table(records: &[AuditRecord]) -> String {
             resource,
             record.status.to_string(),
             record.error_code.clone().unwrap_or_default(),
-            record.client_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+            record
+                .client_ip
+                .map(|ip| ip.to_string())
+                .unwrap_or_default(),
             record.request_id.clone().unwrap_or_default(),
         ]);
     }

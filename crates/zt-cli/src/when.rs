@@ -11,11 +11,15 @@ pub(crate) fn parse(text: &str, now: Timestamp) -> Result<Timestamp> {
         return Ok(at);
     }
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
     let amount: u64 = match digits.parse() {
         Ok(amount) => amount,
-        Err(_) => bail!("{text:?} is neither an RFC 3339 time nor a relative time such as 24h or 7d"),
+        Err(_) => {
+            bail!("{text:?} is neither an RFC 3339 time nor a relative time such as 24h or 7d")
+        }
     };
     let seconds = match unit {
         "s" => 1,
@@ -35,10 +39,22 @@ mod tests {
     #[test]
     fn relative_and_absolute_times() {
         let now: Timestamp = "2026-11-29T12:00:00Z".parse().unwrap();
-        assert_eq!(parse("24h", now).unwrap().to_string(), "2026-11-28T12:00:00.000000Z");
-        assert_eq!(parse("7d", now).unwrap().to_string(), "2026-11-22T12:00:00.000000Z");
-        assert_eq!(parse("30m", now).unwrap().to_string(), "2026-11-29T11:30:00.000000Z");
-        assert_eq!(parse("2026-01-01T00:00:00+02:00", now).unwrap().to_string(), "2025-12-31T22:00:00.000000Z");
+        assert_eq!(
+            parse("24h", now).unwrap().to_string(),
+            "2026-11-28T12:00:00.000000Z"
+        );
+        assert_eq!(
+            parse("7d", now).unwrap().to_string(),
+            "2026-11-22T12:00:00.000000Z"
+        );
+        assert_eq!(
+            parse("30m", now).unwrap().to_string(),
+            "2026-11-29T11:30:00.000000Z"
+        );
+        assert_eq!(
+            parse("2026-01-01T00:00:00+02:00", now).unwrap().to_string(),
+            "2025-12-31T22:00:00.000000Z"
+        );
         for bad in ["", "h", "24", "24y", "yesterday", "-1h"] {
             assert!(parse(bad, now).is_err(), "{bad}");
         }

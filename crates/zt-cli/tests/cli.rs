@@ -15,28 +15,43 @@ const KEY_HEX: &str = "010101010101010101010101010101010101010101010101010101010
 
 fn zt(db: &TestDatabase) -> Command {
     let mut command = Command::cargo_bin("zt").unwrap();
-    command.env("DATABASE_URL", db.url()).env("ZT_AUDIT_KEY", KEY_HEX).timeout(Duration::from_secs(300));
+    command
+        .env("DATABASE_URL", db.url())
+        .env("ZT_AUDIT_KEY", KEY_HEX)
+        .timeout(Duration::from_secs(300));
     command
 }
 
 fn log(db: &TestDatabase) -> AuditLog {
     let url: DatabaseUrl = db.url().parse().unwrap();
-    AuditLog::new(Pool::connect_with(&url, &PoolConfig::new()).unwrap(), &ChainKey::parse(KEY_HEX).unwrap())
+    AuditLog::new(
+        Pool::connect_with(&url, &PoolConfig::new()).unwrap(),
+        &ChainKey::parse(KEY_HEX).unwrap(),
+    )
 }
 
 fn event(user: &str, action: &str, ago: Duration) -> AuditEvent {
-    AuditEvent::builder(Actor::user(UserId::parse(user).unwrap(), None), action, "projects")
-        .resource_id(7)
-        .context(&RequestContext::new().with_ip("203.0.113.9".parse().unwrap()))
-        .status(AuditStatus::Success)
-        .created_at(Timestamp::now().saturating_sub(ago))
-        .build()
-        .unwrap()
+    AuditEvent::builder(
+        Actor::user(UserId::parse(user).unwrap(), None),
+        action,
+        "projects",
+    )
+    .resource_id(7)
+    .context(&RequestContext::new().with_ip("203.0.113.9".parse().unwrap()))
+    .status(AuditStatus::Success)
+    .created_at(Timestamp::now().saturating_sub(ago))
+    .build()
+    .unwrap()
 }
 
 fn stdout(command: &mut Command) -> String {
     let output = command.output().unwrap();
-    assert!(output.status.success(), "{:?}: {}", command, String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{:?}: {}",
+        command,
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8(output.stdout).unwrap()
 }
 
@@ -47,33 +62,76 @@ fn migrate_and_query(db: &TestDatabase) {
     assert!(second.contains("up to date"), "{second}");
 
     let log = log(db);
-    log.record(&event("42", "CREATE_PROJECT", Duration::from_secs(3600))).unwrap();
-    log.record(&event("42", "DELETE_PROJECT", Duration::from_secs(60))).unwrap();
-    log.record(&event("42", "OLD_THING", Duration::from_secs(3 * 86_400))).unwrap();
-    log.record(&event("7", "CREATE_PROJECT", Duration::from_secs(60))).unwrap();
+    log.record(&event("42", "CREATE_PROJECT", Duration::from_secs(3600)))
+        .unwrap();
+    log.record(&event("42", "DELETE_PROJECT", Duration::from_secs(60)))
+        .unwrap();
+    log.record(&event("42", "OLD_THING", Duration::from_secs(3 * 86_400)))
+        .unwrap();
+    log.record(&event("7", "CREATE_PROJECT", Duration::from_secs(60)))
+        .unwrap();
 
     // The issue's example: a readable table.
-    let table = stdout(zt(db).args(["audit", "query", "--user", "42", "--since", "24h", "--format", "table"]));
+    let table = stdout(zt(db).args([
+        "audit", "query", "--user", "42", "--since", "24h", "--format", "table",
+    ]));
     let lines: Vec<&str> = table.lines().collect();
-    assert!(lines[0].starts_with("ID") && lines[0].contains("ACTION") && lines[0].contains("CLIENT IP"), "{table}");
+    assert!(
+        lines[0].starts_with("ID") && lines[0].contains("ACTION") && lines[0].contains("CLIENT IP"),
+        "{table}"
+    );
     assert_eq!(lines.len(), 4, "{table}");
-    assert!(lines[1].contains("CREATE_PROJECT") && lines[2].contains("DELETE_PROJECT"), "{table}");
-    assert!(lines[1].contains("projects/7") && lines[1].contains("203.0.113.9"), "{table}");
+    assert!(
+        lines[1].contains("CREATE_PROJECT") && lines[2].contains("DELETE_PROJECT"),
+        "{table}"
+    );
+    assert!(
+        lines[1].contains("projects/7") && lines[1].contains("203.0.113.9"),
+        "{table}"
+    );
     assert_eq!(lines[3], "2 of 2 matching rows");
 
     // Piped, the default is JSON Lines.
     let jsonl = stdout(zt(db).args(["audit", "query", "--user", "42"]));
-    let rows: Vec<serde_json::Value> = jsonl.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    let rows: Vec<serde_json::Value> = jsonl
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
     assert_eq!(rows.len(), 3);
     assert_eq!(rows[0]["action"], "OLD_THING");
 
-    let json = stdout(zt(db).args(["audit", "query", "--action", "CREATE_PROJECT", "--newest-first", "--format", "json"]));
+    let json = stdout(zt(db).args([
+        "audit",
+        "query",
+        "--action",
+        "CREATE_PROJECT",
+        "--newest-first",
+        "--format",
+        "json",
+    ]));
     let rows: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
-    assert_eq!(rows.iter().map(|r| r["user_id"].as_str().unwrap()).collect::<Vec<_>>(), ["7", "42"]);
+    assert_eq!(
+        rows.iter()
+            .map(|r| r["user_id"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["7", "42"]
+    );
 
-    let csv = stdout(zt(db).args(["audit", "query", "--ip", "203.0.113.0/24", "--limit", "2", "--format", "csv"]));
+    let csv = stdout(zt(db).args([
+        "audit",
+        "query",
+        "--ip",
+        "203.0.113.0/24",
+        "--limit",
+        "2",
+        "--format",
+        "csv",
+    ]));
     let lines: Vec<&str> = csv.lines().collect();
-    assert!(lines[0].starts_with("id,created_at,actor_kind,user_id"), "{csv}");
+    assert!(
+        lines[0].starts_with("id,created_at,actor_kind,user_id"),
+        "{csv}"
+    );
     assert_eq!(lines.len(), 3);
 
     let none = stdout(zt(db).args(["audit", "query", "--status", "denied", "--format", "jsonl"]));
@@ -83,14 +141,26 @@ fn migrate_and_query(db: &TestDatabase) {
 fn export_streams_every_row(db: &TestDatabase) {
     stdout(zt(db).arg("migrate"));
     let log = log(db);
-    let events: Vec<AuditEvent> = (0..2500).map(|i| event(&(i % 3).to_string(), "EXPORTED", Duration::from_secs(i))).collect();
+    let events: Vec<AuditEvent> = (0..2500)
+        .map(|i| event(&(i % 3).to_string(), "EXPORTED", Duration::from_secs(i)))
+        .collect();
     log.record_batch(&events).unwrap();
     let dir = db.scratch_dir();
     let jsonl = dir.join("out.jsonl");
-    zt(db).args(["audit", "export", "--format", "jsonl", "--output"]).arg(&jsonl).assert().success();
-    assert_eq!(std::fs::read_to_string(&jsonl).unwrap().lines().count(), 2500);
+    zt(db)
+        .args(["audit", "export", "--format", "jsonl", "--output"])
+        .arg(&jsonl)
+        .assert()
+        .success();
+    assert_eq!(
+        std::fs::read_to_string(&jsonl).unwrap().lines().count(),
+        2500
+    );
     let csv = stdout(zt(db).args(["audit", "export", "--format", "csv", "--user", "1"]));
-    assert_eq!(csv.lines().count(), 1 + (0..2500).filter(|i| i % 3 == 1).count());
+    assert_eq!(
+        csv.lines().count(),
+        1 + (0..2500).filter(|i| i % 3 == 1).count()
+    );
 }
 
 fn verify_names_the_tampered_row_of_a_large_log(db: &TestDatabase) {
@@ -99,7 +169,11 @@ fn verify_names_the_tampered_row_of_a_large_log(db: &TestDatabase) {
     let total = 100_000u64;
     let mut batch = Vec::with_capacity(5000);
     for i in 0..total {
-        batch.push(event(&(i % 100).to_string(), "BULK", Duration::from_secs(total - i)));
+        batch.push(event(
+            &(i % 100).to_string(),
+            "BULK",
+            Duration::from_secs(total - i),
+        ));
         if batch.len() == 5000 {
             log.record_batch(&batch).unwrap();
             batch.clear();
@@ -111,7 +185,9 @@ fn verify_names_the_tampered_row_of_a_large_log(db: &TestDatabase) {
     let raw = |sql: &str| match db.backend() {
         Backend::Sqlite => {
             use diesel::{Connection, RunQueryDsl};
-            let mut conn = diesel::SqliteConnection::establish(db.url().trim_start_matches("sqlite://")).unwrap();
+            let mut conn =
+                diesel::SqliteConnection::establish(db.url().trim_start_matches("sqlite://"))
+                    .unwrap();
             diesel::sql_query(sql).execute(&mut conn).unwrap();
         }
         Backend::Postgres => {
@@ -140,19 +216,54 @@ fn checkpoints_catch_truncation(db: &TestDatabase) {
     stdout(zt(db).arg("migrate"));
     let log = log(db);
     for i in 0..10 {
-        log.record(&event("1", "STEP", Duration::from_secs(100 - i))).unwrap();
+        log.record(&event("1", "STEP", Duration::from_secs(100 - i)))
+            .unwrap();
     }
     let dir = db.scratch_dir();
-    let (secret, public, chain, checkpoint) =
-        (dir.join("signing.key"), dir.join("signing.pub"), dir.join("chain.key"), dir.join("checkpoint.json"));
-    zt(db).args(["audit", "keygen", "--signing-key"]).arg(&secret).arg("--public-key").arg(&public).assert().success();
-    zt(db).args(["audit", "keygen", "--chain-key"]).arg(&chain).assert().success();
-    let again = zt(db).args(["audit", "keygen", "--chain-key"]).arg(&chain).output().unwrap();
-    assert_eq!(again.status.code(), Some(2), "an existing key file is never overwritten");
+    let (secret, public, chain, checkpoint) = (
+        dir.join("signing.key"),
+        dir.join("signing.pub"),
+        dir.join("chain.key"),
+        dir.join("checkpoint.json"),
+    );
+    zt(db)
+        .args(["audit", "keygen", "--signing-key"])
+        .arg(&secret)
+        .arg("--public-key")
+        .arg(&public)
+        .assert()
+        .success();
+    zt(db)
+        .args(["audit", "keygen", "--chain-key"])
+        .arg(&chain)
+        .assert()
+        .success();
+    let again = zt(db)
+        .args(["audit", "keygen", "--chain-key"])
+        .arg(&chain)
+        .output()
+        .unwrap();
+    assert_eq!(
+        again.status.code(),
+        Some(2),
+        "an existing key file is never overwritten"
+    );
 
-    zt(db).args(["audit", "checkpoint", "--signing-key"]).arg(&secret).arg("--out").arg(&checkpoint).assert().success();
+    zt(db)
+        .args(["audit", "checkpoint", "--signing-key"])
+        .arg(&secret)
+        .arg("--out")
+        .arg(&checkpoint)
+        .assert()
+        .success();
     let verify_with_checkpoint = |db: &TestDatabase| {
-        zt(db).args(["audit", "verify", "--checkpoint"]).arg(&checkpoint).arg("--public-key").arg(&public).output().unwrap()
+        zt(db)
+            .args(["audit", "verify", "--checkpoint"])
+            .arg(&checkpoint)
+            .arg("--public-key")
+            .arg(&public)
+            .output()
+            .unwrap()
     };
     let ok = verify_with_checkpoint(db);
     assert!(ok.status.success());
@@ -163,13 +274,19 @@ fn checkpoints_catch_truncation(db: &TestDatabase) {
         use diesel::{Connection, RunQueryDsl};
         match db.backend() {
             Backend::Sqlite => {
-                let mut conn = diesel::SqliteConnection::establish(db.url().trim_start_matches("sqlite://")).unwrap();
-                diesel::sql_query("DROP TRIGGER audit_logs_no_delete").execute(&mut conn).unwrap();
+                let mut conn =
+                    diesel::SqliteConnection::establish(db.url().trim_start_matches("sqlite://"))
+                        .unwrap();
+                diesel::sql_query("DROP TRIGGER audit_logs_no_delete")
+                    .execute(&mut conn)
+                    .unwrap();
                 diesel::sql_query(sql).execute(&mut conn).unwrap();
             }
             Backend::Postgres => {
                 let mut conn = diesel::PgConnection::establish(db.url()).unwrap();
-                diesel::sql_query("ALTER TABLE audit_logs DISABLE TRIGGER USER").execute(&mut conn).unwrap();
+                diesel::sql_query("ALTER TABLE audit_logs DISABLE TRIGGER USER")
+                    .execute(&mut conn)
+                    .unwrap();
                 diesel::sql_query(sql).execute(&mut conn).unwrap();
             }
         }
@@ -182,11 +299,36 @@ fn checkpoints_catch_truncation(db: &TestDatabase) {
 
 fn errors_are_one_line_with_exit_code_2(db: &TestDatabase) {
     let cases: Vec<Vec<String>> = vec![
-        vec!["audit".into(), "query".into(), "--database-url".into(), "mysql://x".into()],
-        vec!["audit".into(), "query".into(), "--database-url".into(), "postgres://nobody@127.0.0.1:1/none".into()],
-        vec!["audit".into(), "query".into(), "--database-url".into(), "sqlite:///nonexistent/dir/zt.db".into()],
-        vec!["audit".into(), "query".into(), "--since".into(), "yesterday".into()],
-        vec!["audit".into(), "query".into(), "--ip".into(), "10.0.0.0/99".into()],
+        vec![
+            "audit".into(),
+            "query".into(),
+            "--database-url".into(),
+            "mysql://x".into(),
+        ],
+        vec![
+            "audit".into(),
+            "query".into(),
+            "--database-url".into(),
+            "postgres://nobody@127.0.0.1:1/none".into(),
+        ],
+        vec![
+            "audit".into(),
+            "query".into(),
+            "--database-url".into(),
+            "sqlite:///nonexistent/dir/zt.db".into(),
+        ],
+        vec![
+            "audit".into(),
+            "query".into(),
+            "--since".into(),
+            "yesterday".into(),
+        ],
+        vec![
+            "audit".into(),
+            "query".into(),
+            "--ip".into(),
+            "10.0.0.0/99".into(),
+        ],
         vec!["codes".into(), "show".into(), "NO_SUCH_CODE".into()],
     ];
     stdout(zt(db).arg("migrate"));
@@ -196,9 +338,16 @@ fn errors_are_one_line_with_exit_code_2(db: &TestDatabase) {
         let stderr = String::from_utf8(output.stderr).unwrap();
         assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
         assert!(stderr.starts_with("zt: error: "), "{args:?}: {stderr}");
-        assert!(!stderr.contains("panicked") && !stderr.contains("backtrace"), "{stderr}");
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("backtrace"),
+            "{stderr}"
+        );
     }
-    let no_key = zt(db).env_remove("ZT_AUDIT_KEY").args(["audit", "verify"]).output().unwrap();
+    let no_key = zt(db)
+        .env_remove("ZT_AUDIT_KEY")
+        .args(["audit", "verify"])
+        .output()
+        .unwrap();
     assert_eq!(no_key.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&no_key.stderr).contains("--key-file"));
 }
@@ -213,14 +362,28 @@ zt_testkit::backend_tests!(
 
 #[test]
 fn codes_are_listed_and_shown() {
-    let list = Command::cargo_bin("zt").unwrap().args(["codes", "list", "--format", "jsonl"]).output().unwrap();
+    let list = Command::cargo_bin("zt")
+        .unwrap()
+        .args(["codes", "list", "--format", "jsonl"])
+        .output()
+        .unwrap();
     assert!(list.status.success());
-    let codes: Vec<serde_json::Value> =
-        String::from_utf8(list.stdout).unwrap().lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    let codes: Vec<serde_json::Value> = String::from_utf8(list.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
     assert_eq!(codes.len(), zt_error_codes::ErrorCode::ALL.len());
 
-    let show = Command::cargo_bin("zt").unwrap().args(["codes", "show", "session_revoked"]).output().unwrap();
+    let show = Command::cargo_bin("zt")
+        .unwrap()
+        .args(["codes", "show", "session_revoked"])
+        .output()
+        .unwrap();
     let text = String::from_utf8(show.stdout).unwrap();
     assert!(text.starts_with("SESSION_REVOKED\n"), "{text}");
-    assert!(text.contains("HTTP status:     401") && text.contains("what to do:"), "{text}");
+    assert!(
+        text.contains("HTTP status:     401") && text.contains("what to do:"),
+        "{text}"
+    );
 }

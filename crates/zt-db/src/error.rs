@@ -26,7 +26,10 @@ pub enum ErrorKind {
 
 impl Error {
     pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into() }
+        Self {
+            kind,
+            message: message.into(),
+        }
     }
 
     /// What kind of error it is.
@@ -46,5 +49,10 @@ impl StdError for Error {}
 /// The first line of a driver message, trimmed: libpq's messages run over
 /// several lines, and one clear line is what a terminal user needs.
 pub(crate) fn first_line(message: &str) -> String {
-    message.lines().map(str::trim).find(|line| !line.is_empty()).unwrap_or("unknown error").to_owned()
+    message
+        .lines()
+        .map(str::trim)
+        .find(|line| !line.is_empty())
+        .unwrap_or("unknown error")
+        .to_owned()
 }

@@ -32,18 +32,20 @@
 #[cfg(not(any(feature = "sqlite", feature = "postgres")))]
 compile_error!("zt-db needs a backend: enable its `sqlite` or `postgres` feature");
 
+mod connection;
 mod error;
 mod migrate;
 mod pool;
 mod url;
 
+pub use connection::ConnectionRef;
 pub use error::{Error, ErrorKind};
 pub use migrate::{Migrate, MigrationSet};
 #[cfg(feature = "postgres")]
 pub use pool::PgPool;
+pub use pool::{Manager, Pool, PoolConfig, Synchronous, ZtConnection};
 #[cfg(feature = "sqlite")]
 pub use pool::{SqliteCustomizer, SqlitePool};
-pub use pool::{Manager, Pool, PoolConfig, Synchronous, ZtConnection};
 pub use url::{Backend, DatabaseUrl};
 
 pub use diesel_migrations::{EmbeddedMigrations, embed_migrations};

@@ -18,7 +18,9 @@ pub struct MigrationSet {
 
 impl std::fmt::Debug for MigrationSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MigrationSet").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("MigrationSet")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -26,7 +28,9 @@ impl std::fmt::Debug for MigrationSet {
 struct Source(&'static EmbeddedMigrations);
 
 impl<DB: diesel::backend::Backend> diesel::migration::MigrationSource<DB> for Source {
-    fn migrations(&self) -> diesel::migration::Result<Vec<Box<dyn diesel::migration::Migration<DB>>>> {
+    fn migrations(
+        &self,
+    ) -> diesel::migration::Result<Vec<Box<dyn diesel::migration::Migration<DB>>>> {
         diesel::migration::MigrationSource::<DB>::migrations(self.0)
     }
 }
@@ -48,7 +52,14 @@ pub trait Migrate {
 const MIGRATION_LOCK_KEY: i64 = 0x7a74_6d69_6772;
 
 fn migration_error(set: &MigrationSet, error: &dyn std::fmt::Display) -> Error {
-    Error::new(ErrorKind::Migration, format!("{} migrations failed: {}", set.name, first_line(&error.to_string())))
+    Error::new(
+        ErrorKind::Migration,
+        format!(
+            "{} migrations failed: {}",
+            set.name,
+            first_line(&error.to_string())
+        ),
+    )
 }
 
 #[cfg(feature = "postgres")]
@@ -58,7 +69,10 @@ impl Migrate for diesel::PgConnection {
         use diesel_migrations::MigrationHarness;
         let applied = self
             .transaction::<_, Box<dyn std::error::Error + Send + Sync>, _>(|conn| {
-                diesel::sql_query(format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")).execute(conn)?;
+                diesel::sql_query(format!(
+                    "SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"
+                ))
+                .execute(conn)?;
                 let versions = conn.run_pending_migrations(Source(set.postgres))?;
                 Ok(versions.iter().map(ToString::to_string).collect())
             })
@@ -85,7 +99,13 @@ impl Pool {
     /// Applies the pending migrations of `set` on one pooled connection.
     pub fn run_migrations(&self, set: &MigrationSet) -> Result<Vec<String>, Error> {
         let unreachable = |e: diesel::r2d2::PoolError| {
-            Error::new(ErrorKind::Unreachable, format!("no database connection for migrations: {}", first_line(&e.to_string())))
+            Error::new(
+                ErrorKind::Unreachable,
+                format!(
+                    "no database connection for migrations: {}",
+                    first_line(&e.to_string())
+                ),
+            )
         };
         match self {
             #[cfg(feature = "sqlite")]

@@ -158,7 +158,10 @@ impl Pool {
         match url {
             #[cfg(feature = "sqlite")]
             DatabaseUrl::Sqlite(_) => {
-                let customizer = SqliteCustomizer { busy_timeout: config.busy_timeout, synchronous: config.synchronous };
+                let customizer = SqliteCustomizer {
+                    busy_timeout: config.busy_timeout,
+                    synchronous: config.synchronous,
+                };
                 let pool = build(url, config, Some(Box::new(customizer)))?;
                 Ok(Self::Sqlite(pool))
             }
@@ -167,7 +170,10 @@ impl Pool {
             #[allow(unreachable_patterns)]
             other => Err(Error::new(
                 ErrorKind::BackendDisabled,
-                format!("{other} needs the `{}` feature of zt-db, which is not enabled", other.backend()),
+                format!(
+                    "{other} needs the `{}` feature of zt-db, which is not enabled",
+                    other.backend()
+                ),
             )),
         }
     }
@@ -199,11 +205,18 @@ fn build<C: ZtConnection>(
     customizer: Option<Box<dyn r2d2::CustomizeConnection<C, r2d2::Error>>>,
 ) -> Result<r2d2::Pool<Manager<C>>, Error> {
     let manager = Manager::<C>::new(url.connection_string());
-    let unreachable = |message: String| Error::new(ErrorKind::Unreachable, format!("cannot connect to {url}: {}", first_line(&message)));
+    let unreachable = |message: String| {
+        Error::new(
+            ErrorKind::Unreachable,
+            format!("cannot connect to {url}: {}", first_line(&message)),
+        )
+    };
     // Open one connection now, for a prompt, clear error.
     let mut probe = manager.connect().map_err(|e| unreachable(e.to_string()))?;
     if let Some(customizer) = &customizer {
-        customizer.on_acquire(&mut probe).map_err(|e| unreachable(e.to_string()))?;
+        customizer
+            .on_acquire(&mut probe)
+            .map_err(|e| unreachable(e.to_string()))?;
     }
     let mut builder = r2d2::Pool::builder()
         .max_size(config.max_size)
@@ -235,7 +248,10 @@ pub struct SqliteCustomizer {
 impl SqliteCustomizer {
     /// A customizer with these settings.
     pub fn new(busy_timeout: Duration, synchronous: Synchronous) -> Self {
-        Self { busy_timeout, synchronous }
+        Self {
+            busy_timeout,
+            synchronous,
+        }
     }
 
     /// Applies the pragmas to `conn`.
@@ -277,7 +293,9 @@ impl<C: R2D2Connection> fmt::Debug for Manager<C> {
 impl<C: ZtConnection> Manager<C> {
     /// A manager for `url` (a file path for SQLite).
     pub fn new(url: impl Into<String>) -> Self {
-        Self { inner: r2d2::ConnectionManager::new(url) }
+        Self {
+            inner: r2d2::ConnectionManager::new(url),
+        }
     }
 }
 
@@ -330,7 +348,9 @@ impl ZtConnection for SqliteConnection {
 impl ZtConnection for PgConnection {
     fn after_connect(&mut self) {
         use diesel::Connection;
-        self.set_instrumentation(health::HealthProbe::new(diesel::connection::get_default_instrumentation()));
+        self.set_instrumentation(health::HealthProbe::new(
+            diesel::connection::get_default_instrumentation(),
+        ));
     }
 
     fn saw_closed_connection(&mut self) -> bool {
@@ -365,19 +385,30 @@ mod health {
 
     impl HealthProbe {
         pub(super) fn new(inner: Option<Box<dyn Instrumentation>>) -> Self {
-            Self { closed: false, armed: true, inner }
+            Self {
+                closed: false,
+                armed: true,
+                inner,
+            }
         }
     }
 
     impl Instrumentation for HealthProbe {
         fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
-            if let InstrumentationEvent::FinishQuery { error: Some(error), .. } = &event
+            if let InstrumentationEvent::FinishQuery {
+                error: Some(error), ..
+            } = &event
                 && matches!(
                     error,
-                    Error::DatabaseError(DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand, _)
-                ) {
-                    self.closed = true;
-                }
+                    Error::DatabaseError(
+                        DatabaseErrorKind::ClosedConnection
+                            | DatabaseErrorKind::UnableToSendCommand,
+                        _
+                    )
+                )
+            {
+                self.closed = true;
+            }
             if let Some(inner) = &mut self.inner {
                 inner.on_connection_event(event);
             }
@@ -396,8 +427,14 @@ mod health {
     /// Whether `conn`'s probe saw its connection close; the probe is renewed.
     pub(super) fn take_closed(conn: &mut PgConnection) -> bool {
         RETURNED.with(|slot| slot.borrow_mut().take());
-        conn.set_instrumentation(HealthProbe { closed: false, armed: false, inner: None });
-        let (closed, inner) = RETURNED.with(|slot| slot.borrow_mut().take()).unwrap_or((false, None));
+        conn.set_instrumentation(HealthProbe {
+            closed: false,
+            armed: false,
+            inner: None,
+        });
+        let (closed, inner) = RETURNED
+            .with(|slot| slot.borrow_mut().take())
+            .unwrap_or((false, None));
         conn.set_instrumentation(HealthProbe::new(inner));
         closed
     }

@@ -88,7 +88,10 @@ impl FromStr for DatabaseUrl {
                 format!("invalid database URL {}: {why}", redact(url)),
             )
         };
-        if let Some(rest) = url.strip_prefix("postgres://").or_else(|| url.strip_prefix("postgresql://")) {
+        if let Some(rest) = url
+            .strip_prefix("postgres://")
+            .or_else(|| url.strip_prefix("postgresql://"))
+        {
             if rest.is_empty() || rest.starts_with('/') && rest.len() == 1 {
                 return Err(invalid("it names no host or database"));
             }
@@ -103,10 +106,14 @@ impl FromStr for DatabaseUrl {
                 return Err(invalid("it names no file; write sqlite://path/to/file.db"));
             }
             if path == ":memory:" || path.starts_with("file::memory:") {
-                return Err(invalid("in-memory SQLite gives every pooled connection its own database; use a file"));
+                return Err(invalid(
+                    "in-memory SQLite gives every pooled connection its own database; use a file",
+                ));
             }
             if path.contains('?') {
-                return Err(invalid("query parameters are not supported for SQLite; zt sets its own pragmas"));
+                return Err(invalid(
+                    "query parameters are not supported for SQLite; zt sets its own pragmas",
+                ));
             }
             return Ok(Self::Sqlite(PathBuf::from(path)));
         }
@@ -135,7 +142,9 @@ pub(crate) fn redact(url: &str) -> String {
         return url.to_owned();
     };
     let authority_start = scheme_end + 3;
-    let authority_end = url[authority_start..].find('/').map_or(url.len(), |i| authority_start + i);
+    let authority_end = url[authority_start..]
+        .find('/')
+        .map_or(url.len(), |i| authority_start + i);
     let authority = &url[authority_start..authority_end];
     match authority.rfind('@') {
         Some(at) => match authority[..at].find(':') {
@@ -157,10 +166,26 @@ mod tests {
 
     #[test]
     fn sqlite_forms() {
-        assert_eq!("sqlite://zt-demo.db".parse::<DatabaseUrl>().unwrap(), DatabaseUrl::Sqlite("zt-demo.db".into()));
-        assert_eq!("sqlite:zt.db".parse::<DatabaseUrl>().unwrap(), DatabaseUrl::Sqlite("zt.db".into()));
-        assert_eq!("sqlite:///var/x.db".parse::<DatabaseUrl>().unwrap(), DatabaseUrl::Sqlite("/var/x.db".into()));
-        for bad in ["sqlite://", "sqlite://:memory:", "sqlite://a.db?mode=ro", "zt.db", "", "http://x"] {
+        assert_eq!(
+            "sqlite://zt-demo.db".parse::<DatabaseUrl>().unwrap(),
+            DatabaseUrl::Sqlite("zt-demo.db".into())
+        );
+        assert_eq!(
+            "sqlite:zt.db".parse::<DatabaseUrl>().unwrap(),
+            DatabaseUrl::Sqlite("zt.db".into())
+        );
+        assert_eq!(
+            "sqlite:///var/x.db".parse::<DatabaseUrl>().unwrap(),
+            DatabaseUrl::Sqlite("/var/x.db".into())
+        );
+        for bad in [
+            "sqlite://",
+            "sqlite://:memory:",
+            "sqlite://a.db?mode=ro",
+            "zt.db",
+            "",
+            "http://x",
+        ] {
             let error = bad.parse::<DatabaseUrl>().unwrap_err();
             assert_eq!(error.kind(), ErrorKind::InvalidUrl, "{bad}");
         }
@@ -170,7 +195,9 @@ mod tests {
     fn postgres_password_is_hidden() {
         let url: DatabaseUrl = "postgresql://u:p%40ss@h/db".parse().unwrap();
         assert_eq!(url.to_string(), "postgresql://u:***@h/db");
-        let error = "postgres://u:hunter2@h/db with space".parse::<DatabaseUrl>().unwrap_err();
+        let error = "postgres://u:hunter2@h/db with space"
+            .parse::<DatabaseUrl>()
+            .unwrap_err();
         assert!(!error.to_string().contains("hunter2"), "{error}");
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
     }

@@ -155,7 +155,10 @@ impl ErrorCode {
 
     /// Looks a code up by its reason string, exactly.
     pub fn from_reason(reason: &str) -> Option<Self> {
-        catalog::CATALOG.iter().find(|info| info.reason == reason).map(|info| info.code)
+        catalog::CATALOG
+            .iter()
+            .find(|info| info.reason == reason)
+            .map(|info| info.code)
     }
 }
 
@@ -216,9 +219,17 @@ mod tests {
         for info in ErrorCode::ALL.iter().map(|code| code.info()) {
             assert!(seen.insert(info.reason), "duplicate {}", info.reason);
             let mut chars = info.reason.chars();
-            assert!(chars.next().is_some_and(|c| c.is_ascii_uppercase()), "{}", info.reason);
+            assert!(
+                chars.next().is_some_and(|c| c.is_ascii_uppercase()),
+                "{}",
+                info.reason
+            );
             assert!(info.reason.len() >= 2);
-            assert!(chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'), "{}", info.reason);
+            assert!(
+                chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'),
+                "{}",
+                info.reason
+            );
             assert!((400..600).contains(&info.http_status), "{}", info.reason);
         }
     }
@@ -226,24 +237,48 @@ mod tests {
     #[test]
     fn public_text_never_mentions_internals() {
         const INTERNAL_WORDS: &[&str] = &[
-            "sql", "postgres", "sqlite", "diesel", "table", "column", "query", "database", "constraint", "revoked",
-            "deleted", "disabled", "stack", "panic", "r2d2", "pool",
+            "sql",
+            "postgres",
+            "sqlite",
+            "diesel",
+            "table",
+            "column",
+            "query",
+            "database",
+            "constraint",
+            "revoked",
+            "deleted",
+            "disabled",
+            "stack",
+            "panic",
+            "r2d2",
+            "pool",
         ];
         for info in ErrorCode::ALL.iter().map(|code| code.info()) {
             let public = format!("{} {}", info.public_title, info.public_message).to_lowercase();
             for word in INTERNAL_WORDS {
-                assert!(!public.contains(word), "{}: public text mentions {word}", info.reason);
+                assert!(
+                    !public.contains(word),
+                    "{}: public text mentions {word}",
+                    info.reason
+                );
             }
         }
     }
 
     #[test]
     fn lookup_and_serde() {
-        assert_eq!(ErrorCode::from_reason("DB_UNAVAILABLE"), Some(ErrorCode::DbUnavailable));
+        assert_eq!(
+            ErrorCode::from_reason("DB_UNAVAILABLE"),
+            Some(ErrorCode::DbUnavailable)
+        );
         assert_eq!(ErrorCode::from_reason("db_unavailable"), None);
         assert!("NOPE".parse::<ErrorCode>().is_err());
         let json = serde_json::to_string(&ErrorCode::RateLimited).unwrap();
         assert_eq!(json, "\"RATE_LIMITED\"");
-        assert_eq!(serde_json::from_str::<ErrorCode>(&json).unwrap(), ErrorCode::RateLimited);
+        assert_eq!(
+            serde_json::from_str::<ErrorCode>(&json).unwrap(),
+            ErrorCode::RateLimited
+        );
     }
 }

@@ -16,7 +16,10 @@ pub fn catalog_markdown() -> String {
          and the request. `zt codes show CODE` prints one entry.\n\n",
     );
     for category in Category::ALL {
-        let codes: Vec<_> = ErrorCode::ALL.iter().filter(|code| code.category() == category).collect();
+        let codes: Vec<_> = ErrorCode::ALL
+            .iter()
+            .filter(|code| code.category() == category)
+            .collect();
         if codes.is_empty() {
             continue;
         }
@@ -55,7 +58,10 @@ fn yes_no(value: bool) -> &'static str {
 
 fn capitalize(text: &str) -> String {
     let mut chars = text.chars();
-    chars.next().map(|first| first.to_uppercase().chain(chars).collect()).unwrap_or_default()
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
 }
 
 fn escape(text: &str) -> String {

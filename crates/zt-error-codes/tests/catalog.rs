@@ -12,11 +12,19 @@ const PUBLISHED: &str = include_str!("published-codes.txt");
 
 #[test]
 fn published_codes_are_never_removed_or_renamed() {
-    for line in PUBLISHED.lines().filter(|line| !line.trim().is_empty() && !line.starts_with('#')) {
+    for line in PUBLISHED
+        .lines()
+        .filter(|line| !line.trim().is_empty() && !line.starts_with('#'))
+    {
         let (reason, status) = line.split_once(' ').expect("each line is `REASON STATUS`");
-        let code = ErrorCode::from_reason(reason)
-            .unwrap_or_else(|| panic!("published code {reason} was removed or renamed; restore it"));
-        assert_eq!(code.http_status().to_string(), status, "the HTTP status of {reason} changed");
+        let code = ErrorCode::from_reason(reason).unwrap_or_else(|| {
+            panic!("published code {reason} was removed or renamed; restore it")
+        });
+        assert_eq!(
+            code.http_status().to_string(),
+            status,
+            "the HTTP status of {reason} changed"
+        );
     }
 }
 

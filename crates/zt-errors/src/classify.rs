@@ -50,9 +50,10 @@ pub(crate) fn safe_fields(error: &(dyn StdError + 'static)) -> Vec<crate::FieldM
     let mut link = Some(error);
     while let Some(current) = link {
         if let Some(coded) = current.downcast_ref::<CodedError>()
-            && !coded.safe_fields().is_empty() {
-                return coded.safe_fields().to_vec();
-            }
+            && !coded.safe_fields().is_empty()
+        {
+            return coded.safe_fields().to_vec();
+        }
         link = current.source();
     }
     Vec::new()

@@ -44,7 +44,12 @@ pub struct CodedError {
 impl CodedError {
     /// An error with `code` and nothing else.
     pub fn new(code: ErrorCode) -> Self {
-        Self { code, message: None, fields: Vec::new(), source: None }
+        Self {
+            code,
+            message: None,
+            fields: Vec::new(),
+            source: None,
+        }
     }
 
     /// A validation failure, [`ErrorCode::RequestValidationFailed`].
@@ -61,7 +66,10 @@ impl CodedError {
 
     /// Adds the underlying error. It is logged, never shown to the client.
     #[must_use]
-    pub fn with_source(mut self, source: impl Into<Box<dyn StdError + Send + Sync + 'static>>) -> Self {
+    pub fn with_source(
+        mut self,
+        source: impl Into<Box<dyn StdError + Send + Sync + 'static>>,
+    ) -> Self {
         self.source = Some(source.into());
         self
     }
@@ -70,7 +78,10 @@ impl CodedError {
     /// text you wrote for users, never text from an error or from input.
     #[must_use]
     pub fn with_safe_field(mut self, field: impl Into<String>, message: impl Into<String>) -> Self {
-        self.fields.push(FieldMessage { field: field.into(), message: message.into() });
+        self.fields.push(FieldMessage {
+            field: field.into(),
+            message: message.into(),
+        });
         self
     }
 
@@ -106,6 +117,8 @@ impl fmt::Display for CodedError {
 
 impl StdError for CodedError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.source.as_deref().map(|source| source as &(dyn StdError + 'static))
+        self.source
+            .as_deref()
+            .map(|source| source as &(dyn StdError + 'static))
     }
 }

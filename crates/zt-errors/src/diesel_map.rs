@@ -56,7 +56,13 @@ pub fn connection_error(_error: &ConnectionError) -> ErrorCode {
 fn unknown_database_error(message: &str) -> ErrorCode {
     let message = message.to_ascii_lowercase();
     let any = |needles: &[&str]| needles.iter().any(|needle| message.contains(needle));
-    if any(&["database is locked", "database table is locked", "statement timeout", "canceling statement", "lock timeout"]) {
+    if any(&[
+        "database is locked",
+        "database table is locked",
+        "statement timeout",
+        "canceling statement",
+        "lock timeout",
+    ]) {
         ErrorCode::DbTimeout
     } else if any(&["deadlock detected", "could not serialize"]) {
         ErrorCode::DbSerializationFailure
@@ -88,21 +94,48 @@ mod tests {
     fn kinds_map_onto_codes() {
         let cases = [
             (DieselError::NotFound, ErrorCode::ResourceNotFound),
-            (database_error(DatabaseErrorKind::UniqueViolation, "dup"), ErrorCode::ResourceConflict),
-            (database_error(DatabaseErrorKind::ForeignKeyViolation, "fk"), ErrorCode::DbConstraintViolation),
-            (database_error(DatabaseErrorKind::SerializationFailure, "s"), ErrorCode::DbSerializationFailure),
-            (database_error(DatabaseErrorKind::ClosedConnection, "c"), ErrorCode::DbUnavailable),
-            (database_error(DatabaseErrorKind::Unknown, "database is locked"), ErrorCode::DbTimeout),
             (
-                database_error(DatabaseErrorKind::Unknown, "canceling statement due to statement timeout"),
-                ErrorCode::DbTimeout,
+                database_error(DatabaseErrorKind::UniqueViolation, "dup"),
+                ErrorCode::ResourceConflict,
             ),
-            (database_error(DatabaseErrorKind::Unknown, "deadlock detected"), ErrorCode::DbSerializationFailure),
             (
-                database_error(DatabaseErrorKind::Unknown, "terminating connection due to administrator command"),
+                database_error(DatabaseErrorKind::ForeignKeyViolation, "fk"),
+                ErrorCode::DbConstraintViolation,
+            ),
+            (
+                database_error(DatabaseErrorKind::SerializationFailure, "s"),
+                ErrorCode::DbSerializationFailure,
+            ),
+            (
+                database_error(DatabaseErrorKind::ClosedConnection, "c"),
                 ErrorCode::DbUnavailable,
             ),
-            (database_error(DatabaseErrorKind::Unknown, "relation \"x\" does not exist"), ErrorCode::DbQueryFailed),
+            (
+                database_error(DatabaseErrorKind::Unknown, "database is locked"),
+                ErrorCode::DbTimeout,
+            ),
+            (
+                database_error(
+                    DatabaseErrorKind::Unknown,
+                    "canceling statement due to statement timeout",
+                ),
+                ErrorCode::DbTimeout,
+            ),
+            (
+                database_error(DatabaseErrorKind::Unknown, "deadlock detected"),
+                ErrorCode::DbSerializationFailure,
+            ),
+            (
+                database_error(
+                    DatabaseErrorKind::Unknown,
+                    "terminating connection due to administrator command",
+                ),
+                ErrorCode::DbUnavailable,
+            ),
+            (
+                database_error(DatabaseErrorKind::Unknown, "relation \"x\" does not exist"),
+                ErrorCode::DbQueryFailed,
+            ),
             (DieselError::RollbackTransaction, ErrorCode::DbQueryFailed),
         ];
         for (error, code) in cases {

@@ -44,7 +44,13 @@ impl Problem {
         expose_code: bool,
         type_base: Option<Arc<str>>,
     ) -> Self {
-        Self { code, reference, fields, expose_code, type_base }
+        Self {
+            code,
+            reference,
+            fields,
+            expose_code,
+            type_base,
+        }
     }
 
     /// The HTTP status.

@@ -143,7 +143,11 @@ impl Sanitizer {
     }
 
     /// Sanitizes `error` and logs the request it belongs to.
-    pub fn sanitize_for(&self, error: &(dyn StdError + 'static), context: &RequestContext) -> Problem {
+    pub fn sanitize_for(
+        &self,
+        error: &(dyn StdError + 'static),
+        context: &RequestContext,
+    ) -> Problem {
         self.report(self.classify(error), error, Some(context))
     }
 
@@ -157,12 +161,21 @@ impl Sanitizer {
         self.report(code, error, context)
     }
 
-    fn report(&self, code: ErrorCode, error: &(dyn StdError + 'static), context: Option<&RequestContext>) -> Problem {
+    fn report(
+        &self,
+        code: ErrorCode,
+        error: &(dyn StdError + 'static),
+        context: Option<&RequestContext>,
+    ) -> Problem {
         let reference = ReferenceId::new();
         let info = code.info();
         let chain = Chain(error);
-        let request_id = context.and_then(RequestContext::request_id).map(zt_types::RequestId::as_str);
-        let client_ip = context.and_then(RequestContext::client_ip).map(tracing::field::display);
+        let request_id = context
+            .and_then(RequestContext::request_id)
+            .map(zt_types::RequestId::as_str);
+        let client_ip = context
+            .and_then(RequestContext::client_ip)
+            .map(tracing::field::display);
         macro_rules! log {
             ($macro:ident) => {
                 tracing::$macro!(
@@ -185,12 +198,24 @@ impl Sanitizer {
             Severity::Error | Severity::Critical => log!(error),
         }
         if !self.hooks.is_empty() {
-            let report = ErrorReport { code, reference, severity: info.severity, error, context };
+            let report = ErrorReport {
+                code,
+                reference,
+                severity: info.severity,
+                error,
+                context,
+            };
             for hook in self.hooks.iter() {
                 hook.on_error(&report);
             }
         }
-        Problem::new(code, reference, safe_fields(error), self.expose_code, self.type_base.clone())
+        Problem::new(
+            code,
+            reference,
+            safe_fields(error),
+            self.expose_code,
+            self.type_base.clone(),
+        )
     }
 }
 

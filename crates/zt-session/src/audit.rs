@@ -89,7 +89,11 @@ impl AdminChange {
     /// action (such as `UPDATE_ROLE`), resource `users` with the user's id,
     /// status `success`, and the new session version, whether anything
     /// changed, and the roles or session hash as metadata.
-    pub fn audit_event(&self, actor: Actor, context: &RequestContext) -> Result<AuditEvent, FieldError> {
+    pub fn audit_event(
+        &self,
+        actor: Actor,
+        context: &RequestContext,
+    ) -> Result<AuditEvent, FieldError> {
         let mut metadata = Map::new();
         metadata.insert("session_version".into(), json!(self.session_version));
         metadata.insert("changed".into(), json!(self.changed));

@@ -26,32 +26,58 @@ pub(crate) struct StateCache {
 
 impl StateCache {
     pub(crate) fn new(ttl: Duration, max_entries: usize) -> Self {
-        Self { ttl, max_entries: max_entries.max(1), entries: Mutex::new(HashMap::new()) }
+        Self {
+            ttl,
+            max_entries: max_entries.max(1),
+            entries: Mutex::new(HashMap::new()),
+        }
     }
 
     fn fresh(&self, entry: &Entry, now: Timestamp) -> bool {
         // A clock that went backwards makes the entry stale, not eternal.
-        now.duration_since(entry.fetched_at).is_some_and(|age| age <= self.ttl)
+        now.duration_since(entry.fetched_at)
+            .is_some_and(|age| age <= self.ttl)
     }
 
     /// The cached state of `session`, if it belongs to `user` and is fresh.
-    pub(crate) fn get(&self, user: &UserId, session: &SessionHash, now: Timestamp) -> Option<SessionState> {
+    pub(crate) fn get(
+        &self,
+        user: &UserId,
+        session: &SessionHash,
+        now: Timestamp,
+    ) -> Option<SessionState> {
         let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         let entry = entries.get(session)?;
         (entry.user_id == *user && self.fresh(entry, now)).then(|| entry.state.clone())
     }
 
-    pub(crate) fn put(&self, user: &UserId, session: SessionHash, state: &SessionState, now: Timestamp) {
+    pub(crate) fn put(
+        &self,
+        user: &UserId,
+        session: SessionHash,
+        state: &SessionState,
+        now: Timestamp,
+    ) {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         if entries.len() >= self.max_entries && !entries.contains_key(&session) {
-            entries.retain(|_, entry| now.duration_since(entry.fetched_at).is_some_and(|age| age <= self.ttl));
+            entries.retain(|_, entry| {
+                now.duration_since(entry.fetched_at)
+                    .is_some_and(|age| age <= self.ttl)
+            });
             if entries.len() >= self.max_entries {
                 // Still full of fresh entries: start over rather than grow.
                 // The cost is a few extra reads, never a stale answer.
                 entries.clear();
             }
         }
-        entries.insert(session, Entry { user_id: user.clone(), state: state.clone(), fetched_at: now });
+        entries.insert(
+            session,
+            Entry {
+                user_id: user.clone(),
+                state: state.clone(),
+                fetched_at: now,
+            },
+        );
     }
 
     /// Forgets every entry of `user`.
@@ -62,12 +88,18 @@ impl StateCache {
 
     /// Forgets everything.
     pub(crate) fn clear(&self) {
-        self.entries.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        self.entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
     }
 
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.entries.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 }
 
@@ -78,7 +110,10 @@ mod tests {
     use zt_types::{Role, SessionId};
 
     fn state() -> SessionState {
-        SessionState { user: Some(UserState::new(Role::user(), 0)), session_revoked: false }
+        SessionState {
+            user: Some(UserState::new(Role::user(), 0)),
+            session_revoked: false,
+        }
     }
 
     #[test]
@@ -88,10 +123,26 @@ mod tests {
         let t0 = Timestamp::from_unix_micros(1_000_000_000_000).unwrap();
         let hash = |s: &str| SessionId::parse(s).unwrap().hash();
         cache.put(&user, hash("a"), &state(), t0);
-        assert!(cache.get(&user, &hash("a"), t0.saturating_add(Duration::from_secs(5))).is_some());
-        assert!(cache.get(&user, &hash("a"), t0.saturating_add(Duration::from_secs(6))).is_none());
-        assert!(cache.get(&user, &hash("a"), t0.saturating_sub(Duration::from_secs(1))).is_none());
-        assert!(cache.get(&UserId::parse("2").unwrap(), &hash("a"), t0).is_none());
+        assert!(
+            cache
+                .get(&user, &hash("a"), t0.saturating_add(Duration::from_secs(5)))
+                .is_some()
+        );
+        assert!(
+            cache
+                .get(&user, &hash("a"), t0.saturating_add(Duration::from_secs(6)))
+                .is_none()
+        );
+        assert!(
+            cache
+                .get(&user, &hash("a"), t0.saturating_sub(Duration::from_secs(1)))
+                .is_none()
+        );
+        assert!(
+            cache
+                .get(&UserId::parse("2").unwrap(), &hash("a"), t0)
+                .is_none()
+        );
         cache.put(&user, hash("b"), &state(), t0);
         cache.put(&user, hash("c"), &state(), t0);
         assert!(cache.len() <= 2);

@@ -45,7 +45,9 @@ pub struct ManualClock {
 impl ManualClock {
     /// A clock that reads `start`.
     pub fn new(start: Timestamp) -> Self {
-        Self { micros: AtomicI64::new(start.unix_micros()) }
+        Self {
+            micros: AtomicI64::new(start.unix_micros()),
+        }
     }
 
     /// Sets the time.

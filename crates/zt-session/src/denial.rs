@@ -173,31 +173,58 @@ impl fmt::Display for DenialReason {
         match self {
             Self::Missing => f.write_str("no session"),
             Self::FromTheFuture { field, ahead } => {
-                write!(f, "{field} is {ahead:?} in the future, beyond the allowed clock skew")
+                write!(
+                    f,
+                    "{field} is {ahead:?} in the future, beyond the allowed clock skew"
+                )
             }
             Self::VersionAhead { claimed, current } => {
-                write!(f, "session version {claimed} is ahead of the user's version {current}")
+                write!(
+                    f,
+                    "session version {claimed} is ahead of the user's version {current}"
+                )
             }
-            Self::Expired { issued_at, lifetime } => {
-                write!(f, "session issued at {issued_at} is older than its lifetime of {lifetime:?}")
+            Self::Expired {
+                issued_at,
+                lifetime,
+            } => {
+                write!(
+                    f,
+                    "session issued at {issued_at} is older than its lifetime of {lifetime:?}"
+                )
             }
-            Self::BindingMismatch(mismatch) => write!(f, "request does not match the session's bound {mismatch}"),
+            Self::BindingMismatch(mismatch) => {
+                write!(f, "request does not match the session's bound {mismatch}")
+            }
             Self::UserMissing => f.write_str("user does not exist"),
             Self::UserDeleted => f.write_str("user is deleted"),
             Self::UserDisabled => f.write_str("user is disabled"),
             Self::SessionRevoked => f.write_str("session is revoked"),
             Self::VersionChanged { claimed, current } => {
-                write!(f, "session version {claimed} is behind the user's version {current}")
+                write!(
+                    f,
+                    "session version {claimed} is behind the user's version {current}"
+                )
             }
             Self::RoleChanged { at_issue, current } => {
-                write!(f, "role changed from `{at_issue}` to `{current}` since the session was issued")
+                write!(
+                    f,
+                    "role changed from `{at_issue}` to `{current}` since the session was issued"
+                )
             }
             Self::InsufficientRole { required, current } => {
                 write!(f, "role `{current}` is below the required `{required}`")
             }
-            Self::MfaRequired { level } => write!(f, "multi-factor login required, last login was {level:?}"),
+            Self::MfaRequired { level } => {
+                write!(f, "multi-factor login required, last login was {level:?}")
+            }
             Self::StaleAuthentication { age, max_age } => {
-                write!(f, "last login is {}s old, over the {}s allowed", age.as_secs(), max_age.as_secs())
+                write!(
+                    f,
+                    "last login is {}s old, over the {}s allowed",
+                    age.as_secs(),
+                    max_age.as_secs()
+                )
             }
             Self::CheckFailed => f.write_str("user state could not be read"),
         }
@@ -323,7 +350,11 @@ impl Denial {
     pub fn remedy(&self) -> Remedy {
         match &self.inner.reason {
             DenialReason::MfaRequired { .. } | DenialReason::StaleAuthentication { .. } => {
-                Remedy::StepUp(self.inner.step_up.unwrap_or(StepUp { max_age: None, mfa: false, min_level: None }))
+                Remedy::StepUp(self.inner.step_up.unwrap_or(StepUp {
+                    max_age: None,
+                    mfa: false,
+                    min_level: None,
+                }))
             }
             DenialReason::CheckFailed => Remedy::RetryLater,
             DenialReason::UserMissing
@@ -387,7 +418,10 @@ impl fmt::Display for Denial {
 
 impl StdError for Denial {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.inner.source.as_ref().map(|source| source as &(dyn StdError + 'static))
+        self.inner
+            .source
+            .as_ref()
+            .map(|source| source as &(dyn StdError + 'static))
     }
 }
 
@@ -399,19 +433,45 @@ mod tests {
         let role = || Role::user();
         vec![
             DenialReason::Missing,
-            DenialReason::FromTheFuture { field: "authenticated_at", ahead: Duration::from_secs(1) },
-            DenialReason::VersionAhead { claimed: 2, current: 1 },
-            DenialReason::Expired { issued_at: Timestamp::now(), lifetime: Duration::from_secs(1) },
-            DenialReason::BindingMismatch(BindingMismatch { ip: true, user_agent: false }),
+            DenialReason::FromTheFuture {
+                field: "authenticated_at",
+                ahead: Duration::from_secs(1),
+            },
+            DenialReason::VersionAhead {
+                claimed: 2,
+                current: 1,
+            },
+            DenialReason::Expired {
+                issued_at: Timestamp::now(),
+                lifetime: Duration::from_secs(1),
+            },
+            DenialReason::BindingMismatch(BindingMismatch {
+                ip: true,
+                user_agent: false,
+            }),
             DenialReason::UserMissing,
             DenialReason::UserDeleted,
             DenialReason::UserDisabled,
             DenialReason::SessionRevoked,
-            DenialReason::VersionChanged { claimed: 1, current: 2 },
-            DenialReason::RoleChanged { at_issue: Role::admin(), current: role() },
-            DenialReason::InsufficientRole { required: Role::admin(), current: role() },
-            DenialReason::MfaRequired { level: AuthLevel::Aal1 },
-            DenialReason::StaleAuthentication { age: Duration::from_secs(2), max_age: Duration::from_secs(1) },
+            DenialReason::VersionChanged {
+                claimed: 1,
+                current: 2,
+            },
+            DenialReason::RoleChanged {
+                at_issue: Role::admin(),
+                current: role(),
+            },
+            DenialReason::InsufficientRole {
+                required: Role::admin(),
+                current: role(),
+            },
+            DenialReason::MfaRequired {
+                level: AuthLevel::Aal1,
+            },
+            DenialReason::StaleAuthentication {
+                age: Duration::from_secs(2),
+                max_age: Duration::from_secs(1),
+            },
             DenialReason::CheckFailed,
         ]
     }

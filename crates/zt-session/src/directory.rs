@@ -26,7 +26,12 @@ pub struct UserState {
 impl UserState {
     /// A live user with `role` and `session_version`, neither disabled nor deleted.
     pub fn new(role: Role, session_version: i64) -> Self {
-        Self { role, session_version, disabled: false, deleted: false }
+        Self {
+            role,
+            session_version,
+            disabled: false,
+            deleted: false,
+        }
     }
 
     /// Marks the user disabled or not.

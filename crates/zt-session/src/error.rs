@@ -42,12 +42,19 @@ impl Error {
     /// this to report their own failures; messages are lowercase and must
     /// not contain secrets, because they are logged.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into(), source: None }
+        Self {
+            kind,
+            message: message.into(),
+            source: None,
+        }
     }
 
     /// Attaches the underlying error.
     #[must_use]
-    pub fn with_source(mut self, source: impl Into<Box<dyn StdError + Send + Sync + 'static>>) -> Self {
+    pub fn with_source(
+        mut self,
+        source: impl Into<Box<dyn StdError + Send + Sync + 'static>>,
+    ) -> Self {
         self.source = Some(source.into());
         self
     }
@@ -77,7 +84,9 @@ impl fmt::Display for Error {
 
 impl StdError for Error {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.source.as_deref().map(|source| source as &(dyn StdError + 'static))
+        self.source
+            .as_deref()
+            .map(|source| source as &(dyn StdError + 'static))
     }
 }
 
@@ -85,21 +94,32 @@ impl From<diesel::result::Error> for Error {
     fn from(error: diesel::result::Error) -> Self {
         use diesel::result::{DatabaseErrorKind, Error as D};
         let kind = match &error {
-            D::DatabaseError(DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand, _) => {
-                ErrorKind::Unavailable
-            }
+            D::DatabaseError(
+                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+                _,
+            ) => ErrorKind::Unavailable,
             D::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => ErrorKind::Conflict,
             D::DeserializationError(_) => ErrorKind::Decode,
             _ => ErrorKind::Database,
         };
-        let first_line = error.to_string().lines().next().unwrap_or_default().trim().to_owned();
+        let first_line = error
+            .to_string()
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
         Self::new(kind, format!("user store database error: {first_line}")).with_source(error)
     }
 }
 
 impl From<diesel::r2d2::PoolError> for Error {
     fn from(error: diesel::r2d2::PoolError) -> Self {
-        Self::new(ErrorKind::Unavailable, format!("no user store database connection: {error}")).with_source(error)
+        Self::new(
+            ErrorKind::Unavailable,
+            format!("no user store database connection: {error}"),
+        )
+        .with_source(error)
     }
 }
 

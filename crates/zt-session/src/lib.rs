@@ -173,7 +173,9 @@ mod validator;
 pub use audit::{AuditSink, SESSION_DENIED};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use denial::{BindingMismatch, Denial, DenialReason, Remedy, StepUp};
-pub use directory::{AdminChange, AdminOperation, RevocationStore, SessionState, UserDirectory, UserState};
+pub use directory::{
+    AdminChange, AdminOperation, RevocationStore, SessionState, UserDirectory, UserState,
+};
 pub use error::{Error, ErrorKind, Result};
 pub use requirement::{BindingPolicy, Freshness, Requirement};
 pub use role::{RoleChangePolicy, RoleHierarchy};
@@ -189,11 +191,16 @@ static SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sql
 
 /// The reference tables' migrations (`users`, `session_revocations`) for
 /// both backends.
-pub static MIGRATIONS: MigrationSet =
-    MigrationSet { name: "zt-session", postgres: &POSTGRES_MIGRATIONS, sqlite: &SQLITE_MIGRATIONS };
+pub static MIGRATIONS: MigrationSet = MigrationSet {
+    name: "zt-session",
+    postgres: &POSTGRES_MIGRATIONS,
+    sqlite: &SQLITE_MIGRATIONS,
+};
 
 /// Applies the reference tables' pending migrations on `conn`; returns the
 /// versions applied.
-pub fn run_migrations<C: zt_db::Migrate>(conn: &mut C) -> std::result::Result<Vec<String>, zt_db::Error> {
+pub fn run_migrations<C: zt_db::Migrate>(
+    conn: &mut C,
+) -> std::result::Result<Vec<String>, zt_db::Error> {
     conn.run_migrations(&MIGRATIONS)
 }

@@ -29,7 +29,9 @@ pub struct RoleHierarchy {
 
 impl Default for RoleHierarchy {
     fn default() -> Self {
-        Self { roles: vec![Role::user(), Role::admin()] }
+        Self {
+            roles: vec![Role::user(), Role::admin()],
+        }
     }
 }
 
@@ -47,12 +49,18 @@ impl RoleHierarchy {
                 Error::new(ErrorKind::InvalidConfig, format!("role hierarchy: {e}")).with_source(e)
             })?;
             if roles.contains(&role) {
-                return Err(Error::new(ErrorKind::InvalidConfig, format!("role hierarchy names `{role}` twice")));
+                return Err(Error::new(
+                    ErrorKind::InvalidConfig,
+                    format!("role hierarchy names `{role}` twice"),
+                ));
             }
             roles.push(role);
         }
         if roles.is_empty() {
-            return Err(Error::new(ErrorKind::InvalidConfig, "role hierarchy is empty"));
+            return Err(Error::new(
+                ErrorKind::InvalidConfig,
+                "role hierarchy is empty",
+            ));
         }
         Ok(Self { roles })
     }

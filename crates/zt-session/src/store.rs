@@ -8,7 +8,7 @@ use diesel::prelude::*;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::serialize::ToSql;
 use diesel::sql_types::{BigInt, Binary, Bool, HasSqlType, Text};
-use zt_db::Pool;
+use zt_db::{ConnectionRef, Pool};
 use zt_types::{Email, Role, SessionHash, Timestamp, UserId};
 
 use crate::clock::{Clock, SystemClock};
@@ -67,9 +67,16 @@ type StateRow = (String, i64, bool, bool, bool);
 
 fn decode_state(row: Option<StateRow>) -> Result<SessionState> {
     Ok(match row {
-        None => SessionState { user: None, session_revoked: false },
+        None => SessionState {
+            user: None,
+            session_revoked: false,
+        },
         Some((role, version, disabled, deleted, revoked)) => SessionState {
-            user: Some(UserState::new(Role::parse(role)?, version).with_disabled(disabled).with_deleted(deleted)),
+            user: Some(
+                UserState::new(Role::parse(role)?, version)
+                    .with_disabled(disabled)
+                    .with_deleted(deleted),
+            ),
             session_revoked: revoked,
         },
     })
@@ -103,7 +110,10 @@ pub struct UserStore {
 
 impl std::fmt::Debug for UserStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UserStore").field("pool", &self.pool).field("clock", &self.clock).finish()
+        f.debug_struct("UserStore")
+            .field("pool", &self.pool)
+            .field("clock", &self.clock)
+            .finish()
     }
 }
 
@@ -130,10 +140,32 @@ macro_rules! with_conn {
     };
 }
 
+/// Runs `$body` with `$conn` bound to the backend connection in a
+/// [`ConnectionRef`] and `$ops` to that backend's module.
+macro_rules! with_ref {
+    ($conn_ref:expr, |$conn:ident, $ops:ident| $body:expr) => {
+        match $conn_ref {
+            #[cfg(feature = "sqlite")]
+            ConnectionRef::Sqlite($conn) => {
+                use sqlite_ops as $ops;
+                $body
+            }
+            #[cfg(feature = "postgres")]
+            ConnectionRef::Postgres($conn) => {
+                use pg_ops as $ops;
+                $body
+            }
+        }
+    };
+}
+
 impl UserStore {
     /// A store on `pool`, timestamping with the system clock.
     pub fn new(pool: Pool) -> Self {
-        Self { pool, clock: Arc::new(SystemClock) }
+        Self {
+            pool,
+            clock: Arc::new(SystemClock),
+        }
     }
 
     /// Timestamps rows and changes with `clock` instead. Default: [`SystemClock`].
@@ -162,9 +194,16 @@ impl UserStore {
     /// Creates a live user with `role` and session version 0. Fails with
     /// [`ErrorKind::Conflict`](crate::ErrorKind::Conflict) when the id exists
     /// (deleted users keep theirs) or a live user has the email.
-    pub fn create_user(&self, id: &UserId, email: Option<&Email>, role: &Role) -> Result<AdminChange> {
+    pub fn create_user(
+        &self,
+        id: &UserId,
+        email: Option<&Email>,
+        role: &Role,
+    ) -> Result<AdminChange> {
         let at = self.clock.now();
-        with_conn!(self, |conn, ops| ops::create_user(conn, id, email, role, at))
+        with_conn!(self, |conn, ops| ops::create_user(
+            conn, id, email, role, at
+        ))
     }
 
     /// Sets the user's role and bumps the session version. A demotion thus
@@ -172,41 +211,123 @@ impl UserStore {
     /// promotion; see [`RoleChangePolicy`](crate::RoleChangePolicy).
     pub fn change_role(&self, id: &UserId, role: &Role) -> Result<AdminChange> {
         let at = self.clock.now();
-        with_conn!(self, |conn, ops| ops::change_role(conn, id, role, at))
+        with_conn!(self, |conn, ops| ops::change_role(
+            conn, false, id, role, at
+        ))
     }
 
     /// Disables the user and bumps the session version.
     pub fn disable_user(&self, id: &UserId) -> Result<AdminChange> {
         let at = self.clock.now();
-        with_conn!(self, |conn, ops| ops::set_disabled(conn, id, true, at))
+        with_conn!(self, |conn, ops| ops::set_disabled(
+            conn, false, id, true, at
+        ))
     }
 
     /// Enables a disabled user and bumps the session version, so that no
     /// session from before the disable comes back to life.
     pub fn enable_user(&self, id: &UserId) -> Result<AdminChange> {
         let at = self.clock.now();
-        with_conn!(self, |conn, ops| ops::set_disabled(conn, id, false, at))
+        with_conn!(self, |conn, ops| ops::set_disabled(
+            conn, false, id, false, at
+        ))
     }
 
     /// Marks the user deleted and bumps the session version. The row stays,
     /// so the id is never reused and audit rows keep their meaning.
     pub fn delete_user(&self, id: &UserId) -> Result<AdminChange> {
         let at = self.clock.now();
-        with_conn!(self, |conn, ops| ops::delete_user(conn, id, at))
+        with_conn!(self, |conn, ops| ops::delete_user(conn, false, id, at))
     }
 
     /// Revokes one session: its hash goes on the revocation list. The user's
     /// other sessions live on.
     pub fn revoke_session(&self, id: &UserId, session: &SessionHash) -> Result<AdminChange> {
         let at = self.clock.now();
-        with_conn!(self, |conn, ops| ops::revoke_session(conn, id, session, at))
+        with_conn!(self, |conn, ops| ops::revoke_session(
+            conn, false, id, session, at
+        ))
     }
 
     /// Revokes every session of the user issued so far, by bumping the
     /// session version. Sessions issued afterwards, with the new version, work.
     pub fn revoke_all_sessions(&self, id: &UserId) -> Result<AdminChange> {
         let at = self.clock.now();
-        with_conn!(self, |conn, ops| ops::revoke_all(conn, id, at))
+        with_conn!(self, |conn, ops| ops::revoke_all(conn, false, id, at))
+    }
+
+    /// [`UserStore::change_role`] inside the caller's open transaction on
+    /// `conn`, so that the change commits or rolls back with it, such as with
+    /// its audit row.
+    pub fn change_role_in<'c>(
+        &self,
+        conn: impl Into<ConnectionRef<'c>>,
+        id: &UserId,
+        role: &Role,
+    ) -> Result<AdminChange> {
+        let at = self.clock.now();
+        with_ref!(conn.into(), |conn, ops| ops::change_role(
+            conn, true, id, role, at
+        ))
+    }
+
+    /// [`UserStore::disable_user`] inside the caller's open transaction.
+    pub fn disable_user_in<'c>(
+        &self,
+        conn: impl Into<ConnectionRef<'c>>,
+        id: &UserId,
+    ) -> Result<AdminChange> {
+        let at = self.clock.now();
+        with_ref!(conn.into(), |conn, ops| ops::set_disabled(
+            conn, true, id, true, at
+        ))
+    }
+
+    /// [`UserStore::enable_user`] inside the caller's open transaction.
+    pub fn enable_user_in<'c>(
+        &self,
+        conn: impl Into<ConnectionRef<'c>>,
+        id: &UserId,
+    ) -> Result<AdminChange> {
+        let at = self.clock.now();
+        with_ref!(conn.into(), |conn, ops| ops::set_disabled(
+            conn, true, id, false, at
+        ))
+    }
+
+    /// [`UserStore::delete_user`] inside the caller's open transaction.
+    pub fn delete_user_in<'c>(
+        &self,
+        conn: impl Into<ConnectionRef<'c>>,
+        id: &UserId,
+    ) -> Result<AdminChange> {
+        let at = self.clock.now();
+        with_ref!(conn.into(), |conn, ops| ops::delete_user(
+            conn, true, id, at
+        ))
+    }
+
+    /// [`UserStore::revoke_session`] inside the caller's open transaction.
+    pub fn revoke_session_in<'c>(
+        &self,
+        conn: impl Into<ConnectionRef<'c>>,
+        id: &UserId,
+        session: &SessionHash,
+    ) -> Result<AdminChange> {
+        let at = self.clock.now();
+        with_ref!(conn.into(), |conn, ops| ops::revoke_session(
+            conn, true, id, session, at
+        ))
+    }
+
+    /// [`UserStore::revoke_all_sessions`] inside the caller's open transaction.
+    pub fn revoke_all_sessions_in<'c>(
+        &self,
+        conn: impl Into<ConnectionRef<'c>>,
+        id: &UserId,
+    ) -> Result<AdminChange> {
+        let at = self.clock.now();
+        with_ref!(conn.into(), |conn, ops| ops::revoke_all(conn, true, id, at))
     }
 
     /// The user's current state, or `None` when there is no such user. Read
@@ -222,13 +343,19 @@ impl UserStore {
     /// check: pass now minus your longest session lifetime (the identity
     /// provider's, or the requirements' absolute lifetime).
     pub fn prune_revocations(&self, revoked_before: Timestamp) -> Result<usize> {
-        with_conn!(self, |conn, ops| ops::prune_revocations(conn, revoked_before))
+        with_conn!(self, |conn, ops| ops::prune_revocations(
+            conn,
+            revoked_before
+        ))
     }
 }
 
 impl UserDirectory for UserStore {
     fn session_state(&self, user: &UserId, session: &SessionHash) -> Result<SessionState> {
-        let query = SessionStateQuery { user_id: user.as_str(), session_hash: session.as_bytes() };
+        let query = SessionStateQuery {
+            user_id: user.as_str(),
+            session_hash: session.as_bytes(),
+        };
         let row = match &self.pool {
             #[cfg(feature = "sqlite")]
             Pool::Sqlite(pool) => query.get_result::<StateRow>(&mut *pool.get()?).optional()?,
@@ -291,6 +418,11 @@ macro_rules! store_ops {
             Ok(())
         }
 
+        /// A transaction of its own, or a savepoint of the caller's open one.
+        fn begin<T>(conn: &mut $conn, nested: bool, body: impl FnOnce(&mut $conn) -> Result<T>) -> Result<T> {
+            if nested { conn.transaction(body) } else { conn.$transaction(body) }
+        }
+
         fn change(operation: AdminOperation, id: &UserId, session_version: i64, changed: bool, at: Timestamp) -> AdminChange {
             AdminChange { operation, user_id: id.clone(), session_version, changed, at }
         }
@@ -326,8 +458,8 @@ macro_rules! store_ops {
             }
         }
 
-        pub(super) fn change_role(conn: &mut $conn, id: &UserId, role: &Role, at: Timestamp) -> Result<AdminChange> {
-            conn.$transaction(|conn| {
+        pub(super) fn change_role(conn: &mut $conn, nested: bool, id: &UserId, role: &Role, at: Timestamp) -> Result<AdminChange> {
+            begin(conn, nested, |conn| {
                 let (from, version, _, deleted) = locked_user(conn, id)?.ok_or_else(|| not_found(id))?;
                 if deleted {
                     return Err(not_found(id));
@@ -343,8 +475,8 @@ macro_rules! store_ops {
             })
         }
 
-        pub(super) fn set_disabled(conn: &mut $conn, id: &UserId, disabled: bool, at: Timestamp) -> Result<AdminChange> {
-            conn.$transaction(|conn| {
+        pub(super) fn set_disabled(conn: &mut $conn, nested: bool, id: &UserId, disabled: bool, at: Timestamp) -> Result<AdminChange> {
+            begin(conn, nested, |conn| {
                 let (_, version, was_disabled, deleted) = locked_user(conn, id)?.ok_or_else(|| not_found(id))?;
                 if deleted {
                     return Err(not_found(id));
@@ -359,8 +491,8 @@ macro_rules! store_ops {
             })
         }
 
-        pub(super) fn delete_user(conn: &mut $conn, id: &UserId, at: Timestamp) -> Result<AdminChange> {
-            conn.$transaction(|conn| {
+        pub(super) fn delete_user(conn: &mut $conn, nested: bool, id: &UserId, at: Timestamp) -> Result<AdminChange> {
+            begin(conn, nested, |conn| {
                 let (_, version, _, deleted) = locked_user(conn, id)?.ok_or_else(|| not_found(id))?;
                 if deleted {
                     return Ok(change(AdminOperation::DeleteUser, id, version, false, at));
@@ -374,12 +506,12 @@ macro_rules! store_ops {
         }
 
         pub(super) fn revoke_session(
-            conn: &mut $conn,
+            conn: &mut $conn, nested: bool,
             id: &UserId,
             session: &SessionHash,
             at: Timestamp,
         ) -> Result<AdminChange> {
-            conn.$transaction(|conn| {
+            begin(conn, nested, |conn| {
                 let (_, version, _, _) = locked_user(conn, id)?.ok_or_else(|| not_found(id))?;
                 let inserted = diesel::insert_into(session_revocations::table)
                     .values((
@@ -393,8 +525,8 @@ macro_rules! store_ops {
             })
         }
 
-        pub(super) fn revoke_all(conn: &mut $conn, id: &UserId, at: Timestamp) -> Result<AdminChange> {
-            conn.$transaction(|conn| {
+        pub(super) fn revoke_all(conn: &mut $conn, nested: bool, id: &UserId, at: Timestamp) -> Result<AdminChange> {
+            begin(conn, nested, |conn| {
                 let (_, version, _, _) = locked_user(conn, id)?.ok_or_else(|| not_found(id))?;
                 bump(conn, id, at)?;
                 Ok(change(AdminOperation::RevokeAllSessions, id, version + 1, true, at))

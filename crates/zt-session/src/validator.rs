@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use zt_types::{
-    Actor, AuthFactors, AuthLevel, ClientBinding, Neutralized, RequestContext, RequestId, Role, SessionClaims, SessionHash,
-    Severity, Timestamp, UserId,
+    Actor, AuthFactors, AuthLevel, ClientBinding, Neutralized, RequestContext, RequestId, Role,
+    SessionClaims, SessionHash, Severity, Timestamp, UserId,
 };
 
 use crate::audit::AuditSink;
@@ -280,13 +280,17 @@ impl Validator {
         let now = self.clock.now();
         let session = claims.session_hash();
         let deny = |reason: DenialReason| {
-            let denial =
-                Denial::new(reason, now).for_session(claims.user_id(), session).with_operation(requirement.operation);
+            let denial = Denial::new(reason, now)
+                .for_session(claims.user_id(), session)
+                .with_operation(requirement.operation);
             self.deny(denial, context)
         };
 
         // 1. The claims alone.
-        for (field, at) in [("authenticated_at", claims.authenticated_at()), ("issued_at", claims.issued_at())] {
+        for (field, at) in [
+            ("authenticated_at", claims.authenticated_at()),
+            ("issued_at", claims.issued_at()),
+        ] {
             if let Some(ahead) = at.duration_since(now)
                 && ahead > self.clock_skew
             {
@@ -294,9 +298,14 @@ impl Validator {
             }
         }
         if let Some(lifetime) = requirement.max_session_lifetime
-            && now.duration_since(claims.issued_at()).is_some_and(|age| age > lifetime)
+            && now
+                .duration_since(claims.issued_at())
+                .is_some_and(|age| age > lifetime)
         {
-            return Err(deny(DenialReason::Expired { issued_at: claims.issued_at(), lifetime }));
+            return Err(deny(DenialReason::Expired {
+                issued_at: claims.issued_at(),
+                lifetime,
+            }));
         }
         let mismatch = match (requirement.binding, claims.binding()) {
             (BindingPolicy::Off, _) | (_, None) => None,
@@ -309,16 +318,17 @@ impl Validator {
         }
 
         // 2. One read.
-        let (state, from_cache) = match self.read_state(claims.user_id(), &session, requirement.sensitive, now) {
-            Ok(read) => read,
-            Err(error) => {
-                let denial = Denial::new(DenialReason::CheckFailed, now)
-                    .for_session(claims.user_id(), session)
-                    .with_operation(requirement.operation)
-                    .with_source(error);
-                return Err(self.deny(denial, context));
-            }
-        };
+        let (state, from_cache) =
+            match self.read_state(claims.user_id(), &session, requirement.sensitive, now) {
+                Ok(read) => read,
+                Err(error) => {
+                    let denial = Denial::new(DenialReason::CheckFailed, now)
+                        .for_session(claims.user_id(), session)
+                        .with_operation(requirement.operation)
+                        .with_source(error);
+                    return Err(self.deny(denial, context));
+                }
+            };
 
         // 3. The user and the session, now.
         let Some(user) = state.user else {
@@ -361,7 +371,10 @@ impl Validator {
                     "a requirement names a role outside the role hierarchy; every check for it is denied"
                 );
             }
-            return Err(deny(DenialReason::InsufficientRole { required: required.clone(), current: user.role().clone() }));
+            return Err(deny(DenialReason::InsufficientRole {
+                required: required.clone(),
+                current: user.role().clone(),
+            }));
         }
         let step_up = || StepUp {
             max_age: requirement.freshness.map(Freshness::as_duration),
@@ -369,20 +382,32 @@ impl Validator {
             min_level: requirement.min_auth_level,
         };
         let factors_short = requirement.mfa && !claims.factors().is_multi_factor();
-        let level_short = requirement.min_auth_level.is_some_and(|level| claims.auth_level() < level);
+        let level_short = requirement
+            .min_auth_level
+            .is_some_and(|level| claims.auth_level() < level);
         if factors_short || level_short {
-            let denial = Denial::new(DenialReason::MfaRequired { level: claims.auth_level() }, now)
-                .for_session(claims.user_id(), session)
-                .with_operation(requirement.operation)
-                .with_step_up(step_up());
+            let denial = Denial::new(
+                DenialReason::MfaRequired {
+                    level: claims.auth_level(),
+                },
+                now,
+            )
+            .for_session(claims.user_id(), session)
+            .with_operation(requirement.operation)
+            .with_step_up(step_up());
             return Err(self.deny(denial, context));
         }
         // A login in the future within the skew counts as just now.
-        let auth_age = now.duration_since(claims.authenticated_at()).unwrap_or(Duration::ZERO);
+        let auth_age = now
+            .duration_since(claims.authenticated_at())
+            .unwrap_or(Duration::ZERO);
         if let Some(freshness) = requirement.freshness
             && auth_age > freshness.as_duration()
         {
-            let reason = DenialReason::StaleAuthentication { age: auth_age, max_age: freshness.as_duration() };
+            let reason = DenialReason::StaleAuthentication {
+                age: auth_age,
+                max_age: freshness.as_duration(),
+            };
             let denial = Denial::new(reason, now)
                 .for_session(claims.user_id(), session)
                 .with_operation(requirement.operation)
@@ -428,8 +453,8 @@ impl Validator {
         match claims {
             Some(claims) => self.validate(claims, requirement, context),
             None => {
-                let denial =
-                    Denial::new(DenialReason::Missing, self.clock.now()).with_operation(requirement.operation);
+                let denial = Denial::new(DenialReason::Missing, self.clock.now())
+                    .with_operation(requirement.operation);
                 Err(self.deny(denial, context))
             }
         }
@@ -455,15 +480,21 @@ impl Validator {
         Ok((state, false))
     }
 
-    fn compare_binding(&self, binding: &ClientBinding, context: &RequestContext) -> BindingMismatch {
+    fn compare_binding(
+        &self,
+        binding: &ClientBinding,
+        context: &RequestContext,
+    ) -> BindingMismatch {
         let ip = binding.ip.is_some_and(|bound| match context.client_ip() {
             Some(ip) => !same_network(bound, ip, self.ipv4_prefix, self.ipv6_prefix),
             None => true,
         });
-        let user_agent = binding.user_agent_hash.is_some_and(|bound| match context.user_agent() {
-            Some(agent) => agent.hash() != bound,
-            None => true,
-        });
+        let user_agent = binding
+            .user_agent_hash
+            .is_some_and(|bound| match context.user_agent() {
+                Some(agent) => agent.hash() != bound,
+                None => true,
+            });
         BindingMismatch { ip, user_agent }
     }
 
@@ -473,7 +504,9 @@ impl Validator {
         if let Some(sink) = &self.sink {
             match denial.audit_event(context) {
                 Ok(event) => sink.record(event),
-                Err(error) => tracing::error!(%error, code = %denial.code(), "a session denial could not become an audit event"),
+                Err(error) => {
+                    tracing::error!(%error, code = %denial.code(), "a session denial could not become an audit event")
+                }
             }
         }
         denial
@@ -529,12 +562,27 @@ mod tests {
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         assert!(same_network(ip("203.0.113.7"), ip("203.0.113.7"), 32, 128));
         assert!(!same_network(ip("203.0.113.7"), ip("203.0.113.8"), 32, 128));
-        assert!(same_network(ip("203.0.113.7"), ip("203.0.113.200"), 24, 128));
+        assert!(same_network(
+            ip("203.0.113.7"),
+            ip("203.0.113.200"),
+            24,
+            128
+        ));
         assert!(!same_network(ip("203.0.113.7"), ip("203.0.114.7"), 24, 128));
         assert!(same_network(ip("1.2.3.4"), ip("9.9.9.9"), 0, 0));
-        assert!(same_network(ip("2001:db8::1"), ip("2001:db8::ffff"), 32, 64));
+        assert!(same_network(
+            ip("2001:db8::1"),
+            ip("2001:db8::ffff"),
+            32,
+            64
+        ));
         assert!(!same_network(ip("2001:db8::1"), ip("2001:db9::1"), 32, 64));
-        assert!(same_network(ip("::ffff:203.0.113.7"), ip("203.0.113.7"), 32, 128));
+        assert!(same_network(
+            ip("::ffff:203.0.113.7"),
+            ip("203.0.113.7"),
+            32,
+            128
+        ));
         assert!(!same_network(ip("203.0.113.7"), ip("2001:db8::1"), 0, 0));
     }
 }

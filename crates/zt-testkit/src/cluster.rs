@@ -55,17 +55,45 @@ impl PgCluster {
     /// Finds the binaries, runs `initdb` (as the `postgres` user when running
     /// as root, because `initdb` refuses root) and starts the server.
     pub fn start(durability: Durability) -> Result<Self, ClusterError> {
-        let bin_dir = find_bin_dir().ok_or_else(|| error(format!("no PostgreSQL server binaries found: {INSTALL_HINT}")))?;
+        let bin_dir = find_bin_dir().ok_or_else(|| {
+            error(format!(
+                "no PostgreSQL server binaries found: {INSTALL_HINT}"
+            ))
+        })?;
         let as_postgres_user = running_as_root();
-        let root_dir = std::env::temp_dir().join(format!("zt-pg-{}-{}", std::process::id(), unique_suffix()));
+        let root_dir =
+            std::env::temp_dir().join(format!("zt-pg-{}-{}", std::process::id(), unique_suffix()));
         let data_dir = root_dir.join("data");
-        std::fs::create_dir_all(&root_dir).map_err(|e| error(format!("cannot create {}: {e}", root_dir.display())))?;
-        let mut cluster = Self { bin_dir, data_dir, root_dir, port: 0, as_postgres_user, running: false, durability };
+        std::fs::create_dir_all(&root_dir)
+            .map_err(|e| error(format!("cannot create {}: {e}", root_dir.display())))?;
+        let mut cluster = Self {
+            bin_dir,
+            data_dir,
+            root_dir,
+            port: 0,
+            as_postgres_user,
+            running: false,
+            durability,
+        };
         if as_postgres_user {
-            cluster.run_checked(Command::new("chown").arg("postgres:postgres").arg(&cluster.root_dir))?;
+            cluster.run_checked(
+                Command::new("chown")
+                    .arg("postgres:postgres")
+                    .arg(&cluster.root_dir),
+            )?;
         }
         let mut initdb = cluster.pg_command("initdb");
-        initdb.args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--locale=C", "--no-sync", "-D"]);
+        initdb.args([
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+            "-D",
+        ]);
         initdb.arg(&cluster.data_dir);
         cluster.run_checked(&mut initdb)?;
         cluster.start_server()?;
@@ -100,7 +128,11 @@ impl PgCluster {
             options.push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
         }
         let mut start = self.pg_command("pg_ctl");
-        start.arg("-D").arg(&self.data_dir).arg("-l").arg(self.root_dir.join("server.log"));
+        start
+            .arg("-D")
+            .arg(&self.data_dir)
+            .arg("-l")
+            .arg(self.root_dir.join("server.log"));
         start.args(["-w", "-t", "60", "-o", &options, "start"]);
         self.run_checked(&mut start).map_err(|e| {
             let log = std::fs::read_to_string(self.root_dir.join("server.log")).unwrap_or_default();
@@ -124,7 +156,9 @@ impl PgCluster {
             return Ok(());
         }
         let mut stop = self.pg_command("pg_ctl");
-        stop.arg("-D").arg(&self.data_dir).args(["-w", "-t", "60", "-m", mode, "stop"]);
+        stop.arg("-D")
+            .arg(&self.data_dir)
+            .args(["-w", "-t", "60", "-m", mode, "stop"]);
         self.run_checked(&mut stop)?;
         self.running = false;
         Ok(())
@@ -221,11 +255,18 @@ fn running_as_root() -> bool {
 }
 
 fn free_port() -> Result<u16, ClusterError> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| error(format!("no free loopback port: {e}")))?;
-    listener.local_addr().map(|address| address.port()).map_err(|e| error(e.to_string()))
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| error(format!("no free loopback port: {e}")))?;
+    listener
+        .local_addr()
+        .map(|address| address.port())
+        .map_err(|e| error(e.to_string()))
 }
 
 fn unique_suffix() -> String {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
     format!("{nanos:x}")
 }

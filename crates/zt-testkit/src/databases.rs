@@ -36,7 +36,11 @@ impl TestDatabase {
         let dir = std::env::temp_dir().join(format!("zt-test-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).expect("create a temporary directory");
         let path = dir.join("test.db");
-        Self { backend: Backend::Sqlite, url: format!("sqlite://{}", path.display()), cleanup: Cleanup::Directory(dir) }
+        Self {
+            backend: Backend::Sqlite,
+            url: format!("sqlite://{}", path.display()),
+            cleanup: Cleanup::Directory(dir),
+        }
     }
 
     /// A new database on the PostgreSQL server in `DATABASE_URL`.
@@ -44,7 +48,10 @@ impl TestDatabase {
     /// Returns `None`, and says so on stderr, only when `ZT_SKIP_POSTGRES=1`.
     /// Without either variable it panics: a PostgreSQL test is never skipped silently.
     pub fn postgres() -> Option<Self> {
-        let Some(admin_url) = std::env::var(DATABASE_URL).ok().filter(|url| !url.is_empty()) else {
+        let Some(admin_url) = std::env::var(DATABASE_URL)
+            .ok()
+            .filter(|url| !url.is_empty())
+        else {
             if skip_postgres() {
                 eprintln!("SKIPPED on PostgreSQL: ZT_SKIP_POSTGRES=1");
                 return None;
@@ -57,9 +64,15 @@ impl TestDatabase {
         let name = format!("zt_test_{}", uuid::Uuid::new_v4().simple());
         let mut admin = PgConnection::establish(&admin_url)
             .unwrap_or_else(|e| panic!("cannot connect to DATABASE_URL for tests: {e}"));
-        diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut admin).expect("create a test database");
+        diesel::sql_query(format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .expect("create a test database");
         let url = replace_database(&admin_url, &name);
-        Some(Self { backend: Backend::Postgres, url, cleanup: Cleanup::PgDatabase { admin_url, name } })
+        Some(Self {
+            backend: Backend::Postgres,
+            url,
+            cleanup: Cleanup::PgDatabase { admin_url, name },
+        })
     }
 
     /// The database for `backend`; see [`TestDatabase::sqlite`] and [`TestDatabase::postgres`].
@@ -102,9 +115,13 @@ impl Drop for TestDatabase {
             }
             Cleanup::PgDatabase { admin_url, name } => {
                 if let Ok(mut admin) = PgConnection::establish(admin_url) {
-                    let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut admin);
+                    let _ =
+                        diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                            .execute(&mut admin);
                 }
-                let _ = std::fs::remove_dir_all(std::env::temp_dir().join(format!("zt-scratch-{name}")));
+                let _ = std::fs::remove_dir_all(
+                    std::env::temp_dir().join(format!("zt-scratch-{name}")),
+                );
             }
         }
     }
@@ -122,7 +139,9 @@ fn replace_database(url: &str, database: &str) -> String {
         None => (url, None),
     };
     let authority_start = base.find("://").map_or(0, |i| i + 3);
-    let path_start = base[authority_start..].find('/').map(|i| authority_start + i);
+    let path_start = base[authority_start..]
+        .find('/')
+        .map(|i| authority_start + i);
     let mut out = match path_start {
         Some(i) => format!("{}/{database}", &base[..i]),
         None => format!("{base}/{database}"),
@@ -172,8 +191,17 @@ mod tests {
 
     #[test]
     fn database_name_is_replaced() {
-        assert_eq!(replace_database("postgres://u@h:5/postgres", "x"), "postgres://u@h:5/x");
-        assert_eq!(replace_database("postgres://u@h:5", "x"), "postgres://u@h:5/x");
-        assert_eq!(replace_database("postgres://u@h/db?sslmode=disable", "x"), "postgres://u@h/x?sslmode=disable");
+        assert_eq!(
+            replace_database("postgres://u@h:5/postgres", "x"),
+            "postgres://u@h:5/x"
+        );
+        assert_eq!(
+            replace_database("postgres://u@h:5", "x"),
+            "postgres://u@h:5/x"
+        );
+        assert_eq!(
+            replace_database("postgres://u@h/db?sslmode=disable", "x"),
+            "postgres://u@h/x?sslmode=disable"
+        );
     }
 }

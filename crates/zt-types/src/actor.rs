@@ -20,7 +20,9 @@ impl Email {
     pub fn parse_address(value: impl Into<String>) -> Result<Self, FieldError> {
         let email = Self::parse(value)?;
         match email.0.split_once('@') {
-            Some((local, domain)) if !local.is_empty() && !domain.is_empty() && !domain.contains('@') => {
+            Some((local, domain))
+                if !local.is_empty() && !domain.is_empty() && !domain.contains('@') =>
+            {
                 Ok(email)
             }
             _ => Err(FieldError::new(

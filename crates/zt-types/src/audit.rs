@@ -137,9 +137,13 @@ impl Metadata {
     }
 
     /// Serializes `value`, applies `policy`, and checks the bounds.
-    pub fn from_serialize<T: Serialize + ?Sized>(value: &T, policy: &EventPolicy) -> Result<Self, FieldError> {
-        let value = serde_json::to_value(value)
-            .map_err(|error| FieldError::new("metadata", FieldErrorKind::Serialize(error.to_string())))?;
+    pub fn from_serialize<T: Serialize + ?Sized>(
+        value: &T,
+        policy: &EventPolicy,
+    ) -> Result<Self, FieldError> {
+        let value = serde_json::to_value(value).map_err(|error| {
+            FieldError::new("metadata", FieldErrorKind::Serialize(error.to_string()))
+        })?;
         Self::from_value(value, policy)
     }
 
@@ -160,7 +164,10 @@ impl Metadata {
         if text.len() > policy.max_metadata_bytes {
             return Err(FieldError::new(
                 "metadata",
-                FieldErrorKind::TooLong { max: policy.max_metadata_bytes, actual: text.len() },
+                FieldErrorKind::TooLong {
+                    max: policy.max_metadata_bytes,
+                    actual: text.len(),
+                },
             ));
         }
         Ok(Self(text))
@@ -183,10 +190,14 @@ impl TryFrom<String> for Metadata {
     /// Re-reads metadata written earlier, such as from a spool file. Its
     /// redaction is not re-applied, but its form is re-canonicalized.
     fn try_from(text: String) -> Result<Self, FieldError> {
-        let value: Value = serde_json::from_str(&text)
-            .map_err(|_| FieldError::new("metadata", FieldErrorKind::InvalidFormat("a JSON object")))?;
+        let value: Value = serde_json::from_str(&text).map_err(|_| {
+            FieldError::new("metadata", FieldErrorKind::InvalidFormat("a JSON object"))
+        })?;
         if !value.is_object() {
-            return Err(FieldError::new("metadata", FieldErrorKind::InvalidFormat("a JSON object")));
+            return Err(FieldError::new(
+                "metadata",
+                FieldErrorKind::InvalidFormat("a JSON object"),
+            ));
         }
         Ok(Self(to_canonical_string(&value)))
     }
@@ -254,7 +265,10 @@ impl EventPolicy {
     /// The default policy.
     pub fn new() -> Self {
         Self {
-            redact_words: DEFAULT_REDACT_WORDS.iter().map(|w| (*w).to_owned()).collect(),
+            redact_words: DEFAULT_REDACT_WORDS
+                .iter()
+                .map(|w| (*w).to_owned())
+                .collect(),
             hash_words: DEFAULT_HASH_WORDS.iter().map(|w| (*w).to_owned()).collect(),
             max_metadata_bytes: Self::DEFAULT_MAX_METADATA_BYTES,
             max_depth: Self::DEFAULT_MAX_DEPTH,
@@ -299,7 +313,12 @@ impl EventPolicy {
 
     fn apply(&self, value: &mut Value, depth: usize) -> Result<(), FieldError> {
         if depth > self.max_depth {
-            return Err(FieldError::new("metadata", FieldErrorKind::TooDeep { max: self.max_depth }));
+            return Err(FieldError::new(
+                "metadata",
+                FieldErrorKind::TooDeep {
+                    max: self.max_depth,
+                },
+            ));
         }
         match value {
             Value::String(text) => replace_nul(text),
@@ -315,7 +334,11 @@ impl EventPolicy {
                     let normalized = normalize_key(&key);
                     if self.hash_words.contains(&normalized) {
                         member = Value::String(hash_value(&member));
-                    } else if self.redact_words.iter().any(|word| normalized.contains(word.as_str())) {
+                    } else if self
+                        .redact_words
+                        .iter()
+                        .any(|word| normalized.contains(word.as_str()))
+                    {
                         member = Value::String(REDACTED.to_owned());
                     } else {
                         self.apply(&mut member, depth + 1)?;
@@ -330,7 +353,10 @@ impl EventPolicy {
 }
 
 fn normalize_key(key: &str) -> String {
-    key.chars().filter(char::is_ascii_alphanumeric).map(|c| c.to_ascii_lowercase()).collect()
+    key.chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
 }
 
 fn replace_nul(text: &mut String) {
@@ -468,9 +494,9 @@ impl AuditEventBuilder {
     /// Sets the metadata from any `Serialize` value that serializes to a JSON
     /// object. It is redacted and bounded when the event is built.
     pub fn metadata<T: Serialize + ?Sized>(mut self, metadata: &T) -> Self {
-        self.metadata = serde_json::to_value(metadata)
-            .map(Some)
-            .map_err(|error| FieldError::new("metadata", FieldErrorKind::Serialize(error.to_string())));
+        self.metadata = serde_json::to_value(metadata).map(Some).map_err(|error| {
+            FieldError::new("metadata", FieldErrorKind::Serialize(error.to_string()))
+        });
         self
     }
 
@@ -537,7 +563,11 @@ mod tests {
     use serde_json::json;
 
     fn builder() -> AuditEventBuilder {
-        AuditEvent::builder(Actor::user(UserId::parse("1").unwrap(), None), "CREATE_PROJECT", "projects")
+        AuditEvent::builder(
+            Actor::user(UserId::parse("1").unwrap(), None),
+            "CREATE_PROJECT",
+            "projects",
+        )
     }
 
     #[test]
@@ -564,8 +594,14 @@ mod tests {
     #[test]
     fn custom_redact_list() {
         let policy = EventPolicy::new().redact_keys(["ssn"]);
-        let event = builder().metadata(&json!({"SSN": "123", "password": "p"})).build_with(&policy).unwrap();
-        assert_eq!(event.metadata().as_str(), r#"{"SSN": "[REDACTED]", "password": "p"}"#);
+        let event = builder()
+            .metadata(&json!({"SSN": "123", "password": "p"}))
+            .build_with(&policy)
+            .unwrap();
+        assert_eq!(
+            event.metadata().as_str(),
+            r#"{"SSN": "[REDACTED]", "password": "p"}"#
+        );
     }
 
     #[test]
@@ -579,24 +615,50 @@ mod tests {
         for _ in 0..40 {
             deep = json!({ "a": deep });
         }
-        assert!(matches!(builder().metadata(&deep).build().unwrap_err().kind(), FieldErrorKind::TooDeep { .. }));
+        assert!(matches!(
+            builder().metadata(&deep).build().unwrap_err().kind(),
+            FieldErrorKind::TooDeep { .. }
+        ));
 
-        assert_eq!(builder().metadata(&json!([1])).build().unwrap_err().field(), "metadata");
-        assert_eq!(builder().resource_id("x".repeat(256)).build().unwrap_err().field(), "resource_id");
-        assert_eq!(builder().error_code("lower").build().unwrap_err().field(), "error_code");
-        let bad_action = AuditEvent::builder(Actor::System, "DROP TABLE", "x").build().unwrap_err();
+        assert_eq!(
+            builder().metadata(&json!([1])).build().unwrap_err().field(),
+            "metadata"
+        );
+        assert_eq!(
+            builder()
+                .resource_id("x".repeat(256))
+                .build()
+                .unwrap_err()
+                .field(),
+            "resource_id"
+        );
+        assert_eq!(
+            builder().error_code("lower").build().unwrap_err().field(),
+            "error_code"
+        );
+        let bad_action = AuditEvent::builder(Actor::System, "DROP TABLE", "x")
+            .build()
+            .unwrap_err();
         assert_eq!(bad_action.field(), "action");
     }
 
     #[test]
     fn nul_is_replaced_and_controls_kept() {
-        let event = builder().metadata(&json!({"k\u{0}": "a\u{0}b\r\n"})).build().unwrap();
+        let event = builder()
+            .metadata(&json!({"k\u{0}": "a\u{0}b\r\n"}))
+            .build()
+            .unwrap();
         assert_eq!(event.metadata().to_value()["k\u{fffd}"], "a\u{fffd}b\r\n");
     }
 
     #[test]
     fn events_round_trip_through_serde() {
-        let event = builder().resource_id(9).metadata(&json!({"a": 1})).status(AuditStatus::Denied).build().unwrap();
+        let event = builder()
+            .resource_id(9)
+            .metadata(&json!({"a": 1}))
+            .status(AuditStatus::Denied)
+            .build()
+            .unwrap();
         let text = serde_json::to_string(&event).unwrap();
         let back: AuditEvent = serde_json::from_str(&text).unwrap();
         assert_eq!(back, event);

@@ -54,7 +54,11 @@ fn write_value(out: &mut String, value: &Value) {
             // Sorted here, whatever order the map keeps (serde_json's
             // `preserve_order` feature may be on elsewhere in the build).
             let mut sorted: Vec<(&String, &Value)> = members.iter().collect();
-            sorted.sort_unstable_by(|a, b| a.0.len().cmp(&b.0.len()).then_with(|| a.0.as_bytes().cmp(b.0.as_bytes())));
+            sorted.sort_unstable_by(|a, b| {
+                a.0.len()
+                    .cmp(&b.0.len())
+                    .then_with(|| a.0.as_bytes().cmp(b.0.as_bytes()))
+            });
             out.push('{');
             for (index, (key, member)) in sorted.into_iter().enumerate() {
                 if index > 0 {
@@ -176,8 +180,14 @@ mod tests {
             (json!(-2.5), "-2.5".to_owned()),
             (json!(1e16), "10000000000000000".to_owned()),
             (json!(-1.25e-3), "-0.00125".to_owned()),
-            (json!(18446744073709551615u64), "18446744073709551615".to_owned()),
-            (json!(-9223372036854775808i64), "-9223372036854775808".to_owned()),
+            (
+                json!(18446744073709551615u64),
+                "18446744073709551615".to_owned(),
+            ),
+            (
+                json!(-9223372036854775808i64),
+                "-9223372036854775808".to_owned(),
+            ),
         ];
         for (value, expected) in cases {
             assert_eq!(to_canonical_string(&value), expected, "{value}");

@@ -211,9 +211,16 @@ impl ClientIpResolver {
         I: IntoIterator<Item = &'a str>,
     {
         let peer = peer.to_canonical();
-        let from_peer = |anomaly| ClientIp { ip: peer, source: IpSource::Peer, anomaly };
+        let from_peer = |anomaly| ClientIp {
+            ip: peer,
+            source: IpSource::Peer,
+            anomaly,
+        };
 
-        let mut lines = header_lines.into_iter().filter(|line| !line.trim().is_empty()).peekable();
+        let mut lines = header_lines
+            .into_iter()
+            .filter(|line| !line.trim().is_empty())
+            .peekable();
         if lines.peek().is_none() {
             return from_peer(None);
         }
@@ -229,7 +236,9 @@ impl ClientIpResolver {
                 return from_peer(Some(IpAnomaly::HeaderTooLong));
             }
             let pushed = match self.header {
-                ForwardingHeader::XForwardedFor => split_x_forwarded_for(line, &mut hops, self.max_hops),
+                ForwardingHeader::XForwardedFor => {
+                    split_x_forwarded_for(line, &mut hops, self.max_hops)
+                }
                 ForwardingHeader::Forwarded => split_forwarded(line, &mut hops, self.max_hops),
             };
             if let Err(anomaly) = pushed {
@@ -242,14 +251,24 @@ impl ClientIpResolver {
         for hop in hops.iter().rev() {
             match hop {
                 Hop::Ip(ip) if self.is_trusted(*ip) => leftmost = Some(*ip),
-                Hop::Ip(ip) => return ClientIp { ip: *ip, source: IpSource::Header, anomaly: None },
+                Hop::Ip(ip) => {
+                    return ClientIp {
+                        ip: *ip,
+                        source: IpSource::Header,
+                        anomaly: None,
+                    };
+                }
                 Hop::Obfuscated => return from_peer(Some(IpAnomaly::ObfuscatedClient)),
                 Hop::Malformed => return from_peer(Some(IpAnomaly::Malformed)),
             }
         }
         // Every hop is a trusted proxy: the request started inside, at the leftmost one.
         match leftmost {
-            Some(ip) => ClientIp { ip, source: IpSource::Header, anomaly: None },
+            Some(ip) => ClientIp {
+                ip,
+                source: IpSource::Header,
+                anomaly: None,
+            },
             None => from_peer(None),
         }
     }
@@ -271,7 +290,11 @@ fn push_hop(hops: &mut Vec<Hop>, hop: Hop, max_hops: usize) -> Result<(), IpAnom
     Ok(())
 }
 
-fn split_x_forwarded_for(line: &str, hops: &mut Vec<Hop>, max_hops: usize) -> Result<(), IpAnomaly> {
+fn split_x_forwarded_for(
+    line: &str,
+    hops: &mut Vec<Hop>,
+    max_hops: usize,
+) -> Result<(), IpAnomaly> {
     for entry in line.split(',') {
         let entry = entry.trim_matches([' ', '\t']);
         let hop = if entry.eq_ignore_ascii_case("unknown") {
@@ -290,13 +313,21 @@ fn parse_node_address(text: &str) -> Option<IpAddr> {
     if let Ok(ip) = text.parse::<IpAddr>() {
         return Some(ip.to_canonical());
     }
-    if let Some(inner) = text.strip_prefix('[').and_then(|rest| rest.strip_suffix(']')) {
-        return inner.parse::<Ipv6Addr>().ok().map(|ip| IpAddr::V6(ip).to_canonical());
+    if let Some(inner) = text
+        .strip_prefix('[')
+        .and_then(|rest| rest.strip_suffix(']'))
+    {
+        return inner
+            .parse::<Ipv6Addr>()
+            .ok()
+            .map(|ip| IpAddr::V6(ip).to_canonical());
     }
     if let Ok(socket) = text.parse::<SocketAddrV4>() {
         return Some(IpAddr::V4(*socket.ip()));
     }
-    text.parse::<SocketAddrV6>().ok().map(|socket| IpAddr::V6(*socket.ip()).to_canonical())
+    text.parse::<SocketAddrV6>()
+        .ok()
+        .map(|socket| IpAddr::V6(*socket.ip()).to_canonical())
 }
 
 /// Splits an RFC 7239 `Forwarded` line into hops, reading each element's `for` parameter.
@@ -345,7 +376,11 @@ impl<'a> ForwardedParser<'a> {
                 return None;
             }
             self.rest = &self.rest[1..];
-            let value = if self.rest.starts_with('"') { self.quoted_string()? } else { self.token()?.to_owned() };
+            let value = if self.rest.starts_with('"') {
+                self.quoted_string()?
+            } else {
+                self.token()?.to_owned()
+            };
             if name.eq_ignore_ascii_case("for") {
                 if for_value.is_some() {
                     return None;
@@ -363,7 +398,10 @@ impl<'a> ForwardedParser<'a> {
     }
 
     fn token(&mut self) -> Option<&'a str> {
-        let end = self.rest.find(|c: char| !is_tchar(c)).unwrap_or(self.rest.len());
+        let end = self
+            .rest
+            .find(|c: char| !is_tchar(c))
+            .unwrap_or(self.rest.len());
         if end == 0 {
             return None;
         }
@@ -431,7 +469,8 @@ fn parse_forwarded_node(value: &str) -> Hop {
     if host.starts_with('_') || host.eq_ignore_ascii_case("unknown") {
         return Hop::Obfuscated;
     }
-    host.parse::<Ipv4Addr>().map_or(Hop::Malformed, |ip| Hop::Ip(IpAddr::V4(ip)))
+    host.parse::<Ipv4Addr>()
+        .map_or(Hop::Malformed, |ip| Hop::Ip(IpAddr::V4(ip)))
 }
 
 #[cfg(test)]
@@ -547,7 +586,9 @@ mod tests {
     #[test]
     fn table_of_resolution_cases() {
         for case in CASES {
-            let resolver = ClientIpResolver::from_cidrs(case.trusted.iter().copied()).unwrap().header(case.header);
+            let resolver = ClientIpResolver::from_cidrs(case.trusted.iter().copied())
+                .unwrap()
+                .header(case.header);
             let got = resolver.resolve(ip(case.peer), case.lines.iter().copied());
             assert_eq!(got.ip, ip(case.want_ip), "{}", case.name);
             assert_eq!(got.source, case.want_source, "{}", case.name);
@@ -557,7 +598,9 @@ mod tests {
 
     #[test]
     fn bounds_fall_back_to_the_peer() {
-        let resolver = ClientIpResolver::from_cidrs(["10.0.0.0/8"]).unwrap().max_hops(4);
+        let resolver = ClientIpResolver::from_cidrs(["10.0.0.0/8"])
+            .unwrap()
+            .max_hops(4);
         let long = ["10.0.0.1"; 5].join(",");
         let got = resolver.resolve(ip("10.0.0.2"), [long.as_str()]);
         assert_eq!(got.anomaly, Some(IpAnomaly::TooManyHops));

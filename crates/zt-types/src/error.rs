@@ -67,9 +67,15 @@ impl fmt::Display for FieldError {
         match &self.kind {
             FieldErrorKind::Empty => write!(f, "field `{field}` is empty"),
             FieldErrorKind::TooLong { max, actual } => {
-                write!(f, "field `{field}` is {actual} bytes long, over its bound of {max} bytes")
+                write!(
+                    f,
+                    "field `{field}` is {actual} bytes long, over its bound of {max} bytes"
+                )
             }
-            FieldErrorKind::InvalidCharacter { character, position } => write!(
+            FieldErrorKind::InvalidCharacter {
+                character,
+                position,
+            } => write!(
                 f,
                 "field `{field}` has the character {character:?} at byte {position}, which it does not allow"
             ),

@@ -262,7 +262,12 @@ mod tests {
 
     #[test]
     fn user_id_accepts_common_id_shapes() {
-        for ok in ["42", "user_2abcDEF", "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "auth0|abc"] {
+        for ok in [
+            "42",
+            "user_2abcDEF",
+            "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b",
+            "auth0|abc",
+        ] {
             assert!(UserId::parse(ok).is_ok(), "{ok}");
         }
         for bad in ["", "a b", "x\n", "ü", &"9".repeat(129)] {
@@ -295,6 +300,9 @@ mod tests {
         let hash = id.hash().to_string();
         assert_eq!(hash.len(), 64);
         assert!(!hash.contains("secret"));
-        assert_eq!(id.hash(), SessionId::parse("sess_secret_value").unwrap().hash());
+        assert_eq!(
+            id.hash(),
+            SessionId::parse("sess_secret_value").unwrap().hash()
+        );
     }
 }

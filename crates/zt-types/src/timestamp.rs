@@ -58,9 +58,13 @@ impl Timestamp {
 
     /// Converts from `time`, cutting to microseconds.
     pub fn from_offset_date_time(value: OffsetDateTime) -> Result<Self, FieldError> {
-        let micros = i64::try_from(value.unix_timestamp_nanos().div_euclid(1000)).map_err(|_| {
-            FieldError::new("timestamp", FieldErrorKind::InvalidFormat("a representable time"))
-        })?;
+        let micros =
+            i64::try_from(value.unix_timestamp_nanos().div_euclid(1000)).map_err(|_| {
+                FieldError::new(
+                    "timestamp",
+                    FieldErrorKind::InvalidFormat("a representable time"),
+                )
+            })?;
         Self::from_unix_micros(micros)
     }
 
@@ -112,7 +116,10 @@ impl std::str::FromStr for Timestamp {
     /// Parses RFC 3339, with any offset and precision.
     fn from_str(value: &str) -> Result<Self, FieldError> {
         let parsed = OffsetDateTime::parse(value, &Rfc3339).map_err(|_| {
-            FieldError::new("timestamp", FieldErrorKind::InvalidFormat("an RFC 3339 time"))
+            FieldError::new(
+                "timestamp",
+                FieldErrorKind::InvalidFormat("an RFC 3339 time"),
+            )
         })?;
         Self::from_offset_date_time(parsed)
     }
@@ -157,8 +164,14 @@ mod tests {
     fn arithmetic_saturates() {
         let t = Timestamp::from_unix_micros(10).unwrap();
         assert_eq!(t.saturating_sub(Duration::from_micros(4)).unix_micros(), 6);
-        assert_eq!(t.duration_since(t.saturating_sub(Duration::from_secs(1))), Some(Duration::from_secs(1)));
-        assert_eq!(t.saturating_sub(Duration::from_secs(1)).duration_since(t), None);
+        assert_eq!(
+            t.duration_since(t.saturating_sub(Duration::from_secs(1))),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(
+            t.saturating_sub(Duration::from_secs(1)).duration_since(t),
+            None
+        );
         assert_eq!(t.saturating_sub(Duration::MAX).unix_micros(), MIN_MICROS);
     }
 }

@@ -15,8 +15,8 @@ use zt_types::AuditEvent;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::log::AuditLog;
-pub use spool::TornTail;
 use spool::Spool;
+pub use spool::TornTail;
 
 /// When `submit` may return.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,7 +68,9 @@ impl PipelineConfig {
         Self {
             spool_dir: spool_dir.into(),
             mode: SubmitMode::Memory,
-            overflow: Overflow::Block { timeout: Duration::from_secs(5) },
+            overflow: Overflow::Block {
+                timeout: Duration::from_secs(5),
+            },
             queue_capacity: 10_000,
             batch_size: 1_000,
             flush_interval: Duration::from_millis(20),
@@ -173,7 +175,10 @@ struct Counters {
 // Events are the common case; boxing them would allocate on every submit.
 #[allow(clippy::large_enum_variant)]
 enum Item {
-    Event { event: AuditEvent, segment: Option<u64> },
+    Event {
+        event: AuditEvent,
+        segment: Option<u64>,
+    },
     /// Everything before it must reach the database by the deadline.
     Flush(Sender<Result<()>>, Instant),
 }
@@ -218,7 +223,9 @@ pub struct Pipeline {
 
 impl std::fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pipeline").field("stats", &self.stats()).finish_non_exhaustive()
+        f.debug_struct("Pipeline")
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
     }
 }
 
@@ -248,8 +255,18 @@ impl Pipeline {
                 Writer::new(&worker_shared).run();
                 let _ = done_tx.send(());
             })
-            .map_err(|e| Error::new(ErrorKind::Io, format!("cannot start the pipeline thread: {e}")))?;
-        Ok(Self { sender: Some(sender), shared, worker: Some(worker), done })
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Io,
+                    format!("cannot start the pipeline thread: {e}"),
+                )
+            })?;
+        Ok(Self {
+            sender: Some(sender),
+            shared,
+            worker: Some(worker),
+            done,
+        })
     }
 
     /// Accepts an event. See [`SubmitMode`] for what has happened when this
@@ -257,11 +274,22 @@ impl Pipeline {
     /// was not accepted: nothing is dropped without the caller knowing.
     pub fn submit(&self, event: AuditEvent) -> Result<()> {
         let Some(sender) = &self.sender else {
-            return Err(Error::new(ErrorKind::Shutdown, "the audit pipeline is shut down"));
+            return Err(Error::new(
+                ErrorKind::Shutdown,
+                "the audit pipeline is shut down",
+            ));
         };
         let shared = &self.shared;
-        if let Some(failure) = shared.failure.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
-            return Err(Error::new(ErrorKind::Spool, format!("the audit pipeline cannot persist events: {failure}")));
+        if let Some(failure) = shared
+            .failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+        {
+            return Err(Error::new(
+                ErrorKind::Spool,
+                format!("the audit pipeline cannot persist events: {failure}"),
+            ));
         }
         let segment = match shared.config.mode {
             SubmitMode::Spooled { .. } => {
@@ -277,14 +305,20 @@ impl Pipeline {
                 Ok(()) => Ok(()),
                 Err(SendTimeoutError::Timeout(item)) => Err(item),
                 Err(SendTimeoutError::Disconnected(_)) => {
-                    return Err(Error::new(ErrorKind::Shutdown, "the audit pipeline writer stopped"));
+                    return Err(Error::new(
+                        ErrorKind::Shutdown,
+                        "the audit pipeline writer stopped",
+                    ));
                 }
             },
             Overflow::Spill => match sender.try_send(item) {
                 Ok(()) => Ok(()),
                 Err(TrySendError::Full(item)) => Err(item),
                 Err(TrySendError::Disconnected(_)) => {
-                    return Err(Error::new(ErrorKind::Shutdown, "the audit pipeline writer stopped"));
+                    return Err(Error::new(
+                        ErrorKind::Shutdown,
+                        "the audit pipeline writer stopped",
+                    ));
                 }
             },
         };
@@ -312,18 +346,28 @@ impl Pipeline {
     /// database, for up to `timeout`. Fails while the database is unreachable.
     pub fn flush(&self, timeout: Duration) -> Result<()> {
         let Some(sender) = &self.sender else {
-            return Err(Error::new(ErrorKind::Shutdown, "the audit pipeline is shut down"));
+            return Err(Error::new(
+                ErrorKind::Shutdown,
+                "the audit pipeline is shut down",
+            ));
         };
         let deadline = Instant::now() + timeout;
         let (ack, acked) = crossbeam_channel::bounded(1);
         sender
             .send_timeout(Item::Flush(ack, deadline), timeout)
-            .map_err(|_| Error::new(ErrorKind::QueueFull, "the audit pipeline did not take the flush in time"))?;
+            .map_err(|_| {
+                Error::new(
+                    ErrorKind::QueueFull,
+                    "the audit pipeline did not take the flush in time",
+                )
+            })?;
         match acked.recv_deadline(deadline) {
             Ok(result) => result,
             Err(_) => Err(Error::new(
                 ErrorKind::Unavailable,
-                format!("the audit pipeline did not reach the database within {timeout:?}; events wait in the queue or spool"),
+                format!(
+                    "the audit pipeline did not reach the database within {timeout:?}; events wait in the queue or spool"
+                ),
             )),
         }
     }
@@ -381,18 +425,20 @@ fn is_transient(error: &Error) -> bool {
     use diesel::result::{DatabaseErrorKind, Error as D};
     match error.kind() {
         ErrorKind::Unavailable => true,
-        ErrorKind::Database => !std::error::Error::source(error).and_then(|s| s.downcast_ref::<D>()).is_some_and(|e| {
-            matches!(
-                e,
-                D::DatabaseError(
-                    DatabaseErrorKind::CheckViolation
-                        | DatabaseErrorKind::NotNullViolation
-                        | DatabaseErrorKind::ForeignKeyViolation,
-                    _
-                ) | D::SerializationError(_)
-                    | D::QueryBuilderError(_)
-            )
-        }),
+        ErrorKind::Database => !std::error::Error::source(error)
+            .and_then(|s| s.downcast_ref::<D>())
+            .is_some_and(|e| {
+                matches!(
+                    e,
+                    D::DatabaseError(
+                        DatabaseErrorKind::CheckViolation
+                            | DatabaseErrorKind::NotNullViolation
+                            | DatabaseErrorKind::ForeignKeyViolation,
+                        _
+                    ) | D::SerializationError(_)
+                        | D::QueryBuilderError(_)
+                )
+            }),
         _ => false,
     }
 }
@@ -480,21 +526,31 @@ impl<'a> Writer<'a> {
     /// Keeps a batch for later: spooled events are already on disk; others go
     /// to the spool, or are held if even that fails.
     fn defer(&mut self, batch: Vec<(AuditEvent, Option<u64>)>) {
-        let unspooled: Vec<AuditEvent> =
-            batch.into_iter().filter(|(_, segment)| segment.is_none()).map(|(event, _)| event).collect();
+        let unspooled: Vec<AuditEvent> = batch
+            .into_iter()
+            .filter(|(_, segment)| segment.is_none())
+            .map(|(event, _)| event)
+            .collect();
         if unspooled.is_empty() {
             return;
         }
         let refs: Vec<&AuditEvent> = unspooled.iter().collect();
         match self.shared.spool.append(&refs) {
             Ok(_) => {
-                self.shared.counters.spooled.fetch_add(refs.len() as u64, Ordering::Relaxed);
+                self.shared
+                    .counters
+                    .spooled
+                    .fetch_add(refs.len() as u64, Ordering::Relaxed);
                 metrics::counter!("zt_audit_pipeline_spooled_total").increment(refs.len() as u64);
             }
             Err(error) => {
                 tracing::error!(target: "zt::audit", error = %error, held = unspooled.len(),
                     "audit events can reach neither the database nor the spool; new events are refused");
-                *self.shared.failure.lock().unwrap_or_else(PoisonError::into_inner) = Some(error.to_string());
+                *self
+                    .shared
+                    .failure
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(error.to_string());
                 self.held.extend(unspooled);
             }
         }
@@ -514,7 +570,9 @@ impl<'a> Writer<'a> {
     /// While degraded, or when events sit only in the spool, retries on the
     /// backoff schedule.
     fn recover_if_due(&mut self) {
-        let pending = self.degraded || self.shared.needs_replay.load(Ordering::Acquire) || !self.held.is_empty();
+        let pending = self.degraded
+            || self.shared.needs_replay.load(Ordering::Acquire)
+            || !self.held.is_empty();
         if pending
             && Instant::now() >= self.next_attempt
             && let Err(error) = self.recover()
@@ -536,14 +594,21 @@ impl<'a> Writer<'a> {
                     }
                 }
             }
-            *self.shared.failure.lock().unwrap_or_else(PoisonError::into_inner) = None;
+            *self
+                .shared
+                .failure
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = None;
         }
         self.shared.needs_replay.store(false, Ordering::Release);
         self.shared.spool.rotate()?;
         for segment in self.shared.spool.sealed() {
             let read = self.shared.spool.read(segment)?;
             if let Some(torn) = &read.torn {
-                self.shared.counters.corrupt_tails.fetch_add(1, Ordering::Relaxed);
+                self.shared
+                    .counters
+                    .corrupt_tails
+                    .fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("zt_audit_pipeline_corrupt_tails_total").increment(1);
                 tracing::warn!(target: "zt::audit", path = %torn.path.display(), offset = torn.offset, reason = %torn.reason,
                     kept = read.events.len(), "damaged spool tail skipped; the records before it are replayed");
@@ -575,7 +640,9 @@ impl<'a> Writer<'a> {
         counters.written.fetch_add(written, Ordering::Relaxed);
         counters.duplicates.fetch_add(duplicates, Ordering::Relaxed);
         counters.batches.fetch_add(1, Ordering::Relaxed);
-        counters.last_batch_size.store(recorded.len() as u64, Ordering::Relaxed);
+        counters
+            .last_batch_size
+            .store(recorded.len() as u64, Ordering::Relaxed);
         metrics::counter!("zt_audit_pipeline_written_total").increment(written);
         metrics::histogram!("zt_audit_pipeline_batch_size").record(recorded.len() as f64);
         if replayed {
@@ -595,7 +662,10 @@ impl<'a> Writer<'a> {
                     self.defer(vec![(event, None)]);
                 }
                 Err(error) => {
-                    self.shared.counters.rejected.fetch_add(1, Ordering::Relaxed);
+                    self.shared
+                        .counters
+                        .rejected
+                        .fetch_add(1, Ordering::Relaxed);
                     metrics::counter!("zt_audit_pipeline_rejected_total").increment(1);
                     let path = self.shared.config.spool_dir.join("rejected.jsonl");
                     let line = serde_json::json!({ "error": error.to_string(), "event": event });
@@ -603,7 +673,9 @@ impl<'a> Writer<'a> {
                         .create(true)
                         .append(true)
                         .open(&path)
-                        .and_then(|mut file| std::io::Write::write_all(&mut file, format!("{line}\n").as_bytes()));
+                        .and_then(|mut file| {
+                            std::io::Write::write_all(&mut file, format!("{line}\n").as_bytes())
+                        });
                     tracing::error!(target: "zt::audit", event_id = %event.event_id(), error = %error,
                         batch_error = %batch_error, saved_to = %path.display(), saved = saved.is_ok(),
                         "the audit database refused an event");
@@ -616,7 +688,9 @@ impl<'a> Writer<'a> {
     /// `deadline`.
     fn settle(&mut self, deadline: Instant) -> Result<()> {
         loop {
-            let pending = self.degraded || self.shared.needs_replay.load(Ordering::Acquire) || !self.held.is_empty();
+            let pending = self.degraded
+                || self.shared.needs_replay.load(Ordering::Acquire)
+                || !self.held.is_empty();
             if !pending {
                 return Ok(());
             }
@@ -636,7 +710,9 @@ impl<'a> Writer<'a> {
     /// On shutdown: one last attempt to write everything; what remains stays
     /// in the spool, or is reported if it cannot be kept.
     fn finish(&mut self) {
-        if (self.degraded || self.shared.needs_replay.load(Ordering::Acquire) || !self.held.is_empty())
+        if (self.degraded
+            || self.shared.needs_replay.load(Ordering::Acquire)
+            || !self.held.is_empty())
             && let Err(error) = self.recover()
         {
             tracing::warn!(target: "zt::audit", error = %error, spool_bytes = self.shared.spool.bytes(),

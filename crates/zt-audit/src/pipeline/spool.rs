@@ -90,20 +90,36 @@ impl Spool {
     /// Opens `dir`, creating it if needed. Existing segments are sealed, to
     /// be replayed; new records go to a new segment.
     pub(crate) fn open(dir: &Path, fsync: bool, segment_bytes: u64) -> Result<Self> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| spool_error(format!("cannot create the spool directory {}: {e}", dir.display()), e))?;
+        std::fs::create_dir_all(dir).map_err(|e| {
+            spool_error(
+                format!("cannot create the spool directory {}: {e}", dir.display()),
+                e,
+            )
+        })?;
         let mut sealed = BTreeMap::new();
         for (id, path) in list_segments(dir)? {
             let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
             // Records are counted when the segment is replayed.
-            sealed.insert(id, SealedInfo { records: u64::MAX, committed: 0, bytes });
+            sealed.insert(
+                id,
+                SealedInfo {
+                    records: u64::MAX,
+                    committed: 0,
+                    bytes,
+                },
+            );
         }
         let next_id = sealed.keys().next_back().map_or(1, |id| id + 1);
         Ok(Self {
             dir: dir.to_owned(),
             fsync,
             segment_bytes,
-            state: Mutex::new(State { active: None, sealed, next_id, active_committed: 0 }),
+            state: Mutex::new(State {
+                active: None,
+                sealed,
+                next_id,
+                active_committed: 0,
+            }),
             durable: Mutex::new((0, 0)),
             sync_lock: Mutex::new(()),
         })
@@ -118,8 +134,12 @@ impl Spool {
     pub(crate) fn append(&self, events: &[&AuditEvent]) -> Result<u64> {
         let mut buffer = Vec::with_capacity(events.len() * 512);
         for event in events {
-            let payload = serde_json::to_vec(event)
-                .map_err(|e| Error::new(ErrorKind::Spool, format!("cannot encode an event for the spool: {e}")))?;
+            let payload = serde_json::to_vec(event).map_err(|e| {
+                Error::new(
+                    ErrorKind::Spool,
+                    format!("cannot encode an event for the spool: {e}"),
+                )
+            })?;
             let length = u32::try_from(payload.len()).unwrap_or(u32::MAX);
             buffer.extend_from_slice(&length.to_le_bytes());
             buffer.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
@@ -127,7 +147,11 @@ impl Spool {
         }
         let (segment, end) = {
             let mut state = lock(&self.state);
-            if state.active.as_ref().is_some_and(|active| active.bytes >= self.segment_bytes) {
+            if state
+                .active
+                .as_ref()
+                .is_some_and(|active| active.bytes >= self.segment_bytes)
+            {
                 self.seal_active(&mut state)?;
             }
             if state.active.is_none() {
@@ -137,16 +161,32 @@ impl Spool {
                     .create_new(true)
                     .append(true)
                     .open(&path)
-                    .map_err(|e| spool_error(format!("cannot create spool segment {}: {e}", path.display()), e))?;
-                file.write_all(MAGIC)
-                    .map_err(|e| spool_error(format!("cannot write spool segment {}: {e}", path.display()), e))?;
+                    .map_err(|e| {
+                        spool_error(
+                            format!("cannot create spool segment {}: {e}", path.display()),
+                            e,
+                        )
+                    })?;
+                file.write_all(MAGIC).map_err(|e| {
+                    spool_error(
+                        format!("cannot write spool segment {}: {e}", path.display()),
+                        e,
+                    )
+                })?;
                 if self.fsync {
-                    file.sync_data().map_err(|e| spool_error(format!("cannot sync {}: {e}", path.display()), e))?;
+                    file.sync_data().map_err(|e| {
+                        spool_error(format!("cannot sync {}: {e}", path.display()), e)
+                    })?;
                     sync_dir(&self.dir)?;
                 }
                 state.next_id += 1;
                 state.active_committed = 0;
-                state.active = Some(Active { id, file, bytes: HEADER as u64, records: 0 });
+                state.active = Some(Active {
+                    id,
+                    file,
+                    bytes: HEADER as u64,
+                    records: 0,
+                });
             }
             let Some(active) = state.active.as_mut() else {
                 return Err(Error::new(ErrorKind::Spool, "no active spool segment"));
@@ -158,8 +198,18 @@ impl Spool {
                 let id = active.id;
                 let bytes = active.bytes;
                 state.active = None;
-                state.sealed.insert(id, SealedInfo { records: u64::MAX, committed: 0, bytes });
-                return Err(spool_error(format!("cannot write spool segment {}: {e}", path.display()), e));
+                state.sealed.insert(
+                    id,
+                    SealedInfo {
+                        records: u64::MAX,
+                        committed: 0,
+                        bytes,
+                    },
+                );
+                return Err(spool_error(
+                    format!("cannot write spool segment {}: {e}", path.display()),
+                    e,
+                ));
             }
             active.bytes += buffer.len() as u64;
             active.records += events.len() as u64;
@@ -174,7 +224,9 @@ impl Spool {
     /// Makes everything up to `(segment, end)` durable, sharing the sync with
     /// concurrent appenders.
     fn sync_to(&self, segment: u64, end: u64) -> Result<()> {
-        let covered = |durable: &(u64, u64)| durable.0 > segment || (durable.0 == segment && durable.1 >= end);
+        let covered = |durable: &(u64, u64)| {
+            durable.0 > segment || (durable.0 == segment && durable.1 >= end)
+        };
         let _sync = lock(&self.sync_lock);
         if covered(&lock(&self.durable)) {
             return Ok(());
@@ -183,7 +235,10 @@ impl Spool {
             let state = lock(&self.state);
             match &state.active {
                 Some(active) if active.id == segment => {
-                    let file = active.file.try_clone().map_err(|e| spool_error(format!("cannot sync the spool: {e}"), e))?;
+                    let file = active
+                        .file
+                        .try_clone()
+                        .map_err(|e| spool_error(format!("cannot sync the spool: {e}"), e))?;
                     (Some(file), active.id, active.bytes)
                 }
                 // The segment was sealed, and sealing synced it.
@@ -191,7 +246,8 @@ impl Spool {
             }
         };
         if let Some(file) = file {
-            file.sync_data().map_err(|e| spool_error(format!("cannot sync the spool: {e}"), e))?;
+            file.sync_data()
+                .map_err(|e| spool_error(format!("cannot sync the spool: {e}"), e))?;
         }
         let mut durable = lock(&self.durable);
         if (id, written) > *durable {
@@ -203,13 +259,23 @@ impl Spool {
     fn seal_active(&self, state: &mut State) -> Result<()> {
         if let Some(active) = state.active.take() {
             if self.fsync {
-                active.file.sync_data().map_err(|e| spool_error(format!("cannot sync the spool: {e}"), e))?;
+                active
+                    .file
+                    .sync_data()
+                    .map_err(|e| spool_error(format!("cannot sync the spool: {e}"), e))?;
             }
             let committed = state.active_committed;
             if committed >= active.records {
                 let _ = std::fs::remove_file(self.segment_path(active.id));
             } else {
-                state.sealed.insert(active.id, SealedInfo { records: active.records, committed, bytes: active.bytes });
+                state.sealed.insert(
+                    active.id,
+                    SealedInfo {
+                        records: active.records,
+                        committed,
+                        bytes: active.bytes,
+                    },
+                );
             }
             state.active_committed = 0;
         }
@@ -226,7 +292,11 @@ impl Spool {
     /// the queue; a sealed segment whose records all did is deleted.
     pub(crate) fn committed(&self, segment: u64, count: u64) {
         let mut state = lock(&self.state);
-        if state.active.as_ref().is_some_and(|active| active.id == segment) {
+        if state
+            .active
+            .as_ref()
+            .is_some_and(|active| active.id == segment)
+        {
             state.active_committed += count;
             return;
         }
@@ -267,24 +337,39 @@ impl Spool {
     /// Bytes on disk in all segments.
     pub(crate) fn bytes(&self) -> u64 {
         let state = lock(&self.state);
-        state.sealed.values().map(|info| info.bytes).sum::<u64>() + state.active.as_ref().map_or(0, |a| a.bytes)
+        state.sealed.values().map(|info| info.bytes).sum::<u64>()
+            + state.active.as_ref().map_or(0, |a| a.bytes)
     }
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|handle| handle.sync_all())
-        .map_err(|e| spool_error(format!("cannot sync the spool directory {}: {e}", dir.display()), e))
+        .map_err(|e| {
+            spool_error(
+                format!("cannot sync the spool directory {}: {e}", dir.display()),
+                e,
+            )
+        })
 }
 
 fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| spool_error(format!("cannot read the spool directory {}: {e}", dir.display()), e))?;
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        spool_error(
+            format!("cannot read the spool directory {}: {e}", dir.display()),
+            e,
+        )
+    })?;
     let mut segments: Vec<(u64, PathBuf)> = entries
         .flatten()
         .filter_map(|entry| {
             let name = entry.file_name();
-            let id = name.to_str()?.strip_prefix(PREFIX)?.strip_suffix(".log")?.parse().ok()?;
+            let id = name
+                .to_str()?
+                .strip_prefix(PREFIX)?
+                .strip_suffix(".log")?
+                .parse()
+                .ok()?;
             Some((id, entry.path()))
         })
         .collect();
@@ -294,13 +379,27 @@ fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
 
 /// Reads every good record of a segment, stopping at the first damaged one.
 pub(crate) fn read_segment(path: &Path) -> Result<SegmentRead> {
-    let file = File::open(path).map_err(|e| spool_error(format!("cannot open spool segment {}: {e}", path.display()), e))?;
+    let file = File::open(path).map_err(|e| {
+        spool_error(
+            format!("cannot open spool segment {}: {e}", path.display()),
+            e,
+        )
+    })?;
     let mut reader = BufReader::new(file);
     let mut events = Vec::new();
-    let torn = |offset: u64, reason: &str| Some(TornTail { path: path.to_owned(), offset, reason: reason.to_owned() });
+    let torn = |offset: u64, reason: &str| {
+        Some(TornTail {
+            path: path.to_owned(),
+            offset,
+            reason: reason.to_owned(),
+        })
+    };
     let mut magic = [0u8; HEADER];
     if reader.read_exact(&mut magic).is_err() || &magic != MAGIC {
-        return Ok(SegmentRead { events, torn: torn(0, "the segment header is missing or wrong") });
+        return Ok(SegmentRead {
+            events,
+            torn: torn(0, "the segment header is missing or wrong"),
+        });
     }
     let mut offset = HEADER as u64;
     loop {
@@ -308,26 +407,57 @@ pub(crate) fn read_segment(path: &Path) -> Result<SegmentRead> {
         match read_full(&mut reader, &mut prefix) {
             Ok(0) => return Ok(SegmentRead { events, torn: None }),
             Ok(8) => {}
-            Ok(_) => return Ok(SegmentRead { events, torn: torn(offset, "a record header is cut short") }),
-            Err(e) => return Err(spool_error(format!("cannot read spool segment {}: {e}", path.display()), e)),
+            Ok(_) => {
+                return Ok(SegmentRead {
+                    events,
+                    torn: torn(offset, "a record header is cut short"),
+                });
+            }
+            Err(e) => {
+                return Err(spool_error(
+                    format!("cannot read spool segment {}: {e}", path.display()),
+                    e,
+                ));
+            }
         }
         let length = u32::from_le_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]);
         let checksum = u32::from_le_bytes([prefix[4], prefix[5], prefix[6], prefix[7]]);
         if length > MAX_RECORD {
-            return Ok(SegmentRead { events, torn: torn(offset, "a record length is impossible") });
+            return Ok(SegmentRead {
+                events,
+                torn: torn(offset, "a record length is impossible"),
+            });
         }
         let mut payload = vec![0u8; length as usize];
         match read_full(&mut reader, &mut payload) {
             Ok(read) if read == payload.len() => {}
-            Ok(_) => return Ok(SegmentRead { events, torn: torn(offset, "a record is cut short") }),
-            Err(e) => return Err(spool_error(format!("cannot read spool segment {}: {e}", path.display()), e)),
+            Ok(_) => {
+                return Ok(SegmentRead {
+                    events,
+                    torn: torn(offset, "a record is cut short"),
+                });
+            }
+            Err(e) => {
+                return Err(spool_error(
+                    format!("cannot read spool segment {}: {e}", path.display()),
+                    e,
+                ));
+            }
         }
         if crc32fast::hash(&payload) != checksum {
-            return Ok(SegmentRead { events, torn: torn(offset, "a record fails its checksum") });
+            return Ok(SegmentRead {
+                events,
+                torn: torn(offset, "a record fails its checksum"),
+            });
         }
         match serde_json::from_slice::<AuditEvent>(&payload) {
             Ok(event) => events.push(event),
-            Err(_) => return Ok(SegmentRead { events, torn: torn(offset, "a record does not decode") }),
+            Err(_) => {
+                return Ok(SegmentRead {
+                    events,
+                    torn: torn(offset, "a record does not decode"),
+                });
+            }
         }
         offset += 8 + u64::from(length);
     }

@@ -39,7 +39,11 @@ impl Fixture {
     /// Claims as a sign-in now would issue them: the user's current role
     /// and session version, authenticated now.
     pub(crate) fn sign_in(&self, user: &UserId, session: &str) -> SessionClaims {
-        let state = self.store.user_state(user).unwrap().expect("the user exists");
+        let state = self
+            .store
+            .user_state(user)
+            .unwrap()
+            .expect("the user exists");
         SessionClaims::new(
             SessionId::parse(session).unwrap(),
             user.clone(),
@@ -52,8 +56,12 @@ impl Fixture {
     /// Runs raw SQL, to play an app's own directory or to break the schema.
     pub(crate) fn execute(&self, sql: &str) {
         match self.store.pool() {
-            Pool::Sqlite(pool) => diesel::sql_query(sql).execute(&mut *pool.get().unwrap()).unwrap(),
-            Pool::Postgres(pool) => diesel::sql_query(sql).execute(&mut *pool.get().unwrap()).unwrap(),
+            Pool::Sqlite(pool) => diesel::sql_query(sql)
+                .execute(&mut *pool.get().unwrap())
+                .unwrap(),
+            Pool::Postgres(pool) => diesel::sql_query(sql)
+                .execute(&mut *pool.get().unwrap())
+                .unwrap(),
         };
     }
 }
@@ -66,7 +74,11 @@ pub(crate) fn setup(db: &TestDatabase) -> Fixture {
     assert_eq!(store.migrate().unwrap(), ["20261129000002"]);
     assert!(store.migrate().unwrap().is_empty(), "migrations apply once");
     let validator = Validator::new(store.clone()).with_clock(Arc::clone(&clock));
-    Fixture { store, clock, validator }
+    Fixture {
+        store,
+        clock,
+        validator,
+    }
 }
 
 /// Records the `tracing` events emitted on this thread while `f` runs, as
@@ -90,7 +102,10 @@ pub(crate) fn capture_logs<T>(f: impl FnOnce() -> T) -> (T, Vec<(tracing::Level,
         fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
             let mut message = Message(String::new());
             event.record(&mut message);
-            self.0.lock().unwrap().push((*event.metadata().level(), message.0));
+            self.0
+                .lock()
+                .unwrap()
+                .push((*event.metadata().level(), message.0));
         }
     }
 

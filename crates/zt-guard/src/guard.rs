@@ -1,0 +1,442 @@
+//! The guard and its transaction handle.
+
+use std::error::Error as StdError;
+use std::fmt;
+
+use serde::Serialize;
+use zt_audit::AuditLog;
+use zt_db::{ConnectionRef, Pool};
+use zt_error_codes::ErrorCode;
+use zt_errors::{CodedError, Problem, Sanitizer};
+use zt_session::{Requirement, ValidatedSession, Validator};
+use zt_types::{Actor, AuditEvent, AuditStatus, RequestContext, SessionClaims};
+
+/// The error a guarded action's body returns: any error. Its code is picked
+/// by the sanitizer, so return a [`CodedError`] where you know the code.
+pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// One sensitive action: what is done, to which kind of resource, and what
+/// the session must satisfy. Without a requirement the action is anonymous,
+/// such as a newsletter signup, and no session is checked.
+#[derive(Debug, Clone)]
+pub struct Action {
+    name: &'static str,
+    resource: &'static str,
+    requirement: Option<Requirement>,
+}
+
+impl Action {
+    /// An action that needs a session satisfying `requirement`.
+    pub fn new(name: &'static str, resource: &'static str, requirement: Requirement) -> Self {
+        Self {
+            name,
+            resource,
+            requirement: Some(requirement.operation(name)),
+        }
+    }
+
+    /// An action anyone may attempt; it is audited with an anonymous actor.
+    pub fn anonymous(name: &'static str, resource: &'static str) -> Self {
+        Self {
+            name,
+            resource,
+            requirement: None,
+        }
+    }
+
+    /// The action's name, such as `CREATE_PROJECT`.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
+/// What the action's body gets: its transaction, the validated session, and
+/// room to add what the audit row should say.
+pub struct Tx<'a> {
+    conn: ConnectionRef<'a>,
+    session: Option<&'a ValidatedSession>,
+    resource_id: Option<String>,
+    metadata: Option<serde_json::Value>,
+}
+
+impl fmt::Debug for Tx<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tx")
+            .field("resource_id", &self.resource_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Tx<'_> {
+    /// The connection, inside the action's transaction. See [`on_conn!`](crate::on_conn)
+    /// for writing one diesel query for both backends.
+    pub fn conn(&mut self) -> ConnectionRef<'_> {
+        self.conn.reborrow()
+    }
+
+    /// The validated session, or `None` for an anonymous action.
+    pub fn session(&self) -> Option<&ValidatedSession> {
+        self.session
+    }
+
+    /// Sets the id of the resource acted on, for the audit row.
+    pub fn set_resource_id(&mut self, id: impl fmt::Display) {
+        self.resource_id = Some(id.to_string());
+    }
+
+    /// Sets the audit row's metadata; it is redacted and bounded like any event's.
+    pub fn set_metadata<T: Serialize + ?Sized>(&mut self, metadata: &T) {
+        self.metadata = serde_json::to_value(metadata).ok();
+    }
+}
+
+/// Runs sensitive actions the zero-trust way. For each action it:
+///
+/// 1. revalidates the session against the action's requirement (one query);
+///    a denial is audited as `denied` and returned as a problem;
+/// 2. runs the body in a transaction (an immediate one on SQLite), inside a
+///    savepoint of its own;
+/// 3. records the audit event in that same transaction: `success` when the
+///    body succeeds; `failed`, with the error's code, when it fails, after
+///    rolling the body's changes back to the savepoint;
+/// 4. on any error sanitizes it, which logs it in full and reports it to the
+///    monitor, and returns the client-safe [`Problem`].
+///
+/// If the audit event cannot be written, the transaction does not commit:
+/// what cannot be audited does not happen.
+#[derive(Clone)]
+pub struct Guard {
+    validator: Validator,
+    audit: AuditLog,
+    sanitizer: Sanitizer,
+    #[cfg(feature = "monitoring")]
+    monitor: Option<zt_monitoring::Monitor>,
+}
+
+impl fmt::Debug for Guard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Guard")
+            .field("audit", &self.audit)
+            .field("sanitizer", &self.sanitizer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Guard {
+    /// A guard that checks sessions with `validator`, audits to `audit`, whose
+    /// pool also runs the actions' transactions, and sanitizes with `sanitizer`.
+    pub fn new(validator: Validator, audit: AuditLog, sanitizer: Sanitizer) -> Self {
+        let sanitizer = sanitizer
+            .classifier(zt_audit::classify)
+            .classifier(classify_denial);
+        Self {
+            validator,
+            audit,
+            sanitizer,
+            #[cfg(feature = "monitoring")]
+            monitor: None,
+        }
+    }
+
+    /// Reports every sanitized error to `monitor` and times each action
+    /// under its name.
+    #[cfg(feature = "monitoring")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "monitoring")))]
+    #[must_use]
+    pub fn with_monitor(mut self, monitor: zt_monitoring::Monitor) -> Self {
+        self.sanitizer = self.sanitizer.clone().hook(monitor.clone());
+        self.monitor = Some(monitor);
+        self
+    }
+
+    /// The audit log.
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
+    }
+
+    /// The sanitizer, for errors outside guarded actions.
+    pub fn sanitizer(&self) -> &Sanitizer {
+        &self.sanitizer
+    }
+
+    /// The session validator.
+    pub fn validator(&self) -> &Validator {
+        &self.validator
+    }
+
+    /// Runs `body` as `action` for the session in `claims`, from the request
+    /// in `context`. See [`Guard`] for the steps.
+    pub fn run<T>(
+        &self,
+        action: &Action,
+        claims: Option<&SessionClaims>,
+        context: &RequestContext,
+        body: impl FnOnce(&mut Tx<'_>) -> Result<T, BoxError>,
+    ) -> Result<T, Problem> {
+        #[cfg(feature = "monitoring")]
+        let timer = self
+            .monitor
+            .as_ref()
+            .map(|monitor| monitor.operation(action.name).start());
+        let result = self.run_untimed(action, claims, context, body);
+        #[cfg(feature = "monitoring")]
+        if let Some(timer) = timer {
+            timer.stop();
+        }
+        result
+    }
+
+    fn run_untimed<T>(
+        &self,
+        action: &Action,
+        claims: Option<&SessionClaims>,
+        context: &RequestContext,
+        body: impl FnOnce(&mut Tx<'_>) -> Result<T, BoxError>,
+    ) -> Result<T, Problem> {
+        let session = match &action.requirement {
+            Some(requirement) => {
+                match self
+                    .validator
+                    .validate_optional(claims, requirement, context)
+                {
+                    Ok(session) => Some(session),
+                    Err(denial) => {
+                        let actor = denial
+                            .user_id()
+                            .map_or(Actor::Anonymous, |id| Actor::user(id.clone(), None));
+                        let event = self.event(
+                            action,
+                            actor,
+                            context,
+                            AuditStatus::Denied,
+                            None,
+                            None,
+                            Some(denial.code()),
+                        );
+                        if let Err(error) = event
+                            .and_then(|event| self.audit.record(&event).map_err(BoxError::from))
+                        {
+                            // The denial stands; the lost audit row is reported on its own.
+                            let failure = CodedError::new(ErrorCode::AuditWriteFailed)
+                                .with_message("the audit event of a denial could not be written")
+                                .with_source(error);
+                            self.sanitizer.sanitize_for(&failure, context);
+                        }
+                        return Err(self.sanitizer.sanitize_as(
+                            denial.code(),
+                            &denial,
+                            Some(context),
+                        ));
+                    }
+                }
+            }
+            None => None,
+        };
+        let actor = session
+            .as_ref()
+            .map_or(Actor::Anonymous, ValidatedSession::actor);
+        let outcome = match self.audit.pool() {
+            #[cfg(feature = "sqlite")]
+            Pool::Sqlite(pool) => {
+                let mut pooled = pool
+                    .get()
+                    .map_err(|e| self.sanitizer.sanitize_for(&e, context))?;
+                let conn: &mut diesel::SqliteConnection = &mut pooled;
+                conn.immediate_transaction(|outer| {
+                    self.audited(
+                        action,
+                        &actor,
+                        context,
+                        session.as_ref(),
+                        outer,
+                        |inner| ConnectionRef::Sqlite(inner),
+                        body,
+                    )
+                })
+            }
+            #[cfg(feature = "postgres")]
+            Pool::Postgres(pool) => {
+                use diesel::Connection;
+                let mut pooled = pool
+                    .get()
+                    .map_err(|e| self.sanitizer.sanitize_for(&e, context))?;
+                let conn: &mut diesel::PgConnection = &mut pooled;
+                conn.transaction(|outer| {
+                    self.audited(
+                        action,
+                        &actor,
+                        context,
+                        session.as_ref(),
+                        outer,
+                        |inner| ConnectionRef::Postgres(inner),
+                        body,
+                    )
+                })
+            }
+        };
+        match outcome {
+            Ok(Ok(value)) => Ok(value),
+            // The body failed; its failure is audited and committed.
+            Ok(Err(error)) => Err(self.sanitizer.sanitize_for(error.as_ref(), context)),
+            // Nothing committed: the database failed, or the audit write did.
+            Err(error) => Err(self.sanitizer.sanitize_for(error.as_ref(), context)),
+        }
+    }
+
+    /// Inside the outer transaction: the body in a savepoint, then the audit row.
+    #[allow(clippy::too_many_arguments)]
+    fn audited<C, T>(
+        &self,
+        action: &Action,
+        actor: &Actor,
+        context: &RequestContext,
+        session: Option<&ValidatedSession>,
+        outer: &mut C,
+        wrap: impl for<'c> Fn(&'c mut C) -> ConnectionRef<'c>,
+        body: impl FnOnce(&mut Tx<'_>) -> Result<T, BoxError>,
+    ) -> Result<Result<T, BoxError>, BoxError>
+    where
+        C: AuditedConnection,
+    {
+        let mut resource_id = None;
+        let mut metadata = None;
+        let result = outer.savepoint(|inner| {
+            let mut tx = Tx {
+                conn: wrap(inner),
+                session,
+                resource_id: None,
+                metadata: None,
+            };
+            let result = body(&mut tx);
+            resource_id = tx.resource_id.take();
+            metadata = tx.metadata.take();
+            result
+        });
+        let (status, code) = match &result {
+            Ok(_) => (AuditStatus::Success, None),
+            Err(error) => (
+                AuditStatus::Failed,
+                Some(self.sanitizer.classify(error.as_ref())),
+            ),
+        };
+        let event = self.event(
+            action,
+            actor.clone(),
+            context,
+            status,
+            resource_id,
+            metadata,
+            code,
+        )?;
+        outer.record(&self.audit, &event)?;
+        Ok(result)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn event(
+        &self,
+        action: &Action,
+        actor: Actor,
+        context: &RequestContext,
+        status: AuditStatus,
+        resource_id: Option<String>,
+        metadata: Option<serde_json::Value>,
+        code: Option<ErrorCode>,
+    ) -> Result<AuditEvent, BoxError> {
+        let mut builder = AuditEvent::builder(actor, action.name, action.resource)
+            .context(context)
+            .status(status);
+        if let Some(id) = resource_id {
+            builder = builder.resource_id(id);
+        }
+        if let Some(metadata) = metadata {
+            builder = builder.metadata(&metadata);
+        }
+        if let Some(code) = code {
+            builder = builder.error_code(code.reason());
+        }
+        Ok(builder.build()?)
+    }
+}
+
+/// Maps a session denial onto its code for the sanitizer.
+fn classify_denial(error: &(dyn StdError + 'static)) -> Option<ErrorCode> {
+    error
+        .downcast_ref::<zt_session::Denial>()
+        .map(zt_session::Denial::code)
+}
+
+/// The connection types a guard runs actions on.
+trait AuditedConnection: Sized {
+    /// Runs `body` in a savepoint: its changes roll back alone on error,
+    /// and the outer transaction, with the audit row, still commits.
+    fn savepoint<T>(
+        &mut self,
+        body: impl FnOnce(&mut Self) -> Result<T, BoxError>,
+    ) -> Result<T, BoxError>;
+    fn record(&mut self, audit: &AuditLog, event: &AuditEvent) -> Result<(), BoxError>;
+}
+
+macro_rules! audited_connection {
+    ($feature:literal, $conn:ty) => {
+        #[cfg(feature = $feature)]
+        impl AuditedConnection for $conn {
+            fn savepoint<T>(
+                &mut self,
+                body: impl FnOnce(&mut Self) -> Result<T, BoxError>,
+            ) -> Result<T, BoxError> {
+                diesel::Connection::transaction(self, body)
+            }
+            fn record(&mut self, audit: &AuditLog, event: &AuditEvent) -> Result<(), BoxError> {
+                audit.record_in(self, event)?;
+                Ok(())
+            }
+        }
+    };
+}
+
+audited_connection!("sqlite", diesel::SqliteConnection);
+audited_connection!("postgres", diesel::PgConnection);
+
+/// Runs the same diesel code on whichever backend a [`ConnectionRef`] holds: the
+/// body is compiled once per backend.
+///
+/// ```
+/// # use zt_guard::{on_conn, Tx, BoxError};
+/// # use diesel::RunQueryDsl;
+/// fn count_rows(tx: &mut Tx<'_>) -> Result<usize, BoxError> {
+///     Ok(on_conn!(tx.conn(), |conn| diesel::sql_query("SELECT 1").execute(conn))?)
+/// }
+/// ```
+#[cfg(all(feature = "sqlite", feature = "postgres"))]
+#[macro_export]
+macro_rules! on_conn {
+    ($conn:expr, |$name:ident| $body:expr) => {
+        match $conn {
+            $crate::ConnectionRef::Sqlite($name) => $body,
+            $crate::ConnectionRef::Postgres($name) => $body,
+        }
+    };
+}
+
+/// Runs diesel code on the connection a [`ConnectionRef`] holds.
+#[cfg(all(feature = "sqlite", not(feature = "postgres")))]
+#[macro_export]
+macro_rules! on_conn {
+    ($conn:expr, |$name:ident| $body:expr) => {
+        match $conn {
+            $crate::ConnectionRef::Sqlite($name) => $body,
+        }
+    };
+}
+
+/// Runs diesel code on the connection a [`ConnectionRef`] holds.
+#[cfg(all(feature = "postgres", not(feature = "sqlite")))]
+#[macro_export]
+macro_rules! on_conn {
+    ($conn:expr, |$name:ident| $body:expr) => {
+        match $conn {
+            $crate::ConnectionRef::Postgres($name) => $body,
+        }
+    };
+}
