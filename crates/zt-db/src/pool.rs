@@ -178,6 +178,28 @@ impl Pool {
         }
     }
 
+    /// Builds the pool without opening a connection, so that an app can start
+    /// while its database is down; each use then fails after the connection
+    /// timeout, and zt's session checks fail closed.
+    pub fn connect_lazy(url: &DatabaseUrl, config: &PoolConfig) -> Result<Self, Error> {
+        match url {
+            #[cfg(feature = "sqlite")]
+            DatabaseUrl::Sqlite(_) => {
+                let customizer = SqliteCustomizer { busy_timeout: config.busy_timeout, synchronous: config.synchronous };
+                Ok(Self::Sqlite(builder(config, Some(Box::new(customizer))).build_unchecked(Manager::new(url.connection_string()))))
+            }
+            #[cfg(feature = "postgres")]
+            DatabaseUrl::Postgres(_) => {
+                Ok(Self::Postgres(builder(config, None).build_unchecked(Manager::new(url.connection_string()))))
+            }
+            #[allow(unreachable_patterns)]
+            other => Err(Error::new(
+                ErrorKind::BackendDisabled,
+                format!("{other} needs the `{}` feature of zt-db, which is not enabled", other.backend()),
+            )),
+        }
+    }
+
     /// The backend.
     pub fn backend(&self) -> Backend {
         match self {
@@ -218,6 +240,15 @@ fn build<C: ZtConnection>(
             .on_acquire(&mut probe)
             .map_err(|e| unreachable(e.to_string()))?;
     }
+    let pool = builder(config, customizer).build_unchecked(manager);
+    drop(probe);
+    Ok(pool)
+}
+
+fn builder<C: ZtConnection>(
+    config: &PoolConfig,
+    customizer: Option<Box<dyn r2d2::CustomizeConnection<C, r2d2::Error>>>,
+) -> r2d2::Builder<Manager<C>> {
     let mut builder = r2d2::Pool::builder()
         .max_size(config.max_size)
         .min_idle(config.min_idle)
@@ -227,9 +258,7 @@ fn build<C: ZtConnection>(
     if let Some(customizer) = customizer {
         builder = builder.connection_customizer(customizer);
     }
-    let pool = builder.build_unchecked(manager);
-    drop(probe);
-    Ok(pool)
+    builder
 }
 
 /// Sets zt's pragmas on every new SQLite connection, in this order:

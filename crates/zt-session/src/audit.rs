@@ -85,15 +85,9 @@ impl Denial {
 }
 
 impl AdminChange {
-    /// This admin operation as an audit event by `actor`: the operation's
-    /// action (such as `UPDATE_ROLE`), resource `users` with the user's id,
-    /// status `success`, and the new session version, whether anything
-    /// changed, and the roles or session hash as metadata.
-    pub fn audit_event(
-        &self,
-        actor: Actor,
-        context: &RequestContext,
-    ) -> Result<AuditEvent, FieldError> {
+    /// The audit metadata of this operation: the new session version,
+    /// whether anything changed, and the roles or session hash.
+    pub fn audit_metadata(&self) -> Value {
         let mut metadata = Map::new();
         metadata.insert("session_version".into(), json!(self.session_version));
         metadata.insert("changed".into(), json!(self.changed));
@@ -110,9 +104,20 @@ impl AdminChange {
             }
             _ => {}
         }
+        Value::Object(metadata)
+    }
+
+    /// This admin operation as an audit event by `actor`: the operation's
+    /// action (such as `UPDATE_ROLE`), resource `users` with the user's id,
+    /// status `success`, and [`AdminChange::audit_metadata`].
+    pub fn audit_event(
+        &self,
+        actor: Actor,
+        context: &RequestContext,
+    ) -> Result<AuditEvent, FieldError> {
         AuditEvent::builder(actor, self.operation.action(), "users")
             .resource_id(&self.user_id)
-            .metadata(&Value::Object(metadata))
+            .metadata(&self.audit_metadata())
             .context(context)
             .status(AuditStatus::Success)
             .created_at(self.at)

@@ -1,0 +1,8 @@
+//! The built-in sinks.
+
+pub(crate) mod memory;
+#[cfg(feature = "sentry")]
+pub(crate) mod sentry_sink;
+pub(crate) mod tracing_sink;
+#[cfg(feature = "webhook")]
+pub(crate) mod webhook;
