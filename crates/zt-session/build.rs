@@ -14,10 +14,7 @@ fn main() {
         for migration in entries.flatten() {
             println!("cargo:rerun-if-changed={}", migration.path().display());
             for file in ["up.sql", "down.sql"] {
-                println!(
-                    "cargo:rerun-if-changed={}",
-                    migration.path().join(file).display()
-                );
+                println!("cargo:rerun-if-changed={}", migration.path().join(file).display());
             }
         }
     }

@@ -1,2 +1,26 @@
-//! Shared code of the zt examples.
+//! The zt examples' shared code: a small app with the seed's server actions,
+//! a stand-in identity provider, a synchronous HTTP service, and the demo.
+//!
+//! - [`App`]: `createProject` and friends, `setUserRole`, disabling users and
+//!   revoking sessions, and the newsletter signup, each run through a
+//!   [`zt_guard::Guard`].
+//! - [`IdentityProvider`]: issues session tokens the way Clerk or an OIDC
+//!   provider would, for the examples and tests only.
+//! - [`http::Service`]: the app as JSON endpoints over tiny_http.
+//! - [`demo::run`]: the story `cargo run --example demo` tells.
+//!
+//! ```no_run
+//! let app = zt_examples::App::open("sqlite://zt-demo.db", &zt_audit::ChainKey::generate()?)?;
+//! # Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+//! ```
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod app;
+pub mod demo;
+pub mod http;
+mod idp;
+mod schema;
+
+pub use app::{App, Project};
+pub use idp::{IdentityProvider, SignIn};

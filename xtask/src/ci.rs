@@ -9,12 +9,9 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     crate::test::run(&[])?;
     run_step(
         "docs with warnings denied",
-        cargo().env("RUSTDOCFLAGS", "-D warnings").args([
-            "doc",
-            "--workspace",
-            "--no-deps",
-            "--all-features",
-        ]),
+        cargo()
+            .env("RUSTDOCFLAGS", "-D warnings")
+            .args(["doc", "--workspace", "--no-deps", "--all-features"]),
     )?;
     run_step(
         "packaging",

@@ -27,8 +27,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
             stale.push(path);
         } else {
             if let Some(parent) = full.parent() {
-                fs::create_dir_all(parent)
-                    .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+                fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
             }
             fs::write(&full, content).map_err(|e| format!("cannot write {path}: {e}"))?;
             eprintln!("xtask: wrote {path}");
@@ -37,9 +36,6 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     if stale.is_empty() {
         Ok(())
     } else {
-        Err(format!(
-            "{} stale: run `cargo xtask codegen`",
-            stale.join(", ")
-        ))
+        Err(format!("{} stale: run `cargo xtask codegen`", stale.join(", ")))
     }
 }

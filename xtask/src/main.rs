@@ -20,7 +20,8 @@ mod test;
 
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: cargo xtask <test [--no-lint] [-- FILTER...] | codegen [--check] | migrate [--database-url URL] | ci>";
+const USAGE: &str =
+    "usage: cargo xtask <test [--no-lint] [-- FILTER...] | codegen [--check] | migrate [--database-url URL] | ci>";
 
 fn main() -> ExitCode {
     // Ctrl-C reaches every process in the foreground group. The children stop;

@@ -14,10 +14,7 @@ pub(crate) struct TestServer {
 
 impl TestServer {
     pub(crate) fn start(durability: Durability) -> Result<Self, String> {
-        if let Some(url) = std::env::var("DATABASE_URL")
-            .ok()
-            .filter(|url| !url.is_empty())
-        {
+        if let Some(url) = std::env::var("DATABASE_URL").ok().filter(|url| !url.is_empty()) {
             if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
                 return Err(format!(
                     "DATABASE_URL must be a postgres:// URL for the tests, not {url:?}"
@@ -30,25 +27,17 @@ impl TestServer {
             });
         }
         if std::env::var("ZT_SKIP_POSTGRES").is_ok_and(|value| value == "1") {
-            eprintln!(
-                "xtask: ZT_SKIP_POSTGRES=1: SKIPPING every PostgreSQL test; only SQLite is tested"
-            );
+            eprintln!("xtask: ZT_SKIP_POSTGRES=1: SKIPPING every PostgreSQL test; only SQLite is tested");
             return Ok(Self {
                 url: None,
                 cluster: None,
             });
         }
         if find_bin_dir().is_none() {
-            return Err(format!(
-                "no PostgreSQL server binaries found: {INSTALL_HINT}"
-            ));
+            return Err(format!("no PostgreSQL server binaries found: {INSTALL_HINT}"));
         }
-        let cluster = PgCluster::start(durability)
-            .map_err(|e| format!("cannot start a throwaway PostgreSQL: {e}"))?;
-        eprintln!(
-            "xtask: started a throwaway PostgreSQL on 127.0.0.1:{}",
-            cluster.port()
-        );
+        let cluster = PgCluster::start(durability).map_err(|e| format!("cannot start a throwaway PostgreSQL: {e}"))?;
+        eprintln!("xtask: started a throwaway PostgreSQL on 127.0.0.1:{}", cluster.port());
         Ok(Self {
             url: Some(cluster.url()),
             cluster: Some(cluster),

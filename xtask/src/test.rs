@@ -42,13 +42,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let server = TestServer::start(Durability::Fast)?;
     let mut tests = cargo();
     if has_cargo_subcommand("nextest") {
-        tests.args([
-            "nextest",
-            "run",
-            "--workspace",
-            "--all-features",
-            "--no-fail-fast",
-        ]);
+        tests.args(["nextest", "run", "--workspace", "--all-features", "--no-fail-fast"]);
     } else {
         tests.args(["test", "--workspace", "--all-features", "--no-fail-fast"]);
     }

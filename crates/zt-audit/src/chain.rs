@@ -80,8 +80,7 @@ impl std::fmt::Debug for Chain {
 impl Chain {
     pub(crate) fn new(key: &ChainKey) -> Self {
         // HMAC takes keys of any length, so this cannot fail.
-        let keyed =
-            <Hmac<Sha256> as Mac>::new_from_slice(key.bytes()).unwrap_or_else(|_| unreachable!());
+        let keyed = <Hmac<Sha256> as Mac>::new_from_slice(key.bytes()).unwrap_or_else(|_| unreachable!());
         Self { keyed }
     }
 
@@ -189,9 +188,7 @@ mod tests {
     #[test]
     fn encoding_follows_the_documented_layout() {
         let mut bytes = Vec::new();
-        encode(&fields("{}"), &GENESIS_MAC, &mut |piece| {
-            bytes.extend_from_slice(piece)
-        });
+        encode(&fields("{}"), &GENESIS_MAC, &mut |piece| bytes.extend_from_slice(piece));
 
         // Built by hand from the specification in the crate docs.
         let mut expected = b"zt-audit-chain\0".to_vec();

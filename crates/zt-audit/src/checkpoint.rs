@@ -35,8 +35,7 @@ impl Checkpoint {
     /// The bytes that are signed: a domain tag, then each field in order,
     /// integers big-endian, the key id length-prefixed.
     pub fn signed_bytes(&self) -> Vec<u8> {
-        let mut bytes =
-            Vec::with_capacity(DOMAIN.len() + 1 + 8 + 32 + 8 + 8 + 4 + self.chain_key_id.len());
+        let mut bytes = Vec::with_capacity(DOMAIN.len() + 1 + 8 + 32 + 8 + 8 + 4 + self.chain_key_id.len());
         bytes.extend_from_slice(DOMAIN);
         bytes.push(self.version);
         bytes.extend_from_slice(&self.seq.to_be_bytes());
@@ -76,21 +75,13 @@ pub struct SignedCheckpoint {
 impl SignedCheckpoint {
     /// Checks the signature with `trusted`; returns the statement if it holds.
     pub fn verify(&self, trusted: &VerifyingKey) -> Result<&Checkpoint, Error> {
-        let bad = |why: &str| {
-            Error::new(
-                ErrorKind::Checkpoint,
-                format!("checkpoint signature is invalid: {why}"),
-            )
-        };
+        let bad = |why: &str| Error::new(ErrorKind::Checkpoint, format!("checkpoint signature is invalid: {why}"));
         let bytes: [u8; 64] = hex::decode(&self.signature)
             .ok()
             .and_then(|bytes| bytes.try_into().ok())
             .ok_or_else(|| bad("not 64 hex bytes"))?;
         trusted
-            .verify(
-                &self.checkpoint.signed_bytes(),
-                &Signature::from_bytes(&bytes),
-            )
+            .verify(&self.checkpoint.signed_bytes(), &Signature::from_bytes(&bytes))
             .map_err(|_| bad("it does not verify with the trusted public key"))?;
         Ok(&self.checkpoint)
     }
@@ -103,28 +94,19 @@ impl SignedCheckpoint {
 
     /// Parses a checkpoint file.
     pub fn from_json(text: &str) -> Result<Self, Error> {
-        serde_json::from_str(text).map_err(|e| {
-            Error::new(
-                ErrorKind::Checkpoint,
-                format!("malformed checkpoint file: {e}"),
-            )
-        })
+        serde_json::from_str(text)
+            .map_err(|e| Error::new(ErrorKind::Checkpoint, format!("malformed checkpoint file: {e}")))
     }
 }
 
 mod hex_mac {
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub(super) fn serialize<S: Serializer>(
-        mac: &[u8; 32],
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(mac: &[u8; 32], serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(&hex::encode(mac))
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<[u8; 32], D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<[u8; 32], D::Error> {
         let text = String::deserialize(deserializer)?;
         hex::decode(&text)
             .ok()

@@ -48,10 +48,7 @@ impl Error {
         }
     }
 
-    pub(crate) fn with_source(
-        mut self,
-        source: impl Into<Box<dyn StdError + Send + Sync + 'static>>,
-    ) -> Self {
+    pub(crate) fn with_source(mut self, source: impl Into<Box<dyn StdError + Send + Sync + 'static>>) -> Self {
         self.source = Some(source.into());
         self
     }
@@ -81,9 +78,7 @@ impl fmt::Display for Error {
 
 impl StdError for Error {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.source
-            .as_deref()
-            .map(|source| source as &(dyn StdError + 'static))
+        self.source.as_deref().map(|source| source as &(dyn StdError + 'static))
     }
 }
 
@@ -97,10 +92,9 @@ impl From<diesel::result::Error> for Error {
     fn from(error: diesel::result::Error) -> Self {
         use diesel::result::{DatabaseErrorKind, Error as D};
         let kind = match &error {
-            D::DatabaseError(
-                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
-                _,
-            ) => ErrorKind::Unavailable,
+            D::DatabaseError(DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand, _) => {
+                ErrorKind::Unavailable
+            }
             _ => ErrorKind::Database,
         };
         Self::new(kind, format!("audit database error: {error}")).with_source(error)
@@ -109,11 +103,7 @@ impl From<diesel::result::Error> for Error {
 
 impl From<diesel::r2d2::PoolError> for Error {
     fn from(error: diesel::r2d2::PoolError) -> Self {
-        Self::new(
-            ErrorKind::Unavailable,
-            format!("no audit database connection: {error}"),
-        )
-        .with_source(error)
+        Self::new(ErrorKind::Unavailable, format!("no audit database connection: {error}")).with_source(error)
     }
 }
 

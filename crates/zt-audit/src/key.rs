@@ -39,16 +39,14 @@ impl ChainKey {
         let bytes = hex::decode(text)
             .ok()
             .or_else(|| base64::engine::general_purpose::STANDARD.decode(text).ok())
-            .ok_or_else(|| {
-                Error::new(ErrorKind::InvalidKey, "a chain key must be hex or base64")
-            })?;
+            .ok_or_else(|| Error::new(ErrorKind::InvalidKey, "a chain key must be hex or base64"))?;
         Self::from_bytes(&bytes)
     }
 
     /// Reads the key from [`KEY_ENV`].
     pub fn from_env() -> Result<Self, Error> {
-        let text = std::env::var(KEY_ENV)
-            .map_err(|_| Error::new(ErrorKind::InvalidKey, format!("{KEY_ENV} is not set")))?;
+        let text =
+            std::env::var(KEY_ENV).map_err(|_| Error::new(ErrorKind::InvalidKey, format!("{KEY_ENV} is not set")))?;
         Self::parse(&text)
     }
 
@@ -66,12 +64,8 @@ impl ChainKey {
     /// A fresh random 32-byte key.
     pub fn generate() -> Result<Self, Error> {
         let mut bytes = [0u8; 32];
-        getrandom::getrandom(&mut bytes).map_err(|e| {
-            Error::new(
-                ErrorKind::InvalidKey,
-                format!("no randomness for a key: {e}"),
-            )
-        })?;
+        getrandom::getrandom(&mut bytes)
+            .map_err(|e| Error::new(ErrorKind::InvalidKey, format!("no randomness for a key: {e}")))?;
         Self::from_bytes(&bytes)
     }
 
@@ -117,12 +111,8 @@ pub fn verifying_key_from_file(path: &Path) -> Result<VerifyingKey, Error> {
 /// A fresh Ed25519 signing key.
 pub fn generate_signing_key() -> Result<SigningKey, Error> {
     let mut seed = [0u8; 32];
-    getrandom::getrandom(&mut seed).map_err(|e| {
-        Error::new(
-            ErrorKind::InvalidKey,
-            format!("no randomness for a key: {e}"),
-        )
-    })?;
+    getrandom::getrandom(&mut seed)
+        .map_err(|e| Error::new(ErrorKind::InvalidKey, format!("no randomness for a key: {e}")))?;
     Ok(SigningKey::from_bytes(&seed))
 }
 
@@ -161,10 +151,7 @@ mod tests {
         assert!(ChainKey::parse(&hex_key).is_ok());
         let b64 = base64::engine::general_purpose::STANDARD.encode([7u8; 48]);
         assert!(ChainKey::parse(&format!(" {b64}\n")).is_ok());
-        assert_eq!(
-            ChainKey::parse("abcd").unwrap_err().kind(),
-            ErrorKind::InvalidKey
-        );
+        assert_eq!(ChainKey::parse("abcd").unwrap_err().kind(), ErrorKind::InvalidKey);
         let key = ChainKey::generate().unwrap();
         assert!(!format!("{key:?}").contains(&key.to_hex()));
         assert_eq!(ChainKey::parse(&key.to_hex()).unwrap().id(), key.id());

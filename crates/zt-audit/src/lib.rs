@@ -112,17 +112,17 @@ mod query;
 mod schema;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+mod table;
 mod verify;
 
 pub use chain::{CHAIN_VERSION, GENESIS_MAC};
 pub use checkpoint::{CHECKPOINT_VERSION, Checkpoint, SignedCheckpoint};
 pub use error::{Error, ErrorKind, Result, classify};
-pub use key::{
-    ChainKey, KEY_ENV, generate_signing_key, signing_key_from_file, verifying_key_from_file,
-};
+pub use key::{ChainKey, KEY_ENV, generate_signing_key, signing_key_from_file, verifying_key_from_file};
 pub use log::{AuditLog, Head, Recorded};
 pub use pipeline::{Overflow, Pipeline, PipelineConfig, PipelineStats, SubmitMode, TornTail};
 pub use query::{AuditFilter, AuditRecord, Cursor, Order, Page, PageRequest};
+pub use table::{TextTable, records_table};
 pub use verify::{Finding, TamperKind, VerifyReport};
 pub use zt_db::ConnectionRef;
 
@@ -142,8 +142,6 @@ pub static MIGRATIONS: MigrationSet = MigrationSet {
 
 /// Applies the audit tables' pending migrations on `conn`; returns the
 /// versions applied.
-pub fn run_migrations<C: zt_db::Migrate>(
-    conn: &mut C,
-) -> std::result::Result<Vec<String>, zt_db::Error> {
+pub fn run_migrations<C: zt_db::Migrate>(conn: &mut C) -> std::result::Result<Vec<String>, zt_db::Error> {
     conn.run_migrations(&MIGRATIONS)
 }

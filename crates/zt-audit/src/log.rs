@@ -144,11 +144,7 @@ impl AuditLog {
             }
             #[cfg(feature = "postgres")]
             Pool::Postgres(pool) => {
-                let mut head = self
-                    .inner
-                    .head
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
+                let mut head = self.inner.head.lock().unwrap_or_else(PoisonError::into_inner);
                 // A pooled connection may have died with a server restart; the
                 // event id makes one retry on a fresh connection safe.
                 let mut attempts = 0;
@@ -166,8 +162,7 @@ impl AuditLog {
                         Err(error) => {
                             *head = None;
                             if is_unique_violation(&error) {
-                                return pg::find_event(&mut conn, event.event_id().as_uuid())?
-                                    .ok_or(error);
+                                return pg::find_event(&mut conn, event.event_id().as_uuid())?.ok_or(error);
                             }
                             if error.kind() != ErrorKind::Unavailable || attempts > 1 {
                                 return Err(error);
@@ -187,29 +182,17 @@ impl AuditLog {
     /// deferred transaction that has read may fail with "database is locked"
     /// when it first writes. On PostgreSQL the chain head stays locked until
     /// the caller commits, so keep such transactions short.
-    pub fn record_in<'c>(
-        &self,
-        conn: impl Into<ConnectionRef<'c>>,
-        event: &AuditEvent,
-    ) -> Result<Recorded> {
+    pub fn record_in<'c>(&self, conn: impl Into<ConnectionRef<'c>>, event: &AuditEvent) -> Result<Recorded> {
         match conn.into() {
             #[cfg(feature = "sqlite")]
             ConnectionRef::Sqlite(conn) => sqlite::append(conn, self.chain()?, event, false),
             #[cfg(feature = "postgres")]
             ConnectionRef::Postgres(conn) => {
-                let cached = *self
-                    .inner
-                    .head
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
+                let cached = *self.inner.head.lock().unwrap_or_else(PoisonError::into_inner);
                 let recorded = pg::append(conn, self.chain()?, event, cached)?;
                 // Optimistic: if the caller rolls back, the next append's
                 // compare-and-swap fails once and reads the head again.
-                *self
-                    .inner
-                    .head
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner) = Some(Head {
+                *self.inner.head.lock().unwrap_or_else(PoisonError::into_inner) = Some(Head {
                     seq: recorded.id,
                     mac: recorded.mac,
                 });
@@ -229,11 +212,7 @@ impl AuditLog {
             Pool::Sqlite(pool) => sqlite::append_batch(&mut *pool.get()?, self.chain()?, events)?,
             #[cfg(feature = "postgres")]
             Pool::Postgres(pool) => {
-                let mut cache = self
-                    .inner
-                    .head
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
+                let mut cache = self.inner.head.lock().unwrap_or_else(PoisonError::into_inner);
                 *cache = None;
                 let result = pg::append_batch(&mut *pool.get()?, self.chain()?, events)?;
                 *cache = Some(result.1);
@@ -269,11 +248,7 @@ impl AuditLog {
     /// Calls `visit` for every row matching `filter`, oldest first, reading
     /// pages of a few thousand rows so memory stays bounded. Returns the
     /// number of rows visited.
-    pub fn for_each(
-        &self,
-        filter: &AuditFilter,
-        mut visit: impl FnMut(&AuditRecord) -> Result<()>,
-    ) -> Result<u64> {
+    pub fn for_each(&self, filter: &AuditFilter, mut visit: impl FnMut(&AuditRecord) -> Result<()>) -> Result<u64> {
         let mut page = PageRequest::first(u32::try_from(STREAM_BATCH).unwrap_or(1000));
         let mut visited = 0u64;
         loop {
@@ -397,12 +372,7 @@ fn is_unique_violation(error: &Error) -> bool {
     use diesel::result::{DatabaseErrorKind, Error as D};
     std::error::Error::source(error)
         .and_then(|source| source.downcast_ref::<D>())
-        .is_some_and(|source| {
-            matches!(
-                source,
-                D::DatabaseError(DatabaseErrorKind::UniqueViolation, _)
-            )
-        })
+        .is_some_and(|source| matches!(source, D::DatabaseError(DatabaseErrorKind::UniqueViolation, _)))
 }
 
 /// The chain in id order, read a batch at a time.

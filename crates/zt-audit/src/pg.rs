@@ -106,16 +106,11 @@ impl Row {
         }
     }
 
-    fn decode(
-        self,
-        prev_mac: Option<[u8; 32]>,
-        mac: Option<[u8; 32]>,
-    ) -> std::result::Result<AuditRecord, String> {
+    fn decode(self, prev_mac: Option<[u8; 32]>, mac: Option<[u8; 32]>) -> std::result::Result<AuditRecord, String> {
         Ok(AuditRecord {
             id: self.id,
             event_id: self.event_id,
-            created_at: zt_types::Timestamp::from_offset_date_time(self.created_at)
-                .map_err(|e| e.to_string())?,
+            created_at: zt_types::Timestamp::from_offset_date_time(self.created_at).map_err(|e| e.to_string())?,
             actor_kind: zt_types::ActorKind::parse(&self.actor_kind).map_err(|e| e.to_string())?,
             user_id: self.user_id,
             user_email: self.user_email,
@@ -126,10 +121,7 @@ impl Row {
             client_ip: self.client_ip.map(|net| net.ip()),
             peer_ip: self.peer_ip.map(|net| net.ip()),
             user_agent: self.user_agent,
-            status: self
-                .status
-                .parse()
-                .map_err(|e: zt_types::FieldError| e.to_string())?,
+            status: self.status.parse().map_err(|e: zt_types::FieldError| e.to_string())?,
             error_code: self.error_code,
             request_id: self.request_id,
             chain_version: self.chain_version,
@@ -260,19 +252,13 @@ pub(crate) fn read_head(conn: &mut PgConnection, lock: bool) -> Result<Head> {
     } else {
         query.first(conn)?
     };
-    let mac = mac_bytes(&mac)
-        .ok_or_else(|| Error::new(ErrorKind::Decode, "the chain head's MAC is not 32 bytes"))?;
+    let mac = mac_bytes(&mac).ok_or_else(|| Error::new(ErrorKind::Decode, "the chain head's MAC is not 32 bytes"))?;
     Ok(Head { seq, mac })
 }
 
 /// Tries the single-statement append on top of `head`. Returns `None` when
 /// the head moved.
-fn try_append(
-    conn: &mut PgConnection,
-    chain: &Chain,
-    event: &AuditEvent,
-    head: Head,
-) -> Result<Option<Recorded>> {
+fn try_append(conn: &mut PgConnection, chain: &Chain, event: &AuditEvent, head: Head) -> Result<Option<Recorded>> {
     let seq = head.seq + 1;
     let mac = chain.mac(&ChainFields::of_event(event, seq), &head.mac);
     let insert = ChainedInsert {
@@ -308,12 +294,8 @@ pub(crate) fn append(
     }
     conn.transaction(|conn| {
         let head = read_head(conn, true)?;
-        try_append(conn, chain, event, head)?.ok_or_else(|| {
-            Error::new(
-                ErrorKind::Database,
-                "the chain head moved while it was locked",
-            )
-        })
+        try_append(conn, chain, event, head)?
+            .ok_or_else(|| Error::new(ErrorKind::Database, "the chain head moved while it was locked"))
     })
 }
 
@@ -364,12 +346,7 @@ struct NewRow<'a> {
     mac: &'a [u8],
 }
 
-fn new_row<'a>(
-    event: &'a AuditEvent,
-    id: i64,
-    prev_mac: &'a [u8; 32],
-    mac: &'a [u8; 32],
-) -> NewRow<'a> {
+fn new_row<'a>(event: &'a AuditEvent, id: i64, prev_mac: &'a [u8; 32], mac: &'a [u8; 32]) -> NewRow<'a> {
     let context = event.context();
     NewRow {
         id,
@@ -404,10 +381,7 @@ pub(crate) fn append_batch(
 ) -> Result<(Vec<Recorded>, Head)> {
     conn.transaction(|conn| {
         let mut head = read_head(conn, true)?;
-        let ids: Vec<Uuid> = events
-            .iter()
-            .map(|event| *event.event_id().as_uuid())
-            .collect();
+        let ids: Vec<Uuid> = events.iter().map(|event| *event.event_id().as_uuid()).collect();
         let mut existing = existing_events(conn, &ids)?;
         // An event repeated within the batch is stored once, at its first place.
         let mut fresh: Vec<&AuditEvent> = Vec::with_capacity(events.len());
@@ -515,24 +489,20 @@ fn filtered<'a>(filter: &'a AuditFilter) -> Boxed<'a> {
 }
 
 /// One page in time order, keyset-paginated on `(created_at, id)`.
-pub(crate) fn query_page(
-    conn: &mut PgConnection,
-    filter: &AuditFilter,
-    page: &PageRequest,
-) -> Result<Page> {
+pub(crate) fn query_page(conn: &mut PgConnection, filter: &AuditFilter, page: &PageRequest) -> Result<Page> {
     let mut query = filtered(filter);
     if let Some(cursor) = page.after {
         let at = cursor.created_at.to_offset_date_time();
         query = match page.order {
             Order::OldestFirst => query.filter(
-                audit_logs::created_at.gt(at).or(audit_logs::created_at
-                    .eq(at)
-                    .and(audit_logs::id.gt(cursor.id))),
+                audit_logs::created_at
+                    .gt(at)
+                    .or(audit_logs::created_at.eq(at).and(audit_logs::id.gt(cursor.id))),
             ),
             Order::NewestFirst => query.filter(
-                audit_logs::created_at.lt(at).or(audit_logs::created_at
-                    .eq(at)
-                    .and(audit_logs::id.lt(cursor.id))),
+                audit_logs::created_at
+                    .lt(at)
+                    .or(audit_logs::created_at.eq(at).and(audit_logs::id.lt(cursor.id))),
             ),
         };
     }
@@ -541,10 +511,7 @@ pub(crate) fn query_page(
         Order::NewestFirst => query.order((audit_logs::created_at.desc(), audit_logs::id.desc())),
     };
     let rows: Vec<Row> = query.limit(i64::from(page.limit) + 1).load(conn)?;
-    let mut records = rows
-        .into_iter()
-        .map(decode_record)
-        .collect::<Result<Vec<_>>>()?;
+    let mut records = rows.into_iter().map(decode_record).collect::<Result<Vec<_>>>()?;
     let next = (records.len() > page.limit as usize).then(|| {
         records.truncate(page.limit as usize);
         records.last().map(Cursor::after)
@@ -557,18 +524,12 @@ pub(crate) fn query_page(
 
 /// How many rows match.
 pub(crate) fn count(conn: &mut PgConnection, filter: &AuditFilter) -> Result<u64> {
-    let count: i64 = filtered(filter)
-        .select(diesel::dsl::count_star())
-        .first(conn)?;
+    let count: i64 = filtered(filter).select(diesel::dsl::count_star()).first(conn)?;
     Ok(u64::try_from(count).unwrap_or(0))
 }
 
 /// Up to `limit` rows after position `after_id`, in chain order.
-pub(crate) fn chain_rows(
-    conn: &mut PgConnection,
-    after_id: i64,
-    limit: i64,
-) -> Result<Vec<VerifyRow>> {
+pub(crate) fn chain_rows(conn: &mut PgConnection, after_id: i64, limit: i64) -> Result<Vec<VerifyRow>> {
     let rows: Vec<Row> = audit_logs::table
         .select(selection())
         .filter(audit_logs::id.gt(after_id))

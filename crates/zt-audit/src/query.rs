@@ -234,9 +234,7 @@ impl AuditFilter {
         if let Some(error) = checks.into_iter().flatten().next() {
             return Err(error);
         }
-        if self.actions.len() > MAX_ACTIONS
-            || self.actions.iter().any(|a| a.is_empty() || a.len() > 64)
-        {
+        if self.actions.len() > MAX_ACTIONS || self.actions.iter().any(|a| a.is_empty() || a.len() > 64) {
             return Err(Error::new(
                 ErrorKind::InvalidInput,
                 format!("a filter takes at most {MAX_ACTIONS} actions of 1 to 64 bytes"),
@@ -297,15 +295,9 @@ impl fmt::Display for Cursor {
 impl FromStr for Cursor {
     type Err = Error;
     fn from_str(text: &str) -> Result<Self, Error> {
-        let invalid = || {
-            Error::new(
-                ErrorKind::InvalidInput,
-                format!("{text:?} is not a page cursor"),
-            )
-        };
+        let invalid = || Error::new(ErrorKind::InvalidInput, format!("{text:?} is not a page cursor"));
         let (micros, id) = text.split_once('.').ok_or_else(invalid)?;
-        let created_at = Timestamp::from_unix_micros(micros.parse().map_err(|_| invalid())?)
-            .map_err(|_| invalid())?;
+        let created_at = Timestamp::from_unix_micros(micros.parse().map_err(|_| invalid())?).map_err(|_| invalid())?;
         Ok(Self {
             created_at,
             id: id.parse().map_err(|_| invalid())?,
@@ -381,17 +373,11 @@ pub(crate) fn ip_key(ip: IpAddr) -> [u8; 16] {
 /// The first and last 16-byte keys inside `network`.
 pub(crate) fn ip_key_range(network: IpNetwork) -> ([u8; 16], [u8; 16]) {
     match network {
-        IpNetwork::V4(net) => (
-            ip_key(IpAddr::V4(net.network())),
-            ip_key(IpAddr::V4(net.broadcast())),
-        ),
+        IpNetwork::V4(net) => (ip_key(IpAddr::V4(net.network())), ip_key(IpAddr::V4(net.broadcast()))),
         IpNetwork::V6(net) => {
             let host_mask = u128::MAX.checked_shr(u32::from(net.prefix())).unwrap_or(0);
             let base = u128::from(net.network());
-            (
-                (base & !host_mask).to_be_bytes(),
-                (base | host_mask).to_be_bytes(),
-            )
+            ((base & !host_mask).to_be_bytes(), (base | host_mask).to_be_bytes())
         }
     }
 }
@@ -414,13 +400,7 @@ mod tests {
     fn filter_bounds() {
         assert!(AuditFilter::new().user(&"x".repeat(129)).check().is_err());
         assert!(AuditFilter::new().resource_id("1").check().is_err());
-        assert!(
-            AuditFilter::new()
-                .resource("p")
-                .resource_id("1")
-                .check()
-                .is_ok()
-        );
+        assert!(AuditFilter::new().resource("p").resource_id("1").check().is_ok());
         assert!(AuditFilter::new().ip("10.0.0.0/33").is_err());
         let early = Timestamp::from_unix_micros(1).unwrap();
         let late = Timestamp::from_unix_micros(2).unwrap();
@@ -430,9 +410,7 @@ mod tests {
     #[test]
     fn ip_ranges_cover_their_blocks() {
         let (lo, hi) = ip_key_range("10.0.0.0/8".parse().unwrap());
-        assert!(
-            lo <= ip_key("10.1.2.3".parse().unwrap()) && ip_key("10.1.2.3".parse().unwrap()) <= hi
-        );
+        assert!(lo <= ip_key("10.1.2.3".parse().unwrap()) && ip_key("10.1.2.3".parse().unwrap()) <= hi);
         assert!(ip_key("11.0.0.0".parse().unwrap()) > hi);
         let (lo, hi) = ip_key_range("2001:db8::/32".parse().unwrap());
         let inside = ip_key("2001:db8:ffff::1".parse().unwrap());

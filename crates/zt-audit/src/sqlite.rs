@@ -10,9 +10,7 @@ use zt_types::{AuditEvent, Timestamp};
 use crate::chain::{CHAIN_VERSION, Chain, ChainFields};
 use crate::error::{Error, ErrorKind, Result};
 use crate::log::{Head, Recorded};
-use crate::query::{
-    AuditFilter, AuditRecord, Cursor, Order, Page, PageRequest, ip_key, ip_key_range,
-};
+use crate::query::{AuditFilter, AuditRecord, Cursor, Order, Page, PageRequest, ip_key, ip_key_range};
 use crate::schema::sqlite::{audit_chain_head, audit_logs};
 use crate::verify::VerifyRow;
 
@@ -59,12 +57,8 @@ impl Row {
         let client_ip = parse_ip(self.client_ip.as_deref(), "client_ip")?;
         Ok(AuditRecord {
             id: self.id,
-            event_id: Uuid::parse_str(&self.event_id)
-                .map_err(|_| "event_id is not a UUID".to_owned())?,
-            created_at: self
-                .created_at
-                .parse::<Timestamp>()
-                .map_err(|e| e.to_string())?,
+            event_id: Uuid::parse_str(&self.event_id).map_err(|_| "event_id is not a UUID".to_owned())?,
+            created_at: self.created_at.parse::<Timestamp>().map_err(|e| e.to_string())?,
             actor_kind: zt_types::ActorKind::parse(&self.actor_kind).map_err(|e| e.to_string())?,
             user_id: self.user_id.clone(),
             user_email: self.user_email.clone(),
@@ -75,10 +69,7 @@ impl Row {
             client_ip,
             peer_ip: parse_ip(self.peer_ip.as_deref(), "peer_ip")?,
             user_agent: self.user_agent.clone(),
-            status: self
-                .status
-                .parse()
-                .map_err(|e: zt_types::FieldError| e.to_string())?,
+            status: self.status.parse().map_err(|e: zt_types::FieldError| e.to_string())?,
             error_code: self.error_code.clone(),
             request_id: self.request_id.clone(),
             chain_version: self.chain_version,
@@ -139,12 +130,7 @@ struct NewRow<'a> {
     mac: &'a [u8],
 }
 
-fn new_row<'a>(
-    event: &'a AuditEvent,
-    id: i64,
-    prev_mac: &'a [u8; 32],
-    mac: &'a [u8; 32],
-) -> NewRow<'a> {
+fn new_row<'a>(event: &'a AuditEvent, id: i64, prev_mac: &'a [u8; 32], mac: &'a [u8; 32]) -> NewRow<'a> {
     let context = event.context();
     NewRow {
         id,
@@ -173,17 +159,12 @@ fn new_row<'a>(
 /// Reserves `count` positions by moving the head's `seq`, which also takes
 /// SQLite's write lock; returns the head before the move.
 fn reserve(conn: &mut SqliteConnection, count: i64) -> Result<Head> {
-    let (seq, mac): (i64, Vec<u8>) =
-        diesel::update(audit_chain_head::table.filter(audit_chain_head::id.eq(1)))
-            .set(audit_chain_head::seq.eq(audit_chain_head::seq + count))
-            .returning((audit_chain_head::seq, audit_chain_head::mac))
-            .get_result(conn)?;
-    let mac = mac_bytes(&mac)
-        .ok_or_else(|| Error::new(ErrorKind::Decode, "the chain head's MAC is not 32 bytes"))?;
-    Ok(Head {
-        seq: seq - count,
-        mac,
-    })
+    let (seq, mac): (i64, Vec<u8>) = diesel::update(audit_chain_head::table.filter(audit_chain_head::id.eq(1)))
+        .set(audit_chain_head::seq.eq(audit_chain_head::seq + count))
+        .returning((audit_chain_head::seq, audit_chain_head::mac))
+        .get_result(conn)?;
+    let mac = mac_bytes(&mac).ok_or_else(|| Error::new(ErrorKind::Decode, "the chain head's MAC is not 32 bytes"))?;
+    Ok(Head { seq: seq - count, mac })
 }
 
 fn set_head_mac(conn: &mut SqliteConnection, mac: &[u8; 32]) -> Result<()> {
@@ -199,8 +180,7 @@ pub(crate) fn read_head(conn: &mut SqliteConnection) -> Result<Head> {
         .filter(audit_chain_head::id.eq(1))
         .select((audit_chain_head::seq, audit_chain_head::mac))
         .first(conn)?;
-    let mac = mac_bytes(&mac)
-        .ok_or_else(|| Error::new(ErrorKind::Decode, "the chain head's MAC is not 32 bytes"))?;
+    let mac = mac_bytes(&mac).ok_or_else(|| Error::new(ErrorKind::Decode, "the chain head's MAC is not 32 bytes"))?;
     Ok(Head { seq, mac })
 }
 
@@ -256,10 +236,7 @@ pub(crate) fn append_batch(
     events: &[AuditEvent],
 ) -> Result<(Vec<Recorded>, Head)> {
     conn.immediate_transaction(|conn| {
-        let ids: Vec<String> = events
-            .iter()
-            .map(|event| event.event_id().to_string())
-            .collect();
+        let ids: Vec<String> = events.iter().map(|event| event.event_id().to_string()).collect();
         let mut stored: std::collections::HashSet<String> = audit_logs::table
             .filter(audit_logs::event_id.eq_any(&ids))
             .select(audit_logs::event_id)
@@ -304,8 +281,7 @@ pub(crate) fn append_batch(
     })
 }
 
-type Boxed<'a> =
-    audit_logs::BoxedQuery<'a, Sqlite, diesel::dsl::SqlTypeOf<diesel::dsl::AsSelect<Row, Sqlite>>>;
+type Boxed<'a> = audit_logs::BoxedQuery<'a, Sqlite, diesel::dsl::SqlTypeOf<diesel::dsl::AsSelect<Row, Sqlite>>>;
 
 fn filtered<'a>(filter: &'a AuditFilter) -> Boxed<'a> {
     let mut query = audit_logs::table.select(Row::as_select()).into_boxed();
@@ -344,11 +320,7 @@ fn filtered<'a>(filter: &'a AuditFilter) -> Boxed<'a> {
 }
 
 /// One page in time order, keyset-paginated on `(created_at, id)`.
-pub(crate) fn query_page(
-    conn: &mut SqliteConnection,
-    filter: &AuditFilter,
-    page: &PageRequest,
-) -> Result<Page> {
+pub(crate) fn query_page(conn: &mut SqliteConnection, filter: &AuditFilter, page: &PageRequest) -> Result<Page> {
     let mut query = filtered(filter);
     if let Some(cursor) = page.after {
         let at = cursor.created_at.to_string();
@@ -356,16 +328,12 @@ pub(crate) fn query_page(
             Order::OldestFirst => query.filter(
                 audit_logs::created_at
                     .gt(at.clone())
-                    .or(audit_logs::created_at
-                        .eq(at)
-                        .and(audit_logs::id.gt(cursor.id))),
+                    .or(audit_logs::created_at.eq(at).and(audit_logs::id.gt(cursor.id))),
             ),
             Order::NewestFirst => query.filter(
                 audit_logs::created_at
                     .lt(at.clone())
-                    .or(audit_logs::created_at
-                        .eq(at)
-                        .and(audit_logs::id.lt(cursor.id))),
+                    .or(audit_logs::created_at.eq(at).and(audit_logs::id.lt(cursor.id))),
             ),
         };
     }
@@ -387,18 +355,12 @@ pub(crate) fn query_page(
 
 /// How many rows match.
 pub(crate) fn count(conn: &mut SqliteConnection, filter: &AuditFilter) -> Result<u64> {
-    let count: i64 = filtered(filter)
-        .select(diesel::dsl::count_star())
-        .first(conn)?;
+    let count: i64 = filtered(filter).select(diesel::dsl::count_star()).first(conn)?;
     Ok(u64::try_from(count).unwrap_or(0))
 }
 
 /// Up to `limit` rows after position `after_id`, in chain order.
-pub(crate) fn chain_rows(
-    conn: &mut SqliteConnection,
-    after_id: i64,
-    limit: i64,
-) -> Result<Vec<VerifyRow>> {
+pub(crate) fn chain_rows(conn: &mut SqliteConnection, after_id: i64, limit: i64) -> Result<Vec<VerifyRow>> {
     let rows: Vec<Row> = audit_logs::table
         .select(Row::as_select())
         .filter(audit_logs::id.gt(after_id))

@@ -152,11 +152,7 @@ const MAX_SHIFT: i64 = 64;
 
 /// Streams `rows` (in id order) and returns the report. Memory stays bounded:
 /// one row of lookahead.
-pub(crate) fn verify_rows<I>(
-    rows: I,
-    context: &Context<'_>,
-    mut progress: impl FnMut(u64),
-) -> Result<VerifyReport>
+pub(crate) fn verify_rows<I>(rows: I, context: &Context<'_>, mut progress: impl FnMut(u64)) -> Result<VerifyReport>
 where
     I: Iterator<Item = Result<VerifyRow>>,
 {
@@ -195,12 +191,12 @@ where
                 && checkpoint.last_mac != row.mac
             {
                 let finding = Finding {
-                        row_id: row.id,
-                        kind: TamperKind::CheckpointMismatch,
-                        detail: "this row verifies in the chain, but it is not the row the checkpoint signed: \
+                    row_id: row.id,
+                    kind: TamperKind::CheckpointMismatch,
+                    detail: "this row verifies in the chain, but it is not the row the checkpoint signed: \
                                  the chain was rewritten from here or earlier"
-                            .to_owned(),
-                    };
+                        .to_owned(),
+                };
                 return Ok(report(checked, last_good, Some(finding)));
             }
             prev_mac = row.mac;
@@ -242,9 +238,7 @@ where
             let finding = Finding {
                 row_id: last_id + 1,
                 kind: TamperKind::Deleted,
-                detail: format!(
-                    "the chain head says {head_seq} rows were written but the log ends at {last_id}"
-                ),
+                detail: format!("the chain head says {head_seq} rows were written but the log ends at {last_id}"),
             };
             return Ok(report(checked, last_id, Some(finding)));
         }
@@ -277,10 +271,7 @@ fn classify(
         detail: detail.to_owned(),
     };
     if let Err(problem) = &row.record {
-        return finding(
-            TamperKind::Modified,
-            &format!("the row cannot be decoded: {problem}"),
-        );
+        return finding(TamperKind::Modified, &format!("the row cannot be decoded: {problem}"));
     }
     let next_links_here = next.is_some_and(|next| next.prev_mac == row.mac);
     let next_links_over = next.is_some_and(|next| next.prev_mac == prev_mac);
@@ -305,17 +296,11 @@ fn classify(
                 "the row's MAC is forged and it lies past the chain head",
             );
         }
-        return finding(
-            TamperKind::Modified,
-            "the row's content does not match its MAC",
-        );
+        return finding(TamperKind::Modified, "the row's content does not match its MAC");
     }
     // Neither its MAC nor its link holds.
     if let Some(next) = next {
-        if next_links_over
-            && row.prev_mac == next.mac
-            && self_consistent(chain, row, next.id - row.id)
-        {
+        if next_links_over && row.prev_mac == next.mac && self_consistent(chain, row, next.id - row.id) {
             return finding(TamperKind::Reordered, "this row and the next were swapped");
         }
         if next_links_over {

@@ -26,7 +26,10 @@ fn writes_and_reads_back_every_field(db: &TestDatabase) {
         .with_user_agent("curl/8.5\r\nInjected: yes")
         .with_request_id(zt_types::RequestId::parse("req-1").unwrap());
     let event = AuditEvent::builder(
-        Actor::user(UserId::parse("user_2abc").unwrap(), Some(zt_types::Email::parse_address("a@example.com").unwrap())),
+        Actor::user(
+            UserId::parse("user_2abc").unwrap(),
+            Some(zt_types::Email::parse_address("a@example.com").unwrap()),
+        ),
         "UPDATE_ROLE",
         "users",
     )
@@ -41,9 +44,7 @@ fn writes_and_reads_back_every_field(db: &TestDatabase) {
     assert_eq!(recorded.id, 1);
     assert!(!recorded.duplicate);
 
-    let page = log
-        .query(&AuditFilter::new(), &PageRequest::first(10))
-        .unwrap();
+    let page = log.query(&AuditFilter::new(), &PageRequest::first(10)).unwrap();
     assert_eq!(page.records.len(), 1);
     assert!(page.next.is_none());
     let row = &page.records[0];
@@ -52,11 +53,7 @@ fn writes_and_reads_back_every_field(db: &TestDatabase) {
     assert_eq!(row.user_id.as_deref(), Some("user_2abc"));
     assert_eq!(row.user_email.as_deref(), Some("a@example.com"));
     assert_eq!(
-        (
-            row.action.as_str(),
-            row.resource.as_str(),
-            row.resource_id.as_deref()
-        ),
+        (row.action.as_str(), row.resource.as_str(), row.resource_id.as_deref()),
         ("UPDATE_ROLE", "users", Some("7"))
     );
     assert_eq!(
@@ -65,10 +62,7 @@ fn writes_and_reads_back_every_field(db: &TestDatabase) {
         "stored metadata is the canonical text"
     );
     assert_eq!(row.metadata_value()["token"], "[REDACTED]");
-    assert_eq!(
-        row.client_ip,
-        Some("2001:db8::7".parse::<IpAddr>().unwrap())
-    );
+    assert_eq!(row.client_ip, Some("2001:db8::7".parse::<IpAddr>().unwrap()));
     assert_eq!(row.peer_ip, Some("10.0.0.2".parse::<IpAddr>().unwrap()));
     assert_eq!(
         row.user_agent.as_deref(),
@@ -101,26 +95,20 @@ fn same_event_twice_is_stored_once(db: &TestDatabase) {
 fn in_transaction_write_is_atomic_with_the_business_change(db: &TestDatabase) {
     use diesel::{Connection, RunQueryDsl};
     let log = open(db);
-    raw(
-        db,
-        "CREATE TABLE projects (id BIGINT PRIMARY KEY, name TEXT NOT NULL)",
-    )
-    .unwrap();
+    raw(db, "CREATE TABLE projects (id BIGINT PRIMARY KEY, name TEXT NOT NULL)").unwrap();
 
     macro_rules! business_transactions {
         ($conn:expr, $begin:ident) => {{
             let conn = &mut $conn;
             // Committed: both the project and its audit row.
             conn.$begin(|conn| {
-                diesel::sql_query("INSERT INTO projects (id, name) VALUES (1, 'kept')")
-                    .execute(conn)?;
+                diesel::sql_query("INSERT INTO projects (id, name) VALUES (1, 'kept')").execute(conn)?;
                 log.record_in(conn, &event(1))
             })
             .unwrap();
             // Rolled back after the audit write: neither remains.
             let rolled_back: Result<(), zt_audit::Error> = conn.$begin(|conn| {
-                diesel::sql_query("INSERT INTO projects (id, name) VALUES (2, 'lost')")
-                    .execute(conn)?;
+                diesel::sql_query("INSERT INTO projects (id, name) VALUES (2, 'lost')").execute(conn)?;
                 log.record_in(conn, &event(2))?;
                 Err(diesel::result::Error::RollbackTransaction.into())
             });
@@ -137,10 +125,7 @@ fn in_transaction_write_is_atomic_with_the_business_change(db: &TestDatabase) {
         1,
         "the rolled-back audit row is gone"
     );
-    assert_eq!(
-        support::raw_count(db, "SELECT COUNT(*) AS n FROM projects"),
-        1
-    );
+    assert_eq!(support::raw_count(db, "SELECT COUNT(*) AS n FROM projects"), 1);
     // The chain is intact, and the next write continues it without a gap.
     let next = log.record(&event(3)).unwrap();
     assert_eq!(next.id, 2);
@@ -215,9 +200,7 @@ fn filters_and_pagination_on_a_seeded_log(db: &TestDatabase) {
     for chunk in events.chunks(1000) {
         log.record_batch(chunk).unwrap();
     }
-    let expect = |predicate: &dyn Fn(&AuditEvent) -> bool| {
-        events.iter().filter(|e| predicate(e)).count() as u64
-    };
+    let expect = |predicate: &dyn Fn(&AuditEvent) -> bool| events.iter().filter(|e| predicate(e)).count() as u64;
     let at = |seconds: u64| start().saturating_add(std::time::Duration::from_secs(seconds));
 
     let cases: Vec<(AuditFilter, u64)> = vec![
@@ -235,9 +218,7 @@ fn filters_and_pagination_on_a_seeded_log(db: &TestDatabase) {
             expect(&|e| e.action().as_str() == "UPDATE_ROLE"),
         ),
         (
-            AuditFilter::new()
-                .action("UPDATE_ROLE")
-                .action("DELETE_PROJECT"),
+            AuditFilter::new().action("UPDATE_ROLE").action("DELETE_PROJECT"),
             expect(&|e| matches!(e.action().as_str(), "UPDATE_ROLE" | "DELETE_PROJECT")),
         ),
         (
@@ -254,13 +235,7 @@ fn filters_and_pagination_on_a_seeded_log(db: &TestDatabase) {
         ),
         (
             AuditFilter::new().ip("10.0.8.0/24").unwrap(),
-            expect(&|e| {
-                e.context()
-                    .client_ip()
-                    .unwrap()
-                    .to_string()
-                    .starts_with("10.0.8.")
-            }),
+            expect(&|e| e.context().client_ip().unwrap().to_string().starts_with("10.0.8.")),
         ),
         (
             AuditFilter::new().ip("2001:db8::/32").unwrap(),
@@ -286,10 +261,7 @@ fn filters_and_pagination_on_a_seeded_log(db: &TestDatabase) {
         ),
     ];
     for (filter, expected) in &cases {
-        assert!(
-            *expected > 0,
-            "a case that matches nothing proves little: {filter:?}"
-        );
+        assert!(*expected > 0, "a case that matches nothing proves little: {filter:?}");
         assert_eq!(log.count(filter).unwrap(), *expected, "{filter:?}");
     }
 
@@ -307,21 +279,14 @@ fn filters_and_pagination_on_a_seeded_log(db: &TestDatabase) {
                 None => break,
             }
         }
-        assert_eq!(
-            seen.len() as u64,
-            expect(&|e| e.action().as_str() == "UPDATE_ROLE")
-        );
+        assert_eq!(seen.len() as u64, expect(&|e| e.action().as_str() == "UPDATE_ROLE"));
         let mut sorted = seen.clone();
         sorted.sort();
         if order == Order::NewestFirst {
             sorted.reverse();
         }
         assert_eq!(seen, sorted, "{order:?}");
-        assert_eq!(
-            seen.iter().collect::<HashSet<_>>().len(),
-            seen.len(),
-            "no row twice"
-        );
+        assert_eq!(seen.iter().collect::<HashSet<_>>().len(), seen.len(), "no row twice");
     }
 
     // Streaming visits everything with bounded pages.
@@ -331,33 +296,22 @@ fn filters_and_pagination_on_a_seeded_log(db: &TestDatabase) {
         Ok(())
     })
     .unwrap();
-    assert_eq!(
-        streamed,
-        expect(&|e| e.actor().user_id().unwrap().as_str() == "1")
-    );
+    assert_eq!(streamed, expect(&|e| e.actor().user_id().unwrap().as_str() == "1"));
     assert!(log.verify().unwrap().is_valid());
 }
 
 fn bad_filters_get_typed_errors(db: &TestDatabase) {
     let log = open(db);
     let too_long = AuditFilter::new().user(&"9".repeat(200));
-    assert_eq!(
-        log.count(&too_long).unwrap_err().kind(),
-        ErrorKind::InvalidInput
-    );
+    assert_eq!(log.count(&too_long).unwrap_err().kind(), ErrorKind::InvalidInput);
     let orphan_id = AuditFilter::new().resource_id("1");
     assert_eq!(
-        log.query(&orphan_id, &PageRequest::first(1))
-            .unwrap_err()
-            .kind(),
+        log.query(&orphan_id, &PageRequest::first(1)).unwrap_err().kind(),
         ErrorKind::InvalidInput
     );
     let later: Timestamp = "2030-01-01T00:00:00Z".parse().unwrap();
     let backwards = AuditFilter::new().since(later).until(start());
-    assert_eq!(
-        log.count(&backwards).unwrap_err().kind(),
-        ErrorKind::InvalidInput
-    );
+    assert_eq!(log.count(&backwards).unwrap_err().kind(), ErrorKind::InvalidInput);
 }
 
 fn migrations_are_idempotent(db: &TestDatabase) {

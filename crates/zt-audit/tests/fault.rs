@@ -18,8 +18,7 @@ fn postgres_restart_mid_run_loses_and_duplicates_nothing() {
         eprintln!("SKIPPED on PostgreSQL: ZT_SKIP_POSTGRES=1");
         return;
     }
-    let mut cluster = PgCluster::start(Durability::Fast)
-        .expect("a private PostgreSQL server for fault injection");
+    let mut cluster = PgCluster::start(Durability::Fast).expect("a private PostgreSQL server for fault injection");
     let config = PoolConfig::new()
         .max_size(4)
         .connection_timeout(Duration::from_millis(500));
@@ -28,8 +27,7 @@ fn postgres_restart_mid_run_loses_and_duplicates_nothing() {
         &support::key(),
     );
     log.migrate().unwrap();
-    let spool =
-        std::env::temp_dir().join(format!("zt-fault-spool-{}", uuid::Uuid::new_v4().simple()));
+    let spool = std::env::temp_dir().join(format!("zt-fault-spool-{}", uuid::Uuid::new_v4().simple()));
     let pipeline = Pipeline::start(
         log.clone(),
         PipelineConfig::new(&spool)
@@ -47,9 +45,7 @@ fn postgres_restart_mid_run_loses_and_duplicates_nothing() {
                 let pipeline = &pipeline;
                 scope.spawn(move || {
                     for i in 0..25_000 {
-                        pipeline
-                            .submit(support::event(thread * 100_000 + i))
-                            .unwrap();
+                        pipeline.submit(support::event(thread * 100_000 + i)).unwrap();
                     }
                 })
             })

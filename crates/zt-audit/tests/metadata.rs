@@ -17,8 +17,7 @@ fn json_value() -> impl Strategy<Value = Value> {
         any::<i64>().prop_map(Value::from),
         any::<u64>().prop_map(Value::from),
         any::<f64>().prop_filter_map("finite", |f| Number::from_f64(f).map(Value::Number)),
-        (-1_000_000i32..1_000_000, 0i32..6)
-            .prop_map(|(n, scale)| Value::from(f64::from(n) / 10f64.powi(scale))),
+        (-1_000_000i32..1_000_000, 0i32..6).prop_map(|(n, scale)| Value::from(f64::from(n) / 10f64.powi(scale))),
     ];
     let leaf = prop_oneof![
         Just(Value::Null),

@@ -1,12 +1,7 @@
 //! The pipeline loses nothing: batching, spooling through outages, replay
 //! after a crash, damaged spool tails, full queues and full disks.
 // Tests unwrap: a failed unwrap is a failed test.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::print_stdout,
-    clippy::print_stderr
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout, clippy::print_stderr)]
 
 mod support;
 
@@ -37,11 +32,7 @@ fn spool_dir(db: &TestDatabase) -> PathBuf {
 
 fn batches_from_four_threads(db: &TestDatabase) {
     let log = open(db);
-    let pipeline = Pipeline::start(
-        log.clone(),
-        PipelineConfig::new(spool_dir(db)).batch_size(500),
-    )
-    .unwrap();
+    let pipeline = Pipeline::start(log.clone(), PipelineConfig::new(spool_dir(db)).batch_size(500)).unwrap();
     std::thread::scope(|scope| {
         for thread in 0..4u32 {
             let pipeline = &pipeline;
@@ -59,10 +50,7 @@ fn batches_from_four_threads(db: &TestDatabase) {
         "flush returns once everything is stored"
     );
     let stats = pipeline.shutdown(Duration::from_secs(60)).unwrap();
-    assert_eq!(
-        (stats.submitted, stats.written, stats.rejected),
-        (10_000, 10_000, 0)
-    );
+    assert_eq!((stats.submitted, stats.written, stats.rejected), (10_000, 10_000, 0));
     assert!(stats.batches >= 20, "{stats:?}");
     assert!(log.verify().unwrap().is_valid());
 }
@@ -70,8 +58,7 @@ fn batches_from_four_threads(db: &TestDatabase) {
 fn outage_spools_and_replays_in_order(db: &TestDatabase) {
     // The tables do not exist yet: every write fails as an outage would.
     let log = AuditLog::new(support::pool(db), &support::key());
-    let config = PipelineConfig::new(spool_dir(db))
-        .retry(Duration::from_millis(20), Duration::from_millis(100));
+    let config = PipelineConfig::new(spool_dir(db)).retry(Duration::from_millis(20), Duration::from_millis(100));
     let pipeline = Pipeline::start(log.clone(), config.clone()).unwrap();
     let events: Vec<_> = (0..300).map(event).collect();
     for event in &events {
@@ -191,9 +178,7 @@ fn full_queue_blocks_then_tells_the_caller(db: &TestDatabase) {
     let holder = std::thread::spawn(move || {
         use diesel::{Connection, RunQueryDsl};
         let mut conn = diesel::SqliteConnection::establish(&path).unwrap();
-        diesel::sql_query("BEGIN EXCLUSIVE")
-            .execute(&mut conn)
-            .unwrap();
+        diesel::sql_query("BEGIN EXCLUSIVE").execute(&mut conn).unwrap();
         locked_tx.send(()).unwrap();
         release_rx.recv().unwrap();
         diesel::sql_query("COMMIT").execute(&mut conn).unwrap();
@@ -233,9 +218,7 @@ fn unwritable_spool_is_a_clear_error(db: &TestDatabase) {
     let error = Pipeline::start(log, PipelineConfig::new(blocker.join("spool"))).unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Spool);
     assert!(
-        error
-            .to_string()
-            .contains("cannot create the spool directory"),
+        error.to_string().contains("cannot create the spool directory"),
         "{error}"
     );
 }
@@ -271,9 +254,7 @@ fn full_disk_is_reported_to_the_caller(db: &TestDatabase) {
         None => {
             // Without mount rights, an unwritable spool stands in: its directory
             // is replaced by a file while the pipeline runs.
-            eprintln!(
-                "mount is not permitted here: simulating an unwritable spool instead of a full disk"
-            );
+            eprintln!("mount is not permitted here: simulating an unwritable spool instead of a full disk");
             dir.join("spool")
         }
     };
@@ -330,17 +311,8 @@ fn killed_writer_loses_nothing(db: &TestDatabase) {
     let log = open(db);
     let spool = spool_dir(db);
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child_writer",
-            "--nocapture",
-            "--test-threads",
-            "1",
-        ])
-        .env(
-            "ZT_PIPELINE_CHILD",
-            format!("{}|{}", db.url(), spool.display()),
-        )
+        .args(["--exact", "child_writer", "--nocapture", "--test-threads", "1"])
+        .env("ZT_PIPELINE_CHILD", format!("{}|{}", db.url(), spool.display()))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -356,11 +328,7 @@ fn killed_writer_loses_nothing(db: &TestDatabase) {
     child.kill().unwrap();
     child.wait().unwrap();
     // Ids printed before the kill landed are acknowledged too.
-    acknowledged.extend(
-        lines
-            .map_while(Result::ok)
-            .filter_map(|line| line.parse::<Uuid>().ok()),
-    );
+    acknowledged.extend(lines.map_while(Result::ok).filter_map(|line| line.parse::<Uuid>().ok()));
 
     let pipeline = Pipeline::start(log.clone(), PipelineConfig::new(&spool)).unwrap();
     pipeline.flush(Duration::from_secs(60)).unwrap();
@@ -370,10 +338,7 @@ fn killed_writer_loses_nothing(db: &TestDatabase) {
         "the spool held the child's events: {stats:?}"
     );
     let stored = stored_event_ids(&log);
-    let missing: Vec<_> = acknowledged
-        .iter()
-        .filter(|id| !stored.contains(id))
-        .collect();
+    let missing: Vec<_> = acknowledged.iter().filter(|id| !stored.contains(id)).collect();
     assert!(
         missing.is_empty(),
         "{} acknowledged events are missing, first {:?}",

@@ -27,12 +27,7 @@ fn assert_finding(log: &AuditLog, row_id: i64, kind: TamperKind) {
     let finding = report
         .finding
         .unwrap_or_else(|| panic!("tampering at row {row_id} went unnoticed"));
-    assert_eq!(
-        (finding.row_id, finding.kind),
-        (row_id, kind),
-        "{}",
-        finding.detail
-    );
+    assert_eq!((finding.row_id, finding.kind), (row_id, kind), "{}", finding.detail);
 }
 
 /// Moves every row from `from` on by `by` positions, through a far-away
@@ -119,16 +114,8 @@ fn modified_address_is_named(db: &TestDatabase) {
     let log = seeded(db);
     match db.backend() {
         // On SQLite the derived range key alone is enough to notice.
-        Backend::Sqlite => raw(
-            db,
-            "UPDATE audit_logs SET client_ip_bin = zeroblob(16) WHERE id = 5",
-        )
-        .unwrap(),
-        Backend::Postgres => raw(
-            db,
-            "UPDATE audit_logs SET client_ip = '192.0.2.1' WHERE id = 5",
-        )
-        .unwrap(),
+        Backend::Sqlite => raw(db, "UPDATE audit_logs SET client_ip_bin = zeroblob(16) WHERE id = 5").unwrap(),
+        Backend::Postgres => raw(db, "UPDATE audit_logs SET client_ip = '192.0.2.1' WHERE id = 5").unwrap(),
     };
     assert_finding(&log, 5, TamperKind::Modified);
 }
@@ -185,8 +172,7 @@ fn signing_key() -> SigningKey {
 
 fn truncation_after_a_checkpoint_is_detected(db: &TestDatabase) {
     let log = seeded(db);
-    let checkpoint =
-        SignedCheckpoint::from_json(&log.checkpoint(&signing_key()).unwrap().to_json()).unwrap();
+    let checkpoint = SignedCheckpoint::from_json(&log.checkpoint(&signing_key()).unwrap().to_json()).unwrap();
     assert_eq!(checkpoint.checkpoint.seq, i64::from(ROWS));
     let trusted = signing_key().verifying_key();
     assert!(
@@ -207,9 +193,7 @@ fn truncation_after_a_checkpoint_is_detected(db: &TestDatabase) {
         "without a checkpoint the truncation is invisible"
     );
 
-    let report = log
-        .verify_with(Some((&checkpoint, &trusted)), |_| {})
-        .unwrap();
+    let report = log.verify_with(Some((&checkpoint, &trusted)), |_| {}).unwrap();
     let finding = report.finding.unwrap();
     assert_eq!(
         (finding.row_id, finding.kind),
@@ -224,23 +208,13 @@ fn bad_checkpoint_signature_is_named(db: &TestDatabase) {
     let mut checkpoint = log.checkpoint(&signing_key()).unwrap();
     checkpoint.checkpoint.seq = 10;
     let trusted = signing_key().verifying_key();
-    let report = log
-        .verify_with(Some((&checkpoint, &trusted)), |_| {})
-        .unwrap();
-    assert_eq!(
-        report.finding.unwrap().kind,
-        TamperKind::BadCheckpointSignature
-    );
+    let report = log.verify_with(Some((&checkpoint, &trusted)), |_| {}).unwrap();
+    assert_eq!(report.finding.unwrap().kind, TamperKind::BadCheckpointSignature);
 
     let genuine = log.checkpoint(&signing_key()).unwrap();
     let stranger = SigningKey::from_bytes(&[6; 32]).verifying_key();
-    let report = log
-        .verify_with(Some((&genuine, &stranger)), |_| {})
-        .unwrap();
-    assert_eq!(
-        report.finding.unwrap().kind,
-        TamperKind::BadCheckpointSignature
-    );
+    let report = log.verify_with(Some((&genuine, &stranger)), |_| {}).unwrap();
+    assert_eq!(report.finding.unwrap().kind, TamperKind::BadCheckpointSignature);
 }
 
 fn rewritten_chain_misses_its_checkpoint(db: &TestDatabase) {
@@ -264,10 +238,7 @@ fn rewritten_chain_misses_its_checkpoint(db: &TestDatabase) {
 
 fn wrong_key_fails_every_row(db: &TestDatabase) {
     let log = seeded(db);
-    let stranger = AuditLog::new(
-        log.pool().clone(),
-        &zt_audit::ChainKey::from_bytes(&[7; 32]).unwrap(),
-    );
+    let stranger = AuditLog::new(log.pool().clone(), &zt_audit::ChainKey::from_bytes(&[7; 32]).unwrap());
     let report = stranger.verify().unwrap();
     assert_eq!(report.finding.unwrap().row_id, 1);
 }

@@ -8,13 +8,13 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, anyhow};
 use indicatif::{ProgressBar, ProgressStyle};
 use zt_audit::{
-    AuditFilter, AuditLog, ChainKey, Order, PageRequest, SignedCheckpoint, generate_signing_key,
-    signing_key_from_file, verifying_key_from_file,
+    AuditFilter, AuditLog, ChainKey, Order, PageRequest, SignedCheckpoint, generate_signing_key, signing_key_from_file,
+    verifying_key_from_file,
 };
 use zt_db::{DatabaseUrl, Pool, PoolConfig};
 use zt_types::{AuditStatus, Timestamp};
 
-use crate::output::{RECORD_COLUMNS, default_format, record_cells, record_table};
+use crate::output::{RECORD_COLUMNS, default_format, record_cells};
 use crate::{AuditCommand, ExportFormat, Filters, Format, KeyArgs, Outcome, when};
 
 fn connect(url: &str) -> Result<Pool> {
@@ -37,8 +37,7 @@ fn connect(url: &str) -> Result<Pool> {
 /// `zt migrate`: applies zt-audit's and zt-session's migrations.
 pub(crate) fn migrate(url: &str) -> Result<Outcome> {
     let parsed: DatabaseUrl = url.parse().map_err(|e| anyhow!("{e}"))?;
-    let pool =
-        Pool::connect_with(&parsed, &PoolConfig::new().max_size(1)).map_err(|e| anyhow!("{e}"))?;
+    let pool = Pool::connect_with(&parsed, &PoolConfig::new().max_size(1)).map_err(|e| anyhow!("{e}"))?;
     let mut applied = Vec::new();
     for set in [&zt_audit::MIGRATIONS, &zt_session::MIGRATIONS] {
         applied.extend(pool.run_migrations(set).map_err(|e| anyhow!("{e}"))?);
@@ -73,7 +72,7 @@ pub(crate) fn run(command: AuditCommand) -> Result<Outcome> {
             match format.unwrap_or_else(default_format) {
                 Format::Table => {
                     let total = log.count(&filter).map_err(|e| anyhow!("{e}"))?;
-                    print!("{}", record_table(&page.records));
+                    print!("{}", zt_audit::records_table(&page.records));
                     println!("{} of {total} matching rows", page.records.len());
                 }
                 Format::Json => println!("{}", serde_json::to_string_pretty(&page.records)?),
@@ -227,18 +226,11 @@ fn progress_bar(total: u64, what: &str) -> ProgressBar {
     bar
 }
 
-fn export(
-    url: &str,
-    filters: &Filters,
-    format: ExportFormat,
-    output: Option<&Path>,
-) -> Result<Outcome> {
+fn export(url: &str, filters: &Filters, format: ExportFormat, output: Option<&Path>) -> Result<Outcome> {
     let log = AuditLog::read_only(connect(url)?);
     let filter = build_filter(filters)?;
     let sink: Box<dyn Write> = match output {
-        Some(path) => Box::new(
-            File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
-        ),
+        Some(path) => Box::new(File::create(path).with_context(|| format!("cannot create {}", path.display()))?),
         None => Box::new(std::io::stdout().lock()),
     };
     let mut sink = BufWriter::new(sink);
@@ -255,9 +247,7 @@ fn export(
             let mut writer = csv::Writer::from_writer(&mut sink);
             writer.write_record(RECORD_COLUMNS)?;
             let written = log.for_each(&filter, |record| {
-                writer
-                    .write_record(record_cells(record))
-                    .map_err(|e| io_error(&e))?;
+                writer.write_record(record_cells(record)).map_err(|e| io_error(&e))?;
                 bar.inc(1);
                 Ok(())
             });
@@ -281,20 +271,13 @@ fn io_error(error: &dyn std::fmt::Display) -> zt_audit::Error {
     ))
 }
 
-fn verify(
-    url: &str,
-    key: &KeyArgs,
-    checkpoint: Option<(&Path, &Path)>,
-    json: bool,
-) -> Result<Outcome> {
+fn verify(url: &str, key: &KeyArgs, checkpoint: Option<(&Path, &Path)>, json: bool) -> Result<Outcome> {
     let key = chain_key(key)?;
     let log = AuditLog::new(connect(url)?, &key);
     let checkpoint = match checkpoint {
         Some((file, public)) => {
-            let text = std::fs::read_to_string(file)
-                .with_context(|| format!("cannot read {}", file.display()))?;
-            let signed = SignedCheckpoint::from_json(&text)
-                .map_err(|e| anyhow!("{}: {e}", file.display()))?;
+            let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+            let signed = SignedCheckpoint::from_json(&text).map_err(|e| anyhow!("{}: {e}", file.display()))?;
             let trusted = verifying_key_from_file(public).map_err(|e| anyhow!("{e}"))?;
             Some((signed, trusted))
         }
@@ -306,12 +289,9 @@ fn verify(
         .map_err(|e| anyhow!("{e}"))?;
     let bar = progress_bar(total, "verifying");
     let report = log
-        .verify_with(
-            checkpoint
-                .as_ref()
-                .map(|(signed, trusted)| (signed, trusted)),
-            |done| bar.set_position(done),
-        )
+        .verify_with(checkpoint.as_ref().map(|(signed, trusted)| (signed, trusted)), |done| {
+            bar.set_position(done)
+        })
         .map_err(|e| anyhow!("{e}"))?;
     bar.finish_and_clear();
     if json {
@@ -328,10 +308,7 @@ fn verify(
                     ""
                 }
             ),
-            Some(finding) => println!(
-                "TAMPERED: row {}: {}: {}",
-                finding.row_id, finding.kind, finding.detail
-            ),
+            Some(finding) => println!("TAMPERED: row {}: {}: {}", finding.row_id, finding.kind, finding.detail),
         }
     }
     Ok(if report.is_valid() {

@@ -3,7 +3,9 @@
 use anyhow::{Result, anyhow};
 use zt_error_codes::ErrorCode;
 
-use crate::output::{Table, default_format};
+use zt_audit::TextTable;
+
+use crate::output::default_format;
 use crate::{CodesCommand, Format, Outcome};
 
 pub(crate) fn run(command: CodesCommand) -> Result<Outcome> {
@@ -16,7 +18,7 @@ pub(crate) fn run(command: CodesCommand) -> Result<Outcome> {
 fn list(format: Format) -> Result<Outcome> {
     match format {
         Format::Table => {
-            let mut table = Table::new(&["CODE", "HTTP", "SEVERITY", "CATEGORY", "PUBLIC MESSAGE"]);
+            let mut table = TextTable::new(&["CODE", "HTTP", "SEVERITY", "CATEGORY", "PUBLIC MESSAGE"]);
             for code in ErrorCode::ALL {
                 let info = code.info();
                 table.row(vec![
@@ -31,9 +33,7 @@ fn list(format: Format) -> Result<Outcome> {
         }
         Format::Json => println!(
             "{}",
-            serde_json::to_string_pretty(
-                &ErrorCode::ALL.iter().map(|c| json(*c)).collect::<Vec<_>>()
-            )?
+            serde_json::to_string_pretty(&ErrorCode::ALL.iter().map(|c| json(*c)).collect::<Vec<_>>())?
         ),
         Format::Jsonl => {
             for code in ErrorCode::ALL {
@@ -42,13 +42,7 @@ fn list(format: Format) -> Result<Outcome> {
         }
         Format::Csv => {
             let mut writer = csv::Writer::from_writer(std::io::stdout());
-            writer.write_record([
-                "code",
-                "http_status",
-                "severity",
-                "category",
-                "public_message",
-            ])?;
+            writer.write_record(["code", "http_status", "severity", "category", "public_message"])?;
             for code in ErrorCode::ALL {
                 let info = code.info();
                 writer.write_record([
@@ -89,14 +83,8 @@ fn show(reason: &str) -> Result<Outcome> {
     println!("  category:        {}", info.category);
     println!("  severity:        {}", info.severity);
     println!("  HTTP status:     {}", info.http_status);
-    println!(
-        "  retryable:       {}",
-        if info.retryable { "yes" } else { "no" }
-    );
-    println!(
-        "  sign in again:   {}",
-        if info.reauthenticate { "yes" } else { "no" }
-    );
+    println!("  retryable:       {}", if info.retryable { "yes" } else { "no" });
+    println!("  sign in again:   {}", if info.reauthenticate { "yes" } else { "no" });
     println!("  public title:    {}", info.public_title);
     println!("  public message:  {}", info.public_message);
     println!("  meaning:         {}", info.description);

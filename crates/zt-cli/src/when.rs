@@ -11,9 +11,7 @@ pub(crate) fn parse(text: &str, now: Timestamp) -> Result<Timestamp> {
         return Ok(at);
     }
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
     let amount: u64 = match digits.parse() {
         Ok(amount) => amount,
@@ -39,18 +37,9 @@ mod tests {
     #[test]
     fn relative_and_absolute_times() {
         let now: Timestamp = "2026-11-29T12:00:00Z".parse().unwrap();
-        assert_eq!(
-            parse("24h", now).unwrap().to_string(),
-            "2026-11-28T12:00:00.000000Z"
-        );
-        assert_eq!(
-            parse("7d", now).unwrap().to_string(),
-            "2026-11-22T12:00:00.000000Z"
-        );
-        assert_eq!(
-            parse("30m", now).unwrap().to_string(),
-            "2026-11-29T11:30:00.000000Z"
-        );
+        assert_eq!(parse("24h", now).unwrap().to_string(), "2026-11-28T12:00:00.000000Z");
+        assert_eq!(parse("7d", now).unwrap().to_string(), "2026-11-22T12:00:00.000000Z");
+        assert_eq!(parse("30m", now).unwrap().to_string(), "2026-11-29T11:30:00.000000Z");
         assert_eq!(
             parse("2026-01-01T00:00:00+02:00", now).unwrap().to_string(),
             "2025-12-31T22:00:00.000000Z"

@@ -31,17 +31,13 @@ fn log(db: &TestDatabase) -> AuditLog {
 }
 
 fn event(user: &str, action: &str, ago: Duration) -> AuditEvent {
-    AuditEvent::builder(
-        Actor::user(UserId::parse(user).unwrap(), None),
-        action,
-        "projects",
-    )
-    .resource_id(7)
-    .context(&RequestContext::new().with_ip("203.0.113.9".parse().unwrap()))
-    .status(AuditStatus::Success)
-    .created_at(Timestamp::now().saturating_sub(ago))
-    .build()
-    .unwrap()
+    AuditEvent::builder(Actor::user(UserId::parse(user).unwrap(), None), action, "projects")
+        .resource_id(7)
+        .context(&RequestContext::new().with_ip("203.0.113.9".parse().unwrap()))
+        .status(AuditStatus::Success)
+        .created_at(Timestamp::now().saturating_sub(ago))
+        .build()
+        .unwrap()
 }
 
 fn stdout(command: &mut Command) -> String {
@@ -72,9 +68,7 @@ fn migrate_and_query(db: &TestDatabase) {
         .unwrap();
 
     // The example: a readable table.
-    let table = stdout(zt(db).args([
-        "audit", "query", "--user", "42", "--since", "24h", "--format", "table",
-    ]));
+    let table = stdout(zt(db).args(["audit", "query", "--user", "42", "--since", "24h", "--format", "table"]));
     let lines: Vec<&str> = table.lines().collect();
     assert!(
         lines[0].starts_with("ID") && lines[0].contains("ACTION") && lines[0].contains("CLIENT IP"),
@@ -93,10 +87,7 @@ fn migrate_and_query(db: &TestDatabase) {
 
     // Piped, the default is JSON Lines.
     let jsonl = stdout(zt(db).args(["audit", "query", "--user", "42"]));
-    let rows: Vec<serde_json::Value> = jsonl
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect();
+    let rows: Vec<serde_json::Value> = jsonl.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
     assert_eq!(rows.len(), 3);
     assert_eq!(rows[0]["action"], "OLD_THING");
 
@@ -111,9 +102,7 @@ fn migrate_and_query(db: &TestDatabase) {
     ]));
     let rows: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
     assert_eq!(
-        rows.iter()
-            .map(|r| r["user_id"].as_str().unwrap())
-            .collect::<Vec<_>>(),
+        rows.iter().map(|r| r["user_id"].as_str().unwrap()).collect::<Vec<_>>(),
         ["7", "42"]
     );
 
@@ -128,10 +117,7 @@ fn migrate_and_query(db: &TestDatabase) {
         "csv",
     ]));
     let lines: Vec<&str> = csv.lines().collect();
-    assert!(
-        lines[0].starts_with("id,created_at,actor_kind,user_id"),
-        "{csv}"
-    );
+    assert!(lines[0].starts_with("id,created_at,actor_kind,user_id"), "{csv}");
     assert_eq!(lines.len(), 3);
 
     let none = stdout(zt(db).args(["audit", "query", "--status", "denied", "--format", "jsonl"]));
@@ -152,15 +138,9 @@ fn export_streams_every_row(db: &TestDatabase) {
         .arg(&jsonl)
         .assert()
         .success();
-    assert_eq!(
-        std::fs::read_to_string(&jsonl).unwrap().lines().count(),
-        2500
-    );
+    assert_eq!(std::fs::read_to_string(&jsonl).unwrap().lines().count(), 2500);
     let csv = stdout(zt(db).args(["audit", "export", "--format", "csv", "--user", "1"]));
-    assert_eq!(
-        csv.lines().count(),
-        1 + (0..2500).filter(|i| i % 3 == 1).count()
-    );
+    assert_eq!(csv.lines().count(), 1 + (0..2500).filter(|i| i % 3 == 1).count());
 }
 
 fn verify_names_the_tampered_row_of_a_large_log(db: &TestDatabase) {
@@ -169,11 +149,7 @@ fn verify_names_the_tampered_row_of_a_large_log(db: &TestDatabase) {
     let total = 100_000u64;
     let mut batch = Vec::with_capacity(5000);
     for i in 0..total {
-        batch.push(event(
-            &(i % 100).to_string(),
-            "BULK",
-            Duration::from_secs(total - i),
-        ));
+        batch.push(event(&(i % 100).to_string(), "BULK", Duration::from_secs(total - i)));
         if batch.len() == 5000 {
             log.record_batch(&batch).unwrap();
             batch.clear();
@@ -185,9 +161,7 @@ fn verify_names_the_tampered_row_of_a_large_log(db: &TestDatabase) {
     let raw = |sql: &str| match db.backend() {
         Backend::Sqlite => {
             use diesel::{Connection, RunQueryDsl};
-            let mut conn =
-                diesel::SqliteConnection::establish(db.url().trim_start_matches("sqlite://"))
-                    .unwrap();
+            let mut conn = diesel::SqliteConnection::establish(db.url().trim_start_matches("sqlite://")).unwrap();
             diesel::sql_query(sql).execute(&mut conn).unwrap();
         }
         Backend::Postgres => {
@@ -216,8 +190,7 @@ fn checkpoints_catch_truncation(db: &TestDatabase) {
     stdout(zt(db).arg("migrate"));
     let log = log(db);
     for i in 0..10 {
-        log.record(&event("1", "STEP", Duration::from_secs(100 - i)))
-            .unwrap();
+        log.record(&event("1", "STEP", Duration::from_secs(100 - i))).unwrap();
     }
     let dir = db.scratch_dir();
     let (secret, public, chain, checkpoint) = (
@@ -274,9 +247,7 @@ fn checkpoints_catch_truncation(db: &TestDatabase) {
         use diesel::{Connection, RunQueryDsl};
         match db.backend() {
             Backend::Sqlite => {
-                let mut conn =
-                    diesel::SqliteConnection::establish(db.url().trim_start_matches("sqlite://"))
-                        .unwrap();
+                let mut conn = diesel::SqliteConnection::establish(db.url().trim_start_matches("sqlite://")).unwrap();
                 diesel::sql_query("DROP TRIGGER audit_logs_no_delete")
                     .execute(&mut conn)
                     .unwrap();
@@ -317,18 +288,8 @@ fn errors_are_one_line_with_exit_code_2(db: &TestDatabase) {
             "--database-url".into(),
             "sqlite:///nonexistent/dir/zt.db".into(),
         ],
-        vec![
-            "audit".into(),
-            "query".into(),
-            "--since".into(),
-            "yesterday".into(),
-        ],
-        vec![
-            "audit".into(),
-            "query".into(),
-            "--ip".into(),
-            "10.0.0.0/99".into(),
-        ],
+        vec!["audit".into(), "query".into(), "--since".into(), "yesterday".into()],
+        vec!["audit".into(), "query".into(), "--ip".into(), "10.0.0.0/99".into()],
         vec!["codes".into(), "show".into(), "NO_SUCH_CODE".into()],
     ];
     stdout(zt(db).arg("migrate"));

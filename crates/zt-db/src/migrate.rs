@@ -28,9 +28,7 @@ impl std::fmt::Debug for MigrationSet {
 struct Source(&'static EmbeddedMigrations);
 
 impl<DB: diesel::backend::Backend> diesel::migration::MigrationSource<DB> for Source {
-    fn migrations(
-        &self,
-    ) -> diesel::migration::Result<Vec<Box<dyn diesel::migration::Migration<DB>>>> {
+    fn migrations(&self) -> diesel::migration::Result<Vec<Box<dyn diesel::migration::Migration<DB>>>> {
         diesel::migration::MigrationSource::<DB>::migrations(self.0)
     }
 }
@@ -54,11 +52,7 @@ const MIGRATION_LOCK_KEY: i64 = 0x7a74_6d69_6772;
 fn migration_error(set: &MigrationSet, error: &dyn std::fmt::Display) -> Error {
     Error::new(
         ErrorKind::Migration,
-        format!(
-            "{} migrations failed: {}",
-            set.name,
-            first_line(&error.to_string())
-        ),
+        format!("{} migrations failed: {}", set.name, first_line(&error.to_string())),
     )
 }
 
@@ -69,10 +63,7 @@ impl Migrate for diesel::PgConnection {
         use diesel_migrations::MigrationHarness;
         let applied = self
             .transaction::<_, Box<dyn std::error::Error + Send + Sync>, _>(|conn| {
-                diesel::sql_query(format!(
-                    "SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"
-                ))
-                .execute(conn)?;
+                diesel::sql_query(format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")).execute(conn)?;
                 let versions = conn.run_pending_migrations(Source(set.postgres))?;
                 Ok(versions.iter().map(ToString::to_string).collect())
             })
@@ -101,10 +92,7 @@ impl Pool {
         let unreachable = |e: diesel::r2d2::PoolError| {
             Error::new(
                 ErrorKind::Unreachable,
-                format!(
-                    "no database connection for migrations: {}",
-                    first_line(&e.to_string())
-                ),
+                format!("no database connection for migrations: {}", first_line(&e.to_string())),
             )
         };
         match self {

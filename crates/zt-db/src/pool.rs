@@ -185,17 +185,25 @@ impl Pool {
         match url {
             #[cfg(feature = "sqlite")]
             DatabaseUrl::Sqlite(_) => {
-                let customizer = SqliteCustomizer { busy_timeout: config.busy_timeout, synchronous: config.synchronous };
-                Ok(Self::Sqlite(builder(config, Some(Box::new(customizer))).build_unchecked(Manager::new(url.connection_string()))))
+                let customizer = SqliteCustomizer {
+                    busy_timeout: config.busy_timeout,
+                    synchronous: config.synchronous,
+                };
+                Ok(Self::Sqlite(
+                    builder(config, Some(Box::new(customizer))).build_unchecked(Manager::new(url.connection_string())),
+                ))
             }
             #[cfg(feature = "postgres")]
-            DatabaseUrl::Postgres(_) => {
-                Ok(Self::Postgres(builder(config, None).build_unchecked(Manager::new(url.connection_string()))))
-            }
+            DatabaseUrl::Postgres(_) => Ok(Self::Postgres(
+                builder(config, None).build_unchecked(Manager::new(url.connection_string())),
+            )),
             #[allow(unreachable_patterns)]
             other => Err(Error::new(
                 ErrorKind::BackendDisabled,
-                format!("{other} needs the `{}` feature of zt-db, which is not enabled", other.backend()),
+                format!(
+                    "{other} needs the `{}` feature of zt-db, which is not enabled",
+                    other.backend()
+                ),
             )),
         }
     }
@@ -424,14 +432,11 @@ mod health {
 
     impl Instrumentation for HealthProbe {
         fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
-            if let InstrumentationEvent::FinishQuery {
-                error: Some(error), ..
-            } = &event
+            if let InstrumentationEvent::FinishQuery { error: Some(error), .. } = &event
                 && matches!(
                     error,
                     Error::DatabaseError(
-                        DatabaseErrorKind::ClosedConnection
-                            | DatabaseErrorKind::UnableToSendCommand,
+                        DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
                         _
                     )
                 )
@@ -461,9 +466,7 @@ mod health {
             armed: false,
             inner: None,
         });
-        let (closed, inner) = RETURNED
-            .with(|slot| slot.borrow_mut().take())
-            .unwrap_or((false, None));
+        let (closed, inner) = RETURNED.with(|slot| slot.borrow_mut().take()).unwrap_or((false, None));
         conn.set_instrumentation(HealthProbe::new(inner));
         closed
     }

@@ -219,11 +219,7 @@ mod tests {
         for info in ErrorCode::ALL.iter().map(|code| code.info()) {
             assert!(seen.insert(info.reason), "duplicate {}", info.reason);
             let mut chars = info.reason.chars();
-            assert!(
-                chars.next().is_some_and(|c| c.is_ascii_uppercase()),
-                "{}",
-                info.reason
-            );
+            assert!(chars.next().is_some_and(|c| c.is_ascii_uppercase()), "{}", info.reason);
             assert!(info.reason.len() >= 2);
             assert!(
                 chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'),
@@ -257,21 +253,14 @@ mod tests {
         for info in ErrorCode::ALL.iter().map(|code| code.info()) {
             let public = format!("{} {}", info.public_title, info.public_message).to_lowercase();
             for word in INTERNAL_WORDS {
-                assert!(
-                    !public.contains(word),
-                    "{}: public text mentions {word}",
-                    info.reason
-                );
+                assert!(!public.contains(word), "{}: public text mentions {word}", info.reason);
             }
         }
     }
 
     #[test]
     fn lookup_and_serde() {
-        assert_eq!(
-            ErrorCode::from_reason("DB_UNAVAILABLE"),
-            Some(ErrorCode::DbUnavailable)
-        );
+        assert_eq!(ErrorCode::from_reason("DB_UNAVAILABLE"), Some(ErrorCode::DbUnavailable));
         assert_eq!(ErrorCode::from_reason("db_unavailable"), None);
         assert!("NOPE".parse::<ErrorCode>().is_err());
         let json = serde_json::to_string(&ErrorCode::RateLimited).unwrap();

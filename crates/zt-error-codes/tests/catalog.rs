@@ -17,9 +17,8 @@ fn published_codes_are_never_removed_or_renamed() {
         .filter(|line| !line.trim().is_empty() && !line.starts_with('#'))
     {
         let (reason, status) = line.split_once(' ').expect("each line is `REASON STATUS`");
-        let code = ErrorCode::from_reason(reason).unwrap_or_else(|| {
-            panic!("published code {reason} was removed or renamed; restore it")
-        });
+        let code = ErrorCode::from_reason(reason)
+            .unwrap_or_else(|| panic!("published code {reason} was removed or renamed; restore it"));
         assert_eq!(
             code.http_status().to_string(),
             status,

@@ -143,11 +143,7 @@ impl Sanitizer {
     }
 
     /// Sanitizes `error` and logs the request it belongs to.
-    pub fn sanitize_for(
-        &self,
-        error: &(dyn StdError + 'static),
-        context: &RequestContext,
-    ) -> Problem {
+    pub fn sanitize_for(&self, error: &(dyn StdError + 'static), context: &RequestContext) -> Problem {
         self.report(self.classify(error), error, Some(context))
     }
 
@@ -161,21 +157,14 @@ impl Sanitizer {
         self.report(code, error, context)
     }
 
-    fn report(
-        &self,
-        code: ErrorCode,
-        error: &(dyn StdError + 'static),
-        context: Option<&RequestContext>,
-    ) -> Problem {
+    fn report(&self, code: ErrorCode, error: &(dyn StdError + 'static), context: Option<&RequestContext>) -> Problem {
         let reference = ReferenceId::new();
         let info = code.info();
         let chain = Chain(error);
         let request_id = context
             .and_then(RequestContext::request_id)
             .map(zt_types::RequestId::as_str);
-        let client_ip = context
-            .and_then(RequestContext::client_ip)
-            .map(tracing::field::display);
+        let client_ip = context.and_then(RequestContext::client_ip).map(tracing::field::display);
         macro_rules! log {
             ($macro:ident) => {
                 tracing::$macro!(

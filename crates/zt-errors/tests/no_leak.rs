@@ -14,15 +14,11 @@ use zt_types::neutralize;
 /// One piece of internal detail of the kinds that leak in real systems.
 fn internal_fragment() -> impl Strategy<Value = String> {
     prop_oneof![
-        ("tbl_[a-z]{3,10}", 1u32..99_999)
-            .prop_map(|(table, id)| format!("SELECT * FROM {table} WHERE id = {id}")),
-        "tbl_[a-z]{3,10}".prop_map(|table| format!(
-            "duplicate key value violates unique constraint \"{table}_pkey\""
-        )),
+        ("tbl_[a-z]{3,10}", 1u32..99_999).prop_map(|(table, id)| format!("SELECT * FROM {table} WHERE id = {id}")),
+        "tbl_[a-z]{3,10}".prop_map(|table| format!("duplicate key value violates unique constraint \"{table}_pkey\"")),
         ("[a-z]{3,8}", "[a-z]{3,8}").prop_map(|(dir, file)| format!("/var/lib/{dir}/{file}.db")),
-        ("[a-z]{3,8}", "[A-Za-z0-9]{6,12}", 1024u16..65_000).prop_map(
-            |(user, pass, port)| format!("postgres://{user}:{pass}@db-{user}.internal:{port}/prod")
-        ),
+        ("[a-z]{3,8}", "[A-Za-z0-9]{6,12}", 1024u16..65_000)
+            .prop_map(|(user, pass, port)| format!("postgres://{user}:{pass}@db-{user}.internal:{port}/prod")),
         prop::sample::select(vec![
             "PostgreSQL 15.4",
             "SQLite 3.40.1",
@@ -31,13 +27,11 @@ fn internal_fragment() -> impl Strategy<Value = String> {
             "r2d2 pool"
         ])
         .prop_map(str::to_owned),
-        ("[a-z_]{3,12}", 1u32..500, 1u32..80).prop_map(|(func, line, col)| format!(
-            "panicked at src/{func}.rs:{line}:{col}\n   0: zt::{func}::h1234"
-        )),
+        ("[a-z_]{3,12}", 1u32..500, 1u32..80)
+            .prop_map(|(func, line, col)| format!("panicked at src/{func}.rs:{line}:{col}\n   0: zt::{func}::h1234")),
         "sk_live_[A-Za-z0-9]{16}".prop_map(|secret| format!("api key {secret} rejected")),
         "[A-Za-z0-9]{10,20}".prop_map(|token| format!("Authorization: Bearer eyJ{token}")),
-        ("[a-z]{4,10}", "[ -~]{0,20}")
-            .prop_map(|(word, tail)| format!("\r\nERROR forged {word}{tail}")),
+        ("[a-z]{4,10}", "[ -~]{0,20}").prop_map(|(word, tail)| format!("\r\nERROR forged {word}{tail}")),
     ]
 }
 
@@ -50,9 +44,7 @@ fn internal_error(fragments: &[String], shape: u8) -> Box<dyn std::error::Error 
             DatabaseErrorKind::UniqueViolation,
             Box::new(message),
         )),
-        2 => Box::new(
-            CodedError::new(ErrorCode::Internal).with_source(std::io::Error::other(message)),
-        ),
+        2 => Box::new(CodedError::new(ErrorCode::Internal).with_source(std::io::Error::other(message))),
         _ => Box::new(DieselError::DatabaseError(
             DatabaseErrorKind::Unknown,
             Box::new(message),

@@ -14,11 +14,9 @@ use zt_types::{RequestContext, RequestId};
 
 fn sqlite() -> SqliteConnection {
     let mut conn = SqliteConnection::establish(":memory:").unwrap();
-    diesel::sql_query(
-        "CREATE TABLE subscribers (email TEXT PRIMARY KEY, list_id INTEGER REFERENCES lists(id))",
-    )
-    .execute(&mut conn)
-    .unwrap();
+    diesel::sql_query("CREATE TABLE subscribers (email TEXT PRIMARY KEY, list_id INTEGER REFERENCES lists(id))")
+        .execute(&mut conn)
+        .unwrap();
     diesel::sql_query("CREATE TABLE lists (id INTEGER PRIMARY KEY)")
         .execute(&mut conn)
         .unwrap();
@@ -40,28 +38,18 @@ fn real_unique_violation_is_a_generic_conflict() {
     assert_eq!(problem.status(), 409);
     assert_eq!(problem.code(), ErrorCode::ResourceConflict);
     let body = problem.to_json();
-    assert!(
-        !body.contains("UNIQUE") && !body.contains("subscribers"),
-        "{body}"
-    );
-    assert!(
-        log.contains("UNIQUE constraint failed: subscribers.email"),
-        "{log}"
-    );
+    assert!(!body.contains("UNIQUE") && !body.contains("subscribers"), "{body}");
+    assert!(log.contains("UNIQUE constraint failed: subscribers.email"), "{log}");
     assert!(log.contains("RESOURCE_CONFLICT"));
-    assert!(
-        log.contains(" INFO "),
-        "a conflict is logged at INFO: {log}"
-    );
+    assert!(log.contains(" INFO "), "a conflict is logged at INFO: {log}");
 }
 
 #[test]
 fn real_foreign_key_violation_is_a_constraint_conflict() {
     let mut conn = sqlite();
-    let error =
-        diesel::sql_query("INSERT INTO subscribers (email, list_id) VALUES ('b@example.com', 99)")
-            .execute(&mut conn)
-            .unwrap_err();
+    let error = diesel::sql_query("INSERT INTO subscribers (email, list_id) VALUES ('b@example.com', 99)")
+        .execute(&mut conn)
+        .unwrap_err();
     let problem = Sanitizer::new().sanitize(&error);
     assert_eq!(problem.code(), ErrorCode::DbConstraintViolation);
     assert_eq!(problem.status(), 409);
@@ -99,9 +87,7 @@ fn real_pool_timeout_is_503_and_logged_as_error() {
     assert_eq!(problem.code(), ErrorCode::DbUnavailable);
     assert!(!problem.to_json().contains("nonexistent"));
     assert!(
-        log.contains("ERROR")
-            && log.contains("req-77")
-            && log.contains("unable to open database file"),
+        log.contains("ERROR") && log.contains("req-77") && log.contains("unable to open database file"),
         "{log}"
     );
 }
@@ -113,14 +99,8 @@ fn problem_json_has_the_rfc_9457_members() {
     assert_eq!(body["type"], "about:blank");
     assert_eq!(body["title"], "Service unavailable");
     assert_eq!(body["status"], 503);
-    assert_eq!(
-        body["detail"],
-        ErrorCode::DbUnavailable.info().public_message
-    );
-    assert_eq!(
-        body["instance"],
-        format!("urn:uuid:{}", problem.reference())
-    );
+    assert_eq!(body["detail"], ErrorCode::DbUnavailable.info().public_message);
+    assert_eq!(body["instance"], format!("urn:uuid:{}", problem.reference()));
     assert_eq!(body.as_object().unwrap().len(), 5, "{body}");
     assert_eq!(PROBLEM_CONTENT_TYPE, "application/problem+json");
 }
@@ -142,8 +122,7 @@ fn optional_members_appear_only_when_they_apply() {
     assert_eq!(body["errors"][0]["message"], "Enter a valid email address.");
     assert!(!problem.to_json().contains("regex"));
 
-    let stale =
-        Sanitizer::new().sanitize(&CodedError::new(ErrorCode::AuthReauthenticationRequired));
+    let stale = Sanitizer::new().sanitize(&CodedError::new(ErrorCode::AuthReauthenticationRequired));
     let body: serde_json::Value = serde_json::from_str(&stale.to_json()).unwrap();
     assert_eq!(body["reauthenticate"], true);
     assert!(body.get("code").is_none());
@@ -153,10 +132,7 @@ fn optional_members_appear_only_when_they_apply() {
 fn outermost_code_wins_and_custom_classifiers_run_first() {
     let inner = diesel::result::Error::NotFound;
     let outer = CodedError::new(ErrorCode::AuditWriteFailed).with_source(inner);
-    assert_eq!(
-        Sanitizer::new().sanitize(&outer).code(),
-        ErrorCode::AuditWriteFailed
-    );
+    assert_eq!(Sanitizer::new().sanitize(&outer).code(), ErrorCode::AuditWriteFailed);
 
     #[derive(Debug)]
     struct Throttled;
@@ -166,15 +142,9 @@ fn outermost_code_wins_and_custom_classifiers_run_first() {
         }
     }
     impl std::error::Error for Throttled {}
-    let sanitizer = Sanitizer::new().classifier(|e| {
-        e.downcast_ref::<Throttled>()
-            .map(|_| ErrorCode::RateLimited)
-    });
+    let sanitizer = Sanitizer::new().classifier(|e| e.downcast_ref::<Throttled>().map(|_| ErrorCode::RateLimited));
     assert_eq!(sanitizer.sanitize(&Throttled).status(), 429);
-    assert_eq!(
-        Sanitizer::new().sanitize(&Throttled).code(),
-        ErrorCode::Internal
-    );
+    assert_eq!(Sanitizer::new().sanitize(&Throttled).code(), ErrorCode::Internal);
 }
 
 #[test]
@@ -186,8 +156,7 @@ fn hooks_receive_the_full_report() {
     let sanitizer = Sanitizer::new().hook(move |report: &ErrorReport<'_>| {
         sink.lock().unwrap().push((report.code, report.chain()));
     });
-    let error = CodedError::new(ErrorCode::DbTimeout)
-        .with_source(std::io::Error::other("lock wait\non tbl_x"));
+    let error = CodedError::new(ErrorCode::DbTimeout).with_source(std::io::Error::other("lock wait\non tbl_x"));
     let problem = sanitizer.sanitize(&error);
     let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), 1);

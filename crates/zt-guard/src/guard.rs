@@ -22,6 +22,7 @@ pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 pub struct Action {
     name: &'static str,
     resource: &'static str,
+    resource_id: Option<String>,
     requirement: Option<Requirement>,
 }
 
@@ -31,6 +32,7 @@ impl Action {
         Self {
             name,
             resource,
+            resource_id: None,
             requirement: Some(requirement.operation(name)),
         }
     }
@@ -40,8 +42,18 @@ impl Action {
         Self {
             name,
             resource,
+            resource_id: None,
             requirement: None,
         }
+    }
+
+    /// Names the resource acted on, when it is known before the action runs,
+    /// so that even a denied attempt's audit row says what was targeted. The
+    /// body may still set it with [`Tx::set_resource_id`].
+    #[must_use]
+    pub fn on(mut self, resource_id: impl fmt::Display) -> Self {
+        self.resource_id = Some(resource_id.to_string());
+        self
     }
 
     /// The action's name, such as `CREATE_PROJECT`.
@@ -126,9 +138,7 @@ impl Guard {
     /// A guard that checks sessions with `validator`, audits to `audit`, whose
     /// pool also runs the actions' transactions, and sanitizes with `sanitizer`.
     pub fn new(validator: Validator, audit: AuditLog, sanitizer: Sanitizer) -> Self {
-        let sanitizer = sanitizer
-            .classifier(zt_audit::classify)
-            .classifier(classify_denial);
+        let sanitizer = sanitizer.classifier(zt_audit::classify).classifier(classify_denial);
         Self {
             validator,
             audit,
@@ -195,10 +205,7 @@ impl Guard {
     ) -> Result<T, Problem> {
         let session = match &action.requirement {
             Some(requirement) => {
-                match self
-                    .validator
-                    .validate_optional(claims, requirement, context)
-                {
+                match self.validator.validate_optional(claims, requirement, context) {
                     Ok(session) => Some(session),
                     Err(denial) => {
                         let actor = denial
@@ -209,38 +216,28 @@ impl Guard {
                             actor,
                             context,
                             AuditStatus::Denied,
-                            None,
+                            action.resource_id.clone(),
                             None,
                             Some(denial.code()),
                         );
-                        if let Err(error) = event
-                            .and_then(|event| self.audit.record(&event).map_err(BoxError::from))
-                        {
+                        if let Err(error) = event.and_then(|event| self.audit.record(&event).map_err(BoxError::from)) {
                             // The denial stands; the lost audit row is reported on its own.
                             let failure = CodedError::new(ErrorCode::AuditWriteFailed)
                                 .with_message("the audit event of a denial could not be written")
                                 .with_source(error);
                             self.sanitizer.sanitize_for(&failure, context);
                         }
-                        return Err(self.sanitizer.sanitize_as(
-                            denial.code(),
-                            &denial,
-                            Some(context),
-                        ));
+                        return Err(self.sanitizer.sanitize_as(denial.code(), &denial, Some(context)));
                     }
                 }
             }
             None => None,
         };
-        let actor = session
-            .as_ref()
-            .map_or(Actor::Anonymous, ValidatedSession::actor);
+        let actor = session.as_ref().map_or(Actor::Anonymous, ValidatedSession::actor);
         let outcome = match self.audit.pool() {
             #[cfg(feature = "sqlite")]
             Pool::Sqlite(pool) => {
-                let mut pooled = pool
-                    .get()
-                    .map_err(|e| self.sanitizer.sanitize_for(&e, context))?;
+                let mut pooled = pool.get().map_err(|e| self.sanitizer.sanitize_for(&e, context))?;
                 let conn: &mut diesel::SqliteConnection = &mut pooled;
                 conn.immediate_transaction(|outer| {
                     self.audited(
@@ -257,9 +254,7 @@ impl Guard {
             #[cfg(feature = "postgres")]
             Pool::Postgres(pool) => {
                 use diesel::Connection;
-                let mut pooled = pool
-                    .get()
-                    .map_err(|e| self.sanitizer.sanitize_for(&e, context))?;
+                let mut pooled = pool.get().map_err(|e| self.sanitizer.sanitize_for(&e, context))?;
                 let conn: &mut diesel::PgConnection = &mut pooled;
                 conn.transaction(|outer| {
                     self.audited(
@@ -298,7 +293,7 @@ impl Guard {
     where
         C: AuditedConnection,
     {
-        let mut resource_id = None;
+        let mut resource_id = action.resource_id.clone();
         let mut metadata = None;
         let result = outer.savepoint(|inner| {
             let mut tx = Tx {
@@ -308,26 +303,17 @@ impl Guard {
                 metadata: None,
             };
             let result = body(&mut tx);
-            resource_id = tx.resource_id.take();
+            if let Some(id) = tx.resource_id.take() {
+                resource_id = Some(id);
+            }
             metadata = tx.metadata.take();
             result
         });
         let (status, code) = match &result {
             Ok(_) => (AuditStatus::Success, None),
-            Err(error) => (
-                AuditStatus::Failed,
-                Some(self.sanitizer.classify(error.as_ref())),
-            ),
+            Err(error) => (AuditStatus::Failed, Some(self.sanitizer.classify(error.as_ref()))),
         };
-        let event = self.event(
-            action,
-            actor.clone(),
-            context,
-            status,
-            resource_id,
-            metadata,
-            code,
-        )?;
+        let event = self.event(action, actor.clone(), context, status, resource_id, metadata, code)?;
         outer.record(&self.audit, &event)?;
         Ok(result)
     }
@@ -361,19 +347,14 @@ impl Guard {
 
 /// Maps a session denial onto its code for the sanitizer.
 fn classify_denial(error: &(dyn StdError + 'static)) -> Option<ErrorCode> {
-    error
-        .downcast_ref::<zt_session::Denial>()
-        .map(zt_session::Denial::code)
+    error.downcast_ref::<zt_session::Denial>().map(zt_session::Denial::code)
 }
 
 /// The connection types a guard runs actions on.
 trait AuditedConnection: Sized {
     /// Runs `body` in a savepoint: its changes roll back alone on error,
     /// and the outer transaction, with the audit row, still commits.
-    fn savepoint<T>(
-        &mut self,
-        body: impl FnOnce(&mut Self) -> Result<T, BoxError>,
-    ) -> Result<T, BoxError>;
+    fn savepoint<T>(&mut self, body: impl FnOnce(&mut Self) -> Result<T, BoxError>) -> Result<T, BoxError>;
     fn record(&mut self, audit: &AuditLog, event: &AuditEvent) -> Result<(), BoxError>;
 }
 
@@ -381,10 +362,7 @@ macro_rules! audited_connection {
     ($feature:literal, $conn:ty) => {
         #[cfg(feature = $feature)]
         impl AuditedConnection for $conn {
-            fn savepoint<T>(
-                &mut self,
-                body: impl FnOnce(&mut Self) -> Result<T, BoxError>,
-            ) -> Result<T, BoxError> {
+            fn savepoint<T>(&mut self, body: impl FnOnce(&mut Self) -> Result<T, BoxError>) -> Result<T, BoxError> {
                 diesel::Connection::transaction(self, body)
             }
             fn record(&mut self, audit: &AuditLog, event: &AuditEvent) -> Result<(), BoxError> {

@@ -105,16 +105,12 @@ pub struct Notification {
 impl Notification {
     /// The firing alerts.
     pub fn firing(&self) -> impl Iterator<Item = &Alert> {
-        self.alerts
-            .iter()
-            .filter(|alert| alert.status == AlertStatus::Firing)
+        self.alerts.iter().filter(|alert| alert.status == AlertStatus::Firing)
     }
 
     /// The resolved alerts.
     pub fn resolved(&self) -> impl Iterator<Item = &Alert> {
-        self.alerts
-            .iter()
-            .filter(|alert| alert.status == AlertStatus::Resolved)
+        self.alerts.iter().filter(|alert| alert.status == AlertStatus::Resolved)
     }
 
     /// A one-line title such as `[FIRING:2] database-errors category=database`.
@@ -258,23 +254,18 @@ impl Engine {
                 .iter()
                 .map(|label| {
                     let name = label.as_str();
-                    (
-                        name.to_owned(),
-                        candidate.labels.get(name).cloned().unwrap_or_default(),
-                    )
+                    (name.to_owned(), candidate.labels.get(name).cloned().unwrap_or_default())
                 })
                 .collect();
             let group_key = fingerprint_group(rule.name(), &group_labels);
             let group_wait = micros(rule.timing().group_wait());
-            self.groups
-                .entry(group_key.clone())
-                .or_insert_with(|| Group {
-                    rule: candidate.rule,
-                    labels: group_labels,
-                    next_flush: now_us.saturating_add(group_wait),
-                    last_sent: None,
-                    last_firing: Vec::new(),
-                });
+            self.groups.entry(group_key.clone()).or_insert_with(|| Group {
+                rule: candidate.rule,
+                labels: group_labels,
+                next_flush: now_us.saturating_add(group_wait),
+                last_sent: None,
+                last_firing: Vec::new(),
+            });
             let alert = Alert {
                 fingerprint: fingerprint.clone(),
                 rule: rule.name().to_owned(),
@@ -349,30 +340,19 @@ impl Engine {
                 .collect();
             if rule.per_code() {
                 for (series, code) in codes {
-                    if let Some(measure) =
-                        measure(sources.codes, &[series], sources.now, rule.condition())
-                    {
+                    if let Some(measure) = measure(sources.codes, &[series], sources.now, rule.condition()) {
                         let labels = Labels::from([
                             ("code".to_owned(), code.reason().to_owned()),
                             ("category".to_owned(), code.category().as_str().to_owned()),
                         ]);
                         let summary = format!("{}: {}", code.reason(), measure.detail);
                         let severity = rule.severity().unwrap_or(code.severity());
-                        out.push(candidate(
-                            index,
-                            labels,
-                            severity,
-                            &measure,
-                            summary,
-                            Some(code),
-                        ));
+                        out.push(candidate(index, labels, severity, &measure, summary, Some(code)));
                     }
                 }
             } else {
                 let series: Vec<usize> = codes.iter().map(|(series, _)| *series).collect();
-                if let Some(measure) =
-                    measure(sources.codes, &series, sources.now, rule.condition())
-                {
+                if let Some(measure) = measure(sources.codes, &series, sources.now, rule.condition()) {
                     let mut labels = Labels::new();
                     if let Selector::Category(category) = rule.selector() {
                         labels.insert("category".to_owned(), category.as_str().to_owned());
@@ -397,13 +377,7 @@ impl Engine {
             .alerts
             .iter()
             .filter(|(_, state)| state.alert.status == AlertStatus::Firing)
-            .map(|(fingerprint, state)| {
-                (
-                    fingerprint.clone(),
-                    state.alert.labels.clone(),
-                    state.alert.severity,
-                )
-            })
+            .map(|(fingerprint, state)| (fingerprint.clone(), state.alert.labels.clone(), state.alert.severity))
             .collect();
         for (fingerprint, state) in &mut self.alerts {
             let labels = &state.alert.labels;
@@ -417,9 +391,10 @@ impl Engine {
                         && firing.iter().any(|(other, other_labels, other_severity)| {
                             other != fingerprint
                                 && rule.source().matches_alert(other_labels, *other_severity)
-                                && rule.equal().iter().all(|label| {
-                                    labels.get(label.as_str()) == other_labels.get(label.as_str())
-                                })
+                                && rule
+                                    .equal()
+                                    .iter()
+                                    .all(|label| labels.get(label.as_str()) == other_labels.get(label.as_str()))
                         })
                 });
         }
@@ -461,9 +436,9 @@ impl Engine {
             }
             let changed = firing != group.last_firing || !resolved.is_empty();
             let repeat_due = !firing.is_empty()
-                && group.last_sent.is_some_and(|sent| {
-                    now_us >= sent.saturating_add(micros(timing.repeat_interval()))
-                });
+                && group
+                    .last_sent
+                    .is_some_and(|sent| now_us >= sent.saturating_add(micros(timing.repeat_interval())));
             let worth_sending = !firing.is_empty() || !resolved.is_empty();
             if worth_sending && (changed || repeat_due) {
                 let alerts: Vec<Alert> = firing
@@ -498,9 +473,8 @@ impl Engine {
             }
             group.last_firing = firing;
             group.next_flush = now_us.saturating_add(micros(timing.group_interval()));
-            self.alerts.retain(|_, state| {
-                !(state.group == key && state.alert.status == AlertStatus::Resolved)
-            });
+            self.alerts
+                .retain(|_, state| !(state.group == key && state.alert.status == AlertStatus::Resolved));
             if !self.alerts.values().any(|state| state.group == key) {
                 self.groups.remove(&key);
             }
@@ -510,10 +484,7 @@ impl Engine {
 
     /// Alerts that fire, or resolved and not yet notified.
     pub(crate) fn active(&self) -> Vec<Alert> {
-        self.alerts
-            .values()
-            .map(|state| state.alert.clone())
-            .collect()
+        self.alerts.values().map(|state| state.alert.clone()).collect()
     }
 
     /// Codes that have a firing alert of their own.
@@ -533,9 +504,7 @@ impl Engine {
                 let count = self
                     .alerts
                     .values()
-                    .filter(|state| {
-                        state.rule == index && state.alert.status == AlertStatus::Firing
-                    })
+                    .filter(|state| state.rule == index && state.alert.status == AlertStatus::Firing)
                     .count();
                 (rule.name(), count)
             })
@@ -554,27 +523,16 @@ struct Measure {
     detail: String,
 }
 
-fn measure(
-    windows: &Windows,
-    series: &[usize],
-    now: u64,
-    condition: &Condition,
-) -> Option<Measure> {
+fn measure(windows: &Windows, series: &[usize], now: u64, condition: &Condition) -> Option<Measure> {
     match condition {
         Condition::Threshold { count, window } => {
             let buckets = windows.buckets_for(*window);
-            let value: u64 = series
-                .iter()
-                .map(|&one| windows.recent(one, now, buckets))
-                .sum();
+            let value: u64 = series.iter().map(|&one| windows.recent(one, now, buckets)).sum();
             (value >= *count).then(|| Measure {
                 value,
                 threshold: *count,
                 window: *window,
-                detail: format!(
-                    "{value} in {} (threshold {count})",
-                    duration::format(*window)
-                ),
+                detail: format!("{value} in {} (threshold {count})", duration::format(*window)),
             })
         }
         Condition::Spike(spike) => {

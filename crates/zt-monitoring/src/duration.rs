@@ -15,9 +15,7 @@ pub(crate) fn parse(text: &str) -> Result<Duration, String> {
     let mut total = Duration::ZERO;
     let mut rest = text;
     while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
         if digits == 0 {
             return Err(format!("invalid duration {text:?}: expected a number"));
         }
@@ -25,9 +23,7 @@ pub(crate) fn parse(text: &str) -> Result<Duration, String> {
             .parse()
             .map_err(|_| format!("invalid duration {text:?}: number too large"))?;
         rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
         let part = match unit {
@@ -37,9 +33,7 @@ pub(crate) fn parse(text: &str) -> Result<Duration, String> {
             "h" => Duration::from_secs(value.saturating_mul(3600)),
             "d" => Duration::from_secs(value.saturating_mul(86_400)),
             "" => {
-                return Err(format!(
-                    "invalid duration {text:?}: missing unit (ms, s, m, h or d)"
-                ));
+                return Err(format!("invalid duration {text:?}: missing unit (ms, s, m, h or d)"));
             }
             other => return Err(format!("invalid duration {text:?}: unknown unit {other:?}")),
         };
@@ -79,25 +73,18 @@ enum Raw {
     Text(String),
 }
 
-pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Duration, D::Error> {
+pub(crate) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
     match Raw::deserialize(deserializer)? {
         Raw::Seconds(seconds) => Ok(Duration::from_secs(seconds)),
         Raw::Text(text) => parse(&text).map_err(serde::de::Error::custom),
     }
 }
 
-pub(crate) fn deserialize_option<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<Duration>, D::Error> {
+pub(crate) fn deserialize_option<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
     deserialize(deserializer).map(Some)
 }
 
-pub(crate) fn serialize<S: Serializer>(
-    duration: &Duration,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
+pub(crate) fn serialize<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(&format(*duration))
 }
 

@@ -38,19 +38,13 @@ impl Error {
     }
 
     /// A delivery failure caused by `source`, for custom [`crate::Sink`]s.
-    pub fn delivery(
-        message: impl Into<String>,
-        source: impl Into<Box<dyn StdError + Send + Sync + 'static>>,
-    ) -> Self {
+    pub fn delivery(message: impl Into<String>, source: impl Into<Box<dyn StdError + Send + Sync + 'static>>) -> Self {
         Self::new(ErrorKind::Delivery, message).with_source(source)
     }
 
     /// Attaches the underlying cause.
     #[must_use]
-    pub fn with_source(
-        mut self,
-        source: impl Into<Box<dyn StdError + Send + Sync + 'static>>,
-    ) -> Self {
+    pub fn with_source(mut self, source: impl Into<Box<dyn StdError + Send + Sync + 'static>>) -> Self {
         self.source = Some(source.into());
         self
     }
@@ -77,8 +71,6 @@ impl fmt::Display for Error {
 
 impl StdError for Error {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.source
-            .as_deref()
-            .map(|source| source as &(dyn StdError + 'static))
+        self.source.as_deref().map(|source| source as &(dyn StdError + 'static))
     }
 }

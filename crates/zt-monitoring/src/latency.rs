@@ -62,10 +62,7 @@ fn micros<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S:
     serializer.serialize_u64(u64::try_from(duration.as_micros()).unwrap_or(u64::MAX))
 }
 
-fn optional_micros<S: Serializer>(
-    duration: &Option<Duration>,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
+fn optional_micros<S: Serializer>(duration: &Option<Duration>, serializer: S) -> Result<S::Ok, S::Error> {
     match duration {
         Some(duration) => micros(duration, serializer),
         None => serializer.serialize_none(),
@@ -99,10 +96,7 @@ impl OperationStats {
             .unwrap_or_else(PoisonError::into_inner)
             .saturating_record(micros.min(HIGHEST_MICROS));
         self.sum_micros.fetch_add(micros, Ordering::Relaxed);
-        if self
-            .slow_threshold_micros
-            .is_some_and(|threshold| micros >= threshold)
-        {
+        if self.slow_threshold_micros.is_some_and(|threshold| micros >= threshold) {
             self.slow_total.fetch_add(1, Ordering::Relaxed);
             self.slow.record(0, self.slow.index(self.clock.now()));
         }
@@ -114,10 +108,7 @@ impl OperationStats {
     }
 
     pub(crate) fn summary(&self) -> LatencySummary {
-        let histogram = self
-            .histogram
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let histogram = self.histogram.lock().unwrap_or_else(PoisonError::into_inner);
         let quantile = |q: f64| Duration::from_micros(histogram.value_at_quantile(q));
         let count = histogram.len();
         LatencySummary {
@@ -260,13 +251,8 @@ pub(crate) struct OperationsConfig {
 
 impl Operations {
     pub(crate) fn new(config: OperationsConfig) -> Result<Self, Error> {
-        let prototype = Histogram::new_with_bounds(1, HIGHEST_MICROS, config.significant_figures)
-            .map_err(|error| {
-            Error::config(format!(
-                "histogram precision {} is invalid",
-                config.significant_figures
-            ))
-            .with_source(error)
+        let prototype = Histogram::new_with_bounds(1, HIGHEST_MICROS, config.significant_figures).map_err(|error| {
+            Error::config(format!("histogram precision {} is invalid", config.significant_figures)).with_source(error)
         })?;
         Ok(Self {
             map: RwLock::new(HashMap::new()),
@@ -283,21 +269,12 @@ impl Operations {
 
     pub(crate) fn get(&self, name: &str) -> Operation {
         let name = cut(name);
-        if let Some(stats) = self
-            .map
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(name)
-        {
-            return Operation {
-                stats: stats.clone(),
-            };
+        if let Some(stats) = self.map.read().unwrap_or_else(PoisonError::into_inner).get(name) {
+            return Operation { stats: stats.clone() };
         }
         let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
         if let Some(stats) = map.get(name) {
-            return Operation {
-                stats: stats.clone(),
-            };
+            return Operation { stats: stats.clone() };
         }
         let name = if map.len() + 1 >= self.max && name != OVERFLOW {
             if !self.overflowed.swap(true, Ordering::Relaxed) {
@@ -331,9 +308,7 @@ impl Operations {
                 clock: self.clock.clone(),
             })
         });
-        Operation {
-            stats: stats.clone(),
-        }
+        Operation { stats: stats.clone() }
     }
 
     /// Every operation, sorted by name.

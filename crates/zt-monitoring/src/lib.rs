@@ -124,9 +124,7 @@ pub use monitor::{Monitor, MonitorBuilder, MonitorStats};
 pub use patterns::{CodeSnapshot, Snapshot, SpikeConfig};
 pub use prometheus::PROMETHEUS_CONTENT_TYPE;
 pub use report::Report;
-pub use rules::{
-    AlertConfig, AlertRule, Condition, GroupLabel, InhibitRule, Selector, SlowThreshold, Timing,
-};
+pub use rules::{AlertConfig, AlertRule, Condition, GroupLabel, InhibitRule, Selector, SlowThreshold, Timing};
 pub use scrub::scrub_pii;
 pub use sink::{Sink, SinkOptions, SinkStats};
 pub use sinks::memory::{MemoryRecords, MemorySink};

@@ -56,12 +56,7 @@ impl fmt::Debug for Monitor {
             .field("clock", &self.inner.clock)
             .field(
                 "sinks",
-                &self
-                    .inner
-                    .sinks
-                    .iter()
-                    .map(SinkHandle::name)
-                    .collect::<Vec<_>>(),
+                &self.inner.sinks.iter().map(SinkHandle::name).collect::<Vec<_>>(),
             )
             .field("recorded", &self.recorded())
             .finish_non_exhaustive()
@@ -149,9 +144,7 @@ impl Monitor {
         if let Some(total) = inner.totals.get(stripe * inner.stride + index) {
             total.fetch_add(1, Ordering::Relaxed);
         }
-        inner
-            .windows
-            .record_in(stripe, index, inner.windows.index(now));
+        inner.windows.record_in(stripe, index, inner.windows.index(now));
         if report.severity() == Severity::Critical {
             inner.wake_for_critical(index);
         }
@@ -280,14 +273,10 @@ impl Monitor {
             (notifications, firing)
         };
         for (rule, count) in &firing {
-            metrics::gauge!("zt_alerts_firing", "rule" => rule.clone())
-                .set(u32::try_from(*count).unwrap_or(u32::MAX));
+            metrics::gauge!("zt_alerts_firing", "rule" => rule.clone()).set(u32::try_from(*count).unwrap_or(u32::MAX));
         }
         {
-            let mut exported = inner
-                .exported
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
+            let mut exported = inner.exported.lock().unwrap_or_else(PoisonError::into_inner);
             for notification in &notifications {
                 let status = notification.status.as_str();
                 *exported
@@ -387,11 +376,7 @@ impl Monitor {
         if let Some(thread) = inner.evaluator_thread.get() {
             thread.unpark();
         }
-        let evaluator = inner
-            .evaluator
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        let evaluator = inner.evaluator.lock().unwrap_or_else(PoisonError::into_inner).take();
         let mut stopped = true;
         if let Some(evaluator) = evaluator {
             while !evaluator.is_finished() && Instant::now() < deadline {
@@ -434,9 +419,7 @@ impl Inner {
             .critical_firing
             .get(index)
             .is_some_and(|flag| flag.load(Ordering::Relaxed));
-        if firing
-            || self.critical_pending.load(Ordering::Relaxed)
-            || self.critical_pending.swap(true, Ordering::AcqRel)
+        if firing || self.critical_pending.load(Ordering::Relaxed) || self.critical_pending.swap(true, Ordering::AcqRel)
         {
             return;
         }
@@ -451,11 +434,7 @@ impl Inner {
         let totals = self.totals();
         let mut exported = self.exported.lock().unwrap_or_else(PoisonError::into_inner);
         exported.totals.resize(totals.len(), 0);
-        for ((&now, last), key) in totals
-            .iter()
-            .zip(exported.totals.iter_mut())
-            .zip(&self.error_keys)
-        {
+        for ((&now, last), key) in totals.iter().zip(exported.totals.iter_mut()).zip(&self.error_keys) {
             if now > *last {
                 let delta = now - *last;
                 *last = now;
@@ -704,33 +683,21 @@ impl MonitorBuilder {
                 "the window needs buckets of at least 1 ms and a history of at least one bucket",
             ));
         }
-        let buckets = usize::try_from(
-            self.history
-                .as_micros()
-                .div_ceil(self.bucket.as_micros().max(1)),
-        )
-        .unwrap_or(usize::MAX);
+        let buckets =
+            usize::try_from(self.history.as_micros().div_ceil(self.bucket.as_micros().max(1))).unwrap_or(usize::MAX);
         if buckets > 1_000_000 {
             return Err(Error::config(format!(
                 "the window has {buckets} buckets; at most 1000000 are allowed"
             )));
         }
         if !(1..=5).contains(&self.significant_figures) {
-            return Err(Error::config(
-                "histogram precision must be 1 to 5 significant figures",
-            ));
+            return Err(Error::config("histogram precision must be 1 to 5 significant figures"));
         }
         self.spike
             .check()
             .map_err(|why| Error::config(format!("spike detection: {why}")))?;
         let origin = self.clock.now();
-        let windows = Windows::striped(
-            self.stripes,
-            ErrorCode::ALL.len(),
-            buckets,
-            self.bucket,
-            origin,
-        );
+        let windows = Windows::striped(self.stripes, ErrorCode::ALL.len(), buckets, self.bucket, origin);
         let history = windows.span();
         let five_minutes = Duration::from_secs(300).min(history);
         let mut builtins = AlertConfig::new();
@@ -821,9 +788,7 @@ impl MonitorBuilder {
         let inner = Arc::new(Inner {
             clock: self.clock,
             stripes: self.stripes,
-            totals: (0..stride * self.stripes)
-                .map(|_| AtomicU64::new(0))
-                .collect(),
+            totals: (0..stride * self.stripes).map(|_| AtomicU64::new(0)).collect(),
             stride,
             windows,
             report_sinks: sinks
@@ -833,15 +798,9 @@ impl MonitorBuilder {
                 .map(|(index, _)| index)
                 .collect(),
             sinks,
-            critical_firing: ErrorCode::ALL
-                .iter()
-                .map(|_| AtomicBool::new(false))
-                .collect(),
+            critical_firing: ErrorCode::ALL.iter().map(|_| AtomicBool::new(false)).collect(),
             critical_pending: AtomicBool::new(false),
-            engine: Mutex::new(Engine::new(
-                config.rules().to_vec(),
-                config.inhibitions().to_vec(),
-            )),
+            engine: Mutex::new(Engine::new(config.rules().to_vec(), config.inhibitions().to_vec())),
             operations,
             spike: self.spike,
             snapshot_window: self.snapshot_window.unwrap_or(history).min(history),
@@ -857,15 +816,11 @@ impl MonitorBuilder {
                 .name("zt-monitoring".into())
                 .spawn(move || evaluate(&weak, interval))
                 .map_err(|error| {
-                    Error::new(ErrorKind::Spawn, "cannot start the evaluator thread")
-                        .with_source(error)
+                    Error::new(ErrorKind::Spawn, "cannot start the evaluator thread").with_source(error)
                 })?;
             // The cell is fresh and set only here.
             let _ = inner.evaluator_thread.set(handle.thread().clone());
-            *inner
-                .evaluator
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner) = Some(handle);
+            *inner.evaluator.lock().unwrap_or_else(PoisonError::into_inner) = Some(handle);
         }
         Ok(Monitor { inner })
     }
@@ -886,10 +841,7 @@ fn evaluate(weak: &Weak<Inner>, interval: Duration) {
         let pending = inner.critical_pending.load(Ordering::Acquire);
         let urgent = pending && now.duration_since(last) >= URGENT_SPACING;
         if now >= next || urgent {
-            Monitor {
-                inner: inner.clone(),
-            }
-            .tick();
+            Monitor { inner: inner.clone() }.tick();
             last = now;
             if now >= next {
                 next = now + interval;

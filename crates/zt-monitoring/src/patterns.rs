@@ -88,15 +88,10 @@ impl SpikeConfig {
 
     pub(crate) fn check(&self) -> Result<(), String> {
         if !self.factor.is_finite() || self.factor < 1.0 {
-            return Err(format!(
-                "spike factor {} must be a number of at least 1",
-                self.factor
-            ));
+            return Err(format!("spike factor {} must be a number of at least 1", self.factor));
         }
         if self.recent.is_zero() || self.baseline < self.recent {
-            return Err(
-                "spike spans need recent above zero and a baseline at least as long".into(),
-            );
+            return Err("spike spans need recent above zero and a baseline at least as long".into());
         }
         Ok(())
     }
@@ -112,17 +107,9 @@ pub(crate) struct SpikeMeasure {
     pub(crate) spike: bool,
 }
 
-pub(crate) fn measure_spike(
-    windows: &Windows,
-    series: &[usize],
-    now: u64,
-    config: &SpikeConfig,
-) -> SpikeMeasure {
+pub(crate) fn measure_spike(windows: &Windows, series: &[usize], now: u64, config: &SpikeConfig) -> SpikeMeasure {
     let recent_buckets = windows.buckets_for(config.recent);
-    let recent: u64 = series
-        .iter()
-        .map(|&one| windows.recent(one, now, recent_buckets))
-        .sum();
+    let recent: u64 = series.iter().map(|&one| windows.recent(one, now, recent_buckets)).sum();
     let bucket_minutes = windows.bucket_seconds() / 60.0;
     let recent_per_minute = recent as f64 / (recent_buckets as f64 * bucket_minutes);
     // Only history since the monitor started counts as baseline.
@@ -200,11 +187,7 @@ pub struct Snapshot {
 impl Snapshot {
     /// The `n` busiest codes in the window.
     pub fn top(&self, n: usize) -> &[CodeSnapshot] {
-        let busy = self
-            .codes
-            .iter()
-            .take_while(|code| code.in_window > 0)
-            .count();
+        let busy = self.codes.iter().take_while(|code| code.in_window > 0).count();
         &self.codes[..busy.min(n)]
     }
 
@@ -280,12 +263,7 @@ mod tests {
     use super::*;
 
     fn windows() -> Windows {
-        Windows::new(
-            1,
-            3600,
-            Duration::from_secs(1),
-            Timestamp::from_unix_micros(0).unwrap(),
-        )
+        Windows::new(1, 3600, Duration::from_secs(1), Timestamp::from_unix_micros(0).unwrap())
     }
 
     #[test]
@@ -313,12 +291,7 @@ mod tests {
         assert_eq!(measure.recent, 50);
         assert!(measure.spike, "{measure:?}");
         // Below the minimum count nothing spikes.
-        let measure = measure_spike(
-            &windows,
-            &[0],
-            1859,
-            &SpikeConfig::new(3.0).with_min_count(51),
-        );
+        let measure = measure_spike(&windows, &[0], 1859, &SpikeConfig::new(3.0).with_min_count(51));
         assert!(!measure.spike);
     }
 

@@ -56,12 +56,7 @@ pub(crate) fn render(figures: &Figures<'_>) -> String {
             figures.totals.get(index).copied().unwrap_or(0)
         );
     }
-    type SinkMetric = (
-        &'static str,
-        &'static str,
-        &'static str,
-        fn(&SinkStats) -> u64,
-    );
+    type SinkMetric = (&'static str, &'static str, &'static str, fn(&SinkStats) -> u64);
     let sink_metrics: [SinkMetric; 4] = [
         (
             "zt_monitoring_dropped_total",
@@ -91,20 +86,10 @@ pub(crate) fn render(figures: &Figures<'_>) -> String {
     for (name, kind, help, value) in sink_metrics {
         header(&mut out, name, kind, help);
         for sink in figures.sinks {
-            let _ = writeln!(
-                out,
-                "{name}{{sink=\"{}\"}} {}",
-                escape(&sink.name),
-                value(sink)
-            );
+            let _ = writeln!(out, "{name}{{sink=\"{}\"}} {}", escape(&sink.name), value(sink));
         }
     }
-    header(
-        &mut out,
-        "zt_alerts_firing",
-        "gauge",
-        "Alerts firing, by rule.",
-    );
+    header(&mut out, "zt_alerts_firing", "gauge", "Alerts firing, by rule.");
     for (rule, count) in figures.firing {
         let _ = writeln!(out, "zt_alerts_firing{{rule=\"{}\"}} {count}", escape(rule));
     }
@@ -129,11 +114,7 @@ pub(crate) fn render(figures: &Figures<'_>) -> String {
     );
     for latency in figures.latencies {
         let operation = escape(&latency.operation);
-        for (quantile, value) in [
-            ("0.5", latency.p50),
-            ("0.95", latency.p95),
-            ("0.99", latency.p99),
-        ] {
+        for (quantile, value) in [("0.5", latency.p50), ("0.95", latency.p95), ("0.99", latency.p99)] {
             let _ = writeln!(
                 out,
                 "zt_operation_duration_seconds{{operation=\"{operation}\",quantile=\"{quantile}\"}} {}",

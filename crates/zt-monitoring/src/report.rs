@@ -191,8 +191,7 @@ mod tests {
 
     #[test]
     fn long_lines_and_chains_are_bounded() {
-        let report = Report::new(ErrorCode::Internal, ReferenceId::new())
-            .with_chain(vec!["é".repeat(5000); 40]);
+        let report = Report::new(ErrorCode::Internal, ReferenceId::new()).with_chain(vec!["é".repeat(5000); 40]);
         assert_eq!(report.chain().len(), MAX_CHAIN);
         assert!(report.chain()[0].len() <= MAX_LINE);
         assert!(report.chain()[0].ends_with(zt_types::TRUNCATION_MARKER));

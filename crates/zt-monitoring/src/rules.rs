@@ -49,12 +49,8 @@ impl Selector {
     pub(crate) fn matches_alert(&self, labels: &crate::alerts::Labels, severity: Severity) -> bool {
         match self {
             Self::Any => true,
-            Self::Code(code) => labels
-                .get("code")
-                .is_some_and(|value| value == code.reason()),
-            Self::Category(category) => labels
-                .get("category")
-                .is_some_and(|value| value == category.as_str()),
+            Self::Code(code) => labels.get("code").is_some_and(|value| value == code.reason()),
+            Self::Category(category) => labels.get("category").is_some_and(|value| value == category.as_str()),
             Self::MinSeverity(minimum) => severity >= *minimum,
             Self::SlowOperation(pattern) => labels
                 .get("operation")
@@ -383,9 +379,7 @@ impl AlertRule {
         if let Selector::SlowOperation(pattern) = &self.selector
             && pattern.is_empty()
         {
-            return Err(Error::config(format!(
-                "rule {name:?}: empty slow_operation"
-            )));
+            return Err(Error::config(format!("rule {name:?}: empty slow_operation")));
         }
         match &self.condition {
             Condition::Threshold { count, window } => {
@@ -589,8 +583,8 @@ impl AlertConfig {
 
     /// Parses TOML.
     pub fn from_toml_str(text: &str) -> Result<Self, Error> {
-        let raw: RawConfig = toml::from_str(text)
-            .map_err(|error| Error::config("invalid alert rules (toml)").with_source(error))?;
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|error| Error::config("invalid alert rules (toml)").with_source(error))?;
         raw.into_config()
     }
 
@@ -627,10 +621,7 @@ impl AlertConfig {
         for rule in &self.rules {
             rule.check()?;
             if !names.insert(rule.name.as_str()) {
-                return Err(Error::config(format!(
-                    "rule {:?} is defined twice",
-                    rule.name
-                )));
+                return Err(Error::config(format!("rule {:?} is defined twice", rule.name)));
             }
         }
         for operation in &self.operations {

@@ -84,9 +84,7 @@ fn secrets(text: &str) -> String {
                 SECRET_KEYS
                     .iter()
                     .filter(|(key, _)| lower[position..].starts_with(key.as_bytes()))
-                    .find_map(|&(key, to_line_end)| {
-                        secret_value(bytes, position + key.len(), to_line_end)
-                    })
+                    .find_map(|&(key, to_line_end)| secret_value(bytes, position + key.len(), to_line_end))
             })
             .flatten();
         let Some((start, end)) = value else {
@@ -124,8 +122,7 @@ fn secret_value(bytes: &[u8], mut cursor: usize, to_line_end: bool) -> Option<(u
     while cursor < bytes.len() && bytes[cursor] == b' ' {
         cursor += 1;
     }
-    let quote =
-        (cursor < bytes.len() && matches!(bytes[cursor], b'"' | b'\'')).then(|| bytes[cursor]);
+    let quote = (cursor < bytes.len() && matches!(bytes[cursor], b'"' | b'\'')).then(|| bytes[cursor]);
     if quote.is_some() {
         cursor += 1;
     }
@@ -135,10 +132,7 @@ fn secret_value(bytes: &[u8], mut cursor: usize, to_line_end: bool) -> Option<(u
         let end = match quote {
             Some(quote) => byte == quote,
             None if to_line_end => matches!(byte, b'\n' | b'\r' | b'"' | b'\''),
-            None => {
-                byte.is_ascii_whitespace()
-                    || matches!(byte, b'&' | b',' | b';' | b'"' | b'\'' | b'}' | b')')
-            }
+            None => byte.is_ascii_whitespace() || matches!(byte, b'&' | b',' | b';' | b'"' | b'\'' | b'}' | b')'),
         };
         if end {
             break;
@@ -166,8 +160,7 @@ fn bearer(text: &str) -> String {
         let start = position + scheme.len();
         let mut end = start;
         while end < bytes.len()
-            && (is_word(bytes[end])
-                || matches!(bytes[end], b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'='))
+            && (is_word(bytes[end]) || matches!(bytes[end], b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'='))
         {
             end += 1;
         }
@@ -191,9 +184,7 @@ fn url_credentials(text: &str) -> String {
         let start = found + 3;
         out.push_str(&rest[..start]);
         rest = &rest[start..];
-        let authority_end = rest
-            .find(|c: char| c == '/' || c.is_whitespace())
-            .unwrap_or(rest.len());
+        let authority_end = rest.find(|c: char| c == '/' || c.is_whitespace()).unwrap_or(rest.len());
         if let Some(at) = rest[..authority_end].rfind('@')
             && at > 0
             && &rest[..at] != REDACTED
@@ -208,8 +199,7 @@ fn url_credentials(text: &str) -> String {
 
 fn emails(text: &str) -> String {
     let bytes = text.as_bytes();
-    let local =
-        |byte: u8| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'%' | b'+' | b'-');
+    let local = |byte: u8| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'%' | b'+' | b'-');
     let domain = |byte: u8| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'-');
     let mut out = String::with_capacity(text.len());
     let mut copied = 0;
@@ -263,8 +253,7 @@ fn redact_address(run: &str) -> Cow<'_, str> {
     let trimmed = run.trim_end_matches(['.', ':']);
     let tail = &run[trimmed.len()..];
     let host = trimmed.split('%').next().unwrap_or(trimmed);
-    let is_v6 =
-        host.contains(':') && host.matches(':').count() >= 2 && host.parse::<Ipv6Addr>().is_ok();
+    let is_v6 = host.contains(':') && host.matches(':').count() >= 2 && host.parse::<Ipv6Addr>().is_ok();
     if host.parse::<Ipv4Addr>().is_ok() || is_v6 {
         return Cow::Owned(format!("{IP}{tail}"));
     }
@@ -293,16 +282,10 @@ mod tests {
                 r#"{"password":"hunter 2","user":"ada"}"#,
                 r#"{"password":"[redacted]","user":"ada"}"#,
             ),
-            (
-                "Authorization: Bearer abc.def\nnext",
-                "Authorization: [redacted]\nnext",
-            ),
+            ("Authorization: Bearer abc.def\nnext", "Authorization: [redacted]\nnext"),
             ("cookie: a=1; b=2", "cookie: [redacted]"),
             ("api_key='sk_live_123'", "api_key='[redacted]'"),
-            (
-                "password for user app_rw rejected",
-                "password for user app_rw rejected",
-            ),
+            ("password for user app_rw rejected", "password for user app_rw rejected"),
             ("tokens=5 passwords: none", "tokens=5 passwords: none"),
             (
                 "sessionid=abc session_id=def",
@@ -317,29 +300,20 @@ mod tests {
 
     #[test]
     fn bearer_tokens_and_url_credentials_are_redacted() {
-        assert_eq!(
-            scrub_pii("sent Bearer eyJhbGciOi.x-y_z"),
-            "sent Bearer [redacted]"
-        );
+        assert_eq!(scrub_pii("sent Bearer eyJhbGciOi.x-y_z"), "sent Bearer [redacted]");
         assert_eq!(scrub_pii("basic auth failed"), "basic auth failed");
         assert_eq!(scrub_pii("Basic QWxhZGRpbjpvcGVu"), "Basic [redacted]");
         assert_eq!(
             scrub_pii("postgres://app:s3cret@db.internal/app"),
             "postgres://[redacted]@db.internal/app"
         );
-        assert_eq!(
-            scrub_pii("see https://example.com/a@b"),
-            "see https://example.com/a@b"
-        );
+        assert_eq!(scrub_pii("see https://example.com/a@b"), "see https://example.com/a@b");
     }
 
     #[test]
     fn emails_are_redacted() {
         assert_eq!(scrub_pii("user ada.l+x@example.co.uk."), "user [email].");
-        assert_eq!(
-            scrub_pii("a@b, @handle, x@localhost"),
-            "a@b, @handle, x@localhost"
-        );
+        assert_eq!(scrub_pii("a@b, @handle, x@localhost"), "a@b, @handle, x@localhost");
     }
 
     #[test]
@@ -349,10 +323,7 @@ mod tests {
             ("from 203.0.113.9.", "from [ip]."),
             ("peer 2001:db8::1 and [::1]:80", "peer [ip] and [[ip]]:80"),
             ("fe80::1%eth0 down", "[ip] down"),
-            (
-                "at 12:30:45 in std::io::Error",
-                "at 12:30:45 in std::io::Error",
-            ),
+            ("at 12:30:45 in std::io::Error", "at 12:30:45 in std::io::Error"),
             ("999.1.1.1 is not one", "999.1.1.1 is not one"),
         ];
         for (input, expected) in cases {

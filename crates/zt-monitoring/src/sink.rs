@@ -199,11 +199,7 @@ pub(crate) struct SinkHandle {
 impl SinkHandle {
     /// Starts the sink's worker. The report capacity is split across
     /// `stripes` lanes, one per stripe of recording threads.
-    pub(crate) fn spawn(
-        sink: Box<dyn Sink>,
-        options: SinkOptions,
-        stripes: usize,
-    ) -> Result<Self, Error> {
+    pub(crate) fn spawn(sink: Box<dyn Sink>, options: SinkOptions, stripes: usize) -> Result<Self, Error> {
         let name: Arc<str> = Arc::from(sink.name());
         let lane_capacity = options.report_capacity.div_ceil(stripes.max(1)).max(1);
         let (lanes, report_rx): (Vec<Lane>, Vec<Receiver<Report>>) = if sink.accepts_reports() {
@@ -245,11 +241,7 @@ impl SinkHandle {
             .name(format!("zt-sink-{}", short(&name)))
             .spawn(move || worker.run())
             .map_err(|error| {
-                Error::new(
-                    ErrorKind::Spawn,
-                    format!("cannot start the worker of sink {name:?}"),
-                )
-                .with_source(error)
+                Error::new(ErrorKind::Spawn, format!("cannot start the worker of sink {name:?}")).with_source(error)
             })?;
         Ok(Self {
             dropped_key: metrics::Key::from_parts(
@@ -285,9 +277,7 @@ impl SinkHandle {
                 let accepted = lane.accepted.fetch_add(1, Ordering::Relaxed) + 1;
                 // One wake-up per half lane of reports, not one per report; an
                 // idle worker otherwise polls.
-                if accepted % self.wake_every == 0
-                    && !self.shared.woken.swap(true, Ordering::AcqRel)
-                {
+                if accepted % self.wake_every == 0 && !self.shared.woken.swap(true, Ordering::AcqRel) {
                     self.thread.unpark();
                 }
             }
@@ -326,9 +316,7 @@ impl SinkHandle {
 
     fn count_drop(&self) {
         metrics::with_recorder(|recorder| {
-            recorder
-                .register_counter(&self.dropped_key, &METADATA)
-                .increment(1);
+            recorder.register_counter(&self.dropped_key, &METADATA).increment(1);
         });
     }
 
@@ -347,11 +335,7 @@ impl SinkHandle {
 
     /// Waits until the ticket's work is done or `deadline` passes.
     pub(crate) fn wait(&self, ticket: FlushTicket, deadline: Instant) -> bool {
-        let mut progress = self
-            .shared
-            .progress
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut progress = self.shared.progress.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
             if progress.processed >= ticket.target && progress.flushed >= ticket.sequence {
                 return progress.flush_ok;
@@ -388,12 +372,7 @@ impl SinkHandle {
         self.thread.unpark();
         loop {
             if self.is_finished() {
-                if let Some(join) = self
-                    .join
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .take()
-                {
+                if let Some(join) = self.join.lock().unwrap_or_else(PoisonError::into_inner).take() {
                     // A panic inside the worker loop itself is already counted; nothing to add.
                     let _ = join.join();
                 }
@@ -433,10 +412,7 @@ pub(crate) struct FlushTicket {
 }
 
 fn short(name: &str) -> String {
-    name.chars()
-        .filter(char::is_ascii_alphanumeric)
-        .take(8)
-        .collect()
+    name.chars().filter(char::is_ascii_alphanumeric).take(8).collect()
 }
 
 struct Worker {
@@ -460,13 +436,8 @@ impl Worker {
             self.shared.woken.store(false, Ordering::Release);
             let (handled, open) = self.drain();
             if handled > 0 {
-                let processed =
-                    self.shared.processed.fetch_add(handled, Ordering::AcqRel) + handled;
-                let mut progress = self
-                    .shared
-                    .progress
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
+                let processed = self.shared.processed.fetch_add(handled, Ordering::AcqRel) + handled;
+                let mut progress = self.shared.progress.lock().unwrap_or_else(PoisonError::into_inner);
                 progress.processed = processed;
                 drop(progress);
                 self.shared.changed.notify_all();
@@ -501,9 +472,7 @@ impl Worker {
                 loop {
                     match alerts.try_recv() {
                         Ok(notification) => {
-                            let result = catch_unwind(AssertUnwindSafe(|| {
-                                self.sink.send_notification(&notification)
-                            }));
+                            let result = catch_unwind(AssertUnwindSafe(|| self.sink.send_notification(&notification)));
                             self.account(result);
                             handled += 1;
                             progressed = true;
@@ -520,8 +489,7 @@ impl Worker {
                 for _ in 0..BATCH {
                     match lane.try_recv() {
                         Ok(report) => {
-                            let result =
-                                catch_unwind(AssertUnwindSafe(|| self.sink.send_report(&report)));
+                            let result = catch_unwind(AssertUnwindSafe(|| self.sink.send_report(&report)));
                             self.account(result);
                             handled += 1;
                             progressed = true;
@@ -580,19 +548,14 @@ impl Worker {
         if self.shared.processed.load(Ordering::Acquire) < target {
             return true;
         }
-        let timeout =
-            Duration::from_micros(self.shared.flush_timeout_micros.load(Ordering::Relaxed));
+        let timeout = Duration::from_micros(self.shared.flush_timeout_micros.load(Ordering::Relaxed));
         let result = catch_unwind(AssertUnwindSafe(|| self.sink.flush(timeout)));
         let ok = matches!(result, Ok(Ok(())));
         if let Ok(Err(error)) = &result {
             tracing::warn!(target: "zt::monitoring", sink = %self.name, error = %error, "sink flush failed");
         }
         self.flushed = requested;
-        let mut progress = self
-            .shared
-            .progress
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut progress = self.shared.progress.lock().unwrap_or_else(PoisonError::into_inner);
         progress.flushed = requested;
         progress.flush_ok = ok;
         drop(progress);
@@ -601,12 +564,7 @@ impl Worker {
     }
 
     fn finish(mut self) {
-        let timeout = Duration::from_micros(
-            self.shared
-                .flush_timeout_micros
-                .load(Ordering::Relaxed)
-                .max(1_000_000),
-        );
+        let timeout = Duration::from_micros(self.shared.flush_timeout_micros.load(Ordering::Relaxed).max(1_000_000));
         let _ = catch_unwind(AssertUnwindSafe(|| self.sink.flush(timeout)));
         // Whatever is still queued goes with the queues: count it as dropped.
         let mut lost = 0;
@@ -617,13 +575,8 @@ impl Worker {
             lost += u64::try_from(alerts.try_iter().count()).unwrap_or(u64::MAX);
         }
         self.shared.lost.fetch_add(lost, Ordering::AcqRel);
-        let mut progress = self
-            .shared
-            .progress
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        progress.processed = self.shared.processed.load(Ordering::Acquire)
-            + self.shared.lost.load(Ordering::Acquire);
+        let mut progress = self.shared.progress.lock().unwrap_or_else(PoisonError::into_inner);
+        progress.processed = self.shared.processed.load(Ordering::Acquire) + self.shared.lost.load(Ordering::Acquire);
         progress.flushed = self.shared.flush_requested.load(Ordering::Acquire);
         drop(progress);
         self.shared.changed.notify_all();

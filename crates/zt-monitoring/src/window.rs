@@ -34,13 +34,7 @@ impl Windows {
         Self::striped(1, series, buckets, bucket, origin)
     }
 
-    pub(crate) fn striped(
-        stripes: usize,
-        series: usize,
-        buckets: usize,
-        bucket: Duration,
-        origin: Timestamp,
-    ) -> Self {
+    pub(crate) fn striped(stripes: usize, series: usize, buckets: usize, bucket: Duration, origin: Timestamp) -> Self {
         let stripes = stripes.max(1);
         let buckets = buckets.max(1);
         let bucket_micros = i64::try_from(bucket.as_micros()).unwrap_or(i64::MAX).max(1);
@@ -79,11 +73,7 @@ impl Windows {
 
     /// The span the ring covers.
     pub(crate) fn span(&self) -> Duration {
-        Duration::from_micros(
-            self.bucket_micros
-                .unsigned_abs()
-                .saturating_mul(self.buckets),
-        )
+        Duration::from_micros(self.bucket_micros.unsigned_abs().saturating_mul(self.buckets))
     }
 
     fn slot(&self, stripe: usize, series: usize, index: u64) -> Option<&AtomicU64> {
@@ -118,12 +108,7 @@ impl Windows {
                 }
                 return;
             }
-            match slot.compare_exchange_weak(
-                current,
-                (tag << 32) | 1,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
+            match slot.compare_exchange_weak(current, (tag << 32) | 1, Ordering::Relaxed, Ordering::Relaxed) {
                 Ok(_) => return,
                 Err(actual) => current = actual,
             }
@@ -148,9 +133,7 @@ impl Windows {
     /// relative to `to`.
     pub(crate) fn sum(&self, series: usize, from: u64, to: u64) -> u64 {
         let oldest = to.saturating_sub(self.buckets - 1);
-        (from.max(oldest)..=to)
-            .map(|index| self.bucket(series, index))
-            .sum()
+        (from.max(oldest)..=to).map(|index| self.bucket(series, index)).sum()
     }
 
     /// The sum of the `last` buckets that end at `now`.
@@ -221,9 +204,7 @@ mod tests {
                 std::thread::spawn(move || (0..10_000).for_each(|_| windows.record(0, 3)))
             })
             .collect();
-        threads
-            .into_iter()
-            .for_each(|thread| thread.join().unwrap());
+        threads.into_iter().for_each(|thread| thread.join().unwrap());
         assert_eq!(windows.recent(0, 3, 1), 40_000);
     }
 

@@ -10,18 +10,15 @@ use std::time::{Duration, Instant};
 use support::{deterministic, run_for};
 use zt_error_codes::{Category, ErrorCode};
 use zt_monitoring::{
-    AlertConfig, AlertRule, AlertStatus, Condition, GroupLabel, InhibitRule, MemorySink, Monitor,
-    Notification, Selector, SinkOptions, SpikeConfig, Timing,
+    AlertConfig, AlertRule, AlertStatus, Condition, GroupLabel, InhibitRule, MemorySink, Monitor, Notification,
+    Selector, SinkOptions, SpikeConfig, Timing,
 };
 use zt_types::Severity;
 
 const MINUTE: Duration = Duration::from_secs(60);
 
 fn statuses(notifications: &[Notification]) -> Vec<(String, AlertStatus)> {
-    notifications
-        .iter()
-        .map(|n| (n.rule.clone(), n.status))
-        .collect()
+    notifications.iter().map(|n| (n.rule.clone(), n.status)).collect()
 }
 
 #[test]
@@ -38,10 +35,7 @@ fn a_critical_error_alerts_at_once_and_resolves_once() {
     assert_eq!(firing.group_labels["code"], "AUDIT_WRITE_FAILED");
     assert_eq!(firing.alerts[0].labels["category"], "audit");
     assert!(!firing.repeat);
-    assert_eq!(
-        firing.title(),
-        "[FIRING:1] critical code=AUDIT_WRITE_FAILED"
-    );
+    assert_eq!(firing.title(), "[FIRING:1] critical code=AUDIT_WRITE_FAILED");
 
     // Nothing more while it fires, then one resolution after five quiet minutes.
     let later = run_for(&monitor, &clock, 20 * 60);
@@ -127,10 +121,7 @@ fn thresholds_wait_for_group_wait_and_group_codes_together() {
     for _ in 0..3 {
         monitor.record_code(ErrorCode::DbUnavailable);
     }
-    assert!(
-        monitor.tick().is_empty(),
-        "group_wait holds the first notification"
-    );
+    assert!(monitor.tick().is_empty(), "group_wait holds the first notification");
     clock.advance(Duration::from_secs(10));
     for _ in 0..3 {
         monitor.record_code(ErrorCode::DbTimeout);
@@ -179,11 +170,7 @@ fn an_unchanged_group_repeats_after_repeat_interval() {
     }
     let repeats: Vec<bool> = notifications.iter().map(|n| n.repeat).collect();
     assert_eq!(repeats, [false, true, true]);
-    assert!(
-        notifications
-            .iter()
-            .all(|n| n.status == AlertStatus::Firing)
-    );
+    assert!(notifications.iter().all(|n| n.status == AlertStatus::Firing));
     let gap = notifications[1].sent_at.unix_micros() - notifications[0].sent_at.unix_micros();
     assert_eq!(gap, 3600 * 1_000_000);
 }
@@ -210,14 +197,7 @@ fn cooldown_holds_back_a_flapping_alert() {
         notifications.extend(run_for(&monitor, &clock, 30));
     }
     let seen: Vec<AlertStatus> = notifications.iter().map(|n| n.status).collect();
-    assert_eq!(
-        seen,
-        [
-            AlertStatus::Firing,
-            AlertStatus::Resolved,
-            AlertStatus::Firing
-        ]
-    );
+    assert_eq!(seen, [AlertStatus::Firing, AlertStatus::Resolved, AlertStatus::Firing]);
     let resolved_at = notifications[1].alerts[0].ended_at.unwrap().unix_micros();
     let refired_at = notifications[2].alerts[0].started_at.unix_micros();
     assert!(
@@ -282,11 +262,7 @@ fn a_critical_alert_inhibits_warnings_of_its_category() {
         .map(|alert| alert.fingerprint)
         .collect();
     assert_eq!(inhibited.len(), 2, "{inhibited:?}");
-    assert!(
-        inhibited
-            .iter()
-            .all(|fingerprint| fingerprint.starts_with("db-any{"))
-    );
+    assert!(inhibited.iter().all(|fingerprint| fingerprint.starts_with("db-any{")));
 }
 
 #[test]
@@ -334,20 +310,11 @@ fn a_spike_over_the_baseline_alerts() {
     assert_eq!(notifications.len(), 1);
     assert_eq!(notifications[0].alerts[0].labels["code"], "SESSION_REVOKED");
     assert!(
-        notifications[0].alerts[0]
-            .summary
-            .contains("x the baseline"),
+        notifications[0].alerts[0].summary.contains("x the baseline"),
         "{}",
         notifications[0].alerts[0].summary
     );
-    assert!(
-        monitor
-            .snapshot()
-            .code(ErrorCode::SessionRevoked)
-            .unwrap()
-            .recent
-            >= 30
-    );
+    assert!(monitor.snapshot().code(ErrorCode::SessionRevoked).unwrap().recent >= 30);
 }
 
 #[test]
@@ -380,15 +347,8 @@ fn rules_load_from_toml_and_json_files() {
         .unwrap()
         .merge(AlertConfig::from_path(&json_path).unwrap());
     let (monitor, _clock, _records) = deterministic(|builder| builder.rules(config));
-    let names: Vec<String> = monitor
-        .rules()
-        .iter()
-        .map(|rule| rule.name().to_owned())
-        .collect();
-    assert_eq!(
-        names,
-        ["critical", "slow-operations", "rate-limited", "internal"]
-    );
+    let names: Vec<String> = monitor.rules().iter().map(|rule| rule.name().to_owned()).collect();
+    assert_eq!(names, ["critical", "slow-operations", "rate-limited", "internal"]);
     assert_eq!(
         monitor.operation("render").slow_threshold(),
         Some(Duration::from_secs(2))
@@ -422,9 +382,7 @@ fn rule_windows_must_fit_the_history() {
         .unwrap_err();
     assert_eq!(error.kind(), zt_monitoring::ErrorKind::Config);
     assert!(
-        error
-            .to_string()
-            .contains("rule \"wide\" reads 1h of history"),
+        error.to_string().contains("rule \"wide\" reads 1h of history"),
         "{error}"
     );
 }
@@ -437,10 +395,7 @@ fn a_critical_error_wakes_the_background_evaluator() {
     let records = sink.records();
     let monitor = Monitor::builder()
         .without_tracing_sink()
-        .sink_with_options(
-            sink,
-            SinkOptions::new().poll_interval(Duration::from_millis(5)),
-        )
+        .sink_with_options(sink, SinkOptions::new().poll_interval(Duration::from_millis(5)))
         .evaluate_every(Duration::from_secs(3600))
         .build()
         .unwrap();

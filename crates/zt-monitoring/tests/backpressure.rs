@@ -77,10 +77,7 @@ fn a_stalled_sink_never_blocks_the_caller_and_drops_are_counted() {
     assert_eq!(sink.queued, 101);
     assert_eq!(sink.dropped_reports, 9_900);
     assert_eq!(sink.delivered, 0);
-    assert_eq!(
-        recorder.counter("zt_monitoring_dropped_total{sink=stalled}"),
-        9_900
-    );
+    assert_eq!(recorder.counter("zt_monitoring_dropped_total{sink=stalled}"), 9_900);
     assert!(
         monitor
             .render_prometheus()
@@ -91,10 +88,7 @@ fn a_stalled_sink_never_blocks_the_caller_and_drops_are_counted() {
     release.send(()).unwrap();
     assert!(monitor.flush(Duration::from_secs(10)));
     let sink = monitor.stats().sink("stalled").cloned().unwrap();
-    assert_eq!(
-        (sink.delivered, sink.dropped_reports, sink.queued),
-        (101, 9_900, 0)
-    );
+    assert_eq!((sink.delivered, sink.dropped_reports, sink.queued), (101, 9_900, 0));
     assert_eq!(sink.delivered + sink.dropped_reports, 10_001);
 }
 
@@ -132,10 +126,7 @@ impl Sink for Flaky {
         self.calls += 1;
         match self.calls % 3 {
             0 => panic!("the sink panicked on purpose"),
-            1 => Err(Error::delivery(
-                "upstream said no",
-                std::io::Error::other("503"),
-            )),
+            1 => Err(Error::delivery("upstream said no", std::io::Error::other("503"))),
             _ => Ok(()),
         }
     }
@@ -154,10 +145,7 @@ fn failing_and_panicking_sinks_are_counted_and_keep_running() {
     }
     assert!(monitor.flush(Duration::from_secs(10)));
     let sink = monitor.stats().sink("flaky").cloned().unwrap();
-    assert_eq!(
-        (sink.delivered, sink.failed, sink.dropped_reports),
-        (10, 20, 0)
-    );
+    assert_eq!((sink.delivered, sink.failed, sink.dropped_reports), (10, 20, 0));
 }
 
 #[test]
@@ -180,9 +168,7 @@ fn two_threads_recording_lose_nothing_uncounted() {
             })
         })
         .collect();
-    threads
-        .into_iter()
-        .for_each(|thread| thread.join().unwrap());
+    threads.into_iter().for_each(|thread| thread.join().unwrap());
     assert!(monitor.flush(Duration::from_secs(30)));
     let stats = monitor.stats();
     let sink = stats.sink("memory").unwrap();
@@ -192,21 +178,14 @@ fn two_threads_recording_lose_nothing_uncounted() {
         100_000
     );
     assert_eq!(sink.delivered + sink.dropped_reports, 100_000);
-    assert_eq!(
-        u64::try_from(records.reports().len()).unwrap(),
-        sink.delivered
-    );
+    assert_eq!(u64::try_from(records.reports().len()).unwrap(), sink.delivered);
 }
 
 #[test]
 fn reports_after_shutdown_are_counted_as_dropped() {
     let sink = MemorySink::new();
     let records = sink.records();
-    let monitor = Monitor::builder()
-        .without_tracing_sink()
-        .sink(sink)
-        .build()
-        .unwrap();
+    let monitor = Monitor::builder().without_tracing_sink().sink(sink).build().unwrap();
     monitor.record_code(ErrorCode::Internal);
     assert!(monitor.shutdown(Duration::from_secs(10)));
     assert_eq!(records.reports().len(), 1);

@@ -36,11 +36,7 @@ fn the_sanitizer_hands_every_report_to_the_monitor() {
     assert_eq!(report.reference(), problem.reference());
     assert_eq!(report.severity(), Severity::Critical);
     assert_eq!(
-        report
-            .context()
-            .and_then(RequestContext::request_id)
-            .unwrap()
-            .as_str(),
+        report.context().and_then(RequestContext::request_id).unwrap().as_str(),
         "req-1"
     );
     assert!(

@@ -15,11 +15,8 @@ fn snapshot_ranks_codes_and_flags_spikes() {
     let spike = SpikeConfig::new(3.0)
         .with_recent(Duration::from_secs(60))
         .with_baseline(Duration::from_secs(600));
-    let (monitor, clock, _records) = deterministic(|builder| {
-        builder
-            .spike_detection(spike)
-            .snapshot_window(Duration::from_secs(300))
-    });
+    let (monitor, clock, _records) =
+        deterministic(|builder| builder.spike_detection(spike).snapshot_window(Duration::from_secs(300)));
     // Twenty minutes of a steady trickle, then a burst of another code.
     for _ in 0..20 {
         monitor.record_code(ErrorCode::ResourceNotFound);
@@ -36,21 +33,14 @@ fn snapshot_ranks_codes_and_flags_spikes() {
     assert_eq!(top, [ErrorCode::RateLimited, ErrorCode::ResourceNotFound]);
     let rate_limited = snapshot.code(ErrorCode::RateLimited).unwrap();
     assert_eq!(
-        (
-            rate_limited.total,
-            rate_limited.in_window,
-            rate_limited.recent
-        ),
+        (rate_limited.total, rate_limited.in_window, rate_limited.recent),
         (40, 40, 40)
     );
     assert!(rate_limited.spike);
     let steady = snapshot.code(ErrorCode::ResourceNotFound).unwrap();
     assert_eq!(steady.in_window, 5);
     assert!(!steady.spike);
-    assert!(
-        (steady.baseline_per_minute - 1.0).abs() < 1e-9,
-        "{steady:?}"
-    );
+    assert!((steady.baseline_per_minute - 1.0).abs() < 1e-9, "{steady:?}");
     assert_eq!(snapshot.spikes().count(), 1);
 
     let json: serde_json::Value = serde_json::from_str(&snapshot.to_json()).unwrap();
@@ -58,10 +48,7 @@ fn snapshot_ranks_codes_and_flags_spikes() {
     assert_eq!(json["codes"][0]["code"], "RATE_LIMITED");
     assert_eq!(json["at"], "2026-03-01T12:20:00.000000Z");
 
-    assert_eq!(
-        monitor.count(ErrorCode::ResourceNotFound, Duration::from_secs(600)),
-        10
-    );
+    assert_eq!(monitor.count(ErrorCode::ResourceNotFound, Duration::from_secs(600)), 10);
     let series = monitor.series(ErrorCode::ResourceNotFound, Duration::from_secs(120));
     assert_eq!(series.len(), 120);
     assert_eq!(series.iter().sum::<u64>(), 2);
@@ -136,10 +123,7 @@ fn latency_percentiles_and_metrics() {
             "zt_operation_duration_seconds{operation=\"db.query\",quantile=\"0.99\"} ",
             0.099,
         ),
-        (
-            "zt_operation_duration_max_seconds{operation=\"db.query\"} ",
-            0.1,
-        ),
+        ("zt_operation_duration_max_seconds{operation=\"db.query\"} ", 0.1),
     ] {
         let line = text
             .lines()
@@ -162,9 +146,7 @@ fn operation_names_are_escaped_in_prometheus_output() {
         .manual_evaluation()
         .build()
         .unwrap();
-    monitor
-        .operation("say \"hi\"\nnow")
-        .record(Duration::from_millis(1));
+    monitor.operation("say \"hi\"\nnow").record(Duration::from_millis(1));
     let text = monitor.render_prometheus();
     assert!(
         text.contains("zt_operation_slow_total{operation=\"say \\\"hi\\\"\\nnow\"} 0"),

@@ -99,10 +99,7 @@ fn events_are_fingerprinted_tagged_and_scrubbed() {
         reference.to_string().replace('-', "")
     );
     // Error is the protocol's default level, so it is left out of the payload.
-    assert!(
-        event.get("level").is_none_or(|level| level == "error"),
-        "{event}"
-    );
+    assert!(event.get("level").is_none_or(|level| level == "error"), "{event}");
     assert_eq!(event["logger"], "zt-monitoring");
     assert_eq!(
         event["fingerprint"],
@@ -159,10 +156,7 @@ fn client_ip_and_user_agent_only_with_consent() {
     assert!(monitor.flush(Duration::from_secs(10)));
     let (event, _raw) = next_event(&server);
     assert_eq!(event["user"]["ip_address"], "198.51.100.7");
-    assert_eq!(
-        event["request"]["headers"]["User-Agent"],
-        "Mozilla/5.0 secret-agent"
-    );
+    assert_eq!(event["request"]["headers"]["User-Agent"], "Mozilla/5.0 secret-agent");
     // Messages are scrubbed all the same.
     assert!(!event["message"].as_str().unwrap().contains("10.0.3.7"));
 }
@@ -178,26 +172,17 @@ fn a_burst_beyond_sentrys_own_queue_all_arrives() {
         .sink(SentrySink::new(client(&server)))
         .build()
         .unwrap();
-    let references: Vec<ReferenceId> = (0..100)
-        .map(|_| monitor.record_code(ErrorCode::Internal))
-        .collect();
+    let references: Vec<ReferenceId> = (0..100).map(|_| monitor.record_code(ErrorCode::Internal)).collect();
     assert!(monitor.flush(Duration::from_secs(30)));
     let mut seen = std::collections::HashSet::new();
     while seen.len() < references.len() {
         let (event, _raw) = next_event(&server);
         seen.insert(event["tags"]["reference_id"].as_str().unwrap().to_owned());
     }
-    assert!(
-        references
-            .iter()
-            .all(|reference| seen.contains(&reference.to_string()))
-    );
+    assert!(references.iter().all(|reference| seen.contains(&reference.to_string())));
     let stats = monitor.stats();
     let sink = stats.sink("sentry").unwrap();
-    assert_eq!(
-        (sink.delivered, sink.failed, sink.dropped_reports),
-        (100, 0, 0)
-    );
+    assert_eq!((sink.delivered, sink.failed, sink.dropped_reports), (100, 0, 0));
 }
 
 #[test]

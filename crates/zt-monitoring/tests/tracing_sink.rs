@@ -56,27 +56,17 @@ fn reports_and_alerts_are_logged_with_their_fields() {
         .expect("the report is logged");
     assert!(report_line.contains("ERROR"), "{report_line}");
     assert!(report_line.contains("zt::monitoring"), "{report_line}");
-    assert!(
-        report_line.contains("code=\"AUDIT_WRITE_FAILED\""),
-        "{report_line}"
-    );
+    assert!(report_line.contains("code=\"AUDIT_WRITE_FAILED\""), "{report_line}");
     assert!(
         report_line.contains(&format!("reference_id={reference}")),
         "{report_line}"
     );
-    assert!(
-        report_line.contains("request_id=\"req-9\""),
-        "{report_line}"
-    );
+    assert!(report_line.contains("request_id=\"req-9\""), "{report_line}");
     assert!(
         report_line.contains("error=insert failed\\nERROR forged line: disk full"),
         "{report_line}"
     );
-    assert!(
-        !log.lines()
-            .any(|line| line.starts_with("ERROR forged line")),
-        "{log}"
-    );
+    assert!(!log.lines().any(|line| line.starts_with("ERROR forged line")), "{log}");
     let alert_line = log
         .lines()
         .find(|line| line.contains("alert firing"))

@@ -39,10 +39,7 @@ fn json_notifications_reach_the_server_firing_then_resolved() {
     assert_eq!(body["severity"], "critical");
     assert_eq!(body["alerts"][0]["labels"]["code"], "AUDIT_WRITE_FAILED");
     assert_eq!(body["alerts"][0]["window"], "5m");
-    assert_eq!(
-        body["alerts"][0]["started_at"],
-        "2026-03-01T12:00:00.000000Z"
-    );
+    assert_eq!(body["alerts"][0]["started_at"], "2026-03-01T12:00:00.000000Z");
     let group_key = body["group_key"].as_str().unwrap().to_owned();
 
     assert_eq!(run_for(&monitor, &clock, 600).len(), 1);
@@ -67,9 +64,7 @@ fn slack_format_posts_text() {
     let body = server.next().json();
     let text = body["text"].as_str().unwrap();
     assert!(
-        text.starts_with(
-            "[FIRING:1] critical code=SESSION_CHECK_FAILED\n- firing: SESSION_CHECK_FAILED: 1 in 5m"
-        ),
+        text.starts_with("[FIRING:1] critical code=SESSION_CHECK_FAILED\n- firing: SESSION_CHECK_FAILED: 1 in 5m"),
         "{text}"
     );
     assert_eq!(body.as_object().unwrap().len(), 1);
@@ -158,9 +153,7 @@ fn an_unreachable_webhook_is_a_counted_failure() {
 #[test]
 fn reports_carry_no_chain_or_client_data() {
     let server = Server::start(vec![]);
-    let sink = WebhookSink::new(&server.url("/reports"))
-        .unwrap()
-        .include_reports(true);
+    let sink = WebhookSink::new(&server.url("/reports")).unwrap().include_reports(true);
     let (monitor, _clock, _records) = deterministic(|builder| builder.sink(sink));
     let reference = ReferenceId::new();
     let context = RequestContext::new()

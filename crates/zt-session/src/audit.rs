@@ -110,11 +110,7 @@ impl AdminChange {
     /// This admin operation as an audit event by `actor`: the operation's
     /// action (such as `UPDATE_ROLE`), resource `users` with the user's id,
     /// status `success`, and [`AdminChange::audit_metadata`].
-    pub fn audit_event(
-        &self,
-        actor: Actor,
-        context: &RequestContext,
-    ) -> Result<AuditEvent, FieldError> {
+    pub fn audit_event(&self, actor: Actor, context: &RequestContext) -> Result<AuditEvent, FieldError> {
         AuditEvent::builder(actor, self.operation.action(), "users")
             .resource_id(&self.user_id)
             .metadata(&self.audit_metadata())

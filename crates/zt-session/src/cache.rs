@@ -35,35 +35,20 @@ impl StateCache {
 
     fn fresh(&self, entry: &Entry, now: Timestamp) -> bool {
         // A clock that went backwards makes the entry stale, not eternal.
-        now.duration_since(entry.fetched_at)
-            .is_some_and(|age| age <= self.ttl)
+        now.duration_since(entry.fetched_at).is_some_and(|age| age <= self.ttl)
     }
 
     /// The cached state of `session`, if it belongs to `user` and is fresh.
-    pub(crate) fn get(
-        &self,
-        user: &UserId,
-        session: &SessionHash,
-        now: Timestamp,
-    ) -> Option<SessionState> {
+    pub(crate) fn get(&self, user: &UserId, session: &SessionHash, now: Timestamp) -> Option<SessionState> {
         let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         let entry = entries.get(session)?;
         (entry.user_id == *user && self.fresh(entry, now)).then(|| entry.state.clone())
     }
 
-    pub(crate) fn put(
-        &self,
-        user: &UserId,
-        session: SessionHash,
-        state: &SessionState,
-        now: Timestamp,
-    ) {
+    pub(crate) fn put(&self, user: &UserId, session: SessionHash, state: &SessionState, now: Timestamp) {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         if entries.len() >= self.max_entries && !entries.contains_key(&session) {
-            entries.retain(|_, entry| {
-                now.duration_since(entry.fetched_at)
-                    .is_some_and(|age| age <= self.ttl)
-            });
+            entries.retain(|_, entry| now.duration_since(entry.fetched_at).is_some_and(|age| age <= self.ttl));
             if entries.len() >= self.max_entries {
                 // Still full of fresh entries: start over rather than grow.
                 // The cost is a few extra reads, never a stale answer.
@@ -88,18 +73,12 @@ impl StateCache {
 
     /// Forgets everything.
     pub(crate) fn clear(&self) {
-        self.entries
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner).clear();
     }
 
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.entries
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner).len()
     }
 }
 
@@ -138,11 +117,7 @@ mod tests {
                 .get(&user, &hash("a"), t0.saturating_sub(Duration::from_secs(1)))
                 .is_none()
         );
-        assert!(
-            cache
-                .get(&UserId::parse("2").unwrap(), &hash("a"), t0)
-                .is_none()
-        );
+        assert!(cache.get(&UserId::parse("2").unwrap(), &hash("a"), t0).is_none());
         cache.put(&user, hash("b"), &state(), t0);
         cache.put(&user, hash("c"), &state(), t0);
         assert!(cache.len() <= 2);

@@ -173,21 +173,12 @@ impl fmt::Display for DenialReason {
         match self {
             Self::Missing => f.write_str("no session"),
             Self::FromTheFuture { field, ahead } => {
-                write!(
-                    f,
-                    "{field} is {ahead:?} in the future, beyond the allowed clock skew"
-                )
+                write!(f, "{field} is {ahead:?} in the future, beyond the allowed clock skew")
             }
             Self::VersionAhead { claimed, current } => {
-                write!(
-                    f,
-                    "session version {claimed} is ahead of the user's version {current}"
-                )
+                write!(f, "session version {claimed} is ahead of the user's version {current}")
             }
-            Self::Expired {
-                issued_at,
-                lifetime,
-            } => {
+            Self::Expired { issued_at, lifetime } => {
                 write!(
                     f,
                     "session issued at {issued_at} is older than its lifetime of {lifetime:?}"
@@ -201,10 +192,7 @@ impl fmt::Display for DenialReason {
             Self::UserDisabled => f.write_str("user is disabled"),
             Self::SessionRevoked => f.write_str("session is revoked"),
             Self::VersionChanged { claimed, current } => {
-                write!(
-                    f,
-                    "session version {claimed} is behind the user's version {current}"
-                )
+                write!(f, "session version {claimed} is behind the user's version {current}")
             }
             Self::RoleChanged { at_issue, current } => {
                 write!(
@@ -437,10 +425,7 @@ mod tests {
                 field: "authenticated_at",
                 ahead: Duration::from_secs(1),
             },
-            DenialReason::VersionAhead {
-                claimed: 2,
-                current: 1,
-            },
+            DenialReason::VersionAhead { claimed: 2, current: 1 },
             DenialReason::Expired {
                 issued_at: Timestamp::now(),
                 lifetime: Duration::from_secs(1),
@@ -453,10 +438,7 @@ mod tests {
             DenialReason::UserDeleted,
             DenialReason::UserDisabled,
             DenialReason::SessionRevoked,
-            DenialReason::VersionChanged {
-                claimed: 1,
-                current: 2,
-            },
+            DenialReason::VersionChanged { claimed: 1, current: 2 },
             DenialReason::RoleChanged {
                 at_issue: Role::admin(),
                 current: role(),
@@ -465,9 +447,7 @@ mod tests {
                 required: Role::admin(),
                 current: role(),
             },
-            DenialReason::MfaRequired {
-                level: AuthLevel::Aal1,
-            },
+            DenialReason::MfaRequired { level: AuthLevel::Aal1 },
             DenialReason::StaleAuthentication {
                 age: Duration::from_secs(2),
                 max_age: Duration::from_secs(1),

@@ -51,10 +51,7 @@ impl Error {
 
     /// Attaches the underlying error.
     #[must_use]
-    pub fn with_source(
-        mut self,
-        source: impl Into<Box<dyn StdError + Send + Sync + 'static>>,
-    ) -> Self {
+    pub fn with_source(mut self, source: impl Into<Box<dyn StdError + Send + Sync + 'static>>) -> Self {
         self.source = Some(source.into());
         self
     }
@@ -84,9 +81,7 @@ impl fmt::Display for Error {
 
 impl StdError for Error {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.source
-            .as_deref()
-            .map(|source| source as &(dyn StdError + 'static))
+        self.source.as_deref().map(|source| source as &(dyn StdError + 'static))
     }
 }
 
@@ -94,21 +89,14 @@ impl From<diesel::result::Error> for Error {
     fn from(error: diesel::result::Error) -> Self {
         use diesel::result::{DatabaseErrorKind, Error as D};
         let kind = match &error {
-            D::DatabaseError(
-                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
-                _,
-            ) => ErrorKind::Unavailable,
+            D::DatabaseError(DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand, _) => {
+                ErrorKind::Unavailable
+            }
             D::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => ErrorKind::Conflict,
             D::DeserializationError(_) => ErrorKind::Decode,
             _ => ErrorKind::Database,
         };
-        let first_line = error
-            .to_string()
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_owned();
+        let first_line = error.to_string().lines().next().unwrap_or_default().trim().to_owned();
         Self::new(kind, format!("user store database error: {first_line}")).with_source(error)
     }
 }

@@ -173,9 +173,7 @@ mod validator;
 pub use audit::{AuditSink, SESSION_DENIED};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use denial::{BindingMismatch, Denial, DenialReason, Remedy, StepUp};
-pub use directory::{
-    AdminChange, AdminOperation, RevocationStore, SessionState, UserDirectory, UserState,
-};
+pub use directory::{AdminChange, AdminOperation, RevocationStore, SessionState, UserDirectory, UserState};
 pub use error::{Error, ErrorKind, Result};
 pub use requirement::{BindingPolicy, Freshness, Requirement};
 pub use role::{RoleChangePolicy, RoleHierarchy};
@@ -199,8 +197,6 @@ pub static MIGRATIONS: MigrationSet = MigrationSet {
 
 /// Applies the reference tables' pending migrations on `conn`; returns the
 /// versions applied.
-pub fn run_migrations<C: zt_db::Migrate>(
-    conn: &mut C,
-) -> std::result::Result<Vec<String>, zt_db::Error> {
+pub fn run_migrations<C: zt_db::Migrate>(conn: &mut C) -> std::result::Result<Vec<String>, zt_db::Error> {
     conn.run_migrations(&MIGRATIONS)
 }

@@ -152,17 +152,13 @@ impl Requirement {
     /// NIST AAL2: a login at [`AuthLevel::Aal2`] or above within 24 hours
     /// (SP 800-63B-4 §2.2.3).
     pub const fn aal2() -> Self {
-        Self::new()
-            .freshness(Freshness::AAL2)
-            .min_auth_level(AuthLevel::Aal2)
+        Self::new().freshness(Freshness::AAL2).min_auth_level(AuthLevel::Aal2)
     }
 
     /// NIST AAL3: a login at [`AuthLevel::Aal3`] within 12 hours
     /// (SP 800-63B-4 §2.3.3).
     pub const fn aal3() -> Self {
-        Self::new()
-            .freshness(Freshness::AAL3)
-            .min_auth_level(AuthLevel::Aal3)
+        Self::new().freshness(Freshness::AAL3).min_auth_level(AuthLevel::Aal3)
     }
 
     /// Asks for the user's *current* role to be at or above `role` in the
@@ -296,15 +292,9 @@ mod tests {
         assert!(Requirement::strict_mfa().requires_mfa());
         assert_eq!(Requirement::strict_mfa().required_freshness(), minutes(10));
         assert_eq!(Requirement::aal2().required_freshness(), minutes(24 * 60));
-        assert_eq!(
-            Requirement::aal2().required_auth_level(),
-            Some(AuthLevel::Aal2)
-        );
+        assert_eq!(Requirement::aal2().required_auth_level(), Some(AuthLevel::Aal2));
         assert_eq!(Requirement::aal3().required_freshness(), minutes(12 * 60));
-        assert_eq!(
-            Requirement::aal3().required_auth_level(),
-            Some(AuthLevel::Aal3)
-        );
+        assert_eq!(Requirement::aal3().required_auth_level(), Some(AuthLevel::Aal3));
     }
 
     #[test]

@@ -45,9 +45,8 @@ impl RoleHierarchy {
     {
         let mut roles: Vec<Role> = Vec::new();
         for name in lowest_first {
-            let role = Role::parse(name.as_ref()).map_err(|e| {
-                Error::new(ErrorKind::InvalidConfig, format!("role hierarchy: {e}")).with_source(e)
-            })?;
+            let role = Role::parse(name.as_ref())
+                .map_err(|e| Error::new(ErrorKind::InvalidConfig, format!("role hierarchy: {e}")).with_source(e))?;
             if roles.contains(&role) {
                 return Err(Error::new(
                     ErrorKind::InvalidConfig,
@@ -57,10 +56,7 @@ impl RoleHierarchy {
             roles.push(role);
         }
         if roles.is_empty() {
-            return Err(Error::new(
-                ErrorKind::InvalidConfig,
-                "role hierarchy is empty",
-            ));
+            return Err(Error::new(ErrorKind::InvalidConfig, "role hierarchy is empty"));
         }
         Ok(Self { roles })
     }

@@ -194,16 +194,9 @@ impl UserStore {
     /// Creates a live user with `role` and session version 0. Fails with
     /// [`ErrorKind::Conflict`](crate::ErrorKind::Conflict) when the id exists
     /// (deleted users keep theirs) or a live user has the email.
-    pub fn create_user(
-        &self,
-        id: &UserId,
-        email: Option<&Email>,
-        role: &Role,
-    ) -> Result<AdminChange> {
+    pub fn create_user(&self, id: &UserId, email: Option<&Email>, role: &Role) -> Result<AdminChange> {
         let at = self.clock.now();
-        with_conn!(self, |conn, ops| ops::create_user(
-            conn, id, email, role, at
-        ))
+        with_conn!(self, |conn, ops| ops::create_user(conn, id, email, role, at))
     }
 
     /// Sets the user's role and bumps the session version. A demotion thus
@@ -211,26 +204,20 @@ impl UserStore {
     /// promotion; see [`RoleChangePolicy`](crate::RoleChangePolicy).
     pub fn change_role(&self, id: &UserId, role: &Role) -> Result<AdminChange> {
         let at = self.clock.now();
-        with_conn!(self, |conn, ops| ops::change_role(
-            conn, false, id, role, at
-        ))
+        with_conn!(self, |conn, ops| ops::change_role(conn, false, id, role, at))
     }
 
     /// Disables the user and bumps the session version.
     pub fn disable_user(&self, id: &UserId) -> Result<AdminChange> {
         let at = self.clock.now();
-        with_conn!(self, |conn, ops| ops::set_disabled(
-            conn, false, id, true, at
-        ))
+        with_conn!(self, |conn, ops| ops::set_disabled(conn, false, id, true, at))
     }
 
     /// Enables a disabled user and bumps the session version, so that no
     /// session from before the disable comes back to life.
     pub fn enable_user(&self, id: &UserId) -> Result<AdminChange> {
         let at = self.clock.now();
-        with_conn!(self, |conn, ops| ops::set_disabled(
-            conn, false, id, false, at
-        ))
+        with_conn!(self, |conn, ops| ops::set_disabled(conn, false, id, false, at))
     }
 
     /// Marks the user deleted and bumps the session version. The row stays,
@@ -244,9 +231,7 @@ impl UserStore {
     /// other sessions live on.
     pub fn revoke_session(&self, id: &UserId, session: &SessionHash) -> Result<AdminChange> {
         let at = self.clock.now();
-        with_conn!(self, |conn, ops| ops::revoke_session(
-            conn, false, id, session, at
-        ))
+        with_conn!(self, |conn, ops| ops::revoke_session(conn, false, id, session, at))
     }
 
     /// Revokes every session of the user issued so far, by bumping the
@@ -266,45 +251,25 @@ impl UserStore {
         role: &Role,
     ) -> Result<AdminChange> {
         let at = self.clock.now();
-        with_ref!(conn.into(), |conn, ops| ops::change_role(
-            conn, true, id, role, at
-        ))
+        with_ref!(conn.into(), |conn, ops| ops::change_role(conn, true, id, role, at))
     }
 
     /// [`UserStore::disable_user`] inside the caller's open transaction.
-    pub fn disable_user_in<'c>(
-        &self,
-        conn: impl Into<ConnectionRef<'c>>,
-        id: &UserId,
-    ) -> Result<AdminChange> {
+    pub fn disable_user_in<'c>(&self, conn: impl Into<ConnectionRef<'c>>, id: &UserId) -> Result<AdminChange> {
         let at = self.clock.now();
-        with_ref!(conn.into(), |conn, ops| ops::set_disabled(
-            conn, true, id, true, at
-        ))
+        with_ref!(conn.into(), |conn, ops| ops::set_disabled(conn, true, id, true, at))
     }
 
     /// [`UserStore::enable_user`] inside the caller's open transaction.
-    pub fn enable_user_in<'c>(
-        &self,
-        conn: impl Into<ConnectionRef<'c>>,
-        id: &UserId,
-    ) -> Result<AdminChange> {
+    pub fn enable_user_in<'c>(&self, conn: impl Into<ConnectionRef<'c>>, id: &UserId) -> Result<AdminChange> {
         let at = self.clock.now();
-        with_ref!(conn.into(), |conn, ops| ops::set_disabled(
-            conn, true, id, false, at
-        ))
+        with_ref!(conn.into(), |conn, ops| ops::set_disabled(conn, true, id, false, at))
     }
 
     /// [`UserStore::delete_user`] inside the caller's open transaction.
-    pub fn delete_user_in<'c>(
-        &self,
-        conn: impl Into<ConnectionRef<'c>>,
-        id: &UserId,
-    ) -> Result<AdminChange> {
+    pub fn delete_user_in<'c>(&self, conn: impl Into<ConnectionRef<'c>>, id: &UserId) -> Result<AdminChange> {
         let at = self.clock.now();
-        with_ref!(conn.into(), |conn, ops| ops::delete_user(
-            conn, true, id, at
-        ))
+        with_ref!(conn.into(), |conn, ops| ops::delete_user(conn, true, id, at))
     }
 
     /// [`UserStore::revoke_session`] inside the caller's open transaction.
@@ -321,11 +286,7 @@ impl UserStore {
     }
 
     /// [`UserStore::revoke_all_sessions`] inside the caller's open transaction.
-    pub fn revoke_all_sessions_in<'c>(
-        &self,
-        conn: impl Into<ConnectionRef<'c>>,
-        id: &UserId,
-    ) -> Result<AdminChange> {
+    pub fn revoke_all_sessions_in<'c>(&self, conn: impl Into<ConnectionRef<'c>>, id: &UserId) -> Result<AdminChange> {
         let at = self.clock.now();
         with_ref!(conn.into(), |conn, ops| ops::revoke_all(conn, true, id, at))
     }
@@ -343,10 +304,7 @@ impl UserStore {
     /// check: pass now minus your longest session lifetime (the identity
     /// provider's, or the requirements' absolute lifetime).
     pub fn prune_revocations(&self, revoked_before: Timestamp) -> Result<usize> {
-        with_conn!(self, |conn, ops| ops::prune_revocations(
-            conn,
-            revoked_before
-        ))
+        with_conn!(self, |conn, ops| ops::prune_revocations(conn, revoked_before))
     }
 }
 

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use zt_types::{
-    Actor, AuthFactors, AuthLevel, ClientBinding, Neutralized, RequestContext, RequestId, Role,
-    SessionClaims, SessionHash, Severity, Timestamp, UserId,
+    Actor, AuthFactors, AuthLevel, ClientBinding, Neutralized, RequestContext, RequestId, Role, SessionClaims,
+    SessionHash, Severity, Timestamp, UserId,
 };
 
 use crate::audit::AuditSink;
@@ -298,9 +298,7 @@ impl Validator {
             }
         }
         if let Some(lifetime) = requirement.max_session_lifetime
-            && now
-                .duration_since(claims.issued_at())
-                .is_some_and(|age| age > lifetime)
+            && now.duration_since(claims.issued_at()).is_some_and(|age| age > lifetime)
         {
             return Err(deny(DenialReason::Expired {
                 issued_at: claims.issued_at(),
@@ -318,17 +316,16 @@ impl Validator {
         }
 
         // 2. One read.
-        let (state, from_cache) =
-            match self.read_state(claims.user_id(), &session, requirement.sensitive, now) {
-                Ok(read) => read,
-                Err(error) => {
-                    let denial = Denial::new(DenialReason::CheckFailed, now)
-                        .for_session(claims.user_id(), session)
-                        .with_operation(requirement.operation)
-                        .with_source(error);
-                    return Err(self.deny(denial, context));
-                }
-            };
+        let (state, from_cache) = match self.read_state(claims.user_id(), &session, requirement.sensitive, now) {
+            Ok(read) => read,
+            Err(error) => {
+                let denial = Denial::new(DenialReason::CheckFailed, now)
+                    .for_session(claims.user_id(), session)
+                    .with_operation(requirement.operation)
+                    .with_source(error);
+                return Err(self.deny(denial, context));
+            }
+        };
 
         // 3. The user and the session, now.
         let Some(user) = state.user else {
@@ -398,9 +395,7 @@ impl Validator {
             return Err(self.deny(denial, context));
         }
         // A login in the future within the skew counts as just now.
-        let auth_age = now
-            .duration_since(claims.authenticated_at())
-            .unwrap_or(Duration::ZERO);
+        let auth_age = now.duration_since(claims.authenticated_at()).unwrap_or(Duration::ZERO);
         if let Some(freshness) = requirement.freshness
             && auth_age > freshness.as_duration()
         {
@@ -453,8 +448,7 @@ impl Validator {
         match claims {
             Some(claims) => self.validate(claims, requirement, context),
             None => {
-                let denial = Denial::new(DenialReason::Missing, self.clock.now())
-                    .with_operation(requirement.operation);
+                let denial = Denial::new(DenialReason::Missing, self.clock.now()).with_operation(requirement.operation);
                 Err(self.deny(denial, context))
             }
         }
@@ -480,21 +474,15 @@ impl Validator {
         Ok((state, false))
     }
 
-    fn compare_binding(
-        &self,
-        binding: &ClientBinding,
-        context: &RequestContext,
-    ) -> BindingMismatch {
+    fn compare_binding(&self, binding: &ClientBinding, context: &RequestContext) -> BindingMismatch {
         let ip = binding.ip.is_some_and(|bound| match context.client_ip() {
             Some(ip) => !same_network(bound, ip, self.ipv4_prefix, self.ipv6_prefix),
             None => true,
         });
-        let user_agent = binding
-            .user_agent_hash
-            .is_some_and(|bound| match context.user_agent() {
-                Some(agent) => agent.hash() != bound,
-                None => true,
-            });
+        let user_agent = binding.user_agent_hash.is_some_and(|bound| match context.user_agent() {
+            Some(agent) => agent.hash() != bound,
+            None => true,
+        });
         BindingMismatch { ip, user_agent }
     }
 
@@ -505,7 +493,7 @@ impl Validator {
             match denial.audit_event(context) {
                 Ok(event) => sink.record(event),
                 Err(error) => {
-                    tracing::error!(%error, code = %denial.code(), "a session denial could not become an audit event")
+                    tracing::error!(%error, code = %denial.code(), "a session denial could not become an audit event");
                 }
             }
         }
@@ -562,27 +550,12 @@ mod tests {
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         assert!(same_network(ip("203.0.113.7"), ip("203.0.113.7"), 32, 128));
         assert!(!same_network(ip("203.0.113.7"), ip("203.0.113.8"), 32, 128));
-        assert!(same_network(
-            ip("203.0.113.7"),
-            ip("203.0.113.200"),
-            24,
-            128
-        ));
+        assert!(same_network(ip("203.0.113.7"), ip("203.0.113.200"), 24, 128));
         assert!(!same_network(ip("203.0.113.7"), ip("203.0.114.7"), 24, 128));
         assert!(same_network(ip("1.2.3.4"), ip("9.9.9.9"), 0, 0));
-        assert!(same_network(
-            ip("2001:db8::1"),
-            ip("2001:db8::ffff"),
-            32,
-            64
-        ));
+        assert!(same_network(ip("2001:db8::1"), ip("2001:db8::ffff"), 32, 64));
         assert!(!same_network(ip("2001:db8::1"), ip("2001:db9::1"), 32, 64));
-        assert!(same_network(
-            ip("::ffff:203.0.113.7"),
-            ip("203.0.113.7"),
-            32,
-            128
-        ));
+        assert!(same_network(ip("::ffff:203.0.113.7"), ip("203.0.113.7"), 32, 128));
         assert!(!same_network(ip("203.0.113.7"), ip("2001:db8::1"), 0, 0));
     }
 }

@@ -45,9 +45,7 @@ fn stopped_server_denies_then_heals() {
     // cannot connect and give up after the pool's 500 ms timeout. None allows.
     for _ in 0..3 {
         let started = Instant::now();
-        let denial = validator
-            .validate(&claims, &sensitive, &request)
-            .unwrap_err();
+        let denial = validator.validate(&claims, &sensitive, &request).unwrap_err();
         eprintln!("denied in {:?}", started.elapsed());
         assert!(
             started.elapsed() < Duration::from_secs(3),
@@ -58,11 +56,7 @@ fn stopped_server_denies_then_heals() {
         assert_eq!(denial.code(), ErrorCode::SessionCheckFailed);
         assert_eq!(denial.severity(), Severity::Critical);
         assert_eq!(denial.remedy(), Remedy::RetryLater);
-        assert_eq!(
-            denial.store_error().unwrap().kind(),
-            ErrorKind::Unavailable,
-            "{denial}"
-        );
+        assert_eq!(denial.store_error().unwrap().kind(), ErrorKind::Unavailable, "{denial}");
     }
     // A non-sensitive check with a cache fails closed too: nothing was cached for it.
     let cached = validator.clone().cache(Duration::from_secs(60), 16);
@@ -76,10 +70,7 @@ fn stopped_server_denies_then_heals() {
     // The failed checks discarded the dead connections, so the very next
     // check connects afresh and succeeds.
     assert_eq!(
-        validator
-            .validate(&claims, &sensitive, &request)
-            .unwrap()
-            .role(),
+        validator.validate(&claims, &sensitive, &request).unwrap().role(),
         &Role::admin()
     );
     // And at once from then on: the dead connections are gone from the pool.

@@ -14,13 +14,13 @@ use std::time::Duration;
 use support::{capture_logs, setup};
 use zt_error_codes::ErrorCode;
 use zt_session::{
-    AdminOperation, BindingMismatch, BindingPolicy, Clock, DenialReason, ErrorKind, Freshness,
-    Remedy, Requirement, RoleChangePolicy, RoleHierarchy, SESSION_DENIED, StepUp,
+    AdminOperation, BindingMismatch, BindingPolicy, Clock, DenialReason, ErrorKind, Freshness, Remedy, Requirement,
+    RoleChangePolicy, RoleHierarchy, SESSION_DENIED, StepUp,
 };
 use zt_testkit::TestDatabase;
 use zt_types::{
-    Actor, AuditEvent, AuditStatus, AuthFactors, AuthLevel, ClientBinding, RequestContext, Role,
-    Severity, UserAgent, UserId,
+    Actor, AuditEvent, AuditStatus, AuthFactors, AuthLevel, ClientBinding, RequestContext, Role, Severity, UserAgent,
+    UserId,
 };
 
 fn request() -> RequestContext {
@@ -40,11 +40,7 @@ fn valid_session_passes_with_current_state(db: &TestDatabase) {
     f.clock.advance(minutes(3));
     let session = f
         .validator
-        .validate(
-            &claims,
-            &Requirement::new().min_role(Role::admin()),
-            &request(),
-        )
+        .validate(&claims, &Requirement::new().min_role(Role::admin()), &request())
         .unwrap();
     assert_eq!(session.user_id(), &alice);
     assert_eq!(session.role(), &Role::admin());
@@ -62,9 +58,7 @@ fn demotion_denies_the_next_check(db: &TestDatabase) {
     let alice = f.user("alice", Role::admin());
     let claims = f.sign_in(&alice, "sess_a");
     let admin_only = Requirement::new().min_role(Role::admin());
-    f.validator
-        .validate(&claims, &admin_only, &request())
-        .unwrap();
+    f.validator.validate(&claims, &admin_only, &request()).unwrap();
 
     let change = f.store.change_role(&alice, &Role::user()).unwrap();
     assert_eq!(
@@ -78,10 +72,7 @@ fn demotion_denies_the_next_check(db: &TestDatabase) {
 
     // Denied at once, for any requirement, not only admin-only ones.
     for requirement in [&admin_only, &Requirement::new()] {
-        let denial = f
-            .validator
-            .validate(&claims, requirement, &request())
-            .unwrap_err();
+        let denial = f.validator.validate(&claims, requirement, &request()).unwrap_err();
         assert_eq!(
             denial.reason(),
             &DenialReason::RoleChanged {
@@ -103,10 +94,7 @@ fn demotion_denies_the_next_check(db: &TestDatabase) {
             .role(),
         &Role::user()
     );
-    let denial = f
-        .validator
-        .validate(&fresh, &admin_only, &request())
-        .unwrap_err();
+    let denial = f.validator.validate(&fresh, &admin_only, &request()).unwrap_err();
     assert_eq!(
         denial.reason(),
         &DenialReason::InsufficientRole {
@@ -123,9 +111,7 @@ fn demotion_denies_the_next_check(db: &TestDatabase) {
     // Setting the same role again changes nothing and ends nothing.
     let same = f.store.change_role(&alice, &Role::user()).unwrap();
     assert_eq!((same.session_version, same.changed), (1, false));
-    f.validator
-        .validate(&fresh, &Requirement::new(), &request())
-        .unwrap();
+    f.validator.validate(&fresh, &Requirement::new(), &request()).unwrap();
 }
 
 fn promotion_needs_a_new_session_unless_configured(db: &TestDatabase) {
@@ -146,20 +132,13 @@ fn promotion_needs_a_new_session_unless_configured(db: &TestDatabase) {
     );
     assert!(denial.reauthenticate());
 
-    let lenient = f
-        .validator()
-        .role_change_policy(RoleChangePolicy::AllowPromotion);
+    let lenient = f.validator().role_change_policy(RoleChangePolicy::AllowPromotion);
     // The reference store bumps the version on every role change, so the
     // promoted user's old session still ends there.
-    let denial = lenient
-        .validate(&claims, &Requirement::new(), &request())
-        .unwrap_err();
+    let denial = lenient.validate(&claims, &Requirement::new(), &request()).unwrap_err();
     assert_eq!(
         denial.reason(),
-        &DenialReason::VersionChanged {
-            claimed: 0,
-            current: 1
-        }
+        &DenialReason::VersionChanged { claimed: 0, current: 1 }
     );
     assert_eq!(denial.code(), ErrorCode::SessionRevoked);
 
@@ -169,11 +148,7 @@ fn promotion_needs_a_new_session_unless_configured(db: &TestDatabase) {
     let claims = f.sign_in(&carol, "sess_c");
     f.execute("UPDATE users SET role = 'admin' WHERE id = 'carol'");
     let session = lenient
-        .validate(
-            &claims,
-            &Requirement::new().min_role(Role::admin()),
-            &request(),
-        )
+        .validate(&claims, &Requirement::new().min_role(Role::admin()), &request())
         .unwrap();
     assert_eq!(session.role(), &Role::admin());
     assert_eq!(
@@ -213,11 +188,7 @@ fn deleted_and_missing_users_are_denied(db: &TestDatabase) {
     let claims = f.sign_in(&dave, "sess_d");
     let change = f.store.delete_user(&dave).unwrap();
     assert_eq!(
-        (
-            change.operation.clone(),
-            change.session_version,
-            change.changed
-        ),
+        (change.operation.clone(), change.session_version, change.changed),
         (AdminOperation::DeleteUser, 1, true)
     );
     let denial = f
@@ -235,10 +206,7 @@ fn deleted_and_missing_users_are_denied(db: &TestDatabase) {
     assert!(f.store.user_state(&dave).unwrap().unwrap().is_deleted());
     // The id stays taken.
     assert_eq!(
-        f.store
-            .create_user(&dave, None, &Role::user())
-            .unwrap_err()
-            .kind(),
+        f.store.create_user(&dave, None, &Role::user()).unwrap_err().kind(),
         ErrorKind::Conflict
     );
 
@@ -299,17 +267,10 @@ fn disabled_users_are_denied_and_stay_so(db: &TestDatabase) {
         .unwrap_err();
     assert_eq!(
         denial.reason(),
-        &DenialReason::VersionChanged {
-            claimed: 0,
-            current: 2
-        }
+        &DenialReason::VersionChanged { claimed: 0, current: 2 }
     );
     f.validator
-        .validate(
-            &f.sign_in(&frank, "sess_f2"),
-            &Requirement::new(),
-            &request(),
-        )
+        .validate(&f.sign_in(&frank, "sess_f2"), &Requirement::new(), &request())
         .unwrap();
 }
 
@@ -318,10 +279,7 @@ fn revoking_one_session_leaves_the_others(db: &TestDatabase) {
     let grace = f.user("grace", Role::user());
     let laptop = f.sign_in(&grace, "sess_laptop_secret");
     let phone = f.sign_in(&grace, "sess_phone");
-    let change = f
-        .store
-        .revoke_session(&grace, &laptop.session_hash())
-        .unwrap();
+    let change = f.store.revoke_session(&grace, &laptop.session_hash()).unwrap();
     assert_eq!(
         change.operation,
         AdminOperation::RevokeSession {
@@ -336,14 +294,9 @@ fn revoking_one_session_leaves_the_others(db: &TestDatabase) {
     assert_eq!(denial.reason(), &DenialReason::SessionRevoked);
     assert_eq!(denial.code(), ErrorCode::SessionRevoked);
     assert!(denial.reauthenticate());
-    f.validator
-        .validate(&phone, &Requirement::new(), &request())
-        .unwrap();
+    f.validator.validate(&phone, &Requirement::new(), &request()).unwrap();
     assert!(
-        !f.store
-            .revoke_session(&grace, &laptop.session_hash())
-            .unwrap()
-            .changed,
+        !f.store.revoke_session(&grace, &laptop.session_hash()).unwrap().changed,
         "revoking is idempotent"
     );
 
@@ -351,19 +304,15 @@ fn revoking_one_session_leaves_the_others(db: &TestDatabase) {
     let stored: Vec<Vec<u8>> = match f.store.pool() {
         zt_db::Pool::Sqlite(pool) => {
             use diesel::prelude::*;
-            diesel::dsl::sql::<diesel::sql_types::Binary>(
-                "SELECT session_hash FROM session_revocations",
-            )
-            .load(&mut *pool.get().unwrap())
-            .unwrap()
+            diesel::dsl::sql::<diesel::sql_types::Binary>("SELECT session_hash FROM session_revocations")
+                .load(&mut *pool.get().unwrap())
+                .unwrap()
         }
         zt_db::Pool::Postgres(pool) => {
             use diesel::prelude::*;
-            diesel::dsl::sql::<diesel::sql_types::Binary>(
-                "SELECT session_hash FROM session_revocations",
-            )
-            .load(&mut *pool.get().unwrap())
-            .unwrap()
+            diesel::dsl::sql::<diesel::sql_types::Binary>("SELECT session_hash FROM session_revocations")
+                .load(&mut *pool.get().unwrap())
+                .unwrap()
         }
     };
     assert_eq!(stored, vec![laptop.session_hash().as_bytes().to_vec()]);
@@ -383,9 +332,7 @@ fn revoking_one_session_leaves_the_others(db: &TestDatabase) {
 fn revoking_all_sessions_ends_every_one(db: &TestDatabase) {
     let f = setup(db);
     let heidi = f.user("heidi", Role::user());
-    let sessions: Vec<_> = (0..3)
-        .map(|i| f.sign_in(&heidi, &format!("sess_h{i}")))
-        .collect();
+    let sessions: Vec<_> = (0..3).map(|i| f.sign_in(&heidi, &format!("sess_h{i}"))).collect();
     let change = f.store.revoke_all_sessions(&heidi).unwrap();
     assert_eq!(
         (change.operation.clone(), change.session_version),
@@ -398,10 +345,7 @@ fn revoking_all_sessions_ends_every_one(db: &TestDatabase) {
             .unwrap_err();
         assert_eq!(
             denial.reason(),
-            &DenialReason::VersionChanged {
-                claimed: 0,
-                current: 1
-            }
+            &DenialReason::VersionChanged { claimed: 0, current: 1 }
         );
         assert_eq!(denial.code(), ErrorCode::SessionRevoked);
     }
@@ -425,13 +369,7 @@ fn revoking_all_sessions_ends_every_one(db: &TestDatabase) {
         .validator
         .validate(&forged, &Requirement::new(), &request())
         .unwrap_err();
-    assert_eq!(
-        denial.reason(),
-        &DenialReason::VersionAhead {
-            claimed: 7,
-            current: 1
-        }
-    );
+    assert_eq!(denial.reason(), &DenialReason::VersionAhead { claimed: 7, current: 1 });
     assert_eq!(denial.code(), ErrorCode::SessionInvalid);
 }
 
@@ -444,18 +382,12 @@ fn stale_login_on_a_destructive_action_steps_up(db: &TestDatabase) {
         .operation("DELETE_PROJECT");
     f.clock.advance(minutes(10));
     assert_eq!(
-        f.validator
-            .validate(&claims, &destroy, &request())
-            .unwrap()
-            .auth_age(),
+        f.validator.validate(&claims, &destroy, &request()).unwrap().auth_age(),
         minutes(10),
         "the edge is allowed"
     );
     f.clock.advance(Duration::from_micros(1));
-    let denial = f
-        .validator
-        .validate(&claims, &destroy, &request())
-        .unwrap_err();
+    let denial = f.validator.validate(&claims, &destroy, &request()).unwrap_err();
     assert_eq!(
         denial.reason(),
         &DenialReason::StaleAuthentication {
@@ -480,9 +412,7 @@ fn stale_login_on_a_destructive_action_steps_up(db: &TestDatabase) {
     f.validator
         .validate(&claims, &Requirement::moderate(), &request())
         .unwrap();
-    f.validator
-        .validate(&claims, &Requirement::new(), &request())
-        .unwrap();
+    f.validator.validate(&claims, &Requirement::new(), &request()).unwrap();
     // After the step-up login, the same session passes.
     let stepped_up = zt_types::SessionClaims::new(
         claims.session_id().clone(),
@@ -491,12 +421,9 @@ fn stale_login_on_a_destructive_action_steps_up(db: &TestDatabase) {
         claims.session_version(),
         f.clock.now(),
     );
-    f.validator
-        .validate(&stepped_up, &destroy, &request())
-        .unwrap();
+    f.validator.validate(&stepped_up, &destroy, &request()).unwrap();
     // The presets.
-    f.clock
-        .advance(Duration::from_secs(3600) + Duration::from_micros(1));
+    f.clock.advance(Duration::from_secs(3600) + Duration::from_micros(1));
     assert!(
         f.validator
             .validate(&stepped_up, &Requirement::moderate(), &request())
@@ -506,11 +433,7 @@ fn stale_login_on_a_destructive_action_steps_up(db: &TestDatabase) {
         .validate(&stepped_up, &Requirement::lax(), &request())
         .unwrap();
     f.validator
-        .validate(
-            &stepped_up,
-            &Requirement::new().freshness(Freshness::AAL3),
-            &request(),
-        )
+        .validate(&stepped_up, &Requirement::new().freshness(Freshness::AAL3), &request())
         .unwrap();
 }
 
@@ -522,12 +445,7 @@ fn mfa_is_required_where_asked(db: &TestDatabase) {
         .validator
         .validate(&password_only, &Requirement::strict_mfa(), &request())
         .unwrap_err();
-    assert_eq!(
-        denial.reason(),
-        &DenialReason::MfaRequired {
-            level: AuthLevel::Aal1
-        }
-    );
+    assert_eq!(denial.reason(), &DenialReason::MfaRequired { level: AuthLevel::Aal1 });
     assert_eq!(denial.code(), ErrorCode::AuthMfaRequired);
     assert!(denial.reauthenticate());
     assert_eq!(
@@ -542,10 +460,9 @@ fn mfa_is_required_where_asked(db: &TestDatabase) {
         .validate(&password_only, &Requirement::new(), &request())
         .unwrap();
 
-    let with_otp = f.sign_in(&judy, "sess_j2").with_factors(
-        AuthFactors::PASSWORD.union(AuthFactors::OTP),
-        AuthLevel::Aal2,
-    );
+    let with_otp = f
+        .sign_in(&judy, "sess_j2")
+        .with_factors(AuthFactors::PASSWORD.union(AuthFactors::OTP), AuthLevel::Aal2);
     f.validator
         .validate(&with_otp, &Requirement::strict_mfa(), &request())
         .unwrap();
@@ -556,12 +473,7 @@ fn mfa_is_required_where_asked(db: &TestDatabase) {
         .validator
         .validate(&with_otp, &Requirement::aal3(), &request())
         .unwrap_err();
-    assert_eq!(
-        denial.reason(),
-        &DenialReason::MfaRequired {
-            level: AuthLevel::Aal2
-        }
-    );
+    assert_eq!(denial.reason(), &DenialReason::MfaRequired { level: AuthLevel::Aal2 });
     assert_eq!(denial.step_up().unwrap().min_level, Some(AuthLevel::Aal3));
     assert!(
         f.validator
@@ -576,9 +488,7 @@ fn mfa_is_required_where_asked(db: &TestDatabase) {
         .unwrap();
     // Step-up conditions come after the session's own validity: a revoked
     // session is told to sign in, not to add a factor.
-    f.store
-        .revoke_session(&judy, &password_only.session_hash())
-        .unwrap();
+    f.store.revoke_session(&judy, &password_only.session_hash()).unwrap();
     let denial = f
         .validator
         .validate(&password_only, &Requirement::strict_mfa(), &request())
@@ -599,11 +509,7 @@ fn each_binding_policy_does_what_it_says(db: &TestDatabase) {
     let requirement = |policy| Requirement::new().binding(policy);
 
     // Matching requests pass under every policy, with nothing to report.
-    for policy in [
-        BindingPolicy::Off,
-        BindingPolicy::Log,
-        BindingPolicy::Strict,
-    ] {
+    for policy in [BindingPolicy::Off, BindingPolicy::Log, BindingPolicy::Strict] {
         assert_eq!(
             f.validator
                 .validate(&bound, &requirement(policy), &request())
@@ -613,15 +519,11 @@ fn each_binding_policy_does_what_it_says(db: &TestDatabase) {
         );
     }
     // Off: not even looked at.
-    let (session, logs) = capture_logs(|| {
-        f.validator
-            .validate(&bound, &requirement(BindingPolicy::Off), &moved)
-    });
+    let (session, logs) = capture_logs(|| f.validator.validate(&bound, &requirement(BindingPolicy::Off), &moved));
     assert_eq!(session.unwrap().binding_mismatch(), None);
     assert!(logs.is_empty(), "{logs:?}");
     // Log, the default: allowed, warned about, exposed.
-    let (session, logs) =
-        capture_logs(|| f.validator.validate(&bound, &Requirement::new(), &moved));
+    let (session, logs) = capture_logs(|| f.validator.validate(&bound, &Requirement::new(), &moved));
     assert_eq!(
         session.unwrap().binding_mismatch(),
         Some(BindingMismatch {
@@ -631,8 +533,7 @@ fn each_binding_policy_does_what_it_says(db: &TestDatabase) {
     );
     assert!(
         logs.iter()
-            .any(|(level, message)| *level == tracing::Level::WARN
-                && message.contains("binding mismatch")),
+            .any(|(level, message)| *level == tracing::Level::WARN && message.contains("binding mismatch")),
         "{logs:?}"
     );
     // Strict: denied, curable by signing in again.
@@ -672,11 +573,7 @@ fn each_binding_policy_does_what_it_says(db: &TestDatabase) {
     );
     let denial = f
         .validator
-        .validate(
-            &bound,
-            &requirement(BindingPolicy::Strict),
-            &RequestContext::new(),
-        )
+        .validate(&bound, &requirement(BindingPolicy::Strict), &RequestContext::new())
         .unwrap_err();
     assert_eq!(
         denial.reason(),
@@ -748,10 +645,7 @@ fn clock_skew_edges(db: &TestDatabase) {
         .unwrap_err();
     assert!(matches!(
         denial.reason(),
-        DenialReason::FromTheFuture {
-            field: "issued_at",
-            ..
-        }
+        DenialReason::FromTheFuture { field: "issued_at", .. }
     ));
     // The skew never lengthens a freshness window.
     validator
@@ -763,9 +657,7 @@ fn clock_skew_edges(db: &TestDatabase) {
     assert_eq!(denial.code(), ErrorCode::AuthReauthenticationRequired);
     // With no skew, any future time is invalid; the default is 60 seconds.
     let exact = f.validator().clock_skew(Duration::ZERO);
-    exact
-        .validate(&claims_at(at(0)), &strict, &request())
-        .unwrap();
+    exact.validate(&claims_at(at(0)), &strict, &request()).unwrap();
     assert_eq!(
         exact
             .validate(&claims_at(at(1)), &strict, &request())
@@ -789,14 +681,9 @@ fn absolute_lifetime_expires_sessions(db: &TestDatabase) {
     let claims = f.sign_in(&mia, "sess_m");
     let eight_hours = Requirement::new().max_session_lifetime(Duration::from_secs(8 * 3600));
     f.clock.advance(Duration::from_secs(8 * 3600));
-    f.validator
-        .validate(&claims, &eight_hours, &request())
-        .unwrap();
+    f.validator.validate(&claims, &eight_hours, &request()).unwrap();
     f.clock.advance(Duration::from_micros(1));
-    let denial = f
-        .validator
-        .validate(&claims, &eight_hours, &request())
-        .unwrap_err();
+    let denial = f.validator.validate(&claims, &eight_hours, &request()).unwrap_err();
     assert_eq!(
         denial.reason(),
         &DenialReason::Expired {
@@ -816,45 +703,25 @@ fn role_hierarchy_is_configurable(db: &TestDatabase) {
     let nina = f.user("nina", role("editor"));
     let claims = f.sign_in(&nina, "sess_n");
     validator
-        .validate(
-            &claims,
-            &Requirement::new().min_role(role("viewer")),
-            &request(),
-        )
+        .validate(&claims, &Requirement::new().min_role(role("viewer")), &request())
         .unwrap();
     validator
-        .validate(
-            &claims,
-            &Requirement::new().min_role(role("editor")),
-            &request(),
-        )
+        .validate(&claims, &Requirement::new().min_role(role("editor")), &request())
         .unwrap();
     let denial = validator
-        .validate(
-            &claims,
-            &Requirement::new().min_role(Role::admin()),
-            &request(),
-        )
+        .validate(&claims, &Requirement::new().min_role(Role::admin()), &request())
         .unwrap_err();
     assert_eq!(denial.code(), ErrorCode::AuthInsufficientRole);
     // The default hierarchy does not know `editor`: no privilege.
     assert!(
         f.validator
-            .validate(
-                &claims,
-                &Requirement::new().min_role(Role::user()),
-                &request()
-            )
+            .validate(&claims, &Requirement::new().min_role(Role::user()), &request())
             .is_err()
     );
     // A requirement naming an unknown role denies everyone.
     assert!(
         validator
-            .validate(
-                &claims,
-                &Requirement::new().min_role(role("root")),
-                &request()
-            )
+            .validate(&claims, &Requirement::new().min_role(role("root")), &request())
             .is_err()
     );
     assert_eq!(
@@ -870,27 +737,12 @@ fn cache_answers_only_non_sensitive_checks(db: &TestDatabase) {
     let olga = f.user("olga", Role::user());
     let claims = f.sign_in(&olga, "sess_o");
     let page = Requirement::new().sensitive(false);
-    assert!(
-        !validator
-            .validate(&claims, &page, &request())
-            .unwrap()
-            .from_cache()
-    );
-    assert!(
-        validator
-            .validate(&claims, &page, &request())
-            .unwrap()
-            .from_cache()
-    );
+    assert!(!validator.validate(&claims, &page, &request()).unwrap().from_cache());
+    assert!(validator.validate(&claims, &page, &request()).unwrap().from_cache());
 
     f.store.revoke_all_sessions(&olga).unwrap();
     // The trade-off: within the TTL a non-sensitive check may miss the change...
-    assert!(
-        validator
-            .validate(&claims, &page, &request())
-            .unwrap()
-            .from_cache()
-    );
+    assert!(validator.validate(&claims, &page, &request()).unwrap().from_cache());
     // ...but a sensitive one never does.
     assert_eq!(
         validator
@@ -907,18 +759,10 @@ fn cache_answers_only_non_sensitive_checks(db: &TestDatabase) {
     validator.validate(&again, &page, &request()).unwrap();
     f.store.disable_user(&olga).unwrap();
     f.clock.advance(Duration::from_secs(5));
-    assert!(
-        validator
-            .validate(&again, &page, &request())
-            .unwrap()
-            .from_cache()
-    );
+    assert!(validator.validate(&again, &page, &request()).unwrap().from_cache());
     f.clock.advance(Duration::from_micros(1));
     assert_eq!(
-        validator
-            .validate(&again, &page, &request())
-            .unwrap_err()
-            .code(),
+        validator.validate(&again, &page, &request()).unwrap_err().code(),
         ErrorCode::SessionUserDisabled
     );
 
@@ -929,28 +773,18 @@ fn cache_answers_only_non_sensitive_checks(db: &TestDatabase) {
     f.store.delete_user(&olga).unwrap();
     validator.invalidate_user(&olga);
     assert_eq!(
-        validator
-            .validate(&third, &page, &request())
-            .unwrap_err()
-            .code(),
+        validator.validate(&third, &page, &request()).unwrap_err().code(),
         ErrorCode::SessionUserDeleted
     );
     // A validator without a cache always reads.
     let claims = f.sign_in(&f.user("pat", Role::user()), "sess_p");
     f.validator.validate(&claims, &page, &request()).unwrap();
-    assert!(
-        !f.validator
-            .validate(&claims, &page, &request())
-            .unwrap()
-            .from_cache()
-    );
+    assert!(!f.validator.validate(&claims, &page, &request()).unwrap().from_cache());
 }
 
 fn concurrent_validation_from_eight_threads(db: &TestDatabase) {
     let f = setup(db);
-    let users: Vec<UserId> = (0..8)
-        .map(|i| f.user(&format!("u{i}"), Role::user()))
-        .collect();
+    let users: Vec<UserId> = (0..8).map(|i| f.user(&format!("u{i}"), Role::user())).collect();
     let claims: Vec<_> = users
         .iter()
         .enumerate()
@@ -987,13 +821,8 @@ fn denials_and_admin_operations_become_audit_events(db: &TestDatabase) {
     let quinn = f.user("quinn", Role::admin());
     let claims = f.sign_in(&quinn, "sess_q");
     let context = request().with_request_id(zt_types::RequestId::parse("req-7").unwrap());
-    validator
-        .validate(&claims, &Requirement::new(), &context)
-        .unwrap();
-    assert!(
-        seen.lock().unwrap().is_empty(),
-        "allowed checks emit nothing"
-    );
+    validator.validate(&claims, &Requirement::new(), &context).unwrap();
+    assert!(seen.lock().unwrap().is_empty(), "allowed checks emit nothing");
 
     let change = f.store.change_role(&quinn, &Role::user()).unwrap();
     let admin = Actor::user(UserId::parse("root").unwrap(), None);
@@ -1014,11 +843,7 @@ fn denials_and_admin_operations_become_audit_events(db: &TestDatabase) {
     assert_eq!(metadata["session_version"], 1);
 
     let denial = validator
-        .validate(
-            &claims,
-            &Requirement::new().operation("EXPORT_DATA"),
-            &context,
-        )
+        .validate(&claims, &Requirement::new().operation("EXPORT_DATA"), &context)
         .unwrap_err();
     let events = seen.lock().unwrap().clone();
     assert_eq!(events.len(), 1);
@@ -1027,10 +852,7 @@ fn denials_and_admin_operations_become_audit_events(db: &TestDatabase) {
         (event.action().as_str(), event.resource().as_str()),
         (SESSION_DENIED, "sessions")
     );
-    assert_eq!(
-        event.resource_id().unwrap().as_str(),
-        claims.session_hash().to_string()
-    );
+    assert_eq!(event.resource_id().unwrap().as_str(), claims.session_hash().to_string());
     assert_eq!(event.status(), AuditStatus::Denied);
     assert_eq!(event.error_code().unwrap().as_str(), "SESSION_ROLE_CHANGED");
     assert_eq!(event.actor(), &Actor::user(quinn.clone(), None));
@@ -1043,16 +865,10 @@ fn denials_and_admin_operations_become_audit_events(db: &TestDatabase) {
         !event.metadata().as_str().contains("sess_q"),
         "the session id never reaches the log"
     );
-    assert_eq!(
-        denial.audit_event(&context).unwrap().error_code(),
-        event.error_code()
-    );
+    assert_eq!(denial.audit_event(&context).unwrap().error_code(), event.error_code());
 
     // Every admin operation has its action.
-    let revoke = f
-        .store
-        .revoke_session(&quinn, &claims.session_hash())
-        .unwrap();
+    let revoke = f.store.revoke_session(&quinn, &claims.session_hash()).unwrap();
     let event = revoke.audit_event(admin.clone(), &context).unwrap();
     assert_eq!(event.action().as_str(), "REVOKE_SESSION");
     assert_eq!(
@@ -1070,12 +886,7 @@ fn denials_and_admin_operations_become_audit_events(db: &TestDatabase) {
     .collect();
     assert_eq!(
         actions,
-        [
-            "DISABLE_USER",
-            "ENABLE_USER",
-            "REVOKE_ALL_SESSIONS",
-            "DELETE_USER"
-        ]
+        ["DISABLE_USER", "ENABLE_USER", "REVOKE_ALL_SESSIONS", "DELETE_USER"]
     );
     // A request without claims is denied as missing, and audited as anonymous.
     let denial = validator
@@ -1085,10 +896,7 @@ fn denials_and_admin_operations_become_audit_events(db: &TestDatabase) {
         (denial.code(), denial.remedy()),
         (ErrorCode::SessionMissing, Remedy::SignIn)
     );
-    assert_eq!(
-        seen.lock().unwrap().last().unwrap().actor(),
-        &Actor::Anonymous
-    );
+    assert_eq!(seen.lock().unwrap().last().unwrap().actor(), &Actor::Anonymous);
 }
 
 fn admin_operations_report_typed_errors(db: &TestDatabase) {
@@ -1108,16 +916,10 @@ fn admin_operations_report_typed_errors(db: &TestDatabase) {
     assert_eq!(f.store.user_state(&nobody).unwrap(), None);
     let email = zt_types::Email::parse_address("rita@example.com").unwrap();
     let rita = UserId::parse("rita").unwrap();
-    f.store
-        .create_user(&rita, Some(&email), &Role::user())
-        .unwrap();
+    f.store.create_user(&rita, Some(&email), &Role::user()).unwrap();
     let error = f
         .store
-        .create_user(
-            &UserId::parse("rita2").unwrap(),
-            Some(&email),
-            &Role::user(),
-        )
+        .create_user(&UserId::parse("rita2").unwrap(), Some(&email), &Role::user())
         .unwrap_err();
     assert_eq!(
         (error.kind(), error.code()),
@@ -1126,23 +928,13 @@ fn admin_operations_report_typed_errors(db: &TestDatabase) {
     // A deleted account releases its email but keeps its id.
     f.store.delete_user(&rita).unwrap();
     f.store
-        .create_user(
-            &UserId::parse("rita2").unwrap(),
-            Some(&email),
-            &Role::user(),
-        )
+        .create_user(&UserId::parse("rita2").unwrap(), Some(&email), &Role::user())
         .unwrap();
     assert_eq!(
-        f.store
-            .change_role(&rita, &Role::admin())
-            .unwrap_err()
-            .kind(),
+        f.store.change_role(&rita, &Role::admin()).unwrap_err().kind(),
         ErrorKind::NotFound
     );
-    assert_eq!(
-        f.store.disable_user(&rita).unwrap_err().kind(),
-        ErrorKind::NotFound
-    );
+    assert_eq!(f.store.disable_user(&rita).unwrap_err().kind(), ErrorKind::NotFound);
 }
 
 fn old_revocations_can_be_pruned(db: &TestDatabase) {
@@ -1152,9 +944,7 @@ fn old_revocations_can_be_pruned(db: &TestDatabase) {
     f.store.revoke_session(&sam, &old.session_hash()).unwrap();
     f.clock.advance(Duration::from_secs(3600));
     let recent = f.sign_in(&sam, "sess_s2");
-    f.store
-        .revoke_session(&sam, &recent.session_hash())
-        .unwrap();
+    f.store.revoke_session(&sam, &recent.session_hash()).unwrap();
     assert_eq!(
         f.store
             .prune_revocations(f.clock.now().saturating_sub(Duration::from_secs(60)))
@@ -1174,22 +964,14 @@ fn database_errors_fail_closed(db: &TestDatabase) {
     let f = setup(db);
     let tom = f.user("tom", Role::user());
     let claims = f.sign_in(&tom, "sess_t");
-    f.validator
-        .validate(&claims, &Requirement::new(), &request())
-        .unwrap();
+    f.validator.validate(&claims, &Requirement::new(), &request()).unwrap();
     f.execute("DROP TABLE session_revocations");
-    let (denial, logs) = capture_logs(|| {
-        f.validator
-            .validate(&claims, &Requirement::new(), &request())
-    });
+    let (denial, logs) = capture_logs(|| f.validator.validate(&claims, &Requirement::new(), &request()));
     let denial = denial.unwrap_err();
     assert_eq!(denial.reason(), &DenialReason::CheckFailed);
     assert_eq!(denial.code(), ErrorCode::SessionCheckFailed);
     assert_eq!(denial.severity(), Severity::Critical);
-    assert_eq!(
-        (denial.http_status(), denial.remedy()),
-        (503, Remedy::RetryLater)
-    );
+    assert_eq!((denial.http_status(), denial.remedy()), (503, Remedy::RetryLater));
     assert!(!denial.reauthenticate());
     assert_eq!(denial.store_error().unwrap().kind(), ErrorKind::Database);
     assert!(std::error::Error::source(&denial).is_some());

@@ -55,17 +55,12 @@ impl PgCluster {
     /// Finds the binaries, runs `initdb` (as the `postgres` user when running
     /// as root, because `initdb` refuses root) and starts the server.
     pub fn start(durability: Durability) -> Result<Self, ClusterError> {
-        let bin_dir = find_bin_dir().ok_or_else(|| {
-            error(format!(
-                "no PostgreSQL server binaries found: {INSTALL_HINT}"
-            ))
-        })?;
+        let bin_dir =
+            find_bin_dir().ok_or_else(|| error(format!("no PostgreSQL server binaries found: {INSTALL_HINT}")))?;
         let as_postgres_user = running_as_root();
-        let root_dir =
-            std::env::temp_dir().join(format!("zt-pg-{}-{}", std::process::id(), unique_suffix()));
+        let root_dir = std::env::temp_dir().join(format!("zt-pg-{}-{}", std::process::id(), unique_suffix()));
         let data_dir = root_dir.join("data");
-        std::fs::create_dir_all(&root_dir)
-            .map_err(|e| error(format!("cannot create {}: {e}", root_dir.display())))?;
+        std::fs::create_dir_all(&root_dir).map_err(|e| error(format!("cannot create {}: {e}", root_dir.display())))?;
         let mut cluster = Self {
             bin_dir,
             data_dir,
@@ -76,11 +71,7 @@ impl PgCluster {
             durability,
         };
         if as_postgres_user {
-            cluster.run_checked(
-                Command::new("chown")
-                    .arg("postgres:postgres")
-                    .arg(&cluster.root_dir),
-            )?;
+            cluster.run_checked(Command::new("chown").arg("postgres:postgres").arg(&cluster.root_dir))?;
         }
         let mut initdb = cluster.pg_command("initdb");
         initdb.args([
@@ -255,8 +246,7 @@ fn running_as_root() -> bool {
 }
 
 fn free_port() -> Result<u16, ClusterError> {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .map_err(|e| error(format!("no free loopback port: {e}")))?;
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| error(format!("no free loopback port: {e}")))?;
     listener
         .local_addr()
         .map(|address| address.port())

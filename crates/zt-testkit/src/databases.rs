@@ -48,10 +48,7 @@ impl TestDatabase {
     /// Returns `None`, and says so on stderr, only when `ZT_SKIP_POSTGRES=1`.
     /// Without either variable it panics: a PostgreSQL test is never skipped silently.
     pub fn postgres() -> Option<Self> {
-        let Some(admin_url) = std::env::var(DATABASE_URL)
-            .ok()
-            .filter(|url| !url.is_empty())
-        else {
+        let Some(admin_url) = std::env::var(DATABASE_URL).ok().filter(|url| !url.is_empty()) else {
             if skip_postgres() {
                 eprintln!("SKIPPED on PostgreSQL: ZT_SKIP_POSTGRES=1");
                 return None;
@@ -116,12 +113,9 @@ impl Drop for TestDatabase {
             Cleanup::PgDatabase { admin_url, name } => {
                 if let Ok(mut admin) = PgConnection::establish(admin_url) {
                     let _ =
-                        diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                            .execute(&mut admin);
+                        diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut admin);
                 }
-                let _ = std::fs::remove_dir_all(
-                    std::env::temp_dir().join(format!("zt-scratch-{name}")),
-                );
+                let _ = std::fs::remove_dir_all(std::env::temp_dir().join(format!("zt-scratch-{name}")));
             }
         }
     }
@@ -139,9 +133,7 @@ fn replace_database(url: &str, database: &str) -> String {
         None => (url, None),
     };
     let authority_start = base.find("://").map_or(0, |i| i + 3);
-    let path_start = base[authority_start..]
-        .find('/')
-        .map(|i| authority_start + i);
+    let path_start = base[authority_start..].find('/').map(|i| authority_start + i);
     let mut out = match path_start {
         Some(i) => format!("{}/{database}", &base[..i]),
         None => format!("{base}/{database}"),
@@ -191,14 +183,8 @@ mod tests {
 
     #[test]
     fn database_name_is_replaced() {
-        assert_eq!(
-            replace_database("postgres://u@h:5/postgres", "x"),
-            "postgres://u@h:5/x"
-        );
-        assert_eq!(
-            replace_database("postgres://u@h:5", "x"),
-            "postgres://u@h:5/x"
-        );
+        assert_eq!(replace_database("postgres://u@h:5/postgres", "x"), "postgres://u@h:5/x");
+        assert_eq!(replace_database("postgres://u@h:5", "x"), "postgres://u@h:5/x");
         assert_eq!(
             replace_database("postgres://u@h/db?sslmode=disable", "x"),
             "postgres://u@h/x?sslmode=disable"

@@ -20,11 +20,7 @@ impl Email {
     pub fn parse_address(value: impl Into<String>) -> Result<Self, FieldError> {
         let email = Self::parse(value)?;
         match email.0.split_once('@') {
-            Some((local, domain))
-                if !local.is_empty() && !domain.is_empty() && !domain.contains('@') =>
-            {
-                Ok(email)
-            }
+            Some((local, domain)) if !local.is_empty() && !domain.is_empty() && !domain.contains('@') => Ok(email),
             _ => Err(FieldError::new(
                 "user_email",
                 FieldErrorKind::InvalidFormat("an address of the form local@domain"),

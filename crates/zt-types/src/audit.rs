@@ -137,13 +137,9 @@ impl Metadata {
     }
 
     /// Serializes `value`, applies `policy`, and checks the bounds.
-    pub fn from_serialize<T: Serialize + ?Sized>(
-        value: &T,
-        policy: &EventPolicy,
-    ) -> Result<Self, FieldError> {
-        let value = serde_json::to_value(value).map_err(|error| {
-            FieldError::new("metadata", FieldErrorKind::Serialize(error.to_string()))
-        })?;
+    pub fn from_serialize<T: Serialize + ?Sized>(value: &T, policy: &EventPolicy) -> Result<Self, FieldError> {
+        let value = serde_json::to_value(value)
+            .map_err(|error| FieldError::new("metadata", FieldErrorKind::Serialize(error.to_string())))?;
         Self::from_value(value, policy)
     }
 
@@ -190,9 +186,8 @@ impl TryFrom<String> for Metadata {
     /// Re-reads metadata written earlier, such as from a spool file. Its
     /// redaction is not re-applied, but its form is re-canonicalized.
     fn try_from(text: String) -> Result<Self, FieldError> {
-        let value: Value = serde_json::from_str(&text).map_err(|_| {
-            FieldError::new("metadata", FieldErrorKind::InvalidFormat("a JSON object"))
-        })?;
+        let value: Value = serde_json::from_str(&text)
+            .map_err(|_| FieldError::new("metadata", FieldErrorKind::InvalidFormat("a JSON object")))?;
         if !value.is_object() {
             return Err(FieldError::new(
                 "metadata",
@@ -265,10 +260,7 @@ impl EventPolicy {
     /// The default policy.
     pub fn new() -> Self {
         Self {
-            redact_words: DEFAULT_REDACT_WORDS
-                .iter()
-                .map(|w| (*w).to_owned())
-                .collect(),
+            redact_words: DEFAULT_REDACT_WORDS.iter().map(|w| (*w).to_owned()).collect(),
             hash_words: DEFAULT_HASH_WORDS.iter().map(|w| (*w).to_owned()).collect(),
             max_metadata_bytes: Self::DEFAULT_MAX_METADATA_BYTES,
             max_depth: Self::DEFAULT_MAX_DEPTH,
@@ -315,9 +307,7 @@ impl EventPolicy {
         if depth > self.max_depth {
             return Err(FieldError::new(
                 "metadata",
-                FieldErrorKind::TooDeep {
-                    max: self.max_depth,
-                },
+                FieldErrorKind::TooDeep { max: self.max_depth },
             ));
         }
         match value {
@@ -334,11 +324,7 @@ impl EventPolicy {
                     let normalized = normalize_key(&key);
                     if self.hash_words.contains(&normalized) {
                         member = Value::String(hash_value(&member));
-                    } else if self
-                        .redact_words
-                        .iter()
-                        .any(|word| normalized.contains(word.as_str()))
-                    {
+                    } else if self.redact_words.iter().any(|word| normalized.contains(word.as_str())) {
                         member = Value::String(REDACTED.to_owned());
                     } else {
                         self.apply(&mut member, depth + 1)?;
@@ -494,9 +480,9 @@ impl AuditEventBuilder {
     /// Sets the metadata from any `Serialize` value that serializes to a JSON
     /// object. It is redacted and bounded when the event is built.
     pub fn metadata<T: Serialize + ?Sized>(mut self, metadata: &T) -> Self {
-        self.metadata = serde_json::to_value(metadata).map(Some).map_err(|error| {
-            FieldError::new("metadata", FieldErrorKind::Serialize(error.to_string()))
-        });
+        self.metadata = serde_json::to_value(metadata)
+            .map(Some)
+            .map_err(|error| FieldError::new("metadata", FieldErrorKind::Serialize(error.to_string())));
         self
     }
 
@@ -598,10 +584,7 @@ mod tests {
             .metadata(&json!({"SSN": "123", "password": "p"}))
             .build_with(&policy)
             .unwrap();
-        assert_eq!(
-            event.metadata().as_str(),
-            r#"{"SSN": "[REDACTED]", "password": "p"}"#
-        );
+        assert_eq!(event.metadata().as_str(), r#"{"SSN": "[REDACTED]", "password": "p"}"#);
     }
 
     #[test]
@@ -620,22 +603,12 @@ mod tests {
             FieldErrorKind::TooDeep { .. }
         ));
 
+        assert_eq!(builder().metadata(&json!([1])).build().unwrap_err().field(), "metadata");
         assert_eq!(
-            builder().metadata(&json!([1])).build().unwrap_err().field(),
-            "metadata"
-        );
-        assert_eq!(
-            builder()
-                .resource_id("x".repeat(256))
-                .build()
-                .unwrap_err()
-                .field(),
+            builder().resource_id("x".repeat(256)).build().unwrap_err().field(),
             "resource_id"
         );
-        assert_eq!(
-            builder().error_code("lower").build().unwrap_err().field(),
-            "error_code"
-        );
+        assert_eq!(builder().error_code("lower").build().unwrap_err().field(), "error_code");
         let bad_action = AuditEvent::builder(Actor::System, "DROP TABLE", "x")
             .build()
             .unwrap_err();
@@ -644,10 +617,7 @@ mod tests {
 
     #[test]
     fn nul_is_replaced_and_controls_kept() {
-        let event = builder()
-            .metadata(&json!({"k\u{0}": "a\u{0}b\r\n"}))
-            .build()
-            .unwrap();
+        let event = builder().metadata(&json!({"k\u{0}": "a\u{0}b\r\n"})).build().unwrap();
         assert_eq!(event.metadata().to_value()["k\u{fffd}"], "a\u{fffd}b\r\n");
     }
 

@@ -180,14 +180,8 @@ mod tests {
             (json!(-2.5), "-2.5".to_owned()),
             (json!(1e16), "10000000000000000".to_owned()),
             (json!(-1.25e-3), "-0.00125".to_owned()),
-            (
-                json!(18446744073709551615u64),
-                "18446744073709551615".to_owned(),
-            ),
-            (
-                json!(-9223372036854775808i64),
-                "-9223372036854775808".to_owned(),
-            ),
+            (json!(18446744073709551615u64), "18446744073709551615".to_owned()),
+            (json!(-9223372036854775808i64), "-9223372036854775808".to_owned()),
         ];
         for (value, expected) in cases {
             assert_eq!(to_canonical_string(&value), expected, "{value}");

@@ -236,9 +236,7 @@ impl ClientIpResolver {
                 return from_peer(Some(IpAnomaly::HeaderTooLong));
             }
             let pushed = match self.header {
-                ForwardingHeader::XForwardedFor => {
-                    split_x_forwarded_for(line, &mut hops, self.max_hops)
-                }
+                ForwardingHeader::XForwardedFor => split_x_forwarded_for(line, &mut hops, self.max_hops),
                 ForwardingHeader::Forwarded => split_forwarded(line, &mut hops, self.max_hops),
             };
             if let Err(anomaly) = pushed {
@@ -290,11 +288,7 @@ fn push_hop(hops: &mut Vec<Hop>, hop: Hop, max_hops: usize) -> Result<(), IpAnom
     Ok(())
 }
 
-fn split_x_forwarded_for(
-    line: &str,
-    hops: &mut Vec<Hop>,
-    max_hops: usize,
-) -> Result<(), IpAnomaly> {
+fn split_x_forwarded_for(line: &str, hops: &mut Vec<Hop>, max_hops: usize) -> Result<(), IpAnomaly> {
     for entry in line.split(',') {
         let entry = entry.trim_matches([' ', '\t']);
         let hop = if entry.eq_ignore_ascii_case("unknown") {
@@ -313,14 +307,8 @@ fn parse_node_address(text: &str) -> Option<IpAddr> {
     if let Ok(ip) = text.parse::<IpAddr>() {
         return Some(ip.to_canonical());
     }
-    if let Some(inner) = text
-        .strip_prefix('[')
-        .and_then(|rest| rest.strip_suffix(']'))
-    {
-        return inner
-            .parse::<Ipv6Addr>()
-            .ok()
-            .map(|ip| IpAddr::V6(ip).to_canonical());
+    if let Some(inner) = text.strip_prefix('[').and_then(|rest| rest.strip_suffix(']')) {
+        return inner.parse::<Ipv6Addr>().ok().map(|ip| IpAddr::V6(ip).to_canonical());
     }
     if let Ok(socket) = text.parse::<SocketAddrV4>() {
         return Some(IpAddr::V4(*socket.ip()));
@@ -398,10 +386,7 @@ impl<'a> ForwardedParser<'a> {
     }
 
     fn token(&mut self) -> Option<&'a str> {
-        let end = self
-            .rest
-            .find(|c: char| !is_tchar(c))
-            .unwrap_or(self.rest.len());
+        let end = self.rest.find(|c: char| !is_tchar(c)).unwrap_or(self.rest.len());
         if end == 0 {
             return None;
         }
@@ -598,9 +583,7 @@ mod tests {
 
     #[test]
     fn bounds_fall_back_to_the_peer() {
-        let resolver = ClientIpResolver::from_cidrs(["10.0.0.0/8"])
-            .unwrap()
-            .max_hops(4);
+        let resolver = ClientIpResolver::from_cidrs(["10.0.0.0/8"]).unwrap().max_hops(4);
         let long = ["10.0.0.1"; 5].join(",");
         let got = resolver.resolve(ip("10.0.0.2"), [long.as_str()]);
         assert_eq!(got.anomaly, Some(IpAnomaly::TooManyHops));

@@ -72,10 +72,7 @@ impl fmt::Display for FieldError {
                     "field `{field}` is {actual} bytes long, over its bound of {max} bytes"
                 )
             }
-            FieldErrorKind::InvalidCharacter {
-                character,
-                position,
-            } => write!(
+            FieldErrorKind::InvalidCharacter { character, position } => write!(
                 f,
                 "field `{field}` has the character {character:?} at byte {position}, which it does not allow"
             ),

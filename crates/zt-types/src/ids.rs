@@ -300,9 +300,6 @@ mod tests {
         let hash = id.hash().to_string();
         assert_eq!(hash.len(), 64);
         assert!(!hash.contains("secret"));
-        assert_eq!(
-            id.hash(),
-            SessionId::parse("sess_secret_value").unwrap().hash()
-        );
+        assert_eq!(id.hash(), SessionId::parse("sess_secret_value").unwrap().hash());
     }
 }

@@ -54,8 +54,8 @@ mod timestamp;
 
 pub use actor::{Actor, ActorKind, Email};
 pub use audit::{
-    Action, AuditEvent, AuditEventBuilder, AuditStatus, ErrorCodeName, EventPolicy, Metadata,
-    REDACTED, ResourceId, ResourceName,
+    Action, AuditEvent, AuditEventBuilder, AuditStatus, ErrorCodeName, EventPolicy, Metadata, REDACTED, ResourceId,
+    ResourceName,
 };
 pub use client_ip::{ClientIp, ClientIpResolver, ForwardingHeader, IpAnomaly, IpSource};
 pub use error::{FieldError, FieldErrorKind};

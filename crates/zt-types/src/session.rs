@@ -249,11 +249,7 @@ mod tests {
     #[test]
     fn multi_factor_rules() {
         assert!(!AuthFactors::PASSWORD.is_multi_factor());
-        assert!(
-            AuthFactors::PASSWORD
-                .union(AuthFactors::SMS)
-                .is_multi_factor()
-        );
+        assert!(AuthFactors::PASSWORD.union(AuthFactors::SMS).is_multi_factor());
         assert!(AuthFactors::WEBAUTHN.is_multi_factor());
         assert!(AuthFactors::from_amr(["mfa"]).is_multi_factor());
         assert!(!AuthFactors::from_amr(["pwd", "pin"]).is_multi_factor());
@@ -271,9 +267,6 @@ mod tests {
             login,
         );
         let earlier: Timestamp = "2025-12-31T23:59:59Z".parse().unwrap();
-        assert_eq!(
-            claims.with_issued_at(earlier).unwrap_err().field(),
-            "issued_at"
-        );
+        assert_eq!(claims.with_issued_at(earlier).unwrap_err().field(), "issued_at");
     }
 }

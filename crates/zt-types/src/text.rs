@@ -75,32 +75,18 @@ pub(crate) fn check_length(field: &'static str, value: &str, max: usize) -> Resu
 }
 
 /// Rejects the first character that `allowed` refuses.
-pub(crate) fn check_chars(
-    field: &'static str,
-    value: &str,
-    allowed: impl Fn(char) -> bool,
-) -> Result<(), FieldError> {
-    match value
-        .char_indices()
-        .find(|&(_, character)| !allowed(character))
-    {
+pub(crate) fn check_chars(field: &'static str, value: &str, allowed: impl Fn(char) -> bool) -> Result<(), FieldError> {
+    match value.char_indices().find(|&(_, character)| !allowed(character)) {
         Some((position, character)) => Err(FieldError::new(
             field,
-            FieldErrorKind::InvalidCharacter {
-                character,
-                position,
-            },
+            FieldErrorKind::InvalidCharacter { character, position },
         )),
         None => Ok(()),
     }
 }
 
 /// Checks the length and that no control character is present.
-pub(crate) fn check_printable(
-    field: &'static str,
-    value: &str,
-    max: usize,
-) -> Result<(), FieldError> {
+pub(crate) fn check_printable(field: &'static str, value: &str, max: usize) -> Result<(), FieldError> {
     check_length(field, value, max)?;
     check_chars(field, value, |character| !character.is_control())
 }

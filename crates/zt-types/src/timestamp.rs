@@ -58,21 +58,15 @@ impl Timestamp {
 
     /// Converts from `time`, cutting to microseconds.
     pub fn from_offset_date_time(value: OffsetDateTime) -> Result<Self, FieldError> {
-        let micros =
-            i64::try_from(value.unix_timestamp_nanos().div_euclid(1000)).map_err(|_| {
-                FieldError::new(
-                    "timestamp",
-                    FieldErrorKind::InvalidFormat("a representable time"),
-                )
-            })?;
+        let micros = i64::try_from(value.unix_timestamp_nanos().div_euclid(1000))
+            .map_err(|_| FieldError::new("timestamp", FieldErrorKind::InvalidFormat("a representable time")))?;
         Self::from_unix_micros(micros)
     }
 
     /// Converts to `time`, in UTC.
     pub fn to_offset_date_time(self) -> OffsetDateTime {
         // The constructor bounds the value to years 1..=9999, which `time` always represents.
-        OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0) * 1000)
-            .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0) * 1000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
     }
 
     /// The time `duration` before this one, saturating at the earliest time.
@@ -115,12 +109,8 @@ impl std::str::FromStr for Timestamp {
     type Err = FieldError;
     /// Parses RFC 3339, with any offset and precision.
     fn from_str(value: &str) -> Result<Self, FieldError> {
-        let parsed = OffsetDateTime::parse(value, &Rfc3339).map_err(|_| {
-            FieldError::new(
-                "timestamp",
-                FieldErrorKind::InvalidFormat("an RFC 3339 time"),
-            )
-        })?;
+        let parsed = OffsetDateTime::parse(value, &Rfc3339)
+            .map_err(|_| FieldError::new("timestamp", FieldErrorKind::InvalidFormat("an RFC 3339 time")))?;
         Self::from_offset_date_time(parsed)
     }
 }
@@ -168,10 +158,7 @@ mod tests {
             t.duration_since(t.saturating_sub(Duration::from_secs(1))),
             Some(Duration::from_secs(1))
         );
-        assert_eq!(
-            t.saturating_sub(Duration::from_secs(1)).duration_since(t),
-            None
-        );
+        assert_eq!(t.saturating_sub(Duration::from_secs(1)).duration_since(t), None);
         assert_eq!(t.saturating_sub(Duration::MAX).unix_micros(), MIN_MICROS);
     }
 }

@@ -8,8 +8,8 @@ use std::net::IpAddr;
 
 use proptest::prelude::*;
 use zt_types::{
-    Actor, AuditEvent, ClientIpResolver, EventPolicy, ForwardingHeader, IpSource, RequestContext,
-    RequestId, UserAgent, UserId, neutralize,
+    Actor, AuditEvent, ClientIpResolver, EventPolicy, ForwardingHeader, IpSource, RequestContext, RequestId, UserAgent,
+    UserId, neutralize,
 };
 
 /// Header text shaped like the real thing often enough to reach deep into

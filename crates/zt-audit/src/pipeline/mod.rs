@@ -255,12 +255,7 @@ impl Pipeline {
                 Writer::new(&worker_shared).run();
                 let _ = done_tx.send(());
             })
-            .map_err(|e| {
-                Error::new(
-                    ErrorKind::Io,
-                    format!("cannot start the pipeline thread: {e}"),
-                )
-            })?;
+            .map_err(|e| Error::new(ErrorKind::Io, format!("cannot start the pipeline thread: {e}")))?;
         Ok(Self {
             sender: Some(sender),
             shared,
@@ -274,18 +269,10 @@ impl Pipeline {
     /// was not accepted: nothing is dropped without the caller knowing.
     pub fn submit(&self, event: AuditEvent) -> Result<()> {
         let Some(sender) = &self.sender else {
-            return Err(Error::new(
-                ErrorKind::Shutdown,
-                "the audit pipeline is shut down",
-            ));
+            return Err(Error::new(ErrorKind::Shutdown, "the audit pipeline is shut down"));
         };
         let shared = &self.shared;
-        if let Some(failure) = shared
-            .failure
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-        {
+        if let Some(failure) = shared.failure.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
             return Err(Error::new(
                 ErrorKind::Spool,
                 format!("the audit pipeline cannot persist events: {failure}"),
@@ -305,20 +292,14 @@ impl Pipeline {
                 Ok(()) => Ok(()),
                 Err(SendTimeoutError::Timeout(item)) => Err(item),
                 Err(SendTimeoutError::Disconnected(_)) => {
-                    return Err(Error::new(
-                        ErrorKind::Shutdown,
-                        "the audit pipeline writer stopped",
-                    ));
+                    return Err(Error::new(ErrorKind::Shutdown, "the audit pipeline writer stopped"));
                 }
             },
             Overflow::Spill => match sender.try_send(item) {
                 Ok(()) => Ok(()),
                 Err(TrySendError::Full(item)) => Err(item),
                 Err(TrySendError::Disconnected(_)) => {
-                    return Err(Error::new(
-                        ErrorKind::Shutdown,
-                        "the audit pipeline writer stopped",
-                    ));
+                    return Err(Error::new(ErrorKind::Shutdown, "the audit pipeline writer stopped"));
                 }
             },
         };
@@ -346,21 +327,16 @@ impl Pipeline {
     /// database, for up to `timeout`. Fails while the database is unreachable.
     pub fn flush(&self, timeout: Duration) -> Result<()> {
         let Some(sender) = &self.sender else {
-            return Err(Error::new(
-                ErrorKind::Shutdown,
-                "the audit pipeline is shut down",
-            ));
+            return Err(Error::new(ErrorKind::Shutdown, "the audit pipeline is shut down"));
         };
         let deadline = Instant::now() + timeout;
         let (ack, acked) = crossbeam_channel::bounded(1);
-        sender
-            .send_timeout(Item::Flush(ack, deadline), timeout)
-            .map_err(|_| {
-                Error::new(
-                    ErrorKind::QueueFull,
-                    "the audit pipeline did not take the flush in time",
-                )
-            })?;
+        sender.send_timeout(Item::Flush(ack, deadline), timeout).map_err(|_| {
+            Error::new(
+                ErrorKind::QueueFull,
+                "the audit pipeline did not take the flush in time",
+            )
+        })?;
         match acked.recv_deadline(deadline) {
             Ok(result) => result,
             Err(_) => Err(Error::new(
@@ -546,11 +522,7 @@ impl<'a> Writer<'a> {
             Err(error) => {
                 tracing::error!(target: "zt::audit", error = %error, held = unspooled.len(),
                     "audit events can reach neither the database nor the spool; new events are refused");
-                *self
-                    .shared
-                    .failure
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner) = Some(error.to_string());
+                *self.shared.failure.lock().unwrap_or_else(PoisonError::into_inner) = Some(error.to_string());
                 self.held.extend(unspooled);
             }
         }
@@ -570,9 +542,7 @@ impl<'a> Writer<'a> {
     /// While degraded, or when events sit only in the spool, retries on the
     /// backoff schedule.
     fn recover_if_due(&mut self) {
-        let pending = self.degraded
-            || self.shared.needs_replay.load(Ordering::Acquire)
-            || !self.held.is_empty();
+        let pending = self.degraded || self.shared.needs_replay.load(Ordering::Acquire) || !self.held.is_empty();
         if pending
             && Instant::now() >= self.next_attempt
             && let Err(error) = self.recover()
@@ -594,21 +564,14 @@ impl<'a> Writer<'a> {
                     }
                 }
             }
-            *self
-                .shared
-                .failure
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner) = None;
+            *self.shared.failure.lock().unwrap_or_else(PoisonError::into_inner) = None;
         }
         self.shared.needs_replay.store(false, Ordering::Release);
         self.shared.spool.rotate()?;
         for segment in self.shared.spool.sealed() {
             let read = self.shared.spool.read(segment)?;
             if let Some(torn) = &read.torn {
-                self.shared
-                    .counters
-                    .corrupt_tails
-                    .fetch_add(1, Ordering::Relaxed);
+                self.shared.counters.corrupt_tails.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("zt_audit_pipeline_corrupt_tails_total").increment(1);
                 tracing::warn!(target: "zt::audit", path = %torn.path.display(), offset = torn.offset, reason = %torn.reason,
                     kept = read.events.len(), "damaged spool tail skipped; the records before it are replayed");
@@ -640,9 +603,7 @@ impl<'a> Writer<'a> {
         counters.written.fetch_add(written, Ordering::Relaxed);
         counters.duplicates.fetch_add(duplicates, Ordering::Relaxed);
         counters.batches.fetch_add(1, Ordering::Relaxed);
-        counters
-            .last_batch_size
-            .store(recorded.len() as u64, Ordering::Relaxed);
+        counters.last_batch_size.store(recorded.len() as u64, Ordering::Relaxed);
         metrics::counter!("zt_audit_pipeline_written_total").increment(written);
         metrics::histogram!("zt_audit_pipeline_batch_size").record(recorded.len() as f64);
         if replayed {
@@ -662,10 +623,7 @@ impl<'a> Writer<'a> {
                     self.defer(vec![(event, None)]);
                 }
                 Err(error) => {
-                    self.shared
-                        .counters
-                        .rejected
-                        .fetch_add(1, Ordering::Relaxed);
+                    self.shared.counters.rejected.fetch_add(1, Ordering::Relaxed);
                     metrics::counter!("zt_audit_pipeline_rejected_total").increment(1);
                     let path = self.shared.config.spool_dir.join("rejected.jsonl");
                     let line = serde_json::json!({ "error": error.to_string(), "event": event });
@@ -673,9 +631,7 @@ impl<'a> Writer<'a> {
                         .create(true)
                         .append(true)
                         .open(&path)
-                        .and_then(|mut file| {
-                            std::io::Write::write_all(&mut file, format!("{line}\n").as_bytes())
-                        });
+                        .and_then(|mut file| std::io::Write::write_all(&mut file, format!("{line}\n").as_bytes()));
                     tracing::error!(target: "zt::audit", event_id = %event.event_id(), error = %error,
                         batch_error = %batch_error, saved_to = %path.display(), saved = saved.is_ok(),
                         "the audit database refused an event");
@@ -688,9 +644,7 @@ impl<'a> Writer<'a> {
     /// `deadline`.
     fn settle(&mut self, deadline: Instant) -> Result<()> {
         loop {
-            let pending = self.degraded
-                || self.shared.needs_replay.load(Ordering::Acquire)
-                || !self.held.is_empty();
+            let pending = self.degraded || self.shared.needs_replay.load(Ordering::Acquire) || !self.held.is_empty();
             if !pending {
                 return Ok(());
             }
@@ -710,9 +664,7 @@ impl<'a> Writer<'a> {
     /// On shutdown: one last attempt to write everything; what remains stays
     /// in the spool, or is reported if it cannot be kept.
     fn finish(&mut self) {
-        if (self.degraded
-            || self.shared.needs_replay.load(Ordering::Acquire)
-            || !self.held.is_empty())
+        if (self.degraded || self.shared.needs_replay.load(Ordering::Acquire) || !self.held.is_empty())
             && let Err(error) = self.recover()
         {
             tracing::warn!(target: "zt::audit", error = %error, spool_bytes = self.shared.spool.bytes(),

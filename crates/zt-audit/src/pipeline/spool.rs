@@ -90,12 +90,8 @@ impl Spool {
     /// Opens `dir`, creating it if needed. Existing segments are sealed, to
     /// be replayed; new records go to a new segment.
     pub(crate) fn open(dir: &Path, fsync: bool, segment_bytes: u64) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            spool_error(
-                format!("cannot create the spool directory {}: {e}", dir.display()),
-                e,
-            )
-        })?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| spool_error(format!("cannot create the spool directory {}: {e}", dir.display()), e))?;
         let mut sealed = BTreeMap::new();
         for (id, path) in list_segments(dir)? {
             let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
@@ -134,12 +130,8 @@ impl Spool {
     pub(crate) fn append(&self, events: &[&AuditEvent]) -> Result<u64> {
         let mut buffer = Vec::with_capacity(events.len() * 512);
         for event in events {
-            let payload = serde_json::to_vec(event).map_err(|e| {
-                Error::new(
-                    ErrorKind::Spool,
-                    format!("cannot encode an event for the spool: {e}"),
-                )
-            })?;
+            let payload = serde_json::to_vec(event)
+                .map_err(|e| Error::new(ErrorKind::Spool, format!("cannot encode an event for the spool: {e}")))?;
             let length = u32::try_from(payload.len()).unwrap_or(u32::MAX);
             buffer.extend_from_slice(&length.to_le_bytes());
             buffer.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
@@ -161,22 +153,12 @@ impl Spool {
                     .create_new(true)
                     .append(true)
                     .open(&path)
-                    .map_err(|e| {
-                        spool_error(
-                            format!("cannot create spool segment {}: {e}", path.display()),
-                            e,
-                        )
-                    })?;
-                file.write_all(MAGIC).map_err(|e| {
-                    spool_error(
-                        format!("cannot write spool segment {}: {e}", path.display()),
-                        e,
-                    )
-                })?;
+                    .map_err(|e| spool_error(format!("cannot create spool segment {}: {e}", path.display()), e))?;
+                file.write_all(MAGIC)
+                    .map_err(|e| spool_error(format!("cannot write spool segment {}: {e}", path.display()), e))?;
                 if self.fsync {
-                    file.sync_data().map_err(|e| {
-                        spool_error(format!("cannot sync {}: {e}", path.display()), e)
-                    })?;
+                    file.sync_data()
+                        .map_err(|e| spool_error(format!("cannot sync {}: {e}", path.display()), e))?;
                     sync_dir(&self.dir)?;
                 }
                 state.next_id += 1;
@@ -224,9 +206,7 @@ impl Spool {
     /// Makes everything up to `(segment, end)` durable, sharing the sync with
     /// concurrent appenders.
     fn sync_to(&self, segment: u64, end: u64) -> Result<()> {
-        let covered = |durable: &(u64, u64)| {
-            durable.0 > segment || (durable.0 == segment && durable.1 >= end)
-        };
+        let covered = |durable: &(u64, u64)| durable.0 > segment || (durable.0 == segment && durable.1 >= end);
         let _sync = lock(&self.sync_lock);
         if covered(&lock(&self.durable)) {
             return Ok(());
@@ -292,11 +272,7 @@ impl Spool {
     /// the queue; a sealed segment whose records all did is deleted.
     pub(crate) fn committed(&self, segment: u64, count: u64) {
         let mut state = lock(&self.state);
-        if state
-            .active
-            .as_ref()
-            .is_some_and(|active| active.id == segment)
-        {
+        if state.active.as_ref().is_some_and(|active| active.id == segment) {
             state.active_committed += count;
             return;
         }
@@ -337,29 +313,19 @@ impl Spool {
     /// Bytes on disk in all segments.
     pub(crate) fn bytes(&self) -> u64 {
         let state = lock(&self.state);
-        state.sealed.values().map(|info| info.bytes).sum::<u64>()
-            + state.active.as_ref().map_or(0, |a| a.bytes)
+        state.sealed.values().map(|info| info.bytes).sum::<u64>() + state.active.as_ref().map_or(0, |a| a.bytes)
     }
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|handle| handle.sync_all())
-        .map_err(|e| {
-            spool_error(
-                format!("cannot sync the spool directory {}: {e}", dir.display()),
-                e,
-            )
-        })
+        .map_err(|e| spool_error(format!("cannot sync the spool directory {}: {e}", dir.display()), e))
 }
 
 fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
-    let entries = std::fs::read_dir(dir).map_err(|e| {
-        spool_error(
-            format!("cannot read the spool directory {}: {e}", dir.display()),
-            e,
-        )
-    })?;
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| spool_error(format!("cannot read the spool directory {}: {e}", dir.display()), e))?;
     let mut segments: Vec<(u64, PathBuf)> = entries
         .flatten()
         .filter_map(|entry| {
@@ -379,12 +345,8 @@ fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
 
 /// Reads every good record of a segment, stopping at the first damaged one.
 pub(crate) fn read_segment(path: &Path) -> Result<SegmentRead> {
-    let file = File::open(path).map_err(|e| {
-        spool_error(
-            format!("cannot open spool segment {}: {e}", path.display()),
-            e,
-        )
-    })?;
+    let file =
+        File::open(path).map_err(|e| spool_error(format!("cannot open spool segment {}: {e}", path.display()), e))?;
     let mut reader = BufReader::new(file);
     let mut events = Vec::new();
     let torn = |offset: u64, reason: &str| {

@@ -6,9 +6,7 @@ use diesel::{Connection, PgConnection, RunQueryDsl, SqliteConnection};
 use zt_audit::{AuditLog, ChainKey};
 use zt_db::{DatabaseUrl, Pool, PoolConfig};
 use zt_testkit::{Backend, TestDatabase};
-use zt_types::{
-    Actor, AuditEvent, AuditStatus, Email, RequestContext, RequestId, Timestamp, UserId,
-};
+use zt_types::{Actor, AuditEvent, AuditStatus, Email, RequestContext, RequestId, Timestamp, UserId};
 
 /// The chain key every test uses.
 pub(crate) fn key() -> ChainKey {
@@ -61,17 +59,8 @@ pub(crate) fn disable_triggers(db: &TestDatabase) {
 pub(crate) fn event(i: u32) -> AuditEvent {
     let user = UserId::parse((i % 7).to_string()).unwrap();
     let email = Email::parse_address(format!("user{}@example.com", i % 7)).unwrap();
-    let action = [
-        "CREATE_PROJECT",
-        "UPDATE_PROJECT",
-        "DELETE_PROJECT",
-        "UPDATE_ROLE",
-    ][(i % 4) as usize];
-    let status = [
-        AuditStatus::Success,
-        AuditStatus::Failed,
-        AuditStatus::Denied,
-    ][(i % 3) as usize];
+    let action = ["CREATE_PROJECT", "UPDATE_PROJECT", "DELETE_PROJECT", "UPDATE_ROLE"][(i % 4) as usize];
+    let status = [AuditStatus::Success, AuditStatus::Failed, AuditStatus::Denied][(i % 3) as usize];
     let ip = if i.is_multiple_of(2) {
         format!("10.0.{}.{}", i % 200, i % 250)
     } else {
@@ -110,17 +99,11 @@ pub(crate) fn raw_count(db: &TestDatabase, sql: &str) -> i64 {
         Backend::Sqlite => {
             let path = db.url().trim_start_matches("sqlite://");
             let mut conn = SqliteConnection::establish(path).unwrap();
-            diesel::sql_query(sql)
-                .get_result::<Count>(&mut conn)
-                .unwrap()
-                .n
+            diesel::sql_query(sql).get_result::<Count>(&mut conn).unwrap().n
         }
         Backend::Postgres => {
             let mut conn = PgConnection::establish(db.url()).unwrap();
-            diesel::sql_query(sql)
-                .get_result::<Count>(&mut conn)
-                .unwrap()
-                .n
+            diesel::sql_query(sql).get_result::<Count>(&mut conn).unwrap().n
         }
     }
 }

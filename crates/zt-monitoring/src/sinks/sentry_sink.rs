@@ -104,21 +104,14 @@ impl SentrySink {
     /// The event this sink sends for `report`.
     pub fn event(&self, report: &Report) -> Event<'static> {
         let code = report.code();
-        let chain: Vec<String> = report
-            .chain()
-            .iter()
-            .map(|line| scrub_pii(line).into_owned())
-            .collect();
+        let chain: Vec<String> = report.chain().iter().map(|line| scrub_pii(line).into_owned()).collect();
         let headline = chain
             .first()
             .cloned()
             .unwrap_or_else(|| code.info().description.to_owned());
         let mut tags = Map::new();
         tags.insert("error_code".to_owned(), code.reason().to_owned());
-        tags.insert(
-            "error_category".to_owned(),
-            code.category().as_str().to_owned(),
-        );
+        tags.insert("error_category".to_owned(), code.category().as_str().to_owned());
         tags.insert("severity".to_owned(), report.severity().as_str().to_owned());
         tags.insert("reference_id".to_owned(), report.reference().to_string());
         let context = report.context();
@@ -127,10 +120,7 @@ impl SentrySink {
         }
         let mut extra = Map::new();
         extra.insert("chain".to_owned(), Value::from(chain));
-        extra.insert(
-            "description".to_owned(),
-            Value::from(code.info().description),
-        );
+        extra.insert("description".to_owned(), Value::from(code.info().description));
         extra.insert("http_status".to_owned(), Value::from(code.http_status()));
         let (user, request) = match context.filter(|_| self.send_pii) {
             Some(context) => {
@@ -153,9 +143,7 @@ impl SentrySink {
         let timestamp = report
             .timestamp()
             .and_then(|at| u64::try_from(at.unix_micros()).ok())
-            .map_or_else(SystemTime::now, |micros| {
-                UNIX_EPOCH + Duration::from_micros(micros)
-            });
+            .map_or_else(SystemTime::now, |micros| UNIX_EPOCH + Duration::from_micros(micros));
         Event {
             event_id: *report.reference().as_uuid(),
             level: match report.severity() {
@@ -164,10 +152,7 @@ impl SentrySink {
                 Severity::Error => Level::Error,
                 _ => Level::Fatal,
             },
-            fingerprint: Cow::Owned(vec![
-                Cow::Borrowed(code.reason()),
-                Cow::Borrowed("{{ default }}"),
-            ]),
+            fingerprint: Cow::Owned(vec![Cow::Borrowed(code.reason()), Cow::Borrowed("{{ default }}")]),
             message: Some(format!("{}: {headline}", code.reason())),
             logger: Some("zt-monitoring".to_owned()),
             timestamp,

@@ -90,9 +90,7 @@ fn redacted_url(url: &str) -> String {
         return "[invalid]".into();
     };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
+    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
     format!("{scheme}://{host}/…")
 }
 
@@ -107,12 +105,8 @@ impl WebhookSink {
     /// A sink that posts generic JSON to `url`, with a 5 s timeout.
     pub fn new(url: &str) -> Result<Self, Error> {
         let lower = url.to_ascii_lowercase();
-        if !(lower.starts_with("http://") || lower.starts_with("https://"))
-            || url.len() <= "http://".len()
-        {
-            return Err(Error::config(
-                "webhook url must start with http:// or https://",
-            ));
+        if !(lower.starts_with("http://") || lower.starts_with("https://")) || url.len() <= "http://".len() {
+            return Err(Error::config("webhook url must start with http:// or https://"));
         }
         if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(Error::config(
@@ -259,10 +253,7 @@ impl WebhookSink {
     fn post(&self, body: &Value) -> Result<(), Error> {
         let mut attempt: u32 = 0;
         loop {
-            let mut request = self
-                .agent
-                .post(&self.url)
-                .header("content-type", "application/json");
+            let mut request = self.agent.post(&self.url).header("content-type", "application/json");
             for (name, value) in &self.headers {
                 request = request.header(name.as_str(), value.as_str());
             }
@@ -277,11 +268,7 @@ impl WebhookSink {
             if !retryable || attempt >= self.retries {
                 return Err(Error::new(
                     ErrorKind::Delivery,
-                    format!(
-                        "webhook {:?} failed after {} attempt(s)",
-                        self.name,
-                        attempt + 1
-                    ),
+                    format!("webhook {:?} failed after {} attempt(s)", self.name, attempt + 1),
                 )
                 .with_source(error));
             }
@@ -326,9 +313,6 @@ mod tests {
             debug.contains("hooks.slack.com") && !debug.contains("SECRET"),
             "{debug}"
         );
-        assert_eq!(
-            redacted_url("http://user:pw@host:80/x?y"),
-            "http://host:80/…"
-        );
+        assert_eq!(redacted_url("http://user:pw@host:80/x?y"), "http://host:80/…");
     }
 }

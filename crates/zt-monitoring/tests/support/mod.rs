@@ -135,9 +135,8 @@ fn serve(stream: TcpStream, tx: &Sender<Received>, statuses: &Mutex<std::vec::In
             body,
         })
         .ok();
-        let response = format!(
-            "HTTP/1.1 {status} Status\r\ncontent-length: 2\r\ncontent-type: application/json\r\n\r\n{{}}"
-        );
+        let response =
+            format!("HTTP/1.1 {status} Status\r\ncontent-length: 2\r\ncontent-type: application/json\r\n\r\n{{}}");
         if writer.write_all(response.as_bytes()).is_err() {
             return;
         }
@@ -166,11 +165,7 @@ pub(crate) fn deterministic(
 
 /// Advances the clock second by second for `seconds`, ticking after each,
 /// and returns every notification.
-pub(crate) fn run_for(
-    monitor: &Monitor,
-    clock: &ManualClock,
-    seconds: u64,
-) -> Vec<zt_monitoring::Notification> {
+pub(crate) fn run_for(monitor: &Monitor, clock: &ManualClock, seconds: u64) -> Vec<zt_monitoring::Notification> {
     let mut all = Vec::new();
     for _ in 0..seconds {
         clock.advance(Duration::from_secs(1));
@@ -233,27 +228,9 @@ impl TestRecorder {
 }
 
 impl metrics::Recorder for TestRecorder {
-    fn describe_counter(
-        &self,
-        _: metrics::KeyName,
-        _: Option<metrics::Unit>,
-        _: metrics::SharedString,
-    ) {
-    }
-    fn describe_gauge(
-        &self,
-        _: metrics::KeyName,
-        _: Option<metrics::Unit>,
-        _: metrics::SharedString,
-    ) {
-    }
-    fn describe_histogram(
-        &self,
-        _: metrics::KeyName,
-        _: Option<metrics::Unit>,
-        _: metrics::SharedString,
-    ) {
-    }
+    fn describe_counter(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+    fn describe_gauge(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+    fn describe_histogram(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
 
     fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
         let cell = self
@@ -267,21 +244,11 @@ impl metrics::Recorder for TestRecorder {
     }
 
     fn register_gauge(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
-        let cell = self
-            .gauges
-            .lock()
-            .unwrap()
-            .entry(key_string(key))
-            .or_default()
-            .clone();
+        let cell = self.gauges.lock().unwrap().entry(key_string(key)).or_default().clone();
         metrics::Gauge::from_arc(cell)
     }
 
-    fn register_histogram(
-        &self,
-        key: &metrics::Key,
-        _: &metrics::Metadata<'_>,
-    ) -> metrics::Histogram {
+    fn register_histogram(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Histogram {
         let cell = self
             .histograms
             .lock()

@@ -39,11 +39,7 @@ impl Fixture {
     /// Claims as a sign-in now would issue them: the user's current role
     /// and session version, authenticated now.
     pub(crate) fn sign_in(&self, user: &UserId, session: &str) -> SessionClaims {
-        let state = self
-            .store
-            .user_state(user)
-            .unwrap()
-            .expect("the user exists");
+        let state = self.store.user_state(user).unwrap().expect("the user exists");
         SessionClaims::new(
             SessionId::parse(session).unwrap(),
             user.clone(),
@@ -56,12 +52,8 @@ impl Fixture {
     /// Runs raw SQL, to play an app's own directory or to break the schema.
     pub(crate) fn execute(&self, sql: &str) {
         match self.store.pool() {
-            Pool::Sqlite(pool) => diesel::sql_query(sql)
-                .execute(&mut *pool.get().unwrap())
-                .unwrap(),
-            Pool::Postgres(pool) => diesel::sql_query(sql)
-                .execute(&mut *pool.get().unwrap())
-                .unwrap(),
+            Pool::Sqlite(pool) => diesel::sql_query(sql).execute(&mut *pool.get().unwrap()).unwrap(),
+            Pool::Postgres(pool) => diesel::sql_query(sql).execute(&mut *pool.get().unwrap()).unwrap(),
         };
     }
 }
@@ -102,10 +94,7 @@ pub(crate) fn capture_logs<T>(f: impl FnOnce() -> T) -> (T, Vec<(tracing::Level,
         fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
             let mut message = Message(String::new());
             event.record(&mut message);
-            self.0
-                .lock()
-                .unwrap()
-                .push((*event.metadata().level(), message.0));
+            self.0.lock().unwrap().push((*event.metadata().level(), message.0));
         }
     }
 

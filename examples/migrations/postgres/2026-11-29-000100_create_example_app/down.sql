@@ -1,0 +1,2 @@
+DROP TABLE newsletter_subscribers;
+DROP TABLE projects;
