@@ -34,7 +34,7 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             app.users.create_user(&user, None, &role)?;
         }
     }
-    let service = Service::start(Arc::new(app), &listen, ClientIpResolver::from_cidrs(&proxies)?, 4)?;
+    let service = Service::start(&Arc::new(app), &listen, ClientIpResolver::from_cidrs(&proxies)?, 4)?;
     println!(
         "listening on http://{}  (users: alice, bob; POST /login {{\"user_id\":\"alice\"}})",
         service.address()

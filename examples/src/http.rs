@@ -50,7 +50,7 @@ impl std::fmt::Debug for Service {
 impl Service {
     /// Listens on `address` (port 0 picks a free one) with `threads` workers.
     /// Forwarding headers are believed only as `resolver` allows.
-    pub fn start(app: Arc<App>, address: &str, resolver: ClientIpResolver, threads: usize) -> std::io::Result<Self> {
+    pub fn start(app: &Arc<App>, address: &str, resolver: ClientIpResolver, threads: usize) -> std::io::Result<Self> {
         let server = Arc::new(Server::http(address).map_err(std::io::Error::other)?);
         let address = server
             .server_addr()
@@ -59,7 +59,7 @@ impl Service {
         let resolver = Arc::new(resolver);
         let workers = (0..threads.max(1))
             .map(|_| {
-                let (server, app, resolver) = (Arc::clone(&server), Arc::clone(&app), Arc::clone(&resolver));
+                let (server, app, resolver) = (Arc::clone(&server), Arc::clone(app), Arc::clone(&resolver));
                 std::thread::spawn(move || {
                     while let Ok(request) = server.recv() {
                         handle(&app, &resolver, request);

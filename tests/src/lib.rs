@@ -60,7 +60,7 @@ impl Harness {
     pub fn with_app(app: App, proxies: &[&str]) -> Self {
         let app = Arc::new(app);
         let resolver = ClientIpResolver::from_cidrs(proxies).unwrap();
-        let service = Service::start(Arc::clone(&app), "127.0.0.1:0", resolver, 2).unwrap();
+        let service = Service::start(&app, "127.0.0.1:0", resolver, 2).unwrap();
         let agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
         Self { app, service, agent }
     }

@@ -290,7 +290,7 @@ fn verify(url: &str, key: &KeyArgs, checkpoint: Option<(&Path, &Path)>, json: bo
     let bar = progress_bar(total, "verifying");
     let report = log
         .verify_with(checkpoint.as_ref().map(|(signed, trusted)| (signed, trusted)), |done| {
-            bar.set_position(done)
+            bar.set_position(done);
         })
         .map_err(|e| anyhow!("{e}"))?;
     bar.finish_and_clear();
