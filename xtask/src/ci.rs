@@ -7,6 +7,30 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         return Err("usage: cargo xtask ci".into());
     }
     crate::test::run(&[])?;
+    // Each backend alone, as a user who enables only one builds it.
+    for backend in ["sqlite", "postgres"] {
+        run_step(
+            &format!("clippy with only the {backend} backend"),
+            cargo().args([
+                "clippy",
+                "-p",
+                "zt-db",
+                "-p",
+                "zt-audit",
+                "-p",
+                "zt-session",
+                "-p",
+                "zt-guard",
+                "--no-default-features",
+                "--features",
+                backend,
+                "--lib",
+                "--",
+                "-D",
+                "warnings",
+            ]),
+        )?;
+    }
     run_step(
         "docs with warnings denied",
         cargo()

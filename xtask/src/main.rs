@@ -6,11 +6,15 @@
 //! - `codegen [--check]`: regenerate the generated files, or check them.
 //! - `migrate [--database-url URL]`: apply every migration (default: the
 //!   README's SQLite file).
-//! - `ci`: what `.ci/run` runs: `test`, docs with warnings denied, packaging.
+//! - `bench [--quick]`: the performance targets beside their raw baselines;
+//!   writes `target/zt-bench/results.json` and `BENCHMARKS.md`.
+//! - `ci`: what `.ci/run` runs: `test`, each backend feature alone, docs with
+//!   warnings denied, packaging.
 #![forbid(unsafe_code)]
 // A task runner reports to the terminal.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod bench;
 mod ci;
 mod codegen;
 mod migrate;
@@ -36,6 +40,7 @@ fn main() -> ExitCode {
         Some("codegen") => codegen::run(&rest),
         Some("migrate") => migrate::run(&rest),
         Some("ci") => ci::run(&rest),
+        Some("bench") => bench::run(&rest),
         Some("-h" | "--help") | None => {
             println!("{USAGE}");
             Ok(())

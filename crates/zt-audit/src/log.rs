@@ -1,7 +1,7 @@
 //! The audit-log handle.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use zt_db::{ConnectionRef, Pool};
@@ -65,6 +65,7 @@ struct Inner {
     key_id: String,
     /// The chain head as this process last wrote it. PostgreSQL appends
     /// compare-and-swap against it, so that the common case is one round trip.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     head: Mutex<Option<Head>>,
 }
 
@@ -144,7 +145,11 @@ impl AuditLog {
             }
             #[cfg(feature = "postgres")]
             Pool::Postgres(pool) => {
-                let mut head = self.inner.head.lock().unwrap_or_else(PoisonError::into_inner);
+                let mut head = self
+                    .inner
+                    .head
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 // A pooled connection may have died with a server restart; the
                 // event id makes one retry on a fresh connection safe.
                 let mut attempts = 0;
@@ -188,11 +193,19 @@ impl AuditLog {
             ConnectionRef::Sqlite(conn) => sqlite::append(conn, self.chain()?, event, false),
             #[cfg(feature = "postgres")]
             ConnectionRef::Postgres(conn) => {
-                let cached = *self.inner.head.lock().unwrap_or_else(PoisonError::into_inner);
+                let cached = *self
+                    .inner
+                    .head
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 let recorded = pg::append(conn, self.chain()?, event, cached)?;
                 // Optimistic: if the caller rolls back, the next append's
                 // compare-and-swap fails once and reads the head again.
-                *self.inner.head.lock().unwrap_or_else(PoisonError::into_inner) = Some(Head {
+                *self
+                    .inner
+                    .head
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Head {
                     seq: recorded.id,
                     mac: recorded.mac,
                 });
@@ -207,20 +220,30 @@ impl AuditLog {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let (recorded, head) = match &self.inner.pool {
-            #[cfg(feature = "sqlite")]
-            Pool::Sqlite(pool) => sqlite::append_batch(&mut *pool.get()?, self.chain()?, events)?,
-            #[cfg(feature = "postgres")]
-            Pool::Postgres(pool) => {
-                let mut cache = self.inner.head.lock().unwrap_or_else(PoisonError::into_inner);
-                *cache = None;
-                let result = pg::append_batch(&mut *pool.get()?, self.chain()?, events)?;
-                *cache = Some(result.1);
-                result
+        // Optimistic: most batches hold only new events, so the lookup of
+        // stored event ids runs only when a unique violation says it must.
+        let attempt = |dedupe: bool| -> Result<Vec<Recorded>> {
+            match &self.inner.pool {
+                #[cfg(feature = "sqlite")]
+                Pool::Sqlite(pool) => Ok(sqlite::append_batch(&mut *pool.get()?, self.chain()?, events, dedupe)?.0),
+                #[cfg(feature = "postgres")]
+                Pool::Postgres(pool) => {
+                    let mut cache = self
+                        .inner
+                        .head
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    *cache = None;
+                    let (recorded, head) = pg::append_batch(&mut *pool.get()?, self.chain()?, events, dedupe)?;
+                    *cache = Some(head);
+                    Ok(recorded)
+                }
             }
         };
-        let _ = head;
-        Ok(recorded)
+        match attempt(false) {
+            Err(error) if is_unique_violation(&error) => attempt(true),
+            other => other,
+        }
     }
 
     /// One page of rows matching `filter`, in time order.
@@ -315,12 +338,7 @@ impl AuditLog {
             head,
             checkpoint,
         };
-        let rows = ChainStream {
-            log: self,
-            after_id: 0,
-            buffer: VecDeque::new(),
-            done: false,
-        };
+        let rows = ChainStream::start(self);
         verify_rows(rows, &context, progress)
     }
 
@@ -358,12 +376,21 @@ impl AuditLog {
         }
     }
 
-    fn chain_rows(&self, after_id: i64) -> Result<Vec<VerifyRow>> {
+    fn chain_range(&self, after_id: i64, last_id: i64) -> Result<Vec<VerifyRow>> {
         match &self.inner.pool {
             #[cfg(feature = "sqlite")]
-            Pool::Sqlite(pool) => sqlite::chain_rows(&mut *pool.get()?, after_id, STREAM_BATCH),
+            Pool::Sqlite(pool) => sqlite::chain_range(&mut *pool.get()?, after_id, last_id),
             #[cfg(feature = "postgres")]
-            Pool::Postgres(pool) => pg::chain_rows(&mut *pool.get()?, after_id, STREAM_BATCH),
+            Pool::Postgres(pool) => pg::chain_range(&mut *pool.get()?, after_id, last_id),
+        }
+    }
+
+    fn max_id(&self) -> Result<Option<i64>> {
+        match &self.inner.pool {
+            #[cfg(feature = "sqlite")]
+            Pool::Sqlite(pool) => sqlite::max_id(&mut *pool.get()?),
+            #[cfg(feature = "postgres")]
+            Pool::Postgres(pool) => pg::max_id(&mut *pool.get()?),
         }
     }
 }
@@ -375,31 +402,61 @@ fn is_unique_violation(error: &Error) -> bool {
         .is_some_and(|source| matches!(source, D::DatabaseError(DatabaseErrorKind::UniqueViolation, _)))
 }
 
-/// The chain in id order, read a batch at a time.
-struct ChainStream<'a> {
-    log: &'a AuditLog,
-    after_id: i64,
+/// The chain in id order. A reader thread fetches and decodes the next
+/// batches while the caller verifies the current one; at most two batches
+/// wait, so memory stays bounded.
+struct ChainStream {
+    batches: std::sync::mpsc::Receiver<Result<Vec<VerifyRow>>>,
     buffer: VecDeque<VerifyRow>,
     done: bool,
 }
 
-impl Iterator for ChainStream<'_> {
+impl ChainStream {
+    fn start(log: &AuditLog) -> Self {
+        let (sender, batches) = std::sync::mpsc::sync_channel(2);
+        let log = log.clone();
+        std::thread::spawn(move || {
+            let last = match log.max_id() {
+                Ok(Some(last)) => last,
+                Ok(None) => return,
+                Err(error) => {
+                    let _ = sender.send(Err(error));
+                    return;
+                }
+            };
+            let mut after = 0;
+            while after < last {
+                let upto = after.saturating_add(STREAM_BATCH).min(last);
+                let batch = log.chain_range(after, upto);
+                let failed = batch.is_err();
+                // The verifier stops reading at its first finding; then this
+                // thread stops too.
+                if sender.send(batch).is_err() || failed {
+                    return;
+                }
+                after = upto;
+            }
+        });
+        Self {
+            batches,
+            buffer: VecDeque::new(),
+            done: false,
+        }
+    }
+}
+
+impl Iterator for ChainStream {
     type Item = Result<VerifyRow>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.buffer.is_empty() && !self.done {
-            match self.log.chain_rows(self.after_id) {
-                Ok(rows) => {
-                    self.done = i64::try_from(rows.len()).unwrap_or(0) < STREAM_BATCH;
-                    if let Some(last) = rows.last() {
-                        self.after_id = last.id;
-                    }
-                    self.buffer.extend(rows);
-                }
-                Err(error) => {
+        while self.buffer.is_empty() && !self.done {
+            match self.batches.recv() {
+                Ok(Ok(rows)) => self.buffer.extend(rows),
+                Ok(Err(error)) => {
                     self.done = true;
                     return Some(Err(error));
                 }
+                Err(_) => self.done = true,
             }
         }
         self.buffer.pop_front().map(Ok)

@@ -372,17 +372,23 @@ fn new_row<'a>(event: &'a AuditEvent, id: i64, prev_mac: &'a [u8; 32], mac: &'a 
 }
 
 /// Appends `events` in one transaction: lock the head, chain every event,
-/// COPY the rows in, move the head. Events already stored are skipped, so a
-/// replayed batch is not duplicated.
+/// COPY the rows in, move the head. With `dedupe`, events already stored are
+/// skipped, so a replayed batch is not duplicated; without it a stored event
+/// fails the batch with a unique violation, and the caller retries with it.
 pub(crate) fn append_batch(
     conn: &mut PgConnection,
     chain: &Chain,
     events: &[AuditEvent],
+    dedupe: bool,
 ) -> Result<(Vec<Recorded>, Head)> {
     conn.transaction(|conn| {
         let mut head = read_head(conn, true)?;
-        let ids: Vec<Uuid> = events.iter().map(|event| *event.event_id().as_uuid()).collect();
-        let mut existing = existing_events(conn, &ids)?;
+        let mut existing = if dedupe {
+            let ids: Vec<Uuid> = events.iter().map(|event| event.event_id().uuid()).collect();
+            existing_events(conn, &ids)?
+        } else {
+            Vec::new()
+        };
         // An event repeated within the batch is stored once, at its first place.
         let mut fresh: Vec<&AuditEvent> = Vec::with_capacity(events.len());
         for event in events {
@@ -528,15 +534,21 @@ pub(crate) fn count(conn: &mut PgConnection, filter: &AuditFilter) -> Result<u64
     Ok(u64::try_from(count).unwrap_or(0))
 }
 
-/// Up to `limit` rows after position `after_id`, in chain order.
-pub(crate) fn chain_rows(conn: &mut PgConnection, after_id: i64, limit: i64) -> Result<Vec<VerifyRow>> {
+/// The rows at positions `after_id + 1 ..= last_id`, in chain order. A
+/// bounded range, not a LIMIT, so that the planner picks the primary key
+/// even on a freshly loaded table without statistics.
+pub(crate) fn chain_range(conn: &mut PgConnection, after_id: i64, last_id: i64) -> Result<Vec<VerifyRow>> {
     let rows: Vec<Row> = audit_logs::table
         .select(selection())
-        .filter(audit_logs::id.gt(after_id))
+        .filter(audit_logs::id.gt(after_id).and(audit_logs::id.le(last_id)))
         .order(audit_logs::id.asc())
-        .limit(limit)
         .load(conn)?;
     Ok(rows.into_iter().map(Row::into_verify_row).collect())
+}
+
+/// The highest position stored, if any.
+pub(crate) fn max_id(conn: &mut PgConnection) -> Result<Option<i64>> {
+    Ok(audit_logs::table.select(diesel::dsl::max(audit_logs::id)).first(conn)?)
 }
 
 /// The MAC stored at position `id`.

@@ -363,6 +363,7 @@ pub struct Page {
 
 /// The 16-byte form of an address that SQLite sorts and filters on: IPv4
 /// mapped into IPv6.
+#[cfg(any(feature = "sqlite", test))]
 pub(crate) fn ip_key(ip: IpAddr) -> [u8; 16] {
     match ip {
         IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
@@ -371,6 +372,7 @@ pub(crate) fn ip_key(ip: IpAddr) -> [u8; 16] {
 }
 
 /// The first and last 16-byte keys inside `network`.
+#[cfg(any(feature = "sqlite", test))]
 pub(crate) fn ip_key_range(network: IpNetwork) -> ([u8; 16], [u8; 16]) {
     match network {
         IpNetwork::V4(net) => (ip_key(IpAddr::V4(net.network())), ip_key(IpAddr::V4(net.broadcast()))),

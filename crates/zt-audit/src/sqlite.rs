@@ -105,8 +105,11 @@ fn decode_record(row: &Row) -> Result<AuditRecord> {
     })
 }
 
+/// Every column is always bound (NULL, not DEFAULT), so the insert is one
+/// statement that diesel prepares once and caches.
 #[derive(Insertable)]
 #[diesel(table_name = audit_logs)]
+#[diesel(treat_none_as_default_value = false)]
 struct NewRow<'a> {
     id: i64,
     event_id: String,
@@ -228,21 +231,27 @@ pub(crate) fn find_event(conn: &mut SqliteConnection, event_id: &Uuid) -> Result
     }))
 }
 
-/// Appends `events` in one immediate transaction, skipping events already
-/// stored.
+/// Appends `events` in one immediate transaction. With `dedupe`, events
+/// already stored are skipped; without it they fail the batch with a unique
+/// violation, and the caller retries with it.
 pub(crate) fn append_batch(
     conn: &mut SqliteConnection,
     chain: &Chain,
     events: &[AuditEvent],
+    dedupe: bool,
 ) -> Result<(Vec<Recorded>, Head)> {
     conn.immediate_transaction(|conn| {
         let ids: Vec<String> = events.iter().map(|event| event.event_id().to_string()).collect();
-        let mut stored: std::collections::HashSet<String> = audit_logs::table
-            .filter(audit_logs::event_id.eq_any(&ids))
-            .select(audit_logs::event_id)
-            .load(conn)?
-            .into_iter()
-            .collect();
+        let mut stored: std::collections::HashSet<String> = if dedupe {
+            audit_logs::table
+                .filter(audit_logs::event_id.eq_any(&ids))
+                .select(audit_logs::event_id)
+                .load(conn)?
+                .into_iter()
+                .collect()
+        } else {
+            std::collections::HashSet::new()
+        };
         // An event repeated within the batch is stored once, at its first place.
         let mut seen = std::collections::HashSet::new();
         let fresh_count = ids
@@ -359,15 +368,21 @@ pub(crate) fn count(conn: &mut SqliteConnection, filter: &AuditFilter) -> Result
     Ok(u64::try_from(count).unwrap_or(0))
 }
 
-/// Up to `limit` rows after position `after_id`, in chain order.
-pub(crate) fn chain_rows(conn: &mut SqliteConnection, after_id: i64, limit: i64) -> Result<Vec<VerifyRow>> {
+/// The rows at positions `after_id + 1 ..= last_id`, in chain order. A
+/// bounded range, not a LIMIT, so that the planner picks the primary key
+/// even on a freshly loaded table without statistics.
+pub(crate) fn chain_range(conn: &mut SqliteConnection, after_id: i64, last_id: i64) -> Result<Vec<VerifyRow>> {
     let rows: Vec<Row> = audit_logs::table
         .select(Row::as_select())
-        .filter(audit_logs::id.gt(after_id))
+        .filter(audit_logs::id.gt(after_id).and(audit_logs::id.le(last_id)))
         .order(audit_logs::id.asc())
-        .limit(limit)
         .load(conn)?;
     Ok(rows.into_iter().map(Row::into_verify_row).collect())
+}
+
+/// The highest position stored, if any.
+pub(crate) fn max_id(conn: &mut SqliteConnection) -> Result<Option<i64>> {
+    Ok(audit_logs::table.select(diesel::dsl::max(audit_logs::id)).first(conn)?)
 }
 
 /// The MAC stored at position `id`.

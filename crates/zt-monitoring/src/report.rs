@@ -34,7 +34,8 @@ pub struct Report {
     severity: Severity,
     reference: ReferenceId,
     recorded_at: Option<Timestamp>,
-    context: Option<RequestContext>,
+    /// Boxed: most reports have none, and a small report is cheap to queue.
+    context: Option<Box<RequestContext>>,
     chain: Vec<String>,
 }
 
@@ -62,7 +63,7 @@ impl Report {
     /// Attaches the request the error belongs to.
     #[must_use]
     pub fn with_context(mut self, context: RequestContext) -> Self {
-        self.context = Some(context);
+        self.context = Some(Box::new(context));
         self
     }
 
@@ -136,7 +137,7 @@ impl Report {
     /// The request, when known. It holds the client IP and user agent, which
     /// sinks that leave the server must not send without the app's consent.
     pub fn context(&self) -> Option<&RequestContext> {
-        self.context.as_ref()
+        self.context.as_deref()
     }
 
     /// The internal chain, outermost first, each line neutralized. Never for clients.

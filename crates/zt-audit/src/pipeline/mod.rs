@@ -481,19 +481,17 @@ impl<'a> Writer<'a> {
             self.defer(batch);
             return;
         }
-        let events: Vec<AuditEvent> = batch.iter().map(|(event, _)| event.clone()).collect();
+        let (events, segments): (Vec<AuditEvent>, Vec<Option<u64>>) = batch.into_iter().unzip();
         match self.shared.log.record_batch(&events) {
             Ok(recorded) => {
                 self.count_written(&recorded, false);
-                for (_, segment) in &batch {
-                    if let Some(segment) = segment {
-                        self.shared.spool.committed(*segment, 1);
-                    }
+                for segment in segments.into_iter().flatten() {
+                    self.shared.spool.committed(segment, 1);
                 }
             }
             Err(error) if is_transient(&error) => {
                 self.enter_degraded(&error);
-                self.defer(batch);
+                self.defer(events.into_iter().zip(segments).collect());
             }
             Err(error) => self.reject_individually(events, &error),
         }

@@ -1,0 +1,69 @@
+//! Timing: zt and its baseline measured in alternating rounds, so that drift
+//! in the machine's load hits both alike.
+
+use std::time::{Duration, Instant};
+
+/// The median of per-round mean times per operation of `zt` and `baseline`,
+/// run alternately for `rounds` rounds of `per_round` operations each.
+pub(crate) fn interleaved(
+    rounds: usize,
+    per_round: usize,
+    mut zt: impl FnMut(usize),
+    mut baseline: impl FnMut(usize),
+) -> (Duration, Duration) {
+    let mut zt_means = Vec::with_capacity(rounds);
+    let mut baseline_means = Vec::with_capacity(rounds);
+    let mut next = 0usize;
+    for round in 0..rounds {
+        // Alternate which goes first, so neither always runs on a warm cache.
+        let order: [bool; 2] = if round % 2 == 0 { [true, false] } else { [false, true] };
+        for is_zt in order {
+            let started = Instant::now();
+            for _ in 0..per_round {
+                if is_zt {
+                    zt(next)
+                } else {
+                    baseline(next)
+                }
+                next += 1;
+            }
+            let mean = started.elapsed() / u32::try_from(per_round.max(1)).unwrap_or(u32::MAX);
+            if is_zt {
+                zt_means.push(mean)
+            } else {
+                baseline_means.push(mean)
+            }
+        }
+    }
+    (median(zt_means), median(baseline_means))
+}
+
+fn median(mut values: Vec<Duration>) -> Duration {
+    values.sort();
+    values.get(values.len() / 2).copied().unwrap_or_default()
+}
+
+/// Items per second for `count` items in `elapsed`.
+pub(crate) fn per_second(count: usize, elapsed: Duration) -> f64 {
+    count as f64 / elapsed.as_secs_f64().max(1e-9)
+}
+
+/// Runs `work` and returns how long it took.
+pub(crate) fn timed(work: impl FnOnce()) -> Duration {
+    let started = Instant::now();
+    work();
+    started.elapsed()
+}
+
+/// The process's peak resident set size, in bytes, from `/proc/self/status`.
+pub(crate) fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Resets the peak resident set size to the current one (Linux 4.0+).
+pub(crate) fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}

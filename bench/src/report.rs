@@ -1,0 +1,263 @@
+//! `results.json` and `BENCHMARKS.md`.
+
+use std::fmt::Write as _;
+use std::process::Command;
+
+use diesel::{Connection, PgConnection, RunQueryDsl};
+
+/// Whether more or less is better for a figure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Direction {
+    LowerIsBetter,
+    HigherIsBetter,
+}
+
+/// DESIGN.md's target for a row.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Target {
+    /// zt's figure over the baseline's at most this.
+    RatioAtMost(f64),
+    /// zt's figure at most this, in the row's unit.
+    AtMost(f64),
+    /// zt's figure at least this, in the row's unit.
+    AtLeast(f64),
+}
+
+impl Target {
+    fn describe(self, unit: &str) -> String {
+        match self {
+            Self::RatioAtMost(ratio) => format!("ratio ≤ {ratio}"),
+            Self::AtMost(value) => format!("≤ {value} {unit}"),
+            Self::AtLeast(value) => format!("≥ {value} {unit}"),
+        }
+    }
+}
+
+/// One measured row.
+#[derive(Debug, Clone)]
+pub(crate) struct Row {
+    name: &'static str,
+    unit: &'static str,
+    zt: f64,
+    baseline: f64,
+    baseline_name: &'static str,
+    direction: Direction,
+    target: Target,
+}
+
+impl Row {
+    pub(crate) fn new(
+        name: &'static str,
+        unit: &'static str,
+        zt: f64,
+        baseline: f64,
+        baseline_name: &'static str,
+        direction: Direction,
+        target: Target,
+    ) -> Self {
+        Self {
+            name,
+            unit,
+            zt,
+            baseline,
+            baseline_name,
+            direction,
+            target,
+        }
+    }
+
+    /// zt over baseline.
+    fn ratio(&self) -> f64 {
+        if self.baseline == 0.0 {
+            f64::NAN
+        } else {
+            self.zt / self.baseline
+        }
+    }
+
+    fn met(&self) -> bool {
+        match self.target {
+            Target::RatioAtMost(limit) => self.ratio() <= limit,
+            Target::AtMost(limit) => self.zt <= limit,
+            Target::AtLeast(limit) => self.zt >= limit,
+        }
+    }
+}
+
+/// The results as a JSON list of objects with `name`, `unit`, `zt`,
+/// `baseline` and `ratio` (zt over baseline), plus what the baseline is,
+/// which direction is better, the target and whether it is met.
+pub(crate) fn json(rows: &[Row]) -> String {
+    let list: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|row| {
+            serde_json::json!({
+                "name": row.name,
+                "unit": row.unit,
+                "zt": round(row.zt),
+                "baseline": round(row.baseline),
+                "ratio": round(row.ratio()),
+                "baseline_is": row.baseline_name,
+                "better": if row.direction == Direction::LowerIsBetter { "lower" } else { "higher" },
+                "target": row.target.describe(row.unit),
+                "met": row.met(),
+            })
+        })
+        .collect();
+    serde_json::to_string_pretty(&list).unwrap_or_default()
+}
+
+fn round(value: f64) -> f64 {
+    if value.is_finite() {
+        (value * 1000.0).round() / 1000.0
+    } else {
+        0.0
+    }
+}
+
+fn figure(value: f64) -> String {
+    if value >= 1000.0 {
+        format!("{value:.0}")
+    } else if value >= 10.0 {
+        format!("{value:.1}")
+    } else {
+        format!("{value:.3}")
+    }
+}
+
+/// What the numbers were measured on.
+pub(crate) struct Machine {
+    cpu: String,
+    cores: usize,
+    memory: String,
+    kernel: String,
+    rustc: String,
+    postgres: String,
+    sqlite: String,
+}
+
+impl Machine {
+    pub(crate) fn read(pg_url: &str) -> Self {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo
+            .lines()
+            .find(|line| line.starts_with("model name"))
+            .and_then(|line| line.split_once(':'))
+            .map_or("unknown CPU".to_owned(), |(_, name)| name.trim().to_owned());
+        let memory = std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|text| {
+                text.lines()
+                    .next()
+                    .map(|line| line.split_whitespace().nth(1).unwrap_or("0").to_owned())
+            })
+            .and_then(|kib| kib.parse::<f64>().ok())
+            .map_or("unknown".to_owned(), |kib| format!("{:.0} GiB", kib / 1024.0 / 1024.0));
+        let run = |program: &str, args: &[&str]| {
+            Command::new(program)
+                .args(args)
+                .output()
+                .ok()
+                .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+                .unwrap_or_default()
+        };
+        #[derive(diesel::QueryableByName)]
+        struct Version {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            version: String,
+        }
+        let postgres = PgConnection::establish(pg_url)
+            .ok()
+            .and_then(|mut conn| {
+                diesel::sql_query("SELECT current_setting('server_version') AS version")
+                    .get_result::<Version>(&mut conn)
+                    .ok()
+            })
+            .map_or("unknown".to_owned(), |v| v.version);
+        let sqlite = diesel::SqliteConnection::establish(":memory:")
+            .ok()
+            .and_then(|mut conn| {
+                diesel::sql_query("SELECT sqlite_version() AS version")
+                    .get_result::<Version>(&mut conn)
+                    .ok()
+            })
+            .map_or("unknown".to_owned(), |v| v.version);
+        Self {
+            cpu,
+            cores: std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+            memory,
+            kernel: run("uname", &["-sr"]),
+            rustc: run("rustc", &["--version"]),
+            postgres,
+            sqlite,
+        }
+    }
+}
+
+fn target_value(row: &Row) -> f64 {
+    match row.target {
+        Target::AtLeast(value) | Target::AtMost(value) | Target::RatioAtMost(value) => value,
+    }
+}
+
+/// `BENCHMARKS.md`.
+pub(crate) fn markdown(rows: &[Row], machine: &Machine, quick: bool) -> String {
+    let mut out = String::new();
+    out.push_str("<!-- Generated by `cargo xtask bench`, do not edit. -->\n\n# Benchmarks\n\n");
+    let _ = writeln!(
+        out,
+        "Measured by `cargo xtask bench{}` on {} ({} cores, {} RAM), {}, {}; PostgreSQL {} \
+         (a throwaway cluster with its default durability, on the same machine) and bundled SQLite {} \
+         (WAL, `synchronous = FULL`). Each row measures zt and its raw baseline in the same run; \
+         ratio is zt over baseline. Latencies are the median of per-round means, with zt and the \
+         baseline in alternating rounds.\n",
+        if quick { " --quick" } else { "" },
+        machine.cpu,
+        machine.cores,
+        machine.memory,
+        machine.kernel,
+        machine.rustc,
+        machine.postgres,
+        machine.sqlite,
+    );
+    out.push_str("| work | unit | zt | baseline | ratio | target | met |\n|---|---|---|---|---|---|---|\n");
+    for row in rows {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} ({}) | {:.2} | {} | {} |",
+            row.name,
+            row.unit,
+            figure(row.zt),
+            figure(row.baseline),
+            row.baseline_name,
+            row.ratio(),
+            row.target.describe(row.unit),
+            if row.met() { "yes" } else { "**no**" },
+        );
+    }
+    let short: Vec<&Row> = rows
+        .iter()
+        .filter(|row| !row.met() && matches!(row.target, Target::AtLeast(_)) && row.baseline < target_value(row))
+        .collect();
+    if !short.is_empty() {
+        out.push_str("\n## Targets this machine's baselines do not reach\n\n");
+        for row in short {
+            let _ = writeln!(
+                out,
+                "- {}: the raw baseline itself reaches {} {} here, below the target of {}; \
+                 zt reaches {:.0}% of its baseline.",
+                row.name,
+                figure(row.baseline),
+                row.unit,
+                row.target.describe(row.unit),
+                row.ratio() * 100.0,
+            );
+        }
+        out.push_str(
+            "\nProfile with `perf record -a -g` around `target/release/zt-bench --only NAME` to see where the \
+             time goes; the closing notes of the benchmark issue record what was found.\n",
+        );
+    }
+    out.push_str("\nThe raw figures are in `target/zt-bench/results.json`.\n");
+    out
+}

@@ -1,0 +1,37 @@
+//! `cargo xtask bench [--quick]`: every performance target, measured beside
+//! its raw baseline, on a throwaway PostgreSQL with its default durability.
+//! Writes `target/zt-bench/results.json` and `BENCHMARKS.md`.
+
+use zt_testkit::Durability;
+
+use crate::postgres::TestServer;
+use crate::shell::{cargo, root, run as run_step};
+
+pub(crate) fn run(args: &[String]) -> Result<(), String> {
+    let quick = match args {
+        [] => false,
+        [flag] if flag == "--quick" => true,
+        _ => return Err("usage: cargo xtask bench [--quick]".into()),
+    };
+    run_step(
+        "build the benchmarks (release)",
+        cargo().args(["build", "--release", "--quiet", "-p", "zt-bench"]),
+    )?;
+    let server = TestServer::start(Durability::Default)?;
+    let url = server
+        .url
+        .clone()
+        .ok_or("the benchmarks need PostgreSQL; ZT_SKIP_POSTGRES=1 cannot skip them")?;
+    let binary = root().join("target/release/zt-bench");
+    let mut bench = std::process::Command::new(binary);
+    bench
+        .current_dir(root())
+        .args(["--pg", &url, "--out", "target/zt-bench", "--markdown", "BENCHMARKS.md"]);
+    if quick {
+        bench.arg("--quick");
+    }
+    run_step("benchmarks", &mut bench)?;
+    drop(server);
+    eprintln!("xtask: wrote target/zt-bench/results.json and BENCHMARKS.md");
+    Ok(())
+}
