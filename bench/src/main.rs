@@ -51,7 +51,7 @@ struct Scale {
 }
 
 const FULL: Scale = Scale {
-    durable_rounds: 9,
+    durable_rounds: 15,
     durable_per_round: 300,
     session_rounds: 9,
     session_per_round: 2_000,
