@@ -321,7 +321,7 @@ fn session_check(admin_url: &str, scale: Scale) -> Result<Row, BoxError> {
                             .validate(&claims[i % claims.len()], &requirement, &context)
                             .is_err(),
                     ),
-            )
+            );
         },
         |i| {
             use raw::pg::users;

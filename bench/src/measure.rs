@@ -21,17 +21,17 @@ pub(crate) fn interleaved(
             let started = Instant::now();
             for _ in 0..per_round {
                 if is_zt {
-                    zt(next)
+                    zt(next);
                 } else {
-                    baseline(next)
+                    baseline(next);
                 }
                 next += 1;
             }
             let mean = started.elapsed() / u32::try_from(per_round.max(1)).unwrap_or(u32::MAX);
             if is_zt {
-                zt_means.push(mean)
+                zt_means.push(mean);
             } else {
-                baseline_means.push(mean)
+                baseline_means.push(mean);
             }
         }
     }
