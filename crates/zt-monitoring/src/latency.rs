@@ -11,9 +11,9 @@ use hdrhistogram::Histogram;
 use serde::{Serialize, Serializer};
 use zt_types::Neutralized;
 
-use crate::clock::Clock;
 use crate::error::Error;
 use crate::window::Windows;
+use zt_types::Clock;
 
 /// Histograms track 1 µs to 1 h; longer runs are recorded as 1 h.
 const HIGHEST_MICROS: u64 = 3_600_000_000;
@@ -339,7 +339,7 @@ fn cut(name: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::SystemClock;
+    use zt_types::SystemClock;
 
     fn operations(max: usize) -> Operations {
         Operations::new(OperationsConfig {

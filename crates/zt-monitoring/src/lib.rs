@@ -99,7 +99,6 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod alerts;
-mod clock;
 mod duration;
 mod error;
 #[cfg(feature = "errors")]
@@ -117,7 +116,6 @@ mod stripe;
 mod window;
 
 pub use alerts::{Alert, AlertStatus, Notification};
-pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, ErrorKind};
 pub use latency::{LatencySummary, Operation, Timer};
 pub use monitor::{Monitor, MonitorBuilder, MonitorStats};
@@ -135,3 +133,4 @@ pub use sinks::tracing_sink::TracingSink;
 #[cfg(feature = "webhook")]
 #[cfg_attr(docsrs, doc(cfg(feature = "webhook")))]
 pub use sinks::webhook::{WebhookFormat, WebhookSink};
+pub use zt_types::{Clock, ManualClock, SystemClock};

@@ -13,7 +13,6 @@ use zt_error_codes::ErrorCode;
 use zt_types::{ReferenceId, Severity};
 
 use crate::alerts::{Alert, Engine, Notification, Sources};
-use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, ErrorKind};
 use crate::latency::{LatencySummary, Operation, Operations, OperationsConfig};
 use crate::patterns::{Snapshot, SnapshotInput, SpikeConfig, snapshot};
@@ -23,6 +22,7 @@ use crate::rules::{AlertConfig, AlertRule, Condition, InhibitRule};
 use crate::sink::{Sink, SinkHandle, SinkOptions, SinkStats};
 use crate::sinks::tracing_sink::TracingSink;
 use crate::window::Windows;
+use zt_types::{Clock, SystemClock};
 
 static METADATA: metrics::Metadata<'static> =
     metrics::Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));

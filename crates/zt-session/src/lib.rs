@@ -158,7 +158,6 @@
 
 mod audit;
 mod cache;
-mod clock;
 mod denial;
 mod directory;
 mod error;
@@ -171,7 +170,6 @@ mod store;
 mod validator;
 
 pub use audit::{AuditSink, SESSION_DENIED};
-pub use clock::{Clock, ManualClock, SystemClock};
 pub use denial::{BindingMismatch, Denial, DenialReason, Remedy, StepUp};
 pub use directory::{AdminChange, AdminOperation, RevocationStore, SessionState, UserDirectory, UserState};
 pub use error::{Error, ErrorKind, Result};
@@ -181,6 +179,7 @@ pub use role::{RoleChangePolicy, RoleHierarchy};
 #[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
 pub use store::UserStore;
 pub use validator::{ValidatedSession, Validator};
+pub use zt_types::{Clock, ManualClock, SystemClock};
 
 use zt_db::{EmbeddedMigrations, MigrationSet, embed_migrations};
 

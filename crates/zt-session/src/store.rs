@@ -11,9 +11,9 @@ use diesel::sql_types::{BigInt, Binary, Bool, HasSqlType, Text};
 use zt_db::{ConnectionRef, Pool};
 use zt_types::{Email, Role, SessionHash, Timestamp, UserId};
 
-use crate::clock::{Clock, SystemClock};
 use crate::directory::{AdminChange, RevocationStore, SessionState, UserDirectory, UserState};
 use crate::error::{Error, Result};
+use zt_types::{Clock, SystemClock};
 
 /// The one statement of a session check: the user's state and the session's
 /// revocation, in one indexed round trip.

@@ -12,11 +12,11 @@ use zt_types::{
 
 use crate::audit::AuditSink;
 use crate::cache::StateCache;
-use crate::clock::{Clock, SystemClock};
 use crate::denial::{BindingMismatch, Denial, DenialReason, StepUp};
 use crate::directory::{SessionState, UserDirectory};
 use crate::requirement::{BindingPolicy, Freshness, Requirement};
 use crate::role::{RoleChangePolicy, RoleHierarchy};
+use zt_types::{Clock, SystemClock};
 
 /// A session that passed its check, with the user's *current* role.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,7 +12,7 @@
 //! - sessions: [`SessionClaims`], what an identity provider asserted;
 //! - audit: [`AuditEvent`], [`AuditStatus`], with metadata redacted and bounded
 //!   by an [`EventPolicy`];
-//! - [`Severity`] and [`Timestamp`].
+//! - [`Severity`], [`Timestamp`], and the injectable [`Clock`].
 //!
 //! Bad input gets a [`FieldError`] that names the field.
 //!
@@ -43,6 +43,7 @@ mod actor;
 mod audit;
 pub mod canonical_json;
 mod client_ip;
+mod clock;
 mod error;
 mod ids;
 mod request;
@@ -58,6 +59,7 @@ pub use audit::{
     ResourceName,
 };
 pub use client_ip::{ClientIp, ClientIpResolver, ForwardingHeader, IpAnomaly, IpSource};
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{FieldError, FieldErrorKind};
 pub use ids::{EventId, ReferenceId, RequestId, SessionHash, SessionId, UserId};
 pub use request::{RequestContext, UserAgent};

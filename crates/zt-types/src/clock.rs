@@ -1,22 +1,22 @@
-//! Where the validator gets the time, so that tests can move it.
+//! Time, injectable, so that whatever depends on it can be tested to the
+//! microsecond: session freshness and clock skew, monitoring windows and
+//! alert timers.
 
 use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use zt_types::Timestamp;
+use crate::timestamp::Timestamp;
 
-/// A source of the current time.
-///
-/// The validator and the store read the time only through this trait, so a
-/// test can pin it with a [`ManualClock`] and check the freshness and
-/// clock-skew edges to the microsecond.
-pub trait Clock: Send + Sync + fmt::Debug {
+/// A source of the current time. [`SystemClock`] is the default everywhere;
+/// tests use a [`ManualClock`].
+pub trait Clock: Send + Sync + fmt::Debug + 'static {
     /// The current time.
     fn now(&self) -> Timestamp;
 }
 
-/// The system clock: [`Timestamp::now`]. The default everywhere.
+/// The system's wall clock: [`Timestamp::now`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;
 
@@ -26,31 +26,33 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock that stands still until it is moved, for tests.
+/// A clock that stands still until it is moved. Clones share the same time,
+/// so a test keeps one and hands the other to the code under test.
 ///
 /// ```
 /// use std::time::Duration;
-/// use zt_session::{Clock, ManualClock};
+/// use zt_types::{Clock, ManualClock};
 ///
 /// let clock = ManualClock::new("2026-11-29T12:00:00Z".parse()?);
+/// let shared = clock.clone();
 /// clock.advance(Duration::from_secs(90));
-/// assert_eq!(clock.now().to_string(), "2026-11-29T12:01:30.000000Z");
+/// assert_eq!(shared.now().to_string(), "2026-11-29T12:01:30.000000Z");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ManualClock {
-    micros: AtomicI64,
+    micros: Arc<AtomicI64>,
 }
 
 impl ManualClock {
     /// A clock that reads `start`.
     pub fn new(start: Timestamp) -> Self {
         Self {
-            micros: AtomicI64::new(start.unix_micros()),
+            micros: Arc::new(AtomicI64::new(start.unix_micros())),
         }
     }
 
-    /// Sets the time.
+    /// Sets the time, which may be earlier than now.
     pub fn set(&self, now: Timestamp) {
         self.micros.store(now.unix_micros(), Ordering::SeqCst);
     }
@@ -74,7 +76,7 @@ impl Clock for ManualClock {
     }
 }
 
-impl<C: Clock + ?Sized> Clock for std::sync::Arc<C> {
+impl<C: Clock + ?Sized> Clock for Arc<C> {
     fn now(&self) -> Timestamp {
         (**self).now()
     }
