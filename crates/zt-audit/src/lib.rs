@@ -108,6 +108,7 @@ mod log;
 #[cfg(feature = "postgres")]
 mod pg;
 mod pipeline;
+mod queries;
 mod query;
 mod schema;
 #[cfg(feature = "sqlite")]

@@ -457,106 +457,14 @@ pub(crate) fn append_batch(
     })
 }
 
-type Boxed<'a> = audit_logs::BoxedQuery<'a, Pg, <Selection as Expression>::SqlType>;
-
-fn filtered<'a>(filter: &'a AuditFilter) -> Boxed<'a> {
-    let mut query = audit_logs::table.select(selection()).into_boxed();
-    if let Some(user_id) = &filter.user_id {
-        query = query.filter(audit_logs::user_id.eq(user_id));
-    }
-    if let Some(email) = &filter.email {
-        query = query.filter(audit_logs::user_email.eq(email));
-    }
-    if !filter.actions.is_empty() {
-        query = query.filter(audit_logs::action.eq_any(&filter.actions));
-    }
-    if let Some(resource) = &filter.resource {
-        query = query.filter(audit_logs::resource.eq(resource));
-    }
-    if let Some(resource_id) = &filter.resource_id {
-        query = query.filter(audit_logs::resource_id.eq(resource_id));
-    }
-    if let Some(status) = filter.status {
-        query = query.filter(audit_logs::status.eq(status.as_str()));
-    }
-    if let Some(since) = filter.since {
-        query = query.filter(audit_logs::created_at.ge(since.to_offset_date_time()));
-    }
-    if let Some(until) = filter.until {
-        query = query.filter(audit_logs::created_at.lt(until.to_offset_date_time()));
-    }
-    if let Some(network) = filter.ip {
-        query = query.filter(audit_logs::client_ip.is_contained_by_or_eq(network));
-    }
-    if let Some(request_id) = &filter.request_id {
-        query = query.filter(audit_logs::request_id.eq(request_id));
-    }
-    query
+/// A time as this backend stores it.
+fn db_time(at: zt_types::Timestamp) -> OffsetDateTime {
+    at.to_offset_date_time()
 }
 
-/// One page in time order, keyset-paginated on `(created_at, id)`.
-pub(crate) fn query_page(conn: &mut PgConnection, filter: &AuditFilter, page: &PageRequest) -> Result<Page> {
-    let mut query = filtered(filter);
-    if let Some(cursor) = page.after {
-        let at = cursor.created_at.to_offset_date_time();
-        query = match page.order {
-            Order::OldestFirst => query.filter(
-                audit_logs::created_at
-                    .gt(at)
-                    .or(audit_logs::created_at.eq(at).and(audit_logs::id.gt(cursor.id))),
-            ),
-            Order::NewestFirst => query.filter(
-                audit_logs::created_at
-                    .lt(at)
-                    .or(audit_logs::created_at.eq(at).and(audit_logs::id.lt(cursor.id))),
-            ),
-        };
-    }
-    query = match page.order {
-        Order::OldestFirst => query.order((audit_logs::created_at.asc(), audit_logs::id.asc())),
-        Order::NewestFirst => query.order((audit_logs::created_at.desc(), audit_logs::id.desc())),
-    };
-    let rows: Vec<Row> = query.limit(i64::from(page.limit) + 1).load(conn)?;
-    let mut records = rows.into_iter().map(decode_record).collect::<Result<Vec<_>>>()?;
-    let next = (records.len() > page.limit as usize).then(|| {
-        records.truncate(page.limit as usize);
-        records.last().map(Cursor::after)
-    });
-    Ok(Page {
-        records,
-        next: next.flatten(),
-    })
+/// `client_ip <<= network`.
+fn filter_ip<'a>(query: Boxed<'a>, network: IpNetwork) -> Boxed<'a> {
+    query.filter(audit_logs::client_ip.is_contained_by_or_eq(network))
 }
 
-/// How many rows match.
-pub(crate) fn count(conn: &mut PgConnection, filter: &AuditFilter) -> Result<u64> {
-    let count: i64 = filtered(filter).select(diesel::dsl::count_star()).first(conn)?;
-    Ok(u64::try_from(count).unwrap_or(0))
-}
-
-/// The rows at positions `after_id + 1 ..= last_id`, in chain order. A
-/// bounded range, not a LIMIT, so that the planner picks the primary key
-/// even on a freshly loaded table without statistics.
-pub(crate) fn chain_range(conn: &mut PgConnection, after_id: i64, last_id: i64) -> Result<Vec<VerifyRow>> {
-    let rows: Vec<Row> = audit_logs::table
-        .select(selection())
-        .filter(audit_logs::id.gt(after_id).and(audit_logs::id.le(last_id)))
-        .order(audit_logs::id.asc())
-        .load(conn)?;
-    Ok(rows.into_iter().map(Row::into_verify_row).collect())
-}
-
-/// The highest position stored, if any.
-pub(crate) fn max_id(conn: &mut PgConnection) -> Result<Option<i64>> {
-    Ok(audit_logs::table.select(diesel::dsl::max(audit_logs::id)).first(conn)?)
-}
-
-/// The MAC stored at position `id`.
-pub(crate) fn mac_at(conn: &mut PgConnection, id: i64) -> Result<Option<[u8; 32]>> {
-    let mac: Option<Vec<u8>> = audit_logs::table
-        .filter(audit_logs::id.eq(id))
-        .select(audit_logs::mac)
-        .first(conn)
-        .optional()?;
-    Ok(mac.and_then(|mac| mac_bytes(&mac)))
-}
+crate::queries::shared_queries!(conn = PgConnection, backend = Pg);

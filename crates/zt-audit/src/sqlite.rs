@@ -53,54 +53,82 @@ fn parse_ip(text: Option<&str>, field: &str) -> std::result::Result<Option<IpAdd
 }
 
 impl Row {
-    fn decode(&self) -> std::result::Result<AuditRecord, String> {
-        let client_ip = parse_ip(self.client_ip.as_deref(), "client_ip")?;
-        Ok(AuditRecord {
-            id: self.id,
-            event_id: Uuid::parse_str(&self.event_id).map_err(|_| "event_id is not a UUID".to_owned())?,
-            created_at: self.created_at.parse::<Timestamp>().map_err(|e| e.to_string())?,
-            actor_kind: zt_types::ActorKind::parse(&self.actor_kind).map_err(|e| e.to_string())?,
-            user_id: self.user_id.clone(),
-            user_email: self.user_email.clone(),
-            action: self.action.clone(),
-            resource: self.resource.clone(),
-            resource_id: self.resource_id.clone(),
-            metadata: self.metadata.clone(),
+    /// Decodes the row, moving its strings; also returns the stored
+    /// `client_ip_bin`, which verification compares with the decoded address.
+    fn decode(self) -> (std::result::Result<AuditRecord, String>, Option<Vec<u8>>) {
+        let Self {
+            id,
+            event_id,
+            created_at,
+            actor_kind,
+            user_id,
+            user_email,
+            action,
+            resource,
+            resource_id,
+            metadata,
             client_ip,
-            peer_ip: parse_ip(self.peer_ip.as_deref(), "peer_ip")?,
-            user_agent: self.user_agent.clone(),
-            status: self.status.parse().map_err(|e: zt_types::FieldError| e.to_string())?,
-            error_code: self.error_code.clone(),
-            request_id: self.request_id.clone(),
-            chain_version: self.chain_version,
-            prev_mac: mac_bytes(&self.prev_mac).ok_or("prev_mac is not 32 bytes")?,
-            mac: mac_bytes(&self.mac).ok_or("mac is not 32 bytes")?,
-        })
-    }
-
-    /// Whether the derived `client_ip_bin` agrees with `client_ip`.
-    fn derived_ok(&self, record: &AuditRecord) -> bool {
-        self.client_ip_bin.as_deref() == record.client_ip.map(ip_key).as_ref().map(|key| &key[..])
+            client_ip_bin,
+            peer_ip,
+            user_agent,
+            status,
+            error_code,
+            request_id,
+            chain_version,
+            prev_mac,
+            mac,
+        } = self;
+        let record = (|| {
+            Ok(AuditRecord {
+                id,
+                event_id: Uuid::parse_str(&event_id).map_err(|_| "event_id is not a UUID".to_owned())?,
+                created_at: created_at.parse::<Timestamp>().map_err(|e| e.to_string())?,
+                actor_kind: zt_types::ActorKind::parse(&actor_kind).map_err(|e| e.to_string())?,
+                user_id,
+                user_email,
+                action,
+                resource,
+                resource_id,
+                metadata,
+                client_ip: parse_ip(client_ip.as_deref(), "client_ip")?,
+                peer_ip: parse_ip(peer_ip.as_deref(), "peer_ip")?,
+                user_agent,
+                status: status.parse().map_err(|e: zt_types::FieldError| e.to_string())?,
+                error_code,
+                request_id,
+                chain_version,
+                prev_mac: mac_bytes(&prev_mac).ok_or("prev_mac is not 32 bytes")?,
+                mac: mac_bytes(&mac).ok_or("mac is not 32 bytes")?,
+            })
+        })();
+        (record, client_ip_bin)
     }
 
     fn into_verify_row(self) -> VerifyRow {
-        let record = self.decode();
-        let derived_ok = record.as_ref().is_ok_and(|record| self.derived_ok(record));
+        let id = self.id;
+        let prev_mac = mac_bytes(&self.prev_mac).unwrap_or_default();
+        let mac = mac_bytes(&self.mac).unwrap_or_default();
+        let (record, client_ip_bin) = self.decode();
+        // The derived range key must agree with the address it is derived from.
+        let derived_ok = record
+            .as_ref()
+            .is_ok_and(|record| client_ip_bin.as_deref() == record.client_ip.map(ip_key).as_ref().map(|key| &key[..]));
         VerifyRow {
-            id: self.id,
-            prev_mac: mac_bytes(&self.prev_mac).unwrap_or_default(),
-            mac: mac_bytes(&self.mac).unwrap_or_default(),
+            id,
+            prev_mac,
+            mac,
             record,
             derived_ok,
         }
     }
 }
 
-fn decode_record(row: &Row) -> Result<AuditRecord> {
-    row.decode().map_err(|problem| {
+fn decode_record(row: Row) -> Result<AuditRecord> {
+    let id = row.id;
+    row.decode().0.map_err(|problem| {
         Error::new(
             ErrorKind::Decode,
-            format!("audit row {} cannot be decoded: {problem}", row.id),
+            format!("audit row {id} cannot be decoded: {problem}"),
         )
     })
 }
@@ -290,107 +318,22 @@ pub(crate) fn append_batch(
     })
 }
 
-type Boxed<'a> = audit_logs::BoxedQuery<'a, Sqlite, diesel::dsl::SqlTypeOf<diesel::dsl::AsSelect<Row, Sqlite>>>;
-
-fn filtered<'a>(filter: &'a AuditFilter) -> Boxed<'a> {
-    let mut query = audit_logs::table.select(Row::as_select()).into_boxed();
-    if let Some(user_id) = &filter.user_id {
-        query = query.filter(audit_logs::user_id.eq(user_id));
-    }
-    if let Some(email) = &filter.email {
-        query = query.filter(audit_logs::user_email.eq(email));
-    }
-    if !filter.actions.is_empty() {
-        query = query.filter(audit_logs::action.eq_any(&filter.actions));
-    }
-    if let Some(resource) = &filter.resource {
-        query = query.filter(audit_logs::resource.eq(resource));
-    }
-    if let Some(resource_id) = &filter.resource_id {
-        query = query.filter(audit_logs::resource_id.eq(resource_id));
-    }
-    if let Some(status) = filter.status {
-        query = query.filter(audit_logs::status.eq(status.as_str()));
-    }
-    if let Some(since) = filter.since {
-        query = query.filter(audit_logs::created_at.ge(since.to_string()));
-    }
-    if let Some(until) = filter.until {
-        query = query.filter(audit_logs::created_at.lt(until.to_string()));
-    }
-    if let Some(network) = filter.ip {
-        let (low, high) = ip_key_range(network);
-        query = query.filter(audit_logs::client_ip_bin.between(low.to_vec(), high.to_vec()));
-    }
-    if let Some(request_id) = &filter.request_id {
-        query = query.filter(audit_logs::request_id.eq(request_id));
-    }
-    query
+/// A time as this backend stores it: the fixed-width text, which sorts in time order.
+fn db_time(at: Timestamp) -> String {
+    at.to_string()
 }
 
-/// One page in time order, keyset-paginated on `(created_at, id)`.
-pub(crate) fn query_page(conn: &mut SqliteConnection, filter: &AuditFilter, page: &PageRequest) -> Result<Page> {
-    let mut query = filtered(filter);
-    if let Some(cursor) = page.after {
-        let at = cursor.created_at.to_string();
-        query = match page.order {
-            Order::OldestFirst => query.filter(
-                audit_logs::created_at
-                    .gt(at.clone())
-                    .or(audit_logs::created_at.eq(at).and(audit_logs::id.gt(cursor.id))),
-            ),
-            Order::NewestFirst => query.filter(
-                audit_logs::created_at
-                    .lt(at.clone())
-                    .or(audit_logs::created_at.eq(at).and(audit_logs::id.lt(cursor.id))),
-            ),
-        };
-    }
-    query = match page.order {
-        Order::OldestFirst => query.order((audit_logs::created_at.asc(), audit_logs::id.asc())),
-        Order::NewestFirst => query.order((audit_logs::created_at.desc(), audit_logs::id.desc())),
-    };
-    let rows: Vec<Row> = query.limit(i64::from(page.limit) + 1).load(conn)?;
-    let mut records = rows.iter().map(decode_record).collect::<Result<Vec<_>>>()?;
-    let next = (records.len() > page.limit as usize).then(|| {
-        records.truncate(page.limit as usize);
-        records.last().map(Cursor::after)
-    });
-    Ok(Page {
-        records,
-        next: next.flatten(),
-    })
+/// The 16-byte client address inside the network's range.
+fn filter_ip<'a>(query: Boxed<'a>, network: ipnetwork::IpNetwork) -> Boxed<'a> {
+    let (low, high) = ip_key_range(network);
+    query.filter(audit_logs::client_ip_bin.between(low.to_vec(), high.to_vec()))
 }
 
-/// How many rows match.
-pub(crate) fn count(conn: &mut SqliteConnection, filter: &AuditFilter) -> Result<u64> {
-    let count: i64 = filtered(filter).select(diesel::dsl::count_star()).first(conn)?;
-    Ok(u64::try_from(count).unwrap_or(0))
+/// The columns read back.
+type Selection = diesel::dsl::AsSelect<Row, Sqlite>;
+
+fn selection() -> Selection {
+    Row::as_select()
 }
 
-/// The rows at positions `after_id + 1 ..= last_id`, in chain order. A
-/// bounded range, not a LIMIT, so that the planner picks the primary key
-/// even on a freshly loaded table without statistics.
-pub(crate) fn chain_range(conn: &mut SqliteConnection, after_id: i64, last_id: i64) -> Result<Vec<VerifyRow>> {
-    let rows: Vec<Row> = audit_logs::table
-        .select(Row::as_select())
-        .filter(audit_logs::id.gt(after_id).and(audit_logs::id.le(last_id)))
-        .order(audit_logs::id.asc())
-        .load(conn)?;
-    Ok(rows.into_iter().map(Row::into_verify_row).collect())
-}
-
-/// The highest position stored, if any.
-pub(crate) fn max_id(conn: &mut SqliteConnection) -> Result<Option<i64>> {
-    Ok(audit_logs::table.select(diesel::dsl::max(audit_logs::id)).first(conn)?)
-}
-
-/// The MAC stored at position `id`.
-pub(crate) fn mac_at(conn: &mut SqliteConnection, id: i64) -> Result<Option<[u8; 32]>> {
-    let mac: Option<Vec<u8>> = audit_logs::table
-        .filter(audit_logs::id.eq(id))
-        .select(audit_logs::mac)
-        .first(conn)
-        .optional()?;
-    Ok(mac.and_then(|mac| mac_bytes(&mac)))
-}
+crate::queries::shared_queries!(conn = SqliteConnection, backend = Sqlite);
