@@ -53,7 +53,7 @@ struct Scale {
 const FULL: Scale = Scale {
     durable_rounds: 15,
     durable_per_round: 300,
-    session_rounds: 9,
+    session_rounds: 15,
     session_per_round: 2_000,
     batch_events: 200_000,
     micro_ops: 1_000_000,
