@@ -40,13 +40,20 @@ fn every_rust_file_starts_with_a_module_doc() {
         .filter(|path| !std::fs::read_to_string(path).unwrap().starts_with("//!"))
         .map(|path| path.display().to_string())
         .collect();
-    assert!(undocumented.is_empty(), "files without a leading `//!` doc: {undocumented:#?}");
+    assert!(
+        undocumented.is_empty(),
+        "files without a leading `//!` doc: {undocumented:#?}"
+    );
 }
 
 #[test]
 fn no_stubs_or_silenced_tests() {
     // Built from pieces so that this file does not match itself.
-    let forbidden = [["todo", "!("].concat(), ["unimplemented", "!("].concat(), ["#[", "ignore"].concat()];
+    let forbidden = [
+        ["todo", "!("].concat(),
+        ["unimplemented", "!("].concat(),
+        ["#[", "ignore"].concat(),
+    ];
     let mut offenders = Vec::new();
     for path in all_rust_files() {
         let text = std::fs::read_to_string(&path).unwrap();
