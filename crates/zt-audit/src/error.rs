@@ -101,6 +101,13 @@ impl From<diesel::result::Error> for Error {
     }
 }
 
+impl From<std::io::Error> for Error {
+    /// A local file failed, such as an export's output or the spool.
+    fn from(error: std::io::Error) -> Self {
+        Self::new(ErrorKind::Io, format!("local file error: {error}")).with_source(error)
+    }
+}
+
 impl From<diesel::r2d2::PoolError> for Error {
     fn from(error: diesel::r2d2::PoolError) -> Self {
         Self::new(ErrorKind::Unavailable, format!("no audit database connection: {error}")).with_source(error)

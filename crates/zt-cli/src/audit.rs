@@ -238,8 +238,8 @@ fn export(url: &str, filters: &Filters, format: ExportFormat, output: Option<&Pa
     let bar = progress_bar(total, "exporting");
     let written = match format {
         ExportFormat::Jsonl => log.for_each(&filter, |record| {
-            serde_json::to_writer(&mut sink, record).map_err(|e| io_error(&e))?;
-            sink.write_all(b"\n").map_err(|e| io_error(&e))?;
+            serde_json::to_writer(&mut sink, record).map_err(std::io::Error::from)?;
+            sink.write_all(b"\n")?;
             bar.inc(1);
             Ok(())
         }),
@@ -247,7 +247,9 @@ fn export(url: &str, filters: &Filters, format: ExportFormat, output: Option<&Pa
             let mut writer = csv::Writer::from_writer(&mut sink);
             writer.write_record(RECORD_COLUMNS)?;
             let written = log.for_each(&filter, |record| {
-                writer.write_record(record_cells(record)).map_err(|e| io_error(&e))?;
+                writer
+                    .write_record(record_cells(record))
+                    .map_err(std::io::Error::from)?;
                 bar.inc(1);
                 Ok(())
             });
@@ -262,13 +264,6 @@ fn export(url: &str, filters: &Filters, format: ExportFormat, output: Option<&Pa
         eprintln!("exported {written} rows to {}", path.display());
     }
     Ok(Outcome::Ok)
-}
-
-fn io_error(error: &dyn std::fmt::Display) -> zt_audit::Error {
-    zt_audit::Error::from(zt_types::FieldError::new(
-        "output",
-        zt_types::FieldErrorKind::Serialize(format!("cannot write the export: {error}")),
-    ))
 }
 
 fn verify(url: &str, key: &KeyArgs, checkpoint: Option<(&Path, &Path)>, json: bool) -> Result<Outcome> {

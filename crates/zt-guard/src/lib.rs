@@ -50,7 +50,7 @@
 //! let problem = guard.run(&create, None, &request, |_| Ok(())).unwrap_err();
 //! assert_eq!(problem.status(), 401);
 //! assert_eq!(audit.count(&zt_audit::AuditFilter::new().status(zt_types::AuditStatus::Denied))?, 1);
-//! # std::fs::remove_dir_all(&dir)?;
+//! # let _ = std::fs::remove_dir_all(&dir); // Best effort: pool threads may still be closing files.
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
