@@ -356,6 +356,16 @@ fn pipeline(log: &AuditLog, spool: PathBuf) -> Result<Pipeline, BoxError> {
     )?)
 }
 
+/// Submits the next `count` events and waits until they are stored; returns how long that took.
+fn pipeline_round(pipeline: &Pipeline, events: &mut Vec<AuditEvent>, count: usize) -> Duration {
+    let batch: Vec<AuditEvent> = events.drain(..count.min(events.len())).collect();
+    timed(|| {
+        if let Err(error) = submit_all(pipeline, batch) {
+            eprintln!("zt-bench: pipeline: {error}");
+        }
+    })
+}
+
 fn submit_all(pipeline: &Pipeline, events: Vec<AuditEvent>) -> Result<(), BoxError> {
     for event in events {
         pipeline.submit(event)?;
@@ -394,13 +404,7 @@ fn batched_pg(admin_url: &str, scale: Scale, out: &std::path::Path) -> Result<(R
                     .execute(&mut raw_conn);
             }
         });
-        let take = round.len().min(zt_events.len());
-        let batch: Vec<AuditEvent> = zt_events.drain(..take).collect();
-        zt += timed(|| {
-            if let Err(error) = submit_all(&pipeline, batch) {
-                eprintln!("zt-bench: pipeline: {error}");
-            }
-        });
+        zt += pipeline_round(&pipeline, &mut zt_events, round.len());
     }
     let copied: i64 = raw::pg::audit_logs_raw::table.count().get_result(&mut raw_conn)?;
     if copied != count as i64 {
@@ -542,13 +546,7 @@ fn batched_sqlite(scale: Scale, out: &std::path::Path) -> Result<Row, BoxError> 
                 Ok(())
             });
         });
-        let take = round.len().min(zt_events.len());
-        let batch: Vec<AuditEvent> = zt_events.drain(..take).collect();
-        zt += timed(|| {
-            if let Err(error) = submit_all(&pipeline, batch) {
-                eprintln!("zt-bench: pipeline: {error}");
-            }
-        });
+        zt += pipeline_round(&pipeline, &mut zt_events, round.len());
     }
     let stats = pipeline.shutdown(Duration::from_secs(60))?;
     let _ = std::fs::remove_dir_all(&dir);

@@ -20,55 +20,16 @@ use crate::query::{AuditFilter, AuditRecord, Cursor, Order, Page, PageRequest};
 use crate::schema::pg::{audit_chain_head, audit_logs};
 use crate::verify::VerifyRow;
 
-/// The columns read back, with metadata as jsonb's own text, which is the
-/// canonical form the MAC covers.
-type Selection = (
-    audit_logs::id,
-    audit_logs::event_id,
-    audit_logs::created_at,
-    audit_logs::actor_kind,
-    audit_logs::user_id,
-    audit_logs::user_email,
-    audit_logs::action,
-    audit_logs::resource,
-    audit_logs::resource_id,
-    diesel::expression::SqlLiteral<Text>,
-    audit_logs::client_ip,
-    audit_logs::peer_ip,
-    audit_logs::user_agent,
-    audit_logs::status,
-    audit_logs::error_code,
-    audit_logs::request_id,
-    audit_logs::chain_version,
-    audit_logs::prev_mac,
-    audit_logs::mac,
-);
+/// The columns read back.
+type Selection = diesel::dsl::AsSelect<Row, Pg>;
 
 fn selection() -> Selection {
-    (
-        audit_logs::id,
-        audit_logs::event_id,
-        audit_logs::created_at,
-        audit_logs::actor_kind,
-        audit_logs::user_id,
-        audit_logs::user_email,
-        audit_logs::action,
-        audit_logs::resource,
-        audit_logs::resource_id,
-        sql::<Text>("metadata::text"),
-        audit_logs::client_ip,
-        audit_logs::peer_ip,
-        audit_logs::user_agent,
-        audit_logs::status,
-        audit_logs::error_code,
-        audit_logs::request_id,
-        audit_logs::chain_version,
-        audit_logs::prev_mac,
-        audit_logs::mac,
-    )
+    Row::as_select()
 }
 
-#[derive(Queryable)]
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = audit_logs)]
+#[diesel(check_for_backend(Pg))]
 struct Row {
     id: i64,
     event_id: Uuid,
@@ -79,6 +40,9 @@ struct Row {
     action: String,
     resource: String,
     resource_id: Option<String>,
+    /// jsonb's own text, which is the canonical form the MAC covers.
+    #[diesel(select_expression = sql::<Text>("metadata::text"))]
+    #[diesel(select_expression_type = diesel::expression::SqlLiteral<Text>)]
     metadata: String,
     client_ip: Option<IpNetwork>,
     peer_ip: Option<IpNetwork>,
