@@ -324,10 +324,10 @@ fn session_check(admin_url: &str, scale: Scale) -> Result<Row, BoxError> {
             );
         },
         |i| {
-            use raw::pg::users;
-            let row: QueryResult<(String, i64, bool)> = users::table
+            use raw::pg::zt_users;
+            let row: QueryResult<(String, i64, bool)> = zt_users::table
                 .find(users[i % users.len()].as_str())
-                .select((users::role, users::session_version, users::disabled))
+                .select((zt_users::role, zt_users::session_version, zt_users::disabled))
                 .first(&mut raw_conn);
             denials.set(denials.get() + usize::from(row.is_err()));
         },

@@ -32,7 +32,7 @@ pub(crate) mod pg {
     }
 
     diesel::table! {
-        users (id) {
+        zt_users (id) {
             id -> Varchar,
             role -> Varchar,
             session_version -> Int8,

@@ -9,7 +9,7 @@ use zt_audit::{AuditLog, ChainKey};
 use zt_db::{DatabaseUrl, Pool, PoolConfig};
 use zt_error_codes::{Category, ErrorCode};
 use zt_errors::{CodedError, Problem, Sanitizer};
-use zt_guard::{Action, BoxError, Guard, Tx, on_conn};
+use zt_guard::{Action, AnyConnection, BoxError, Guard, Tx};
 use zt_monitoring::{AlertRule, Condition, Monitor, Selector, SinkOptions, Timing, TracingSink};
 use zt_session::{Requirement, UserStore, Validator};
 use zt_types::{Email, RequestContext, Role, SessionClaims, UserId};
@@ -25,6 +25,19 @@ static APP_MIGRATIONS: zt_db::MigrationSet = zt_db::MigrationSet {
     postgres: &POSTGRES_MIGRATIONS,
     sqlite: &SQLITE_MIGRATIONS,
 };
+
+/// Runs the same diesel code on whichever backend the action's connection
+/// is; this app is built with both. An app on one backend writes
+/// `let conn: &mut PgConnection = tx.connection()?;` instead.
+macro_rules! on_conn {
+    ($tx:expr, |$conn:ident| $body:expr) => {
+        match $tx.conn() {
+            AnyConnection::Sqlite($conn) => $body,
+            AnyConnection::Postgres($conn) => $body,
+            other => return Err(format!("this app has no {} support", other.backend()).into()),
+        }
+    };
+}
 
 /// A project, as the client sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Queryable)]
@@ -126,7 +139,7 @@ impl App {
         self.guard.run(&action, claims, request, |tx| {
             let name = project_name(name)?;
             let owner = owner(tx)?;
-            let project: Project = on_conn!(tx.conn(), |conn| diesel::insert_into(projects::table)
+            let project: Project = on_conn!(tx, |conn| diesel::insert_into(projects::table)
                 .values((projects::owner_id.eq(&owner), projects::name.eq(&name)))
                 .returning((projects::id, projects::owner_id, projects::name))
                 .get_result(conn))?;
@@ -148,7 +161,7 @@ impl App {
         self.guard.run(&action, claims, request, |tx| {
             let name = project_name(name)?;
             let project = owned_project(tx, id)?;
-            let renamed: Project = on_conn!(tx.conn(), |conn| diesel::update(projects::table.find(id))
+            let renamed: Project = on_conn!(tx, |conn| diesel::update(projects::table.find(id))
                 .set(projects::name.eq(&name))
                 .returning((projects::id, projects::owner_id, projects::name))
                 .get_result(conn))?;
@@ -167,7 +180,7 @@ impl App {
         let action = Action::new("DELETE_PROJECT", "projects", destructive()).on(id);
         self.guard.run(&action, claims, request, |tx| {
             let project = owned_project(tx, id)?;
-            on_conn!(tx.conn(), |conn| diesel::delete(projects::table.find(id)).execute(conn))?;
+            on_conn!(tx, |conn| diesel::delete(projects::table.find(id)).execute(conn))?;
             tx.set_metadata(&serde_json::json!({ "name": project.name }));
             Ok(())
         })
@@ -183,7 +196,10 @@ impl App {
     ) -> Result<(), Problem> {
         let action = Action::new("UPDATE_ROLE", "users", admin()).on(user);
         self.guard.run(&action, claims, request, |tx| {
-            let change = self.users.change_role_in(tx.conn(), user, role).map_err(not_found_or)?;
+            let change = self
+                .users
+                .change_role_in(&mut tx.conn(), user, role)
+                .map_err(not_found_or)?;
             tx.set_metadata(&change.audit_metadata());
             Ok(())
         })
@@ -198,7 +214,7 @@ impl App {
     ) -> Result<(), Problem> {
         let action = Action::new("DISABLE_USER", "users", admin()).on(user);
         self.guard.run(&action, claims, request, |tx| {
-            let change = self.users.disable_user_in(tx.conn(), user).map_err(not_found_or)?;
+            let change = self.users.disable_user_in(&mut tx.conn(), user).map_err(not_found_or)?;
             tx.set_metadata(&change.audit_metadata());
             Ok(())
         })
@@ -215,7 +231,7 @@ impl App {
         self.guard.run(&action, claims, request, |tx| {
             let change = self
                 .users
-                .revoke_all_sessions_in(tx.conn(), user)
+                .revoke_all_sessions_in(&mut tx.conn(), user)
                 .map_err(not_found_or)?;
             tx.set_metadata(&change.audit_metadata());
             Ok(())
@@ -232,7 +248,7 @@ impl App {
                     .with_source(error)
             })?;
             tx.set_resource_id(email.as_str());
-            on_conn!(tx.conn(), |conn| diesel::insert_into(newsletter_subscribers::table)
+            on_conn!(tx, |conn| diesel::insert_into(newsletter_subscribers::table)
                 .values(newsletter_subscribers::email.eq(email.as_str()))
                 .execute(conn))?;
             Ok(())
@@ -259,7 +275,7 @@ fn owner(tx: &Tx<'_>) -> Result<String, CodedError> {
 
 /// The project, if the session's user owns it or is an admin.
 fn owned_project(tx: &mut Tx<'_>, id: i64) -> Result<Project, BoxError> {
-    let project: Project = on_conn!(tx.conn(), |conn| projects::table
+    let project: Project = on_conn!(tx, |conn| projects::table
         .find(id)
         .select((projects::id, projects::owner_id, projects::name))
         .first(conn))?;

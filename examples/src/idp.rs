@@ -52,7 +52,7 @@ impl IdentityProvider {
             SessionId::parse(token.clone())?,
             user.clone(),
             state.role().clone(),
-            state.session_version(),
+            state.session_version().unwrap_or(0),
             at,
         )
         .with_factors(factors, level);

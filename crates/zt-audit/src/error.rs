@@ -1,15 +1,21 @@
 //! The error type of this crate.
 
 use std::error::Error as StdError;
-use std::fmt;
 
+use zt_db::ErrorClass;
 use zt_error_codes::ErrorCode;
 
 /// An audit operation failed.
-#[derive(Debug)]
+///
+/// `Display` gives zt-audit's own account; the database's or the file
+/// system's words are in [`source`](std::error::Error::source), never repeated.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
 pub struct Error {
     kind: ErrorKind,
     message: String,
+    class: Option<ErrorClass>,
+    #[source]
     source: Option<Box<dyn StdError + Send + Sync + 'static>>,
 }
 
@@ -37,6 +43,8 @@ pub enum ErrorKind {
     QueueFull,
     /// The pipeline is shut down; the event was not accepted.
     Shutdown,
+    /// The connection is of a backend this crate was built without.
+    BackendDisabled,
 }
 
 impl Error {
@@ -44,6 +52,7 @@ impl Error {
         Self {
             kind,
             message: message.into(),
+            class: None,
             source: None,
         }
     }
@@ -58,6 +67,15 @@ impl Error {
         self.kind
     }
 
+    /// The database error's class, from `zt_db`, when a database failed.
+    pub fn database_class(&self) -> Option<ErrorClass> {
+        self.class
+    }
+
+    pub(crate) fn is_unique_violation(&self) -> bool {
+        self.class == Some(ErrorClass::UniqueViolation)
+    }
+
     /// The error code it maps onto, for the sanitizer: an unreachable database
     /// is `DB_UNAVAILABLE` (503), a full spool `AUDIT_SPOOL_FAILED`, anything
     /// else `AUDIT_WRITE_FAILED`.
@@ -70,18 +88,6 @@ impl Error {
     }
 }
 
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl StdError for Error {
-    fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.source.as_deref().map(|source| source as &(dyn StdError + 'static))
-    }
-}
-
 impl From<zt_types::FieldError> for Error {
     fn from(error: zt_types::FieldError) -> Self {
         Self::new(ErrorKind::InvalidInput, error.to_string()).with_source(error)
@@ -90,27 +96,34 @@ impl From<zt_types::FieldError> for Error {
 
 impl From<diesel::result::Error> for Error {
     fn from(error: diesel::result::Error) -> Self {
-        use diesel::result::{DatabaseErrorKind, Error as D};
-        let kind = match &error {
-            D::DatabaseError(DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand, _) => {
-                ErrorKind::Unavailable
-            }
-            _ => ErrorKind::Database,
-        };
-        Self::new(kind, format!("audit database error: {error}")).with_source(error)
+        Self::database(ErrorClass::of_query(&error), error)
+    }
+}
+
+impl From<diesel::r2d2::PoolError> for Error {
+    fn from(error: diesel::r2d2::PoolError) -> Self {
+        Self::database(ErrorClass::of_pool(&error), error)
     }
 }
 
 impl From<std::io::Error> for Error {
     /// A local file failed, such as an export's output or the spool.
     fn from(error: std::io::Error) -> Self {
-        Self::new(ErrorKind::Io, format!("local file error: {error}")).with_source(error)
+        Self::new(ErrorKind::Io, "local file error").with_source(error)
     }
 }
 
-impl From<diesel::r2d2::PoolError> for Error {
-    fn from(error: diesel::r2d2::PoolError) -> Self {
-        Self::new(ErrorKind::Unavailable, format!("no audit database connection: {error}")).with_source(error)
+impl Error {
+    /// A database failure of `class`; transient classes are [`ErrorKind::Unavailable`].
+    fn database(class: ErrorClass, source: impl StdError + Send + Sync + 'static) -> Self {
+        let (kind, message) = if class == ErrorClass::Unavailable {
+            (ErrorKind::Unavailable, "no usable audit database")
+        } else {
+            (ErrorKind::Database, "audit database error")
+        };
+        let mut error = Self::new(kind, message).with_source(source);
+        error.class = Some(class);
+        error
     }
 }
 

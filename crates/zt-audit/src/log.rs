@@ -4,41 +4,16 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
-use zt_db::{ConnectionRef, Pool};
+use zt_db::{AsConnection, Pool};
 use zt_types::{AuditEvent, Timestamp};
 
+use crate::backend::{Head, Recorded, Scope, Store, store};
 use crate::chain::Chain;
 use crate::checkpoint::{CHECKPOINT_VERSION, Checkpoint, SignedCheckpoint};
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::ChainKey;
 use crate::query::{AuditFilter, AuditRecord, Page, PageRequest};
 use crate::verify::{Context, Finding, TamperKind, VerifyReport, VerifyRow, verify_rows};
-
-#[cfg(feature = "postgres")]
-use crate::pg;
-#[cfg(feature = "sqlite")]
-use crate::sqlite;
-
-/// Where an event landed in the chain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Recorded {
-    /// Its chain position, the row id.
-    pub id: i64,
-    /// Its MAC.
-    pub mac: [u8; 32],
-    /// Whether it was already stored, by an earlier write of the same event id;
-    /// nothing was written this time.
-    pub duplicate: bool,
-}
-
-/// The head of the chain: the last position and its MAC.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Head {
-    /// The last position; 0 when the chain is empty.
-    pub seq: i64,
-    /// The MAC at that position, or the genesis MAC.
-    pub mac: [u8; 32],
-}
 
 /// The audit log on one database. Cloning shares it.
 ///
@@ -65,7 +40,6 @@ struct Inner {
     key_id: String,
     /// The chain head as this process last wrote it. PostgreSQL appends
     /// compare-and-swap against it, so that the common case is one round trip.
-    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     head: Mutex<Option<Head>>,
 }
 
@@ -82,11 +56,13 @@ impl std::fmt::Debug for AuditLog {
 const STREAM_BATCH: i64 = 5_000;
 
 impl AuditLog {
-    /// An audit log on `pool`, chaining rows with `key`.
-    pub fn new(pool: Pool, key: &ChainKey) -> Self {
+    /// An audit log on `pool`, chaining rows with `key`. `pool` is the app's
+    /// own r2d2 pool of `PgConnection` or `SqliteConnection`, as it is, or a
+    /// [`zt_db::Pool`]; the log shares it.
+    pub fn new(pool: impl Into<Pool>, key: &ChainKey) -> Self {
         Self {
             inner: Arc::new(Inner {
-                pool,
+                pool: pool.into(),
                 chain: Some(Chain::new(key)),
                 key_id: key.id(),
                 head: Mutex::new(None),
@@ -97,10 +73,10 @@ impl AuditLog {
     /// A handle without the chain key, for investigators who only query and
     /// export. Writing, verifying and checkpointing fail with
     /// [`ErrorKind::InvalidKey`].
-    pub fn read_only(pool: Pool) -> Self {
+    pub fn read_only(pool: impl Into<Pool>) -> Self {
         Self {
             inner: Arc::new(Inner {
-                pool,
+                pool: pool.into(),
                 chain: None,
                 key_id: String::new(),
                 head: Mutex::new(None),
@@ -130,49 +106,48 @@ impl AuditLog {
             .map_err(|e| Error::new(ErrorKind::Database, e.to_string()))
     }
 
+    /// Runs `op` on a pooled connection's store.
+    fn with_store<T>(&self, op: impl FnOnce(&mut dyn Store) -> Result<T>) -> Result<T> {
+        let mut conn = self.inner.pool.get()?;
+        op(store(conn.connection())?)
+    }
+
+    fn cached_head(&self) -> std::sync::MutexGuard<'_, Option<Head>> {
+        self.inner
+            .head
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Writes one event durably: it is in the database when this returns.
+    ///
+    /// A connection that the server closed (a restart, a failover) or that
+    /// landed on a read-only standby fails once, then the write is retried on
+    /// a fresh connection; the event id makes the retry safe.
     pub fn record(&self, event: &AuditEvent) -> Result<Recorded> {
-        match &self.inner.pool {
-            #[cfg(feature = "sqlite")]
-            Pool::Sqlite(pool) => {
-                let mut conn = pool.get()?;
-                match sqlite::append(&mut conn, self.chain()?, event, true) {
-                    Err(error) if is_unique_violation(&error) => {
-                        sqlite::find_event(&mut conn, event.event_id().as_uuid())?.ok_or(error)
+        let chain = self.chain()?;
+        let mut head = self.cached_head();
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let result = self.with_store(|store| match store.append(chain, event, *head, Scope::Own) {
+                Err(error) if error.is_unique_violation() => store.find_event(event.event_id().as_uuid())?.ok_or(error),
+                other => other,
+            });
+            match result {
+                Ok(recorded) => {
+                    if !recorded.duplicate {
+                        *head = Some(Head {
+                            seq: recorded.id,
+                            mac: recorded.mac,
+                        });
                     }
-                    other => other,
+                    return Ok(recorded);
                 }
-            }
-            #[cfg(feature = "postgres")]
-            Pool::Postgres(pool) => {
-                let mut head = self
-                    .inner
-                    .head
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                // A pooled connection may have died with a server restart; the
-                // event id makes one retry on a fresh connection safe.
-                let mut attempts = 0;
-                loop {
-                    attempts += 1;
-                    let mut conn = pool.get()?;
-                    match pg::append(&mut conn, self.chain()?, event, *head) {
-                        Ok(recorded) => {
-                            *head = Some(Head {
-                                seq: recorded.id,
-                                mac: recorded.mac,
-                            });
-                            return Ok(recorded);
-                        }
-                        Err(error) => {
-                            *head = None;
-                            if is_unique_violation(&error) {
-                                return pg::find_event(&mut conn, event.event_id().as_uuid())?.ok_or(error);
-                            }
-                            if error.kind() != ErrorKind::Unavailable || attempts > 1 {
-                                return Err(error);
-                            }
-                        }
+                Err(error) => {
+                    *head = None;
+                    if error.kind() != ErrorKind::Unavailable || attempts > 1 {
+                        return Err(error);
                     }
                 }
             }
@@ -183,35 +158,25 @@ impl AuditLog {
     /// commits or rolls back with the business change. Without an open
     /// transaction it commits at once.
     ///
+    /// `conn` is what the app has: `&mut PgConnection` or `&mut
+    /// SqliteConnection` inside its `conn.transaction(|conn| …)`, or its
+    /// pooled connection, as it is.
+    ///
     /// On SQLite, open the transaction with `immediate_transaction`: a
     /// deferred transaction that has read may fail with "database is locked"
     /// when it first writes. On PostgreSQL the chain head stays locked until
     /// the caller commits, so keep such transactions short.
-    pub fn record_in<'c>(&self, conn: impl Into<ConnectionRef<'c>>, event: &AuditEvent) -> Result<Recorded> {
-        match conn.into() {
-            #[cfg(feature = "sqlite")]
-            ConnectionRef::Sqlite(conn) => sqlite::append(conn, self.chain()?, event, false),
-            #[cfg(feature = "postgres")]
-            ConnectionRef::Postgres(conn) => {
-                let cached = *self
-                    .inner
-                    .head
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                let recorded = pg::append(conn, self.chain()?, event, cached)?;
-                // Optimistic: if the caller rolls back, the next append's
-                // compare-and-swap fails once and reads the head again.
-                *self
-                    .inner
-                    .head
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Head {
-                    seq: recorded.id,
-                    mac: recorded.mac,
-                });
-                Ok(recorded)
-            }
-        }
+    pub fn record_in(&self, conn: &mut impl AsConnection, event: &AuditEvent) -> Result<Recorded> {
+        let chain = self.chain()?;
+        let cached = *self.cached_head();
+        let recorded = store(conn.as_connection())?.append(chain, event, cached, Scope::Caller)?;
+        // Optimistic: if the caller rolls back, the next append's
+        // compare-and-swap fails once and reads the head again.
+        *self.cached_head() = Some(Head {
+            seq: recorded.id,
+            mac: recorded.mac,
+        });
+        Ok(recorded)
     }
 
     /// Writes many events in one transaction, in order. Events already stored
@@ -220,28 +185,18 @@ impl AuditLog {
         if events.is_empty() {
             return Ok(Vec::new());
         }
+        let chain = self.chain()?;
         // Optimistic: most batches hold only new events, so the lookup of
         // stored event ids runs only when a unique violation says it must.
         let attempt = |dedupe: bool| -> Result<Vec<Recorded>> {
-            match &self.inner.pool {
-                #[cfg(feature = "sqlite")]
-                Pool::Sqlite(pool) => Ok(sqlite::append_batch(&mut *pool.get()?, self.chain()?, events, dedupe)?.0),
-                #[cfg(feature = "postgres")]
-                Pool::Postgres(pool) => {
-                    let mut cache = self
-                        .inner
-                        .head
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    *cache = None;
-                    let (recorded, head) = pg::append_batch(&mut *pool.get()?, self.chain()?, events, dedupe)?;
-                    *cache = Some(head);
-                    Ok(recorded)
-                }
-            }
+            let mut cache = self.cached_head();
+            *cache = None;
+            let (recorded, head) = self.with_store(|store| store.append_batch(chain, events, dedupe))?;
+            *cache = Some(head);
+            Ok(recorded)
         };
         match attempt(false) {
-            Err(error) if is_unique_violation(&error) => attempt(true),
+            Err(error) if error.is_unique_violation() => attempt(true),
             other => other,
         }
     }
@@ -249,23 +204,13 @@ impl AuditLog {
     /// One page of rows matching `filter`, in time order.
     pub fn query(&self, filter: &AuditFilter, page: &PageRequest) -> Result<Page> {
         filter.check()?;
-        match &self.inner.pool {
-            #[cfg(feature = "sqlite")]
-            Pool::Sqlite(pool) => sqlite::query_page(&mut *pool.get()?, filter, page),
-            #[cfg(feature = "postgres")]
-            Pool::Postgres(pool) => pg::query_page(&mut *pool.get()?, filter, page),
-        }
+        self.with_store(|store| store.query_page(filter, page))
     }
 
     /// How many rows match `filter`.
     pub fn count(&self, filter: &AuditFilter) -> Result<u64> {
         filter.check()?;
-        match &self.inner.pool {
-            #[cfg(feature = "sqlite")]
-            Pool::Sqlite(pool) => sqlite::count(&mut *pool.get()?, filter),
-            #[cfg(feature = "postgres")]
-            Pool::Postgres(pool) => pg::count(&mut *pool.get()?, filter),
-        }
+        self.with_store(|store| store.count(filter))
     }
 
     /// Calls `visit` for every row matching `filter`, oldest first, reading
@@ -289,12 +234,7 @@ impl AuditLog {
 
     /// The chain head.
     pub fn head(&self) -> Result<Head> {
-        match &self.inner.pool {
-            #[cfg(feature = "sqlite")]
-            Pool::Sqlite(pool) => sqlite::read_head(&mut *pool.get()?),
-            #[cfg(feature = "postgres")]
-            Pool::Postgres(pool) => pg::read_head(&mut *pool.get()?, false),
-        }
+        self.with_store(|store| store.read_head())
     }
 
     /// Verifies the whole chain.
@@ -368,38 +308,16 @@ impl AuditLog {
     }
 
     fn mac_at(&self, id: i64) -> Result<Option<[u8; 32]>> {
-        match &self.inner.pool {
-            #[cfg(feature = "sqlite")]
-            Pool::Sqlite(pool) => sqlite::mac_at(&mut *pool.get()?, id),
-            #[cfg(feature = "postgres")]
-            Pool::Postgres(pool) => pg::mac_at(&mut *pool.get()?, id),
-        }
+        self.with_store(|store| store.mac_at(id))
     }
 
     fn chain_range(&self, after_id: i64, last_id: i64) -> Result<Vec<VerifyRow>> {
-        match &self.inner.pool {
-            #[cfg(feature = "sqlite")]
-            Pool::Sqlite(pool) => sqlite::chain_range(&mut *pool.get()?, after_id, last_id),
-            #[cfg(feature = "postgres")]
-            Pool::Postgres(pool) => pg::chain_range(&mut *pool.get()?, after_id, last_id),
-        }
+        self.with_store(|store| store.chain_range(after_id, last_id))
     }
 
     fn max_id(&self) -> Result<Option<i64>> {
-        match &self.inner.pool {
-            #[cfg(feature = "sqlite")]
-            Pool::Sqlite(pool) => sqlite::max_id(&mut *pool.get()?),
-            #[cfg(feature = "postgres")]
-            Pool::Postgres(pool) => pg::max_id(&mut *pool.get()?),
-        }
+        self.with_store(|store| store.max_id())
     }
-}
-
-fn is_unique_violation(error: &Error) -> bool {
-    use diesel::result::{DatabaseErrorKind, Error as D};
-    std::error::Error::source(error)
-        .and_then(|source| source.downcast_ref::<D>())
-        .is_some_and(|source| matches!(source, D::DatabaseError(DatabaseErrorKind::UniqueViolation, _)))
 }
 
 /// The chain in id order. A reader thread fetches and decodes the next

@@ -13,9 +13,9 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 use zt_types::AuditEvent;
 
+use crate::backend::{Head, Recorded, Scope, Store};
 use crate::chain::{CHAIN_VERSION, Chain, ChainFields};
 use crate::error::{Error, ErrorKind, Result};
-use crate::log::{Head, Recorded};
 use crate::query::{AuditFilter, AuditRecord, Cursor, Order, Page, PageRequest};
 use crate::schema::pg::{audit_chain_head, audit_logs};
 use crate::verify::VerifyRow;
@@ -432,3 +432,43 @@ fn filter_ip<'a>(query: Boxed<'a>, network: IpNetwork) -> Boxed<'a> {
 }
 
 crate::queries::shared_queries!(conn = PgConnection, backend = Pg);
+
+impl Store for PgConnection {
+    fn append(&mut self, chain: &Chain, event: &AuditEvent, cached: Option<Head>, _scope: Scope) -> Result<Recorded> {
+        // One statement either way: it commits at once outside a transaction,
+        // and joins the caller's inside one.
+        append(self, chain, event, cached)
+    }
+
+    fn append_batch(&mut self, chain: &Chain, events: &[AuditEvent], dedupe: bool) -> Result<(Vec<Recorded>, Head)> {
+        append_batch(self, chain, events, dedupe)
+    }
+
+    fn find_event(&mut self, event_id: &Uuid) -> Result<Option<Recorded>> {
+        find_event(self, event_id)
+    }
+
+    fn read_head(&mut self) -> Result<Head> {
+        read_head(self, false)
+    }
+
+    fn query_page(&mut self, filter: &AuditFilter, page: &PageRequest) -> Result<Page> {
+        query_page(self, filter, page)
+    }
+
+    fn count(&mut self, filter: &AuditFilter) -> Result<u64> {
+        count(self, filter)
+    }
+
+    fn chain_range(&mut self, after_id: i64, last_id: i64) -> Result<Vec<VerifyRow>> {
+        chain_range(self, after_id, last_id)
+    }
+
+    fn max_id(&mut self) -> Result<Option<i64>> {
+        max_id(self)
+    }
+
+    fn mac_at(&mut self, id: i64) -> Result<Option<[u8; 32]>> {
+        mac_at(self, id)
+    }
+}

@@ -7,9 +7,9 @@ use diesel::sqlite::Sqlite;
 use uuid::Uuid;
 use zt_types::{AuditEvent, Timestamp};
 
+use crate::backend::{Head, Recorded, Scope, Store};
 use crate::chain::{CHAIN_VERSION, Chain, ChainFields};
 use crate::error::{Error, ErrorKind, Result};
-use crate::log::{Head, Recorded};
 use crate::query::{AuditFilter, AuditRecord, Cursor, Order, Page, PageRequest, ip_key, ip_key_range};
 use crate::schema::sqlite::{audit_chain_head, audit_logs};
 use crate::verify::VerifyRow;
@@ -337,3 +337,42 @@ fn selection() -> Selection {
 }
 
 crate::queries::shared_queries!(conn = SqliteConnection, backend = Sqlite);
+
+impl Store for SqliteConnection {
+    fn append(&mut self, chain: &Chain, event: &AuditEvent, _cached: Option<Head>, scope: Scope) -> Result<Recorded> {
+        // SQLite's write lock serializes appends, so a cached head saves nothing.
+        append(self, chain, event, scope == Scope::Own)
+    }
+
+    fn append_batch(&mut self, chain: &Chain, events: &[AuditEvent], dedupe: bool) -> Result<(Vec<Recorded>, Head)> {
+        append_batch(self, chain, events, dedupe)
+    }
+
+    fn find_event(&mut self, event_id: &Uuid) -> Result<Option<Recorded>> {
+        find_event(self, event_id)
+    }
+
+    fn read_head(&mut self) -> Result<Head> {
+        read_head(self)
+    }
+
+    fn query_page(&mut self, filter: &AuditFilter, page: &PageRequest) -> Result<Page> {
+        query_page(self, filter, page)
+    }
+
+    fn count(&mut self, filter: &AuditFilter) -> Result<u64> {
+        count(self, filter)
+    }
+
+    fn chain_range(&mut self, after_id: i64, last_id: i64) -> Result<Vec<VerifyRow>> {
+        chain_range(self, after_id, last_id)
+    }
+
+    fn max_id(&mut self) -> Result<Option<i64>> {
+        max_id(self)
+    }
+
+    fn mac_at(&mut self, id: i64) -> Result<Option<[u8; 32]>> {
+        mac_at(self, id)
+    }
+}

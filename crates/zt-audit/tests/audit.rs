@@ -10,7 +10,7 @@ use std::net::IpAddr;
 
 use support::{event, open, raw, start};
 use zt_audit::{AuditFilter, AuditLog, ErrorKind, Order, PageRequest};
-use zt_db::Pool;
+use zt_testkit::Backend;
 use zt_testkit::TestDatabase;
 use zt_types::{Actor, AuditEvent, AuditStatus, RequestContext, Timestamp, UserId};
 
@@ -97,9 +97,15 @@ fn in_transaction_write_is_atomic_with_the_business_change(db: &TestDatabase) {
     let log = open(db);
     raw(db, "CREATE TABLE projects (id BIGINT PRIMARY KEY, name TEXT NOT NULL)").unwrap();
 
+    // The app's own pool, built with diesel's manager: zt writes inside the
+    // app's transactions on the app's connections, passed as they are.
     macro_rules! business_transactions {
-        ($conn:expr, $begin:ident) => {{
-            let conn = &mut $conn;
+        ($conn:ty, $url:expr, $begin:ident) => {{
+            let app_pool = diesel::r2d2::Pool::builder()
+                .max_size(2)
+                .build(diesel::r2d2::ConnectionManager::<$conn>::new($url))
+                .unwrap();
+            let mut conn = app_pool.get().unwrap();
             // Committed: both the project and its audit row.
             conn.$begin(|conn| {
                 diesel::sql_query("INSERT INTO projects (id, name) VALUES (1, 'kept')").execute(conn)?;
@@ -113,22 +119,28 @@ fn in_transaction_write_is_atomic_with_the_business_change(db: &TestDatabase) {
                 Err(diesel::result::Error::RollbackTransaction.into())
             });
             assert!(rolled_back.is_err());
+            // The pooled connection itself, as it is, outside a transaction.
+            log.record_in(&mut conn, &event(4)).unwrap();
         }};
     }
-    match log.pool() {
-        Pool::Sqlite(pool) => business_transactions!(pool.get().unwrap(), immediate_transaction),
-        Pool::Postgres(pool) => business_transactions!(pool.get().unwrap(), transaction),
+    match db.backend() {
+        Backend::Sqlite => business_transactions!(
+            diesel::SqliteConnection,
+            db.url().trim_start_matches("sqlite://"),
+            immediate_transaction
+        ),
+        Backend::Postgres => business_transactions!(diesel::PgConnection, db.url(), transaction),
     }
 
     assert_eq!(
         log.count(&AuditFilter::new()).unwrap(),
-        1,
+        2,
         "the rolled-back audit row is gone"
     );
     assert_eq!(support::raw_count(db, "SELECT COUNT(*) AS n FROM projects"), 1);
     // The chain is intact, and the next write continues it without a gap.
     let next = log.record(&event(3)).unwrap();
-    assert_eq!(next.id, 2);
+    assert_eq!(next.id, 3);
     assert!(log.verify().unwrap().is_valid());
 }
 

@@ -1,10 +1,8 @@
 //! The error type of this crate.
 
-use std::error::Error as StdError;
-use std::fmt;
-
 /// A database set-up error: a bad URL, an unreachable server, a failed migration.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
 pub struct Error {
     kind: ErrorKind,
     message: String,
@@ -37,14 +35,6 @@ impl Error {
         self.kind
     }
 }
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl StdError for Error {}
 
 /// The first line of a driver message, trimmed: libpq's messages run over
 /// several lines, and one clear line is what a terminal user needs.

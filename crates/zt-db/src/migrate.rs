@@ -2,6 +2,7 @@
 
 use diesel_migrations::EmbeddedMigrations;
 
+use crate::connection::{AnyConnection, AsConnection};
 use crate::error::{Error, ErrorKind, first_line};
 use crate::pool::Pool;
 
@@ -49,6 +50,7 @@ pub trait Migrate {
 #[cfg(feature = "postgres")]
 const MIGRATION_LOCK_KEY: i64 = 0x7a74_6d69_6772;
 
+#[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
 fn migration_error(set: &MigrationSet, error: &dyn std::fmt::Display) -> Error {
     Error::new(
         ErrorKind::Migration,
@@ -86,20 +88,27 @@ impl Migrate for diesel::SqliteConnection {
     }
 }
 
+/// Applies the pending migrations of `set` on any connection zt works on:
+/// the app's own connection, pooled or not, or one of a [`Pool`]'s.
+pub fn run_migrations(conn: &mut impl AsConnection, set: &MigrationSet) -> Result<Vec<String>, Error> {
+    match conn.as_connection() {
+        #[cfg(feature = "sqlite")]
+        AnyConnection::Sqlite(conn) => conn.run_migrations(set),
+        #[cfg(feature = "postgres")]
+        AnyConnection::Postgres(conn) => conn.run_migrations(set),
+        AnyConnection::_Unbuilt(never, _) => match never {},
+    }
+}
+
 impl Pool {
     /// Applies the pending migrations of `set` on one pooled connection.
     pub fn run_migrations(&self, set: &MigrationSet) -> Result<Vec<String>, Error> {
-        let unreachable = |e: diesel::r2d2::PoolError| {
+        let mut conn = self.get().map_err(|e| {
             Error::new(
                 ErrorKind::Unreachable,
                 format!("no database connection for migrations: {}", first_line(&e.to_string())),
             )
-        };
-        match self {
-            #[cfg(feature = "sqlite")]
-            Self::Sqlite(pool) => pool.get().map_err(unreachable)?.run_migrations(set),
-            #[cfg(feature = "postgres")]
-            Self::Postgres(pool) => pool.get().map_err(unreachable)?.run_migrations(set),
-        }
+        })?;
+        run_migrations(&mut conn, set)
     }
 }

@@ -3,8 +3,11 @@
 use std::fmt;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use diesel::r2d2::{self, ManageConnection, R2D2Connection};
 
+use crate::connection::{AnyConnection, AsConnection, DbConnection};
 use crate::error::{Error, ErrorKind, first_line};
 use crate::url::{Backend, DatabaseUrl};
 
@@ -118,20 +121,17 @@ impl PoolConfig {
     }
 }
 
-/// A pool for either backend. Cloning shares the pool.
+/// A pool of connections of one of zt's backends. Cloning shares the pool.
 ///
-/// Exhaustive on purpose: one variant per backend feature, so that code
-/// matching on it is checked against the features it was built with.
+/// Build one from a URL ([`Pool::connect`]), or wrap the app's own r2d2
+/// pool with `Pool::from(app_pool)`: any `r2d2::Pool<M>` whose connections
+/// are `PgConnection` or `SqliteConnection` converts, whatever its manager,
+/// and stays shared with the app. Every zt API that takes a pool takes
+/// `impl Into<Pool>`, so the app passes its own pool as it is.
 #[derive(Clone)]
-pub enum Pool {
-    /// SQLite.
-    #[cfg(feature = "sqlite")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
-    Sqlite(SqlitePool),
-    /// PostgreSQL.
-    #[cfg(feature = "postgres")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
-    Postgres(PgPool),
+pub struct Pool {
+    source: Arc<dyn Source>,
+    backend: Backend,
 }
 
 impl fmt::Debug for Pool {
@@ -145,6 +145,77 @@ impl fmt::Debug for Pool {
     }
 }
 
+/// A connection checked out of a [`Pool`]; it goes back when dropped.
+pub struct PooledConnection(Box<dyn Lease>);
+
+impl fmt::Debug for PooledConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PooledConnection")
+    }
+}
+
+impl PooledConnection {
+    /// Borrows the connection.
+    pub fn connection(&mut self) -> AnyConnection<'_> {
+        self.0.lend()
+    }
+}
+
+impl AsConnection for PooledConnection {
+    fn as_connection(&mut self) -> AnyConnection<'_> {
+        self.0.lend()
+    }
+}
+
+/// An r2d2 pool of any manager, with its connection type erased.
+trait Source: Send + Sync {
+    fn get(&self) -> Result<PooledConnection, r2d2::PoolError>;
+    fn state(&self) -> r2d2::State;
+}
+
+impl<M> Source for r2d2::Pool<M>
+where
+    M: ManageConnection,
+    M::Connection: DbConnection,
+{
+    fn get(&self) -> Result<PooledConnection, r2d2::PoolError> {
+        Ok(PooledConnection(Box::new(r2d2::Pool::get(self)?)))
+    }
+
+    fn state(&self) -> r2d2::State {
+        r2d2::Pool::state(self)
+    }
+}
+
+/// A checked-out connection, with its manager erased.
+trait Lease {
+    fn lend(&mut self) -> AnyConnection<'_>;
+}
+
+impl<M> Lease for r2d2::PooledConnection<M>
+where
+    M: ManageConnection,
+    M::Connection: DbConnection,
+{
+    fn lend(&mut self) -> AnyConnection<'_> {
+        (**self).as_any()
+    }
+}
+
+impl<M> From<r2d2::Pool<M>> for Pool
+where
+    M: ManageConnection,
+    M::Connection: DbConnection,
+{
+    /// Wraps an r2d2 pool, such as the app's own; both share its connections.
+    fn from(pool: r2d2::Pool<M>) -> Self {
+        Self {
+            source: Arc::new(pool),
+            backend: <M::Connection as DbConnection>::BACKEND,
+        }
+    }
+}
+
 impl Pool {
     /// Connects to `url` with the default [`PoolConfig`].
     pub fn connect(url: &str) -> Result<Self, Error> {
@@ -155,33 +226,17 @@ impl Pool {
     /// server or an unopenable file is reported here, in one line, without
     /// waiting for the pool's timeout.
     pub fn connect_with(url: &DatabaseUrl, config: &PoolConfig) -> Result<Self, Error> {
-        match url {
-            #[cfg(feature = "sqlite")]
-            DatabaseUrl::Sqlite(_) => {
-                let customizer = SqliteCustomizer {
-                    busy_timeout: config.busy_timeout,
-                    synchronous: config.synchronous,
-                };
-                let pool = build(url, config, Some(Box::new(customizer)))?;
-                Ok(Self::Sqlite(pool))
-            }
-            #[cfg(feature = "postgres")]
-            DatabaseUrl::Postgres(_) => Ok(Self::Postgres(build(url, config, None)?)),
-            #[allow(unreachable_patterns)]
-            other => Err(Error::new(
-                ErrorKind::BackendDisabled,
-                format!(
-                    "{other} needs the `{}` feature of zt-db, which is not enabled",
-                    other.backend()
-                ),
-            )),
-        }
+        Self::open(url, config, true)
     }
 
     /// Builds the pool without opening a connection, so that an app can start
     /// while its database is down; each use then fails after the connection
     /// timeout, and zt's session checks fail closed.
     pub fn connect_lazy(url: &DatabaseUrl, config: &PoolConfig) -> Result<Self, Error> {
+        Self::open(url, config, false)
+    }
+
+    fn open(url: &DatabaseUrl, config: &PoolConfig, probe: bool) -> Result<Self, Error> {
         match url {
             #[cfg(feature = "sqlite")]
             DatabaseUrl::Sqlite(_) => {
@@ -189,52 +244,51 @@ impl Pool {
                     busy_timeout: config.busy_timeout,
                     synchronous: config.synchronous,
                 };
-                Ok(Self::Sqlite(
-                    builder(config, Some(Box::new(customizer))).build_unchecked(Manager::new(url.connection_string())),
-                ))
+                Ok(build::<SqliteConnection>(url, config, Some(Box::new(customizer)), probe)?.into())
             }
             #[cfg(feature = "postgres")]
-            DatabaseUrl::Postgres(_) => Ok(Self::Postgres(
-                builder(config, None).build_unchecked(Manager::new(url.connection_string())),
-            )),
+            DatabaseUrl::Postgres(_) => Ok(build::<PgConnection>(url, config, None, probe)?.into()),
             #[allow(unreachable_patterns)]
-            other => Err(Error::new(
-                ErrorKind::BackendDisabled,
-                format!(
-                    "{other} needs the `{}` feature of zt-db, which is not enabled",
-                    other.backend()
-                ),
-            )),
+            other => {
+                let _ = (config, probe);
+                Err(Error::new(
+                    ErrorKind::BackendDisabled,
+                    format!(
+                        "{other} needs the `{}` feature of zt-db, which is not enabled",
+                        other.backend()
+                    ),
+                ))
+            }
         }
+    }
+
+    /// Checks a connection out, waiting up to the pool's connection timeout.
+    pub fn get(&self) -> Result<PooledConnection, r2d2::PoolError> {
+        self.source.get()
     }
 
     /// The backend.
     pub fn backend(&self) -> Backend {
-        match self {
-            #[cfg(feature = "sqlite")]
-            Self::Sqlite(_) => Backend::Sqlite,
-            #[cfg(feature = "postgres")]
-            Self::Postgres(_) => Backend::Postgres,
-        }
+        self.backend
     }
 
     /// Connection counts, for metrics.
     pub fn state(&self) -> r2d2::State {
-        match self {
-            #[cfg(feature = "sqlite")]
-            Self::Sqlite(pool) => pool.state(),
-            #[cfg(feature = "postgres")]
-            Self::Postgres(pool) => pool.state(),
-        }
+        self.source.state()
     }
 }
 
-fn build<C: ZtConnection>(
+#[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
+fn build<C: DbConnection>(
     url: &DatabaseUrl,
     config: &PoolConfig,
     customizer: Option<Box<dyn r2d2::CustomizeConnection<C, r2d2::Error>>>,
+    probe: bool,
 ) -> Result<r2d2::Pool<Manager<C>>, Error> {
     let manager = Manager::<C>::new(url.connection_string());
+    if !probe {
+        return Ok(builder(config, customizer).build_unchecked(manager));
+    }
     let unreachable = |message: String| {
         Error::new(
             ErrorKind::Unreachable,
@@ -253,7 +307,8 @@ fn build<C: ZtConnection>(
     Ok(pool)
 }
 
-fn builder<C: ZtConnection>(
+#[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
+fn builder<C: DbConnection>(
     config: &PoolConfig,
     customizer: Option<Box<dyn r2d2::CustomizeConnection<C, r2d2::Error>>>,
 ) -> r2d2::Builder<Manager<C>> {
@@ -327,7 +382,7 @@ impl<C: R2D2Connection> fmt::Debug for Manager<C> {
     }
 }
 
-impl<C: ZtConnection> Manager<C> {
+impl<C: DbConnection> Manager<C> {
     /// A manager for `url` (a file path for SQLite).
     pub fn new(url: impl Into<String>) -> Self {
         Self {
@@ -336,7 +391,7 @@ impl<C: ZtConnection> Manager<C> {
     }
 }
 
-impl<C: ZtConnection> ManageConnection for Manager<C> {
+impl<C: DbConnection> ManageConnection for Manager<C> {
     type Connection = C;
     type Error = r2d2::Error;
 
@@ -352,122 +407,5 @@ impl<C: ZtConnection> ManageConnection for Manager<C> {
 
     fn has_broken(&self, conn: &mut C) -> bool {
         self.inner.has_broken(conn) || conn.saw_closed_connection()
-    }
-}
-
-/// The connection types zt pools. Sealed: implemented for diesel's SQLite and
-/// PostgreSQL connections.
-pub trait ZtConnection: R2D2Connection + Send + 'static + sealed::Sealed {
-    /// Prepares a new connection.
-    fn after_connect(&mut self);
-    /// Whether the connection has reported that it is closed.
-    fn saw_closed_connection(&mut self) -> bool;
-}
-
-mod sealed {
-    pub trait Sealed {}
-    #[cfg(feature = "sqlite")]
-    impl Sealed for diesel::SqliteConnection {}
-    #[cfg(feature = "postgres")]
-    impl Sealed for diesel::PgConnection {}
-}
-
-#[cfg(feature = "sqlite")]
-impl ZtConnection for SqliteConnection {
-    fn after_connect(&mut self) {}
-    fn saw_closed_connection(&mut self) -> bool {
-        // An SQLite file does not close under us.
-        false
-    }
-}
-
-#[cfg(feature = "postgres")]
-impl ZtConnection for PgConnection {
-    fn after_connect(&mut self) {
-        use diesel::Connection;
-        self.set_instrumentation(health::HealthProbe::new(
-            diesel::connection::get_default_instrumentation(),
-        ));
-    }
-
-    fn saw_closed_connection(&mut self) -> bool {
-        health::take_closed(self)
-    }
-}
-
-#[cfg(feature = "postgres")]
-mod health {
-    //! Diesel lets us set a connection's instrumentation but not read it back.
-    //! So to learn what the probe saw, we swap in a fresh probe: the old one,
-    //! as it drops, leaves its verdict and the wrapped instrumentation in a
-    //! thread-local slot, which we read at once on the same thread.
-
-    use std::cell::RefCell;
-
-    use diesel::connection::{Instrumentation, InstrumentationEvent};
-    use diesel::result::{DatabaseErrorKind, Error};
-    use diesel::{Connection, PgConnection};
-
-    type Returned = (bool, Option<Box<dyn Instrumentation>>);
-
-    thread_local! {
-        static RETURNED: RefCell<Option<Returned>> = const { RefCell::new(None) };
-    }
-
-    pub(super) struct HealthProbe {
-        closed: bool,
-        armed: bool,
-        inner: Option<Box<dyn Instrumentation>>,
-    }
-
-    impl HealthProbe {
-        pub(super) fn new(inner: Option<Box<dyn Instrumentation>>) -> Self {
-            Self {
-                closed: false,
-                armed: true,
-                inner,
-            }
-        }
-    }
-
-    impl Instrumentation for HealthProbe {
-        fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
-            if let InstrumentationEvent::FinishQuery { error: Some(error), .. } = &event
-                && matches!(
-                    error,
-                    Error::DatabaseError(
-                        DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
-                        _
-                    )
-                )
-            {
-                self.closed = true;
-            }
-            if let Some(inner) = &mut self.inner {
-                inner.on_connection_event(event);
-            }
-        }
-    }
-
-    impl Drop for HealthProbe {
-        fn drop(&mut self) {
-            if self.armed {
-                let returned = (self.closed, self.inner.take());
-                RETURNED.with(|slot| *slot.borrow_mut() = Some(returned));
-            }
-        }
-    }
-
-    /// Whether `conn`'s probe saw its connection close; the probe is renewed.
-    pub(super) fn take_closed(conn: &mut PgConnection) -> bool {
-        RETURNED.with(|slot| slot.borrow_mut().take());
-        conn.set_instrumentation(HealthProbe {
-            closed: false,
-            armed: false,
-            inner: None,
-        });
-        let (closed, inner) = RETURNED.with(|slot| slot.borrow_mut().take()).unwrap_or((false, None));
-        conn.set_instrumentation(HealthProbe::new(inner));
-        closed
     }
 }

@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::Serialize;
 use zt_audit::AuditLog;
-use zt_db::{ConnectionRef, Pool};
+use zt_db::{AnyConnection, ConnectionVisitor, DbConnection, Pool};
 use zt_error_codes::ErrorCode;
 use zt_errors::{CodedError, Problem, Sanitizer};
 use zt_session::{Requirement, ValidatedSession, Validator};
@@ -65,7 +65,7 @@ impl Action {
 /// What the action's body gets: its transaction, the validated session, and
 /// room to add what the audit row should say.
 pub struct Tx<'a> {
-    conn: ConnectionRef<'a>,
+    conn: AnyConnection<'a>,
     session: Option<&'a ValidatedSession>,
     resource_id: Option<String>,
     metadata: Option<serde_json::Value>,
@@ -80,9 +80,24 @@ impl fmt::Debug for Tx<'_> {
 }
 
 impl Tx<'_> {
-    /// The connection, inside the action's transaction. See [`on_conn!`](crate::on_conn)
-    /// for writing one diesel query for both backends.
-    pub fn conn(&mut self) -> ConnectionRef<'_> {
+    /// The connection, inside the action's transaction, as the app's own
+    /// connection type: `let conn: &mut PgConnection = tx.connection()?;`.
+    /// Fails when the guard's pool is of another backend.
+    pub fn connection<C: DbConnection>(&mut self) -> Result<&mut C, BoxError> {
+        let backend = self.conn.backend();
+        self.conn.reborrow().downcast::<C>().ok_or_else(|| {
+            format!(
+                "this action's connection is {backend}, not {}",
+                <C as DbConnection>::BACKEND
+            )
+            .into()
+        })
+    }
+
+    /// The connection, inside the action's transaction, of whichever backend
+    /// the guard's pool has: for code that runs on both, match on it or
+    /// [`visit`](AnyConnection::visit) it.
+    pub fn conn(&mut self) -> AnyConnection<'_> {
         self.conn.reborrow()
     }
 
@@ -120,6 +135,7 @@ impl Tx<'_> {
 pub struct Guard {
     validator: Validator,
     audit: AuditLog,
+    pool: Pool,
     sanitizer: Sanitizer,
     #[cfg(feature = "monitoring")]
     monitor: Option<zt_monitoring::Monitor>,
@@ -141,6 +157,7 @@ impl Guard {
         let sanitizer = sanitizer.classifier(zt_audit::classify).classifier(classify_denial);
         Self {
             validator,
+            pool: audit.pool().clone(),
             audit,
             sanitizer,
             #[cfg(feature = "monitoring")]
@@ -156,6 +173,15 @@ impl Guard {
     pub fn with_monitor(mut self, monitor: zt_monitoring::Monitor) -> Self {
         self.sanitizer = self.sanitizer.clone().hook(monitor.clone());
         self.monitor = Some(monitor);
+        self
+    }
+
+    /// Runs the actions' transactions on `pool`, the app's own r2d2 pool as it
+    /// is, instead of the audit log's. The audit rows go into the same
+    /// transactions, so the audit tables must be in that database.
+    #[must_use]
+    pub fn on_pool(mut self, pool: impl Into<Pool>) -> Self {
+        self.pool = pool.into();
         self
     }
 
@@ -234,41 +260,15 @@ impl Guard {
             None => None,
         };
         let actor = session.as_ref().map_or(Actor::Anonymous, ValidatedSession::actor);
-        let outcome = match self.audit.pool() {
-            #[cfg(feature = "sqlite")]
-            Pool::Sqlite(pool) => {
-                let mut pooled = pool.get().map_err(|e| self.sanitizer.sanitize_for(&e, context))?;
-                let conn: &mut diesel::SqliteConnection = &mut pooled;
-                conn.immediate_transaction(|outer| {
-                    self.audited(
-                        action,
-                        &actor,
-                        context,
-                        session.as_ref(),
-                        outer,
-                        |inner| ConnectionRef::Sqlite(inner),
-                        body,
-                    )
-                })
-            }
-            #[cfg(feature = "postgres")]
-            Pool::Postgres(pool) => {
-                use diesel::Connection;
-                let mut pooled = pool.get().map_err(|e| self.sanitizer.sanitize_for(&e, context))?;
-                let conn: &mut diesel::PgConnection = &mut pooled;
-                conn.transaction(|outer| {
-                    self.audited(
-                        action,
-                        &actor,
-                        context,
-                        session.as_ref(),
-                        outer,
-                        |inner| ConnectionRef::Postgres(inner),
-                        body,
-                    )
-                })
-            }
-        };
+        let mut pooled = self.pool.get().map_err(|e| self.sanitizer.sanitize_for(&e, context))?;
+        let outcome = pooled.connection().visit(Audited {
+            guard: self,
+            action,
+            actor: &actor,
+            context,
+            session: session.as_ref(),
+            body,
+        });
         match outcome {
             Ok(Ok(value)) => Ok(value),
             // The body failed; its failure is audited and committed.
@@ -276,46 +276,6 @@ impl Guard {
             // Nothing committed: the database failed, or the audit write did.
             Err(error) => Err(self.sanitizer.sanitize_for(error.as_ref(), context)),
         }
-    }
-
-    /// Inside the outer transaction: the body in a savepoint, then the audit row.
-    #[allow(clippy::too_many_arguments)]
-    fn audited<C, T>(
-        &self,
-        action: &Action,
-        actor: &Actor,
-        context: &RequestContext,
-        session: Option<&ValidatedSession>,
-        outer: &mut C,
-        wrap: impl for<'c> Fn(&'c mut C) -> ConnectionRef<'c>,
-        body: impl FnOnce(&mut Tx<'_>) -> Result<T, BoxError>,
-    ) -> Result<Result<T, BoxError>, BoxError>
-    where
-        C: AuditedConnection,
-    {
-        let mut resource_id = action.resource_id.clone();
-        let mut metadata = None;
-        let result = outer.savepoint(|inner| {
-            let mut tx = Tx {
-                conn: wrap(inner),
-                session,
-                resource_id: None,
-                metadata: None,
-            };
-            let result = body(&mut tx);
-            if let Some(id) = tx.resource_id.take() {
-                resource_id = Some(id);
-            }
-            metadata = tx.metadata.take();
-            result
-        });
-        let (status, code) = match &result {
-            Ok(_) => (AuditStatus::Success, None),
-            Err(error) => (AuditStatus::Failed, Some(self.sanitizer.classify(error.as_ref()))),
-        };
-        let event = self.event(action, actor.clone(), context, status, resource_id, metadata, code)?;
-        outer.record(&self.audit, &event)?;
-        Ok(result)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -350,71 +310,61 @@ fn classify_denial(error: &(dyn StdError + 'static)) -> Option<ErrorCode> {
     error.downcast_ref::<zt_session::Denial>().map(zt_session::Denial::code)
 }
 
-/// The connection types a guard runs actions on.
-trait AuditedConnection: Sized {
-    /// Runs `body` in a savepoint: its changes roll back alone on error,
-    /// and the outer transaction, with the audit row, still commits.
-    fn savepoint<T>(&mut self, body: impl FnOnce(&mut Self) -> Result<T, BoxError>) -> Result<T, BoxError>;
-    fn record(&mut self, audit: &AuditLog, event: &AuditEvent) -> Result<(), BoxError>;
+/// One guarded action's transaction, run on whichever backend the guard's
+/// pool has: the body in a savepoint, then the audit row, in one transaction
+/// (an immediate one on SQLite).
+struct Audited<'g, B> {
+    guard: &'g Guard,
+    action: &'g Action,
+    actor: &'g Actor,
+    context: &'g RequestContext,
+    session: Option<&'g ValidatedSession>,
+    body: B,
 }
 
-macro_rules! audited_connection {
-    ($feature:literal, $conn:ty) => {
-        #[cfg(feature = $feature)]
-        impl AuditedConnection for $conn {
-            fn savepoint<T>(&mut self, body: impl FnOnce(&mut Self) -> Result<T, BoxError>) -> Result<T, BoxError> {
-                diesel::Connection::transaction(self, body)
-            }
-            fn record(&mut self, audit: &AuditLog, event: &AuditEvent) -> Result<(), BoxError> {
-                audit.record_in(self, event)?;
-                Ok(())
-            }
-        }
-    };
-}
+impl<T, B> ConnectionVisitor for Audited<'_, B>
+where
+    B: FnOnce(&mut Tx<'_>) -> Result<T, BoxError>,
+{
+    /// The outer result is the transaction's: an error means nothing
+    /// committed. The inner one is the body's, audited and committed.
+    type Output = Result<Result<T, BoxError>, BoxError>;
 
-audited_connection!("sqlite", diesel::SqliteConnection);
-audited_connection!("postgres", diesel::PgConnection);
-
-/// Runs the same diesel code on whichever backend a [`ConnectionRef`] holds: the
-/// body is compiled once per backend.
-///
-/// ```
-/// # use zt_guard::{on_conn, Tx, BoxError};
-/// # use diesel::RunQueryDsl;
-/// fn count_rows(tx: &mut Tx<'_>) -> Result<usize, BoxError> {
-///     Ok(on_conn!(tx.conn(), |conn| diesel::sql_query("SELECT 1").execute(conn))?)
-/// }
-/// ```
-#[cfg(all(feature = "sqlite", feature = "postgres"))]
-#[macro_export]
-macro_rules! on_conn {
-    ($conn:expr, |$name:ident| $body:expr) => {
-        match $conn {
-            $crate::ConnectionRef::Sqlite($name) => $body,
-            $crate::ConnectionRef::Postgres($name) => $body,
-        }
-    };
-}
-
-/// Runs diesel code on the connection a [`ConnectionRef`] holds.
-#[cfg(all(feature = "sqlite", not(feature = "postgres")))]
-#[macro_export]
-macro_rules! on_conn {
-    ($conn:expr, |$name:ident| $body:expr) => {
-        match $conn {
-            $crate::ConnectionRef::Sqlite($name) => $body,
-        }
-    };
-}
-
-/// Runs diesel code on the connection a [`ConnectionRef`] holds.
-#[cfg(all(feature = "postgres", not(feature = "sqlite")))]
-#[macro_export]
-macro_rules! on_conn {
-    ($conn:expr, |$name:ident| $body:expr) => {
-        match $conn {
-            $crate::ConnectionRef::Postgres($name) => $body,
-        }
-    };
+    fn visit<C: DbConnection>(self, conn: &mut C) -> Self::Output {
+        let Self {
+            guard,
+            action,
+            actor,
+            context,
+            session,
+            body,
+        } = self;
+        conn.write_transaction(|outer| {
+            let mut resource_id = action.resource_id.clone();
+            let mut metadata = None;
+            // The body's own savepoint: its changes roll back alone on error,
+            // and the outer transaction, with the audit row, still commits.
+            let result = diesel::Connection::transaction(outer, |inner: &mut C| {
+                let mut tx = Tx {
+                    conn: inner.as_any(),
+                    session,
+                    resource_id: None,
+                    metadata: None,
+                };
+                let result = body(&mut tx);
+                if let Some(id) = tx.resource_id.take() {
+                    resource_id = Some(id);
+                }
+                metadata = tx.metadata.take();
+                result
+            });
+            let (status, code) = match &result {
+                Ok(_) => (AuditStatus::Success, None),
+                Err(error) => (AuditStatus::Failed, Some(guard.sanitizer.classify(error.as_ref()))),
+            };
+            let event = guard.event(action, actor.clone(), context, status, resource_id, metadata, code)?;
+            guard.audit.record_in(outer, &event)?;
+            Ok(result)
+        })
+    }
 }

@@ -18,7 +18,7 @@
 //! ```
 //! use diesel::RunQueryDsl;
 //! use zt_audit::{AuditLog, ChainKey};
-//! use zt_guard::{Action, Guard, on_conn};
+//! use zt_guard::{Action, Guard};
 //! use zt_session::{Requirement, UserStore, Validator};
 //! use zt_types::{RequestContext, Role, SessionClaims, SessionId, Timestamp, UserId};
 //!
@@ -42,7 +42,8 @@
 //! let create = Action::new("CREATE_PROJECT", "projects", Requirement::moderate());
 //! let answer = guard.run(&create, Some(&claims), &request, |tx| {
 //!     tx.set_resource_id(7);
-//!     Ok(on_conn!(tx.conn(), |conn| diesel::sql_query("SELECT 1").execute(conn))?)
+//!     let conn: &mut diesel::SqliteConnection = tx.connection()?;
+//!     Ok(diesel::sql_query("SELECT 1").execute(conn)?)
 //! });
 //! assert_eq!(answer.ok(), Some(1));
 //!
@@ -64,10 +65,11 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-#[cfg(not(any(feature = "sqlite", feature = "postgres")))]
-compile_error!("zt-guard needs a backend: enable its `sqlite` or `postgres` feature");
-
 mod guard;
 
 pub use guard::{Action, BoxError, Guard, Tx};
-pub use zt_db::ConnectionRef;
+pub use zt_audit::{AuditLog, ChainKey};
+pub use zt_db::{AnyConnection, AsConnection, DbConnection, Pool};
+pub use zt_errors::{Problem, Sanitizer};
+pub use zt_session::{Requirement, Validator};
+pub use zt_types::{RequestContext, SessionClaims};

@@ -86,6 +86,15 @@ pub enum DenialReason {
         /// The user's current version.
         current: i64,
     },
+    /// The session was issued before the user's "valid after" instant: a
+    /// role change, disable, delete or sign-out-everywhere since then, for a
+    /// directory that keeps an instant instead of a version. `SESSION_REVOKED`.
+    IssuedBeforeValidAfter {
+        /// When the session was issued.
+        issued_at: Timestamp,
+        /// The user's "valid after" instant.
+        valid_after: Timestamp,
+    },
     /// The role at issue differs from the current role: a demotion, or a
     /// promotion under [`crate::RoleChangePolicy::RequireNewSession`].
     /// `SESSION_ROLE_CHANGED`.
@@ -131,7 +140,9 @@ impl DenialReason {
             Self::BindingMismatch(_) => ErrorCode::SessionBindingMismatch,
             Self::UserMissing | Self::UserDeleted => ErrorCode::SessionUserDeleted,
             Self::UserDisabled => ErrorCode::SessionUserDisabled,
-            Self::SessionRevoked | Self::VersionChanged { .. } => ErrorCode::SessionRevoked,
+            Self::SessionRevoked | Self::VersionChanged { .. } | Self::IssuedBeforeValidAfter { .. } => {
+                ErrorCode::SessionRevoked
+            }
             Self::RoleChanged { .. } => ErrorCode::SessionRoleChanged,
             Self::InsufficientRole { .. } => ErrorCode::AuthInsufficientRole,
             Self::MfaRequired { .. } => ErrorCode::AuthMfaRequired,
@@ -153,6 +164,7 @@ impl DenialReason {
             Self::UserDisabled => "user_disabled",
             Self::SessionRevoked => "session_revoked",
             Self::VersionChanged { .. } => "version_changed",
+            Self::IssuedBeforeValidAfter { .. } => "issued_before_valid_after",
             Self::RoleChanged { .. } => "role_changed",
             Self::InsufficientRole { .. } => "insufficient_role",
             Self::MfaRequired { .. } => "mfa_required",
@@ -193,6 +205,12 @@ impl fmt::Display for DenialReason {
             Self::SessionRevoked => f.write_str("session is revoked"),
             Self::VersionChanged { claimed, current } => {
                 write!(f, "session version {claimed} is behind the user's version {current}")
+            }
+            Self::IssuedBeforeValidAfter { issued_at, valid_after } => {
+                write!(
+                    f,
+                    "session issued at {issued_at} is before the user's valid-after instant {valid_after}"
+                )
             }
             Self::RoleChanged { at_issue, current } => {
                 write!(
@@ -356,6 +374,7 @@ impl Denial {
             | DenialReason::BindingMismatch(_)
             | DenialReason::SessionRevoked
             | DenialReason::VersionChanged { .. }
+            | DenialReason::IssuedBeforeValidAfter { .. }
             | DenialReason::RoleChanged { .. } => Remedy::SignIn,
         }
     }

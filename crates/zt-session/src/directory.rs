@@ -7,18 +7,34 @@ use crate::error::Result;
 
 /// A user's current state, as the user store holds it now.
 ///
+/// A directory tells sessions issued before a change apart in one of two
+/// ways, or both:
+///
+/// - a **session version** (a security stamp) that every change bumps:
+///   [`UserState::new`]; the session's claims carry the version of sign-in;
+/// - a **"valid after" instant** that every change moves forward:
+///   [`UserState::from_valid_after`], for a users table with no version
+///   column (an `updated_at` or `sessions_valid_after` column serves); a
+///   session issued before it is denied.
+///
 /// ```
 /// use zt_session::UserState;
-/// use zt_types::Role;
+/// use zt_types::{Role, Timestamp};
 ///
 /// let state = UserState::new(Role::admin(), 4).with_disabled(true);
 /// assert!(state.is_disabled() && !state.is_deleted());
-/// assert_eq!(state.session_version(), 4);
+/// assert_eq!(state.session_version(), Some(4));
+///
+/// let changed: Timestamp = "2026-11-30T09:00:00Z".parse()?;
+/// let state = UserState::from_valid_after(Role::user(), changed);
+/// assert_eq!((state.session_version(), state.valid_after()), (None, Some(changed)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserState {
     role: Role,
-    session_version: i64,
+    session_version: Option<i64>,
+    valid_after: Option<Timestamp>,
     disabled: bool,
     deleted: bool,
 }
@@ -28,10 +44,32 @@ impl UserState {
     pub fn new(role: Role, session_version: i64) -> Self {
         Self {
             role,
-            session_version,
+            session_version: Some(session_version),
+            valid_after: None,
             disabled: false,
             deleted: false,
         }
+    }
+
+    /// A live user with `role` and no session version: sessions issued
+    /// before `valid_after` are denied. `None` means no session is denied by
+    /// time.
+    pub fn from_valid_after(role: Role, valid_after: impl Into<Option<Timestamp>>) -> Self {
+        Self {
+            role,
+            session_version: None,
+            valid_after: valid_after.into(),
+            disabled: false,
+            deleted: false,
+        }
+    }
+
+    /// Also denies sessions issued before `valid_after`, such as the user's
+    /// last sign-out-everywhere; the later of this and any earlier instant counts.
+    #[must_use]
+    pub fn with_valid_after(mut self, valid_after: impl Into<Option<Timestamp>>) -> Self {
+        self.valid_after = self.valid_after.max(valid_after.into());
+        self
     }
 
     /// Marks the user disabled or not.
@@ -53,9 +91,14 @@ impl UserState {
         &self.role
     }
 
-    /// The current session version (security stamp).
-    pub fn session_version(&self) -> i64 {
+    /// The current session version (security stamp), when the directory keeps one.
+    pub fn session_version(&self) -> Option<i64> {
         self.session_version
+    }
+
+    /// Sessions issued before this instant are denied, when the directory keeps one.
+    pub fn valid_after(&self) -> Option<Timestamp> {
+        self.valid_after
     }
 
     /// Whether the user is disabled.

@@ -1,7 +1,6 @@
 //! The error type of the store and of [`crate::UserDirectory`] implementations.
 
 use std::error::Error as StdError;
-use std::fmt;
 
 use zt_error_codes::ErrorCode;
 
@@ -11,10 +10,15 @@ use zt_error_codes::ErrorCode;
 /// [`crate::Denial`] with the reason [`crate::DenialReason::CheckFailed`],
 /// which keeps this error as its source. Admin operations on the reference
 /// store return it directly.
-#[derive(Debug)]
+///
+/// `Display` gives zt-session's own account; the database's words are in
+/// [`source`](std::error::Error::source), never repeated.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
 pub struct Error {
     kind: ErrorKind,
     message: String,
+    #[source]
     source: Option<Box<dyn StdError + Send + Sync + 'static>>,
 }
 
@@ -73,47 +77,32 @@ impl Error {
     }
 }
 
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl StdError for Error {
-    fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.source.as_deref().map(|source| source as &(dyn StdError + 'static))
-    }
-}
-
+#[cfg(feature = "store")]
 impl From<diesel::result::Error> for Error {
     fn from(error: diesel::result::Error) -> Self {
-        use diesel::result::{DatabaseErrorKind, Error as D};
-        let kind = match &error {
-            D::DatabaseError(DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand, _) => {
-                ErrorKind::Unavailable
+        use zt_db::ErrorClass;
+        let (kind, message) = match ErrorClass::of_query(&error) {
+            ErrorClass::Unavailable => (ErrorKind::Unavailable, "no usable user store database"),
+            ErrorClass::UniqueViolation => (ErrorKind::Conflict, "user store conflict"),
+            _ if matches!(error, diesel::result::Error::DeserializationError(_)) => {
+                (ErrorKind::Decode, "user store row cannot be decoded")
             }
-            D::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => ErrorKind::Conflict,
-            D::DeserializationError(_) => ErrorKind::Decode,
-            _ => ErrorKind::Database,
+            _ => (ErrorKind::Database, "user store database error"),
         };
-        let first_line = error.to_string().lines().next().unwrap_or_default().trim().to_owned();
-        Self::new(kind, format!("user store database error: {first_line}")).with_source(error)
+        Self::new(kind, message).with_source(error)
     }
 }
 
+#[cfg(feature = "store")]
 impl From<diesel::r2d2::PoolError> for Error {
     fn from(error: diesel::r2d2::PoolError) -> Self {
-        Self::new(
-            ErrorKind::Unavailable,
-            format!("no user store database connection: {error}"),
-        )
-        .with_source(error)
+        Self::new(ErrorKind::Unavailable, "no user store database connection").with_source(error)
     }
 }
 
 impl From<zt_types::FieldError> for Error {
     fn from(error: zt_types::FieldError) -> Self {
-        Self::new(ErrorKind::Decode, format!("stored value rejected: {error}")).with_source(error)
+        Self::new(ErrorKind::Decode, "stored value rejected").with_source(error)
     }
 }
 

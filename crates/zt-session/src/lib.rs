@@ -19,8 +19,8 @@
 //!   [`ErrorCode`](zt_error_codes::ErrorCode), with a [`Remedy`]: sign in
 //!   again, step up, retry later, or nothing.
 //! - [`UserDirectory`] and [`RevocationStore`]: where the user's state comes
-//!   from. [`UserStore`] implements both on the reference `users` and
-//!   `session_revocations` tables, with the admin operations (create, change
+//!   from. [`UserStore`] implements both on the reference `zt_users` and
+//!   `zt_session_revocations` tables, with the admin operations (create, change
 //!   role, disable, enable, delete, revoke one session or all), each an
 //!   [`AdminChange`].
 //! - [`Clock`]: the time source, [`SystemClock`] or, in tests, [`ManualClock`].
@@ -112,8 +112,8 @@
 //!
 //! ```sql
 //! SELECT u.role, u.session_version, u.disabled, u.deleted_at IS NOT NULL,
-//!        EXISTS (SELECT 1 FROM session_revocations r WHERE r.session_hash = $1)
-//! FROM users u WHERE u.id = $2
+//!        EXISTS (SELECT 1 FROM zt_session_revocations r WHERE r.session_hash = $1)
+//! FROM zt_users u WHERE u.id = $2
 //! ```
 //!
 //! It is a primary-key lookup plus a primary-key probe, prepared once per
@@ -149,9 +149,12 @@
 //!
 //! - `sqlite` (default): the reference store on SQLite.
 //! - `postgres`: the reference store on PostgreSQL.
+//! - `store`: the reference store's code, [`UserStore`] and
+//!   [`RevocationList`]; `sqlite` and `postgres` turn it on.
 //!
-//! An app that brings its own [`UserDirectory`] uses the validator, the
-//! traits and the audit adapter the same way on either feature.
+//! An app that brings its own [`UserDirectory`] can turn every feature off
+//! (`default-features = false`): the validator, the traits and the audit
+//! adapter then need no database crate at all.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -163,9 +166,9 @@ mod directory;
 mod error;
 mod requirement;
 mod role;
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[cfg(feature = "store")]
 mod schema;
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[cfg(feature = "store")]
 mod store;
 mod validator;
 
@@ -175,27 +178,35 @@ pub use directory::{AdminChange, AdminOperation, RevocationStore, SessionState, 
 pub use error::{Error, ErrorKind, Result};
 pub use requirement::{BindingPolicy, Freshness, Requirement};
 pub use role::{RoleChangePolicy, RoleHierarchy};
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-#[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
-pub use store::UserStore;
+#[cfg(feature = "store")]
+#[cfg_attr(docsrs, doc(cfg(feature = "store")))]
+pub use store::{RevocationList, Revocations, UserStore};
 pub use validator::{ValidatedSession, Validator};
-pub use zt_types::{Clock, ManualClock, SystemClock};
-
-use zt_db::{EmbeddedMigrations, MigrationSet, embed_migrations};
-
-static POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
-static SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
-
-/// The reference tables' migrations (`users`, `session_revocations`) for
-/// both backends.
-pub static MIGRATIONS: MigrationSet = MigrationSet {
-    name: "zt-session",
-    postgres: &POSTGRES_MIGRATIONS,
-    sqlite: &SQLITE_MIGRATIONS,
+pub use zt_types::{
+    Clock, ManualClock, RequestContext, Role, SessionClaims, SessionHash, SessionId, SystemClock, Timestamp, UserId,
 };
 
-/// Applies the reference tables' pending migrations on `conn`; returns the
-/// versions applied.
-pub fn run_migrations<C: zt_db::Migrate>(conn: &mut C) -> std::result::Result<Vec<String>, zt_db::Error> {
-    conn.run_migrations(&MIGRATIONS)
+#[cfg(feature = "store")]
+pub use migrations::{MIGRATIONS, run_migrations};
+
+#[cfg(feature = "store")]
+mod migrations {
+    use zt_db::{AsConnection, EmbeddedMigrations, MigrationSet, embed_migrations};
+
+    static POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+    static SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+
+    /// The reference tables' migrations (`zt_users`, `zt_session_revocations`,
+    /// `zt_user_revocations`) for both backends.
+    pub static MIGRATIONS: MigrationSet = MigrationSet {
+        name: "zt-session",
+        postgres: &POSTGRES_MIGRATIONS,
+        sqlite: &SQLITE_MIGRATIONS,
+    };
+
+    /// Applies the reference tables' pending migrations on `conn`, the app's
+    /// own connection or pooled connection as it is; returns the versions applied.
+    pub fn run_migrations(conn: &mut impl AsConnection) -> Result<Vec<String>, zt_db::Error> {
+        zt_db::run_migrations(conn, &MIGRATIONS)
+    }
 }

@@ -1,11 +1,11 @@
 //! Diesel schemas of the reference tables, one module per backend, matching
-//! `migrations/<backend>/*_create_users_and_session_revocations`.
+//! `migrations/<backend>/*_create_zt_users_and_session_revocations`.
 
 /// PostgreSQL.
 #[cfg(feature = "postgres")]
 pub(crate) mod pg {
     diesel::table! {
-        users (id) {
+        zt_users (id) {
             id -> Varchar,
             email -> Nullable<Varchar>,
             role -> Varchar,
@@ -18,22 +18,28 @@ pub(crate) mod pg {
     }
 
     diesel::table! {
-        session_revocations (session_hash) {
+        zt_session_revocations (session_hash) {
             session_hash -> Bytea,
             user_id -> Varchar,
             revoked_at -> Timestamptz,
         }
     }
 
-    diesel::joinable!(session_revocations -> users (user_id));
-    diesel::allow_tables_to_appear_in_same_query!(users, session_revocations);
+    diesel::table! {
+        zt_user_revocations (user_id) {
+            user_id -> Varchar,
+            revoked_before -> Timestamptz,
+        }
+    }
+
+    diesel::allow_tables_to_appear_in_same_query!(zt_users, zt_session_revocations, zt_user_revocations);
 }
 
 /// SQLite.
 #[cfg(feature = "sqlite")]
 pub(crate) mod sqlite {
     diesel::table! {
-        users (id) {
+        zt_users (id) {
             id -> Text,
             email -> Nullable<Text>,
             role -> Text,
@@ -46,13 +52,19 @@ pub(crate) mod sqlite {
     }
 
     diesel::table! {
-        session_revocations (session_hash) {
+        zt_session_revocations (session_hash) {
             session_hash -> Binary,
             user_id -> Text,
             revoked_at -> Text,
         }
     }
 
-    diesel::joinable!(session_revocations -> users (user_id));
-    diesel::allow_tables_to_appear_in_same_query!(users, session_revocations);
+    diesel::table! {
+        zt_user_revocations (user_id) {
+            user_id -> Text,
+            revoked_before -> Text,
+        }
+    }
+
+    diesel::allow_tables_to_appear_in_same_query!(zt_users, zt_session_revocations, zt_user_revocations);
 }

@@ -1,5 +1,6 @@
-//! The reference user store, on diesel: the `users` and `session_revocations`
-//! tables on SQLite or PostgreSQL.
+//! The reference user store, on diesel: the `zt_users` and
+//! `zt_session_revocations` tables on SQLite or PostgreSQL; and the
+//! revocation list alone, for apps with their own users table.
 
 use std::sync::Arc;
 
@@ -8,10 +9,10 @@ use diesel::prelude::*;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::serialize::ToSql;
 use diesel::sql_types::{BigInt, Binary, Bool, HasSqlType, Text};
-use zt_db::{ConnectionRef, Pool};
+use zt_db::{AnyConnection, AsConnection, Pool};
 use zt_types::{Email, Role, SessionHash, Timestamp, UserId};
 
-use crate::directory::{AdminChange, RevocationStore, SessionState, UserDirectory, UserState};
+use crate::directory::{AdminChange, AdminOperation, RevocationStore, SessionState, UserDirectory, UserState};
 use crate::error::{Error, Result};
 use zt_types::{Clock, SystemClock};
 
@@ -20,8 +21,8 @@ use zt_types::{Clock, SystemClock};
 ///
 /// ```sql
 /// SELECT u.role, u.session_version, u.disabled, u.deleted_at IS NOT NULL,
-///        EXISTS (SELECT 1 FROM session_revocations r WHERE r.session_hash = $1)
-/// FROM users u WHERE u.id = $2
+///        EXISTS (SELECT 1 FROM zt_session_revocations r WHERE r.session_hash = $1)
+/// FROM zt_users u WHERE u.id = $2
 /// ```
 ///
 /// Its SQL is fixed, so it has a static query id and diesel prepares it once
@@ -47,10 +48,10 @@ where
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
         out.push_sql(
             "SELECT u.role, u.session_version, u.disabled, u.deleted_at IS NOT NULL, \
-             EXISTS (SELECT 1 FROM session_revocations r WHERE r.session_hash = ",
+             EXISTS (SELECT 1 FROM zt_session_revocations r WHERE r.session_hash = ",
         );
         out.push_bind_param::<Binary, [u8]>(self.session_hash)?;
-        out.push_sql(") FROM users u WHERE u.id = ");
+        out.push_sql(") FROM zt_users u WHERE u.id = ");
         out.push_bind_param::<Text, str>(self.user_id)?;
         Ok(())
     }
@@ -117,53 +118,60 @@ impl std::fmt::Debug for UserStore {
     }
 }
 
-/// Runs `$body` with `$conn` bound to a pooled connection of the store's
-/// backend and `$ops` to that backend's module.
-macro_rules! with_conn {
-    ($store:expr, |$conn:ident, $ops:ident| $body:expr) => {
-        match &$store.pool {
-            #[cfg(feature = "sqlite")]
-            Pool::Sqlite(pool) => {
-                let mut pooled = pool.get()?;
-                let $conn: &mut diesel::SqliteConnection = &mut pooled;
-                use sqlite_ops as $ops;
-                $body
-            }
-            #[cfg(feature = "postgres")]
-            Pool::Postgres(pool) => {
-                let mut pooled = pool.get()?;
-                let $conn: &mut diesel::PgConnection = &mut pooled;
-                use pg_ops as $ops;
-                $body
-            }
-        }
-    };
+/// The reference tables' operations, implemented for each backend's
+/// connection by `store_ops!`.
+trait Ops {
+    fn create_user(&mut self, id: &UserId, email: Option<&Email>, role: &Role, at: Timestamp) -> Result<AdminChange>;
+    fn change_role(&mut self, nested: bool, id: &UserId, role: &Role, at: Timestamp) -> Result<AdminChange>;
+    fn set_disabled(&mut self, nested: bool, id: &UserId, disabled: bool, at: Timestamp) -> Result<AdminChange>;
+    fn delete_user(&mut self, nested: bool, id: &UserId, at: Timestamp) -> Result<AdminChange>;
+    fn revoke_session(
+        &mut self,
+        nested: bool,
+        id: &UserId,
+        session: &SessionHash,
+        at: Timestamp,
+    ) -> Result<AdminChange>;
+    fn revoke_all(&mut self, nested: bool, id: &UserId, at: Timestamp) -> Result<AdminChange>;
+    fn user_state(&mut self, id: &UserId) -> Result<Option<UserState>>;
+    fn session_state(&mut self, id: &UserId, session: &SessionHash) -> Result<SessionState>;
+    fn prune_revocations(&mut self, before: Timestamp) -> Result<usize>;
+    fn list_revoke(&mut self, id: &UserId, session: &SessionHash, at: Timestamp) -> Result<bool>;
+    fn list_revoke_all(&mut self, id: &UserId, at: Timestamp) -> Result<()>;
+    fn list_check(&mut self, id: &UserId, session: &SessionHash) -> Result<Revocations>;
 }
 
-/// Runs `$body` with `$conn` bound to the backend connection in a
-/// [`ConnectionRef`] and `$ops` to that backend's module.
-macro_rules! with_ref {
-    ($conn_ref:expr, |$conn:ident, $ops:ident| $body:expr) => {
-        match $conn_ref {
-            #[cfg(feature = "sqlite")]
-            ConnectionRef::Sqlite($conn) => {
-                use sqlite_ops as $ops;
-                $body
-            }
-            #[cfg(feature = "postgres")]
-            ConnectionRef::Postgres($conn) => {
-                use pg_ops as $ops;
-                $body
-            }
-        }
-    };
+/// The reference tables' operations on `conn`'s backend: the one place
+/// zt-session dispatches on the backend.
+fn ops(conn: AnyConnection<'_>) -> Result<&mut dyn Ops> {
+    match conn {
+        #[cfg(feature = "sqlite")]
+        AnyConnection::Sqlite(conn) => Ok(conn),
+        #[cfg(feature = "postgres")]
+        AnyConnection::Postgres(conn) => Ok(conn),
+        other => Err(Error::new(
+            crate::ErrorKind::Database,
+            format!(
+                "zt-session was built without its `{0}` feature; enable it to use the reference tables on {0}",
+                other.backend()
+            ),
+        )),
+    }
+}
+
+/// Runs `op` on one of `pool`'s connections.
+fn on_pool<T>(pool: &Pool, op: impl FnOnce(&mut dyn Ops) -> Result<T>) -> Result<T> {
+    let mut conn = pool.get()?;
+    op(ops(conn.connection())?)
 }
 
 impl UserStore {
-    /// A store on `pool`, timestamping with the system clock.
-    pub fn new(pool: Pool) -> Self {
+    /// A store on `pool`, timestamping with the system clock. `pool` is the
+    /// app's own r2d2 pool of `PgConnection` or `SqliteConnection`, as it
+    /// is, or a [`zt_db::Pool`].
+    pub fn new(pool: impl Into<Pool>) -> Self {
         Self {
-            pool,
+            pool: pool.into(),
             clock: Arc::new(SystemClock),
         }
     }
@@ -196,7 +204,7 @@ impl UserStore {
     /// (deleted users keep theirs) or a live user has the email.
     pub fn create_user(&self, id: &UserId, email: Option<&Email>, role: &Role) -> Result<AdminChange> {
         let at = self.clock.now();
-        with_conn!(self, |conn, ops| ops::create_user(conn, id, email, role, at))
+        on_pool(&self.pool, |ops| ops.create_user(id, email, role, at))
     }
 
     /// Sets the user's role and bumps the session version. A demotion thus
@@ -204,98 +212,91 @@ impl UserStore {
     /// promotion; see [`RoleChangePolicy`](crate::RoleChangePolicy).
     pub fn change_role(&self, id: &UserId, role: &Role) -> Result<AdminChange> {
         let at = self.clock.now();
-        with_conn!(self, |conn, ops| ops::change_role(conn, false, id, role, at))
+        on_pool(&self.pool, |ops| ops.change_role(false, id, role, at))
     }
 
     /// Disables the user and bumps the session version.
     pub fn disable_user(&self, id: &UserId) -> Result<AdminChange> {
         let at = self.clock.now();
-        with_conn!(self, |conn, ops| ops::set_disabled(conn, false, id, true, at))
+        on_pool(&self.pool, |ops| ops.set_disabled(false, id, true, at))
     }
 
     /// Enables a disabled user and bumps the session version, so that no
     /// session from before the disable comes back to life.
     pub fn enable_user(&self, id: &UserId) -> Result<AdminChange> {
         let at = self.clock.now();
-        with_conn!(self, |conn, ops| ops::set_disabled(conn, false, id, false, at))
+        on_pool(&self.pool, |ops| ops.set_disabled(false, id, false, at))
     }
 
     /// Marks the user deleted and bumps the session version. The row stays,
     /// so the id is never reused and audit rows keep their meaning.
     pub fn delete_user(&self, id: &UserId) -> Result<AdminChange> {
         let at = self.clock.now();
-        with_conn!(self, |conn, ops| ops::delete_user(conn, false, id, at))
+        on_pool(&self.pool, |ops| ops.delete_user(false, id, at))
     }
 
     /// Revokes one session: its hash goes on the revocation list. The user's
     /// other sessions live on.
     pub fn revoke_session(&self, id: &UserId, session: &SessionHash) -> Result<AdminChange> {
         let at = self.clock.now();
-        with_conn!(self, |conn, ops| ops::revoke_session(conn, false, id, session, at))
+        on_pool(&self.pool, |ops| ops.revoke_session(false, id, session, at))
     }
 
     /// Revokes every session of the user issued so far, by bumping the
     /// session version. Sessions issued afterwards, with the new version, work.
     pub fn revoke_all_sessions(&self, id: &UserId) -> Result<AdminChange> {
         let at = self.clock.now();
-        with_conn!(self, |conn, ops| ops::revoke_all(conn, false, id, at))
+        on_pool(&self.pool, |ops| ops.revoke_all(false, id, at))
     }
 
     /// [`UserStore::change_role`] inside the caller's open transaction on
     /// `conn`, so that the change commits or rolls back with it, such as with
     /// its audit row.
-    pub fn change_role_in<'c>(
-        &self,
-        conn: impl Into<ConnectionRef<'c>>,
-        id: &UserId,
-        role: &Role,
-    ) -> Result<AdminChange> {
+    pub fn change_role_in(&self, conn: &mut impl AsConnection, id: &UserId, role: &Role) -> Result<AdminChange> {
         let at = self.clock.now();
-        with_ref!(conn.into(), |conn, ops| ops::change_role(conn, true, id, role, at))
+        ops(conn.as_connection()).and_then(|ops| ops.change_role(true, id, role, at))
     }
 
     /// [`UserStore::disable_user`] inside the caller's open transaction.
-    pub fn disable_user_in<'c>(&self, conn: impl Into<ConnectionRef<'c>>, id: &UserId) -> Result<AdminChange> {
+    pub fn disable_user_in(&self, conn: &mut impl AsConnection, id: &UserId) -> Result<AdminChange> {
         let at = self.clock.now();
-        with_ref!(conn.into(), |conn, ops| ops::set_disabled(conn, true, id, true, at))
+        ops(conn.as_connection()).and_then(|ops| ops.set_disabled(true, id, true, at))
     }
 
     /// [`UserStore::enable_user`] inside the caller's open transaction.
-    pub fn enable_user_in<'c>(&self, conn: impl Into<ConnectionRef<'c>>, id: &UserId) -> Result<AdminChange> {
+    pub fn enable_user_in(&self, conn: &mut impl AsConnection, id: &UserId) -> Result<AdminChange> {
         let at = self.clock.now();
-        with_ref!(conn.into(), |conn, ops| ops::set_disabled(conn, true, id, false, at))
+        ops(conn.as_connection()).and_then(|ops| ops.set_disabled(true, id, false, at))
     }
 
     /// [`UserStore::delete_user`] inside the caller's open transaction.
-    pub fn delete_user_in<'c>(&self, conn: impl Into<ConnectionRef<'c>>, id: &UserId) -> Result<AdminChange> {
+    pub fn delete_user_in(&self, conn: &mut impl AsConnection, id: &UserId) -> Result<AdminChange> {
         let at = self.clock.now();
-        with_ref!(conn.into(), |conn, ops| ops::delete_user(conn, true, id, at))
+        ops(conn.as_connection()).and_then(|ops| ops.delete_user(true, id, at))
     }
 
     /// [`UserStore::revoke_session`] inside the caller's open transaction.
-    pub fn revoke_session_in<'c>(
+    pub fn revoke_session_in(
         &self,
-        conn: impl Into<ConnectionRef<'c>>,
+        conn: &mut impl AsConnection,
         id: &UserId,
         session: &SessionHash,
     ) -> Result<AdminChange> {
         let at = self.clock.now();
-        with_ref!(conn.into(), |conn, ops| ops::revoke_session(
-            conn, true, id, session, at
-        ))
+        ops(conn.as_connection()).and_then(|ops| ops.revoke_session(true, id, session, at))
     }
 
     /// [`UserStore::revoke_all_sessions`] inside the caller's open transaction.
-    pub fn revoke_all_sessions_in<'c>(&self, conn: impl Into<ConnectionRef<'c>>, id: &UserId) -> Result<AdminChange> {
+    pub fn revoke_all_sessions_in(&self, conn: &mut impl AsConnection, id: &UserId) -> Result<AdminChange> {
         let at = self.clock.now();
-        with_ref!(conn.into(), |conn, ops| ops::revoke_all(conn, true, id, at))
+        ops(conn.as_connection()).and_then(|ops| ops.revoke_all(true, id, at))
     }
 
     /// The user's current state, or `None` when there is no such user. Read
     /// it at sign-in to put the current role and session version into the
     /// new session's claims.
     pub fn user_state(&self, id: &UserId) -> Result<Option<UserState>> {
-        with_conn!(self, |conn, ops| ops::user_state(conn, id))
+        on_pool(&self.pool, |ops| ops.user_state(id))
     }
 
     /// Deletes revocations listed before `revoked_before`; returns how many.
@@ -304,23 +305,13 @@ impl UserStore {
     /// check: pass now minus your longest session lifetime (the identity
     /// provider's, or the requirements' absolute lifetime).
     pub fn prune_revocations(&self, revoked_before: Timestamp) -> Result<usize> {
-        with_conn!(self, |conn, ops| ops::prune_revocations(conn, revoked_before))
+        on_pool(&self.pool, |ops| ops.prune_revocations(revoked_before))
     }
 }
 
 impl UserDirectory for UserStore {
     fn session_state(&self, user: &UserId, session: &SessionHash) -> Result<SessionState> {
-        let query = SessionStateQuery {
-            user_id: user.as_str(),
-            session_hash: session.as_bytes(),
-        };
-        let row = match &self.pool {
-            #[cfg(feature = "sqlite")]
-            Pool::Sqlite(pool) => query.get_result::<StateRow>(&mut *pool.get()?).optional()?,
-            #[cfg(feature = "postgres")]
-            Pool::Postgres(pool) => query.get_result::<StateRow>(&mut *pool.get()?).optional()?,
-        };
-        decode_state(row)
+        on_pool(&self.pool, |ops| ops.session_state(user, session))
     }
 }
 
@@ -334,6 +325,135 @@ impl RevocationStore for UserStore {
     }
 }
 
+/// What the revocation list holds for one user and session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Revocations {
+    /// Whether this session's hash is on the list.
+    pub session_revoked: bool,
+    /// Every session of the user issued before this instant is revoked
+    /// (sign-out-everywhere), when one was recorded.
+    pub revoked_before: Option<Timestamp>,
+}
+
+impl Revocations {
+    /// Whether a session issued at `issued_at` is revoked.
+    pub fn revokes(&self, issued_at: Timestamp) -> bool {
+        self.session_revoked || self.revoked_before.is_some_and(|before| issued_at < before)
+    }
+}
+
+/// The revocation list alone, for an app that keeps its own users table:
+/// `zt_session_revocations` (one session, by the hash of its id) and
+/// `zt_user_revocations` (every session of a user issued before an instant).
+/// User ids are stored as text, so integer, UUID and text ids all fit
+/// ([`UserId`] converts from each).
+///
+/// Read it inside your own [`UserDirectory`] query, so that the user and the
+/// revocations come from one snapshot; [`RevocationList::check_in`] does it on
+/// your connection, and the SQL is short enough to join yourself:
+///
+/// ```sql
+/// SELECT u.role, u.disabled,
+///        EXISTS (SELECT 1 FROM zt_session_revocations r WHERE r.session_hash = $1),
+///        (SELECT revoked_before FROM zt_user_revocations v WHERE v.user_id = $2)
+/// FROM users u WHERE u.id = $3
+/// ```
+#[derive(Clone)]
+pub struct RevocationList {
+    pool: Pool,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for RevocationList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RevocationList")
+            .field("pool", &self.pool)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RevocationList {
+    /// The list on `pool`: the app's own r2d2 pool, or a [`zt_db::Pool`].
+    pub fn new(pool: impl Into<Pool>) -> Self {
+        Self {
+            pool: pool.into(),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// Timestamps revocations with `clock` instead. Default: [`SystemClock`].
+    #[must_use]
+    pub fn with_clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// What the list holds for `user` and `session`.
+    pub fn check(&self, user: &UserId, session: &SessionHash) -> Result<Revocations> {
+        on_pool(&self.pool, |ops| ops.list_check(user, session))
+    }
+
+    /// [`RevocationList::check`] on the app's connection, such as inside
+    /// the transaction that reads its users table.
+    pub fn check_in(&self, conn: &mut impl AsConnection, user: &UserId, session: &SessionHash) -> Result<Revocations> {
+        ops(conn.as_connection())?.list_check(user, session)
+    }
+
+    /// [`RevocationStore::revoke_session`] on the app's connection, inside its transaction.
+    pub fn revoke_session_in(
+        &self,
+        conn: &mut impl AsConnection,
+        user: &UserId,
+        session: &SessionHash,
+    ) -> Result<AdminChange> {
+        let at = self.clock.now();
+        let changed = ops(conn.as_connection())?.list_revoke(user, session, at)?;
+        Ok(list_change(
+            AdminOperation::RevokeSession { session: *session },
+            user,
+            changed,
+            at,
+        ))
+    }
+
+    /// [`RevocationStore::revoke_all_sessions`] on the app's connection, inside its transaction.
+    pub fn revoke_all_sessions_in(&self, conn: &mut impl AsConnection, user: &UserId) -> Result<AdminChange> {
+        let at = self.clock.now();
+        ops(conn.as_connection())?.list_revoke_all(user, at)?;
+        Ok(list_change(AdminOperation::RevokeAllSessions, user, true, at))
+    }
+}
+
+/// An [`AdminChange`] of the revocation list, which keeps no session version.
+fn list_change(operation: AdminOperation, user: &UserId, changed: bool, at: Timestamp) -> AdminChange {
+    AdminChange {
+        operation,
+        user_id: user.clone(),
+        session_version: 0,
+        changed,
+        at,
+    }
+}
+
+impl RevocationStore for RevocationList {
+    fn revoke_session(&self, user: &UserId, session: &SessionHash) -> Result<AdminChange> {
+        let at = self.clock.now();
+        let changed = on_pool(&self.pool, |ops| ops.list_revoke(user, session, at))?;
+        Ok(list_change(
+            AdminOperation::RevokeSession { session: *session },
+            user,
+            changed,
+            at,
+        ))
+    }
+
+    fn revoke_all_sessions(&self, user: &UserId) -> Result<AdminChange> {
+        let at = self.clock.now();
+        on_pool(&self.pool, |ops| ops.list_revoke_all(user, at))?;
+        Ok(list_change(AdminOperation::RevokeAllSessions, user, true, at))
+    }
+}
+
 /// The admin operations, written once and instantiated per backend: the
 /// backends differ only in the connection, the schema module, how a time is
 /// bound, how a transaction locks the user's row.
@@ -342,15 +462,17 @@ macro_rules! store_ops {
         conn = $conn:ty,
         schema = $schema:ident,
         time = $time:path,
+        from_time = $from_time:path,
         transaction = $transaction:ident,
         lock = [$($lock:tt)*] $(,)?
     ) => {
         use diesel::prelude::*;
         use zt_types::{Email, Role, SessionHash, Timestamp, UserId};
 
-        use crate::directory::{AdminChange, AdminOperation, UserState};
+        use super::{Ops, Revocations, SessionStateQuery, StateRow, decode_state};
+        use crate::directory::{AdminChange, AdminOperation, SessionState, UserState};
         use crate::error::{Error, ErrorKind, Result};
-        use crate::schema::$schema::{session_revocations, users};
+        use crate::schema::$schema::{zt_session_revocations, zt_user_revocations, zt_users};
 
         /// Role, session version, disabled, deleted.
         type UserRow = (String, i64, bool, bool);
@@ -361,17 +483,17 @@ macro_rules! store_ops {
 
         /// Reads the user's row, locking it for the rest of the transaction.
         fn locked_user(conn: &mut $conn, id: &UserId) -> Result<Option<UserRow>> {
-            Ok(users::table
+            Ok(zt_users::table
                 .find(id.as_str())
-                .select((users::role, users::session_version, users::disabled, users::deleted_at.is_not_null()))
+                .select((zt_users::role, zt_users::session_version, zt_users::disabled, zt_users::deleted_at.is_not_null()))
                 $($lock)*
                 .first::<UserRow>(conn)
                 .optional()?)
         }
 
         fn bump(conn: &mut $conn, id: &UserId, at: Timestamp) -> Result<()> {
-            diesel::update(users::table.find(id.as_str()))
-                .set((users::session_version.eq(users::session_version + 1), users::updated_at.eq($time(at))))
+            diesel::update(zt_users::table.find(id.as_str()))
+                .set((zt_users::session_version.eq(zt_users::session_version + 1), zt_users::updated_at.eq($time(at))))
                 .execute(conn)?;
             Ok(())
         }
@@ -385,142 +507,193 @@ macro_rules! store_ops {
             AdminChange { operation, user_id: id.clone(), session_version, changed, at }
         }
 
-        pub(super) fn create_user(
-            conn: &mut $conn,
-            id: &UserId,
-            email: Option<&Email>,
-            role: &Role,
-            at: Timestamp,
-        ) -> Result<AdminChange> {
-            let inserted = diesel::insert_into(users::table)
-                .values((
-                    users::id.eq(id.as_str()),
-                    users::email.eq(email.map(Email::as_str)),
-                    users::role.eq(role.as_str()),
-                    users::session_version.eq(0_i64),
-                    users::disabled.eq(false),
-                    users::created_at.eq($time(at)),
-                    users::updated_at.eq($time(at)),
-                ))
-                .execute(conn);
-            match inserted {
-                Ok(_) => Ok(change(AdminOperation::CreateUser { role: role.clone() }, id, 0, true, at)),
-                Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, info)) => {
-                    Err(Error::new(
-                        ErrorKind::Conflict,
-                        format!("user `{id}` already exists, or a live user has that email"),
-                    )
-                    .with_source(info.message().to_owned()))
-                }
-                Err(error) => Err(error.into()),
-            }
-        }
-
-        pub(super) fn change_role(conn: &mut $conn, nested: bool, id: &UserId, role: &Role, at: Timestamp) -> Result<AdminChange> {
-            begin(conn, nested, |conn| {
-                let (from, version, _, deleted) = locked_user(conn, id)?.ok_or_else(|| not_found(id))?;
-                if deleted {
-                    return Err(not_found(id));
-                }
-                let from = Role::parse(from)?;
-                let operation = AdminOperation::ChangeRole { from: from.clone(), to: role.clone() };
-                if &from == role {
-                    return Ok(change(operation, id, version, false, at));
-                }
-                diesel::update(users::table.find(id.as_str())).set(users::role.eq(role.as_str())).execute(conn)?;
-                bump(conn, id, at)?;
-                Ok(change(operation, id, version + 1, true, at))
-            })
-        }
-
-        pub(super) fn set_disabled(conn: &mut $conn, nested: bool, id: &UserId, disabled: bool, at: Timestamp) -> Result<AdminChange> {
-            begin(conn, nested, |conn| {
-                let (_, version, was_disabled, deleted) = locked_user(conn, id)?.ok_or_else(|| not_found(id))?;
-                if deleted {
-                    return Err(not_found(id));
-                }
-                let operation = if disabled { AdminOperation::DisableUser } else { AdminOperation::EnableUser };
-                if was_disabled == disabled {
-                    return Ok(change(operation, id, version, false, at));
-                }
-                diesel::update(users::table.find(id.as_str())).set(users::disabled.eq(disabled)).execute(conn)?;
-                bump(conn, id, at)?;
-                Ok(change(operation, id, version + 1, true, at))
-            })
-        }
-
-        pub(super) fn delete_user(conn: &mut $conn, nested: bool, id: &UserId, at: Timestamp) -> Result<AdminChange> {
-            begin(conn, nested, |conn| {
-                let (_, version, _, deleted) = locked_user(conn, id)?.ok_or_else(|| not_found(id))?;
-                if deleted {
-                    return Ok(change(AdminOperation::DeleteUser, id, version, false, at));
-                }
-                diesel::update(users::table.find(id.as_str()))
-                    .set(users::deleted_at.eq(Some($time(at))))
-                    .execute(conn)?;
-                bump(conn, id, at)?;
-                Ok(change(AdminOperation::DeleteUser, id, version + 1, true, at))
-            })
-        }
-
-        pub(super) fn revoke_session(
-            conn: &mut $conn, nested: bool,
-            id: &UserId,
-            session: &SessionHash,
-            at: Timestamp,
-        ) -> Result<AdminChange> {
-            begin(conn, nested, |conn| {
-                let (_, version, _, _) = locked_user(conn, id)?.ok_or_else(|| not_found(id))?;
-                let inserted = diesel::insert_into(session_revocations::table)
+        impl Ops for $conn {
+            fn create_user(&mut self, id: &UserId,
+                email: Option<&Email>,
+                role: &Role,
+                at: Timestamp,
+            ) -> Result<AdminChange> {
+                let inserted = diesel::insert_into(zt_users::table)
                     .values((
-                        session_revocations::session_hash.eq(&session.as_bytes()[..]),
-                        session_revocations::user_id.eq(id.as_str()),
-                        session_revocations::revoked_at.eq($time(at)),
+                        zt_users::id.eq(id.as_str()),
+                        zt_users::email.eq(email.map(Email::as_str)),
+                        zt_users::role.eq(role.as_str()),
+                        zt_users::session_version.eq(0_i64),
+                        zt_users::disabled.eq(false),
+                        zt_users::created_at.eq($time(at)),
+                        zt_users::updated_at.eq($time(at)),
+                    ))
+                    .execute(self);
+                match inserted {
+                    Ok(_) => Ok(change(AdminOperation::CreateUser { role: role.clone() }, id, 0, true, at)),
+                    Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, info)) => {
+                        Err(Error::new(
+                            ErrorKind::Conflict,
+                            format!("user `{id}` already exists, or a live user has that email"),
+                        )
+                        .with_source(info.message().to_owned()))
+                    }
+                    Err(error) => Err(error.into()),
+                }
+            }
+
+            fn change_role(&mut self, nested: bool, id: &UserId, role: &Role, at: Timestamp) -> Result<AdminChange> {
+                begin(self, nested, |conn| {
+                    let (from, version, _, deleted) = locked_user(conn, id)?.ok_or_else(|| not_found(id))?;
+                    if deleted {
+                        return Err(not_found(id));
+                    }
+                    let from = Role::parse(from)?;
+                    let operation = AdminOperation::ChangeRole { from: from.clone(), to: role.clone() };
+                    if &from == role {
+                        return Ok(change(operation, id, version, false, at));
+                    }
+                    diesel::update(zt_users::table.find(id.as_str())).set(zt_users::role.eq(role.as_str())).execute(conn)?;
+                    bump(conn, id, at)?;
+                    Ok(change(operation, id, version + 1, true, at))
+                })
+            }
+
+            fn set_disabled(&mut self, nested: bool, id: &UserId, disabled: bool, at: Timestamp) -> Result<AdminChange> {
+                begin(self, nested, |conn| {
+                    let (_, version, was_disabled, deleted) = locked_user(conn, id)?.ok_or_else(|| not_found(id))?;
+                    if deleted {
+                        return Err(not_found(id));
+                    }
+                    let operation = if disabled { AdminOperation::DisableUser } else { AdminOperation::EnableUser };
+                    if was_disabled == disabled {
+                        return Ok(change(operation, id, version, false, at));
+                    }
+                    diesel::update(zt_users::table.find(id.as_str())).set(zt_users::disabled.eq(disabled)).execute(conn)?;
+                    bump(conn, id, at)?;
+                    Ok(change(operation, id, version + 1, true, at))
+                })
+            }
+
+            fn delete_user(&mut self, nested: bool, id: &UserId, at: Timestamp) -> Result<AdminChange> {
+                begin(self, nested, |conn| {
+                    let (_, version, _, deleted) = locked_user(conn, id)?.ok_or_else(|| not_found(id))?;
+                    if deleted {
+                        return Ok(change(AdminOperation::DeleteUser, id, version, false, at));
+                    }
+                    diesel::update(zt_users::table.find(id.as_str()))
+                        .set(zt_users::deleted_at.eq(Some($time(at))))
+                        .execute(conn)?;
+                    bump(conn, id, at)?;
+                    Ok(change(AdminOperation::DeleteUser, id, version + 1, true, at))
+                })
+            }
+
+            fn revoke_session(&mut self, nested: bool,
+                id: &UserId,
+                session: &SessionHash,
+                at: Timestamp,
+            ) -> Result<AdminChange> {
+                begin(self, nested, |conn| {
+                    let (_, version, _, _) = locked_user(conn, id)?.ok_or_else(|| not_found(id))?;
+                    let inserted = diesel::insert_into(zt_session_revocations::table)
+                        .values((
+                            zt_session_revocations::session_hash.eq(&session.as_bytes()[..]),
+                            zt_session_revocations::user_id.eq(id.as_str()),
+                            zt_session_revocations::revoked_at.eq($time(at)),
+                        ))
+                        .on_conflict_do_nothing()
+                        .execute(conn)?;
+                    Ok(change(AdminOperation::RevokeSession { session: *session }, id, version, inserted > 0, at))
+                })
+            }
+
+            fn revoke_all(&mut self, nested: bool, id: &UserId, at: Timestamp) -> Result<AdminChange> {
+                begin(self, nested, |conn| {
+                    let (_, version, _, _) = locked_user(conn, id)?.ok_or_else(|| not_found(id))?;
+                    bump(conn, id, at)?;
+                    Ok(change(AdminOperation::RevokeAllSessions, id, version + 1, true, at))
+                })
+            }
+
+            fn user_state(&mut self, id: &UserId) -> Result<Option<UserState>> {
+                let row = zt_users::table
+                    .find(id.as_str())
+                    .select((zt_users::role, zt_users::session_version, zt_users::disabled, zt_users::deleted_at.is_not_null()))
+                    .first::<UserRow>(self)
+                    .optional()?;
+                row.map(|(role, version, disabled, deleted)| {
+                    Ok(UserState::new(Role::parse(role)?, version).with_disabled(disabled).with_deleted(deleted))
+                })
+                .transpose()
+            }
+
+            fn prune_revocations(&mut self, before: Timestamp) -> Result<usize> {
+                Ok(diesel::delete(zt_session_revocations::table.filter(zt_session_revocations::revoked_at.lt($time(before))))
+                    .execute(self)?)
+            }
+
+            fn session_state(&mut self, user: &UserId, session: &SessionHash) -> Result<SessionState> {
+                let query = SessionStateQuery {
+                    user_id: user.as_str(),
+                    session_hash: session.as_bytes(),
+                };
+                decode_state(query.get_result::<StateRow>(self).optional()?)
+            }
+
+            fn list_revoke(&mut self, id: &UserId, session: &SessionHash, at: Timestamp) -> Result<bool> {
+                let inserted = diesel::insert_into(zt_session_revocations::table)
+                    .values((
+                        zt_session_revocations::session_hash.eq(&session.as_bytes()[..]),
+                        zt_session_revocations::user_id.eq(id.as_str()),
+                        zt_session_revocations::revoked_at.eq($time(at)),
                     ))
                     .on_conflict_do_nothing()
-                    .execute(conn)?;
-                Ok(change(AdminOperation::RevokeSession { session: *session }, id, version, inserted > 0, at))
-            })
-        }
+                    .execute(self)?;
+                Ok(inserted > 0)
+            }
 
-        pub(super) fn revoke_all(conn: &mut $conn, nested: bool, id: &UserId, at: Timestamp) -> Result<AdminChange> {
-            begin(conn, nested, |conn| {
-                let (_, version, _, _) = locked_user(conn, id)?.ok_or_else(|| not_found(id))?;
-                bump(conn, id, at)?;
-                Ok(change(AdminOperation::RevokeAllSessions, id, version + 1, true, at))
-            })
-        }
+            fn list_revoke_all(&mut self, id: &UserId, at: Timestamp) -> Result<()> {
+                diesel::insert_into(zt_user_revocations::table)
+                    .values((
+                        zt_user_revocations::user_id.eq(id.as_str()),
+                        zt_user_revocations::revoked_before.eq($time(at)),
+                    ))
+                    .on_conflict(zt_user_revocations::user_id)
+                    .do_update()
+                    .set(zt_user_revocations::revoked_before.eq($time(at)))
+                    .execute(self)?;
+                Ok(())
+            }
 
-        pub(super) fn user_state(conn: &mut $conn, id: &UserId) -> Result<Option<UserState>> {
-            let row = users::table
-                .find(id.as_str())
-                .select((users::role, users::session_version, users::disabled, users::deleted_at.is_not_null()))
-                .first::<UserRow>(conn)
-                .optional()?;
-            row.map(|(role, version, disabled, deleted)| {
-                Ok(UserState::new(Role::parse(role)?, version).with_disabled(disabled).with_deleted(deleted))
-            })
-            .transpose()
-        }
-
-        pub(super) fn prune_revocations(conn: &mut $conn, before: Timestamp) -> Result<usize> {
-            Ok(diesel::delete(session_revocations::table.filter(session_revocations::revoked_at.lt($time(before))))
-                .execute(conn)?)
+            fn list_check(&mut self, id: &UserId, session: &SessionHash) -> Result<Revocations> {
+                let revoked: bool = diesel::select(diesel::dsl::exists(
+                    zt_session_revocations::table.filter(zt_session_revocations::session_hash.eq(&session.as_bytes()[..])),
+                ))
+                .get_result(self)?;
+                let before = zt_user_revocations::table
+                    .find(id.as_str())
+                    .select(zt_user_revocations::revoked_before)
+                    .first(self)
+                    .optional()?;
+                Ok(Revocations { session_revoked: revoked, revoked_before: before.map($from_time).transpose()? })
+            }
         }
     };
 }
 
 #[cfg(feature = "sqlite")]
 mod sqlite_ops {
+
     /// SQLite stores times as the fixed-width text of `Timestamp`'s `Display`.
     fn time(at: zt_types::Timestamp) -> String {
         at.to_string()
+    }
+
+    fn from_time(text: String) -> crate::Result<zt_types::Timestamp> {
+        Ok(text.parse()?)
     }
 
     store_ops! {
         conn = diesel::SqliteConnection,
         schema = sqlite,
         time = time,
+        from_time = from_time,
         // The immediate transaction takes the write lock first, which locks the row.
         transaction = immediate_transaction,
         lock = [],
@@ -537,10 +710,17 @@ mod pg_ops {
         diesel::data_types::PgTimestamp(at.unix_micros() - PG_EPOCH_MICROS)
     }
 
+    fn from_time(at: diesel::data_types::PgTimestamp) -> crate::Result<zt_types::Timestamp> {
+        Ok(zt_types::Timestamp::from_unix_micros(
+            at.0.saturating_add(PG_EPOCH_MICROS),
+        )?)
+    }
+
     store_ops! {
         conn = diesel::PgConnection,
         schema = pg,
         time = time,
+        from_time = from_time,
         transaction = transaction,
         lock = [.for_update()],
     }

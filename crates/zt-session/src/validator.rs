@@ -350,12 +350,22 @@ impl Validator {
                 }));
             }
         }
-        let (claimed, current) = (claims.session_version(), user.session_version());
-        if claimed < current {
-            return Err(deny(DenialReason::VersionChanged { claimed, current }));
+        if let Some(current) = user.session_version() {
+            let claimed = claims.session_version();
+            if claimed < current {
+                return Err(deny(DenialReason::VersionChanged { claimed, current }));
+            }
+            if claimed > current {
+                return Err(deny(DenialReason::VersionAhead { claimed, current }));
+            }
         }
-        if claimed > current {
-            return Err(deny(DenialReason::VersionAhead { claimed, current }));
+        if let Some(valid_after) = user.valid_after()
+            && claims.issued_at() < valid_after
+        {
+            return Err(deny(DenialReason::IssuedBeforeValidAfter {
+                issued_at: claims.issued_at(),
+                valid_after,
+            }));
         }
 
         // 4. What this operation asks for.
@@ -420,7 +430,10 @@ impl Validator {
                 "session binding mismatch allowed by the log policy"
             );
         }
-        let (role, session_version) = (user.role().clone(), user.session_version());
+        let (role, session_version) = (
+            user.role().clone(),
+            user.session_version().unwrap_or(claims.session_version()),
+        );
         Ok(ValidatedSession {
             user_id: claims.user_id().clone(),
             role,

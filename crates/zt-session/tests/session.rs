@@ -146,7 +146,7 @@ fn promotion_needs_a_new_session_unless_configured(db: &TestDatabase) {
     // in the running session, and a demotion still ends it.
     let carol = f.user("carol", Role::user());
     let claims = f.sign_in(&carol, "sess_c");
-    f.execute("UPDATE users SET role = 'admin' WHERE id = 'carol'");
+    f.execute("UPDATE zt_users SET role = 'admin' WHERE id = 'carol'");
     let session = lenient
         .validate(&claims, &Requirement::new().min_role(Role::admin()), &request())
         .unwrap();
@@ -160,7 +160,7 @@ fn promotion_needs_a_new_session_unless_configured(db: &TestDatabase) {
         "the default policy still wants a new session"
     );
     let admin_claims = f.sign_in(&carol, "sess_c2");
-    f.execute("UPDATE users SET role = 'user' WHERE id = 'carol'");
+    f.execute("UPDATE zt_users SET role = 'user' WHERE id = 'carol'");
     let denial = lenient
         .validate(&admin_claims, &Requirement::new(), &request())
         .unwrap_err();
@@ -170,9 +170,9 @@ fn promotion_needs_a_new_session_unless_configured(db: &TestDatabase) {
         "a demotion is always denied"
     );
     // A change to a role outside the hierarchy is never a promotion.
-    f.execute("UPDATE users SET role = 'superuser' WHERE id = 'carol'");
+    f.execute("UPDATE zt_users SET role = 'superuser' WHERE id = 'carol'");
     let user_claims = f.sign_in(&carol, "sess_c3");
-    f.execute("UPDATE users SET role = 'user' WHERE id = 'carol'");
+    f.execute("UPDATE zt_users SET role = 'user' WHERE id = 'carol'");
     assert_eq!(
         lenient
             .validate(&user_claims, &Requirement::new(), &request())
@@ -228,7 +228,7 @@ fn deleted_and_missing_users_are_denied(db: &TestDatabase) {
     );
     let erin = f.user("erin", Role::user());
     let claims = f.sign_in(&erin, "sess_e");
-    f.execute("DELETE FROM users WHERE id = 'erin'");
+    f.execute("DELETE FROM zt_users WHERE id = 'erin'");
     assert_eq!(
         f.validator
             .validate(&claims, &Requirement::new(), &request())
@@ -301,18 +301,13 @@ fn revoking_one_session_leaves_the_others(db: &TestDatabase) {
     );
 
     // Only the 32-byte hash is stored, never the session id.
-    let stored: Vec<Vec<u8>> = match f.store.pool() {
-        zt_db::Pool::Sqlite(pool) => {
-            use diesel::prelude::*;
-            diesel::dsl::sql::<diesel::sql_types::Binary>("SELECT session_hash FROM session_revocations")
-                .load(&mut *pool.get().unwrap())
-                .unwrap()
-        }
-        zt_db::Pool::Postgres(pool) => {
-            use diesel::prelude::*;
-            diesel::dsl::sql::<diesel::sql_types::Binary>("SELECT session_hash FROM session_revocations")
-                .load(&mut *pool.get().unwrap())
-                .unwrap()
+    let stored: Vec<Vec<u8>> = {
+        use diesel::prelude::*;
+        let query = diesel::dsl::sql::<diesel::sql_types::Binary>("SELECT session_hash FROM zt_session_revocations");
+        match f.store.pool().get().unwrap().connection() {
+            zt_db::AnyConnection::Sqlite(conn) => query.load(conn).unwrap(),
+            zt_db::AnyConnection::Postgres(conn) => query.load(conn).unwrap(),
+            other => panic!("no {} support in this build", other.backend()),
         }
     };
     assert_eq!(stored, vec![laptop.session_hash().as_bytes().to_vec()]);
@@ -965,7 +960,7 @@ fn database_errors_fail_closed(db: &TestDatabase) {
     let tom = f.user("tom", Role::user());
     let claims = f.sign_in(&tom, "sess_t");
     f.validator.validate(&claims, &Requirement::new(), &request()).unwrap();
-    f.execute("DROP TABLE session_revocations");
+    f.execute("DROP TABLE zt_session_revocations");
     let (denial, logs) = capture_logs(|| f.validator.validate(&claims, &Requirement::new(), &request()));
     let denial = denial.unwrap_err();
     assert_eq!(denial.reason(), &DenialReason::CheckFailed);

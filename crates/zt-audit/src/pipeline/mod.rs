@@ -396,25 +396,14 @@ impl Drop for Pipeline {
     }
 }
 
-/// Whether retrying later may succeed.
+/// Whether retrying later may succeed: not when a constraint refused the rows.
 fn is_transient(error: &Error) -> bool {
-    use diesel::result::{DatabaseErrorKind, Error as D};
     match error.kind() {
         ErrorKind::Unavailable => true,
-        ErrorKind::Database => !std::error::Error::source(error)
-            .and_then(|s| s.downcast_ref::<D>())
-            .is_some_and(|e| {
-                matches!(
-                    e,
-                    D::DatabaseError(
-                        DatabaseErrorKind::CheckViolation
-                            | DatabaseErrorKind::NotNullViolation
-                            | DatabaseErrorKind::ForeignKeyViolation,
-                        _
-                    ) | D::SerializationError(_)
-                        | D::QueryBuilderError(_)
-                )
-            }),
+        ErrorKind::Database => !matches!(
+            error.database_class(),
+            Some(zt_db::ErrorClass::ConstraintViolation | zt_db::ErrorClass::UniqueViolation)
+        ),
         _ => false,
     }
 }
@@ -594,7 +583,7 @@ impl<'a> Writer<'a> {
         Ok(())
     }
 
-    fn count_written(&self, recorded: &[crate::log::Recorded], replayed: bool) {
+    fn count_written(&self, recorded: &[crate::backend::Recorded], replayed: bool) {
         let duplicates = recorded.iter().filter(|r| r.duplicate).count() as u64;
         let written = recorded.len() as u64 - duplicates;
         let counters = &self.shared.counters;

@@ -91,7 +91,7 @@ impl Spool {
     /// be replayed; new records go to a new segment.
     pub(crate) fn open(dir: &Path, fsync: bool, segment_bytes: u64) -> Result<Self> {
         std::fs::create_dir_all(dir)
-            .map_err(|e| spool_error(format!("cannot create the spool directory {}: {e}", dir.display()), e))?;
+            .map_err(|e| spool_error(format!("cannot create the spool directory {}", dir.display()), e))?;
         let mut sealed = BTreeMap::new();
         for (id, path) in list_segments(dir)? {
             let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
@@ -153,12 +153,12 @@ impl Spool {
                     .create_new(true)
                     .append(true)
                     .open(&path)
-                    .map_err(|e| spool_error(format!("cannot create spool segment {}: {e}", path.display()), e))?;
+                    .map_err(|e| spool_error(format!("cannot create spool segment {}", path.display()), e))?;
                 file.write_all(MAGIC)
-                    .map_err(|e| spool_error(format!("cannot write spool segment {}: {e}", path.display()), e))?;
+                    .map_err(|e| spool_error(format!("cannot write spool segment {}", path.display()), e))?;
                 if self.fsync {
                     file.sync_data()
-                        .map_err(|e| spool_error(format!("cannot sync {}: {e}", path.display()), e))?;
+                        .map_err(|e| spool_error(format!("cannot sync {}", path.display()), e))?;
                     sync_dir(&self.dir)?;
                 }
                 state.next_id += 1;
@@ -218,7 +218,7 @@ impl Spool {
                     let file = active
                         .file
                         .try_clone()
-                        .map_err(|e| spool_error(format!("cannot sync the spool: {e}"), e))?;
+                        .map_err(|e| spool_error("cannot sync the spool".to_owned(), e))?;
                     (Some(file), active.id, active.bytes)
                 }
                 // The segment was sealed, and sealing synced it.
@@ -227,7 +227,7 @@ impl Spool {
         };
         if let Some(file) = file {
             file.sync_data()
-                .map_err(|e| spool_error(format!("cannot sync the spool: {e}"), e))?;
+                .map_err(|e| spool_error("cannot sync the spool".to_owned(), e))?;
         }
         let mut durable = lock(&self.durable);
         if (id, written) > *durable {
@@ -242,7 +242,7 @@ impl Spool {
                 active
                     .file
                     .sync_data()
-                    .map_err(|e| spool_error(format!("cannot sync the spool: {e}"), e))?;
+                    .map_err(|e| spool_error("cannot sync the spool".to_owned(), e))?;
             }
             let committed = state.active_committed;
             if committed >= active.records {
@@ -320,12 +320,12 @@ impl Spool {
 fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|handle| handle.sync_all())
-        .map_err(|e| spool_error(format!("cannot sync the spool directory {}: {e}", dir.display()), e))
+        .map_err(|e| spool_error(format!("cannot sync the spool directory {}", dir.display()), e))
 }
 
 fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     let entries = std::fs::read_dir(dir)
-        .map_err(|e| spool_error(format!("cannot read the spool directory {}: {e}", dir.display()), e))?;
+        .map_err(|e| spool_error(format!("cannot read the spool directory {}", dir.display()), e))?;
     let mut segments: Vec<(u64, PathBuf)> = entries
         .flatten()
         .filter_map(|entry| {
@@ -345,8 +345,7 @@ fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
 
 /// Reads every good record of a segment, stopping at the first damaged one.
 pub(crate) fn read_segment(path: &Path) -> Result<SegmentRead> {
-    let file =
-        File::open(path).map_err(|e| spool_error(format!("cannot open spool segment {}: {e}", path.display()), e))?;
+    let file = File::open(path).map_err(|e| spool_error(format!("cannot open spool segment {}", path.display()), e))?;
     let mut reader = BufReader::new(file);
     let mut events = Vec::new();
     let torn = |offset: u64, reason: &str| {

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 
 use diesel::RunQueryDsl;
-use zt_db::Pool;
+use zt_db::{AnyConnection, Pool};
 use zt_session::{Clock, ManualClock, UserStore, Validator};
 use zt_testkit::TestDatabase;
 use zt_types::{Role, SessionClaims, SessionId, Timestamp, UserId};
@@ -44,16 +44,17 @@ impl Fixture {
             SessionId::parse(session).unwrap(),
             user.clone(),
             state.role().clone(),
-            state.session_version(),
+            state.session_version().unwrap(),
             self.clock.now(),
         )
     }
 
     /// Runs raw SQL, to play an app's own directory or to break the schema.
     pub(crate) fn execute(&self, sql: &str) {
-        match self.store.pool() {
-            Pool::Sqlite(pool) => diesel::sql_query(sql).execute(&mut *pool.get().unwrap()).unwrap(),
-            Pool::Postgres(pool) => diesel::sql_query(sql).execute(&mut *pool.get().unwrap()).unwrap(),
+        match self.store.pool().get().unwrap().connection() {
+            AnyConnection::Sqlite(conn) => diesel::sql_query(sql).execute(conn).unwrap(),
+            AnyConnection::Postgres(conn) => diesel::sql_query(sql).execute(conn).unwrap(),
+            other => panic!("no {} support in this build", other.backend()),
         };
     }
 }

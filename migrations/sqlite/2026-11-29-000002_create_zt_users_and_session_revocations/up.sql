@@ -1,11 +1,12 @@
 -- The reference user store that zt-session revalidates sessions against, and
--- the list of revoked sessions. Apps with their own users table implement
--- zt-session's UserDirectory instead and need not run this migration.
+-- the list of revoked sessions, named zt_* so that they never collide with an
+-- app's own users table. Apps with their own users table implement
+-- zt-session's UserDirectory instead, and may still use the revocation tables.
 -- SQLite equivalents of the PostgreSQL types: INTEGER 0/1 for booleans, BLOB
 -- for hashes, TEXT for times in the fixed-width form
 -- YYYY-MM-DDTHH:MM:SS.ffffffZ (27 characters), which sorts in time order.
 -- Both tables are WITHOUT ROWID: a lookup by key reads one B-tree, not two.
-CREATE TABLE users (
+CREATE TABLE zt_users (
     -- The application's user id, as zt_types::UserId bounds it.
     id              TEXT NOT NULL PRIMARY KEY
                     CHECK (length(id) BETWEEN 1 AND 128 AND id NOT GLOB '*[^A-Za-z0-9_.:@|-]*'),
@@ -27,17 +28,26 @@ CREATE TABLE users (
 ) STRICT, WITHOUT ROWID;
 
 -- One live account per address; deleted accounts keep theirs.
-CREATE UNIQUE INDEX users_email_idx ON users (email) WHERE email IS NOT NULL AND deleted_at IS NULL;
+CREATE UNIQUE INDEX zt_users_email_idx ON zt_users (email) WHERE email IS NOT NULL AND deleted_at IS NULL;
 
 -- Sessions revoked one by one. Only the SHA-256 of the session id is stored:
--- a leaked table must not hand out live sessions.
-CREATE TABLE session_revocations (
+-- a leaked table must not hand out live sessions. user_id has no foreign key,
+-- so an app with its own users table (integer, UUID or text ids, stored as
+-- their text) keeps its revocations here too.
+CREATE TABLE zt_session_revocations (
     session_hash BLOB NOT NULL PRIMARY KEY CHECK (length(session_hash) = 32),
-    user_id      TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    user_id      TEXT NOT NULL,
     revoked_at   TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%f', 'now') || '000Z')
                  CHECK (length(revoked_at) = 27)
 ) STRICT, WITHOUT ROWID;
 
-CREATE INDEX session_revocations_user_id_idx ON session_revocations (user_id);
+CREATE INDEX zt_session_revocations_user_id_idx ON zt_session_revocations (user_id);
 -- Pruning deletes by age.
-CREATE INDEX session_revocations_revoked_at_idx ON session_revocations (revoked_at);
+CREATE INDEX zt_session_revocations_revoked_at_idx ON zt_session_revocations (revoked_at);
+
+-- "Sign out everywhere" for users whose table has no session version: every
+-- session of the user issued before revoked_before is revoked.
+CREATE TABLE zt_user_revocations (
+    user_id        TEXT NOT NULL PRIMARY KEY,
+    revoked_before TEXT CHECK (length(revoked_before) = 27) NOT NULL
+) STRICT, WITHOUT ROWID;

@@ -1,2 +1,0 @@
-DROP TABLE session_revocations;
-DROP TABLE users;
