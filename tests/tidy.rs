@@ -1,9 +1,14 @@
 //! Tidy checks over the whole repository: every Rust file opens with a `//!`
-//! doc, and no stub or silenced test is left in.
+//! doc, no stub or silenced test is left in, and the library crates'
+//! dependencies build with the `rust-version` the workspace declares.
 // Tests unwrap: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -64,4 +69,111 @@ fn no_stubs_or_silenced_tests() {
         }
     }
     assert!(offenders.is_empty(), "{offenders:#?}");
+}
+
+/// The crates users depend on; their `rust-version` must hold for everything
+/// they pull in.
+const LIBRARY_CRATES: [&str; 8] = [
+    "zt-types",
+    "zt-error-codes",
+    "zt-errors",
+    "zt-db",
+    "zt-audit",
+    "zt-session",
+    "zt-monitoring",
+    "zt-guard",
+];
+
+/// `1.88`, `1.88.0`: the numbers between the dots, missing ones as 0.
+fn rust_version(text: &str) -> Vec<u64> {
+    let mut numbers: Vec<u64> = text
+        .split('.')
+        .map(|part| {
+            part.parse()
+                .unwrap_or_else(|_| panic!("rust-version `{text}` is not dotted numbers"))
+        })
+        .collect();
+    numbers.resize(3, 0);
+    numbers
+}
+
+#[test]
+fn dependencies_build_with_the_declared_rust_version() {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = Command::new(cargo)
+        .current_dir(root())
+        .args(["metadata", "--format-version", "1", "--locked", "--all-features"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let metadata: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let packages: HashMap<&str, &Value> = metadata["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|package| (package["id"].as_str().unwrap(), package))
+        .collect();
+    let nodes: HashMap<&str, &Value> = metadata["resolve"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|node| (node["id"].as_str().unwrap(), node))
+        .collect();
+    let roots: Vec<&str> = metadata["workspace_members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|id| id.as_str().unwrap())
+        .filter(|id| LIBRARY_CRATES.contains(&packages[id]["name"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        roots.len(),
+        LIBRARY_CRATES.len(),
+        "library crates missing from the workspace"
+    );
+    let declared = packages[roots[0]]["rust_version"]
+        .as_str()
+        .expect("the library crates declare a rust-version");
+
+    // Every package reachable through normal dependencies, for any feature.
+    let mut seen: BTreeSet<&str> = roots.iter().copied().collect();
+    let mut pending = roots;
+    while let Some(id) = pending.pop() {
+        for dep in nodes[id]["deps"].as_array().unwrap() {
+            let normal = dep["dep_kinds"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|kind| kind["kind"].is_null());
+            let dep_id = dep["pkg"].as_str().unwrap();
+            if normal && seen.insert(dep_id) {
+                pending.push(dep_id);
+            }
+        }
+    }
+
+    // A package with no rust-version declared makes no claim, and passes.
+    let mut offenders = Vec::new();
+    for package in seen.iter().map(|id| packages[id]) {
+        if let Some(needs) = package["rust_version"].as_str()
+            && rust_version(needs) > rust_version(declared)
+        {
+            let (name, version) = (&package["name"], &package["version"]);
+            offenders.push(format!(
+                "{} {} needs {needs}",
+                name.as_str().unwrap(),
+                version.as_str().unwrap()
+            ));
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "the workspace declares rust-version {declared}, but these dependencies of the library crates \
+         need a newer Rust; pin an older version in Cargo.lock (`cargo update -p NAME --precise VERSION`, \
+         or the same on the dependent that requires it) or raise the rust-version: {offenders:#?}"
+    );
 }

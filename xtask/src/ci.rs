@@ -31,6 +31,8 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
             ]),
         )?;
     }
+    // Feature combinations as crates outside the workspace see them.
+    crate::consumers::run(&[])?;
     run_step(
         "docs with warnings denied",
         cargo()

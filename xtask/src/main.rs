@@ -8,8 +8,11 @@
 //!   README's SQLite file).
 //! - `bench [--quick]`: the performance targets beside their raw baselines;
 //!   writes `target/zt-bench/results.json` and `BENCHMARKS.md`.
-//! - `ci`: what `.ci/run` runs: `test`, each backend feature alone, docs with
-//!   warnings denied, packaging.
+//! - `consumers`: `cargo check` of each package under `tests/consumers/`,
+//!   small crates outside the workspace that use the zt crates with one
+//!   combination of features each.
+//! - `ci`: what `.ci/run` runs: `test`, each backend feature alone, the
+//!   consumers, docs with warnings denied, packaging.
 #![forbid(unsafe_code)]
 // A task runner reports to the terminal.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -17,6 +20,7 @@
 mod bench;
 mod ci;
 mod codegen;
+mod consumers;
 mod migrate;
 mod postgres;
 mod shell;
@@ -24,8 +28,7 @@ mod test;
 
 use std::process::ExitCode;
 
-const USAGE: &str =
-    "usage: cargo xtask <test [--no-lint] [-- FILTER...] | codegen [--check] | migrate [--database-url URL] | ci>";
+const USAGE: &str = "usage: cargo xtask <test [--no-lint] [-- FILTER...] | codegen [--check] | migrate [--database-url URL] | consumers | ci>";
 
 fn main() -> ExitCode {
     // Ctrl-C reaches every process in the foreground group. The children stop;
@@ -39,6 +42,7 @@ fn main() -> ExitCode {
         Some("test") => test::run(&rest),
         Some("codegen") => codegen::run(&rest),
         Some("migrate") => migrate::run(&rest),
+        Some("consumers") => consumers::run(&rest),
         Some("ci") => ci::run(&rest),
         Some("bench") => bench::run(&rest),
         Some("-h" | "--help") | None => {
