@@ -1,6 +1,7 @@
 //! The audit-log handle.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
@@ -13,7 +14,7 @@ use crate::checkpoint::{CHECKPOINT_VERSION, Checkpoint, SignedCheckpoint};
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::ChainKey;
 use crate::query::{AuditFilter, AuditRecord, Page, PageRequest};
-use crate::verify::{Context, Finding, TamperKind, VerifyReport, VerifyRow, verify_rows};
+use crate::verify::{Context, Finding, TamperKind, VerifyReport, VerifyRow, self_consistent, verify_rows};
 
 /// The audit log on one database. Cloning shares it.
 ///
@@ -38,6 +39,9 @@ struct Inner {
     /// `None` for a read-only handle, which can query but not write or verify.
     chain: Option<Chain>,
     key_id: String,
+    /// Whether the newest row was found to be written with this key; see
+    /// [`AuditLog::check_key`].
+    key_checked: AtomicBool,
     /// The chain head as this process last wrote it. PostgreSQL appends
     /// compare-and-swap against it, so that the common case is one round trip.
     head: Mutex<Option<Head>>,
@@ -65,6 +69,7 @@ impl AuditLog {
                 pool: pool.into(),
                 chain: Some(Chain::new(key)),
                 key_id: key.id(),
+                key_checked: AtomicBool::new(false),
                 head: Mutex::new(None),
             }),
         }
@@ -79,6 +84,7 @@ impl AuditLog {
                 pool: pool.into(),
                 chain: None,
                 key_id: String::new(),
+                key_checked: AtomicBool::new(false),
                 head: Mutex::new(None),
             }),
         }
@@ -119,6 +125,44 @@ impl AuditLog {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Checks that the configured chain key wrote this log: the newest row's
+    /// MAC must match its content under the key. An empty log passes.
+    ///
+    /// Every handle runs this once, before its first write, so a key that
+    /// changed (a fresh `ChainKey::generate()` on each start, a wrong
+    /// `ZT_AUDIT_KEY`) fails with [`ErrorKind::InvalidKey`], naming the key
+    /// id, before anything is written under it. Call it at start-up to fail
+    /// even earlier.
+    pub fn check_key(&self) -> Result<()> {
+        self.with_store(|store| self.check_key_on(store))
+    }
+
+    fn check_key_on(&self, store: &mut dyn Store) -> Result<()> {
+        if self.inner.key_checked.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let chain = self.chain()?;
+        if let Some(last) = store.max_id()? {
+            let rows = store.chain_range(last.saturating_sub(1), last)?;
+            let Some(row) = rows.last() else {
+                return Ok(());
+            };
+            if !self_consistent(chain, row, 0) {
+                return Err(Error::new(
+                    ErrorKind::InvalidKey,
+                    format!(
+                        "the configured chain key (id {}) did not write this log's newest row {}: \
+                         the key changed, or the row was altered; nothing was written. \
+                         Configure the key that wrote the log, or run `zt audit verify`",
+                        self.inner.key_id, row.id
+                    ),
+                ));
+            }
+        }
+        self.inner.key_checked.store(true, Ordering::Release);
+        Ok(())
+    }
+
     /// Writes one event durably: it is in the database when this returns.
     ///
     /// A connection that the server closed (a restart, a failover) or that
@@ -130,9 +174,14 @@ impl AuditLog {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let result = self.with_store(|store| match store.append(chain, event, *head, Scope::Own) {
-                Err(error) if error.is_unique_violation() => store.find_event(event.event_id().as_uuid())?.ok_or(error),
-                other => other,
+            let result = self.with_store(|store| {
+                self.check_key_on(store)?;
+                match store.append(chain, event, *head, Scope::Own) {
+                    Err(error) if error.is_unique_violation() => {
+                        store.find_event(event.event_id().as_uuid())?.ok_or(error)
+                    }
+                    other => other,
+                }
             });
             match result {
                 Ok(recorded) => {
@@ -169,7 +218,9 @@ impl AuditLog {
     pub fn record_in(&self, conn: &mut impl AsConnection, event: &AuditEvent) -> Result<Recorded> {
         let chain = self.chain()?;
         let cached = *self.cached_head();
-        let recorded = store(conn.as_connection())?.append(chain, event, cached, Scope::Caller)?;
+        let store = store(conn.as_connection())?;
+        self.check_key_on(store)?;
+        let recorded = store.append(chain, event, cached, Scope::Caller)?;
         // Optimistic: if the caller rolls back, the next append's
         // compare-and-swap fails once and reads the head again.
         *self.cached_head() = Some(Head {
@@ -191,7 +242,10 @@ impl AuditLog {
         let attempt = |dedupe: bool| -> Result<Vec<Recorded>> {
             let mut cache = self.cached_head();
             *cache = None;
-            let (recorded, head) = self.with_store(|store| store.append_batch(chain, events, dedupe))?;
+            let (recorded, head) = self.with_store(|store| {
+                self.check_key_on(store)?;
+                store.append_batch(chain, events, dedupe)
+            })?;
             *cache = Some(head);
             Ok(recorded)
         };

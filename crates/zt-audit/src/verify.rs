@@ -127,7 +127,7 @@ pub(crate) fn fields_of(record: &AuditRecord) -> ChainFields<'_> {
 
 /// Whether the row's MAC matches its content and its stored predecessor MAC.
 /// `shift` recomputes as if the row sat `shift` positions later.
-fn self_consistent(chain: &Chain, row: &VerifyRow, shift: i64) -> bool {
+pub(crate) fn self_consistent(chain: &Chain, row: &VerifyRow, shift: i64) -> bool {
     let Ok(record) = &row.record else {
         return false;
     };

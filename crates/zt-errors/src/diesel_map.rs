@@ -1,90 +1,47 @@
-//! Diesel and r2d2 errors, mapped by kind.
+//! Database errors onto codes. What a diesel or r2d2 error *is* comes from
+//! zt-db's [`ErrorClass`], the one classification every zt crate shares;
+//! this module only names the code of each class.
 
 use std::error::Error as StdError;
 
-use diesel::r2d2::{Error as ManagerError, PoolError};
-use diesel::result::{ConnectionError, DatabaseErrorKind, Error as DieselError};
+use diesel::result::{ConnectionError, Error as DieselError};
+use zt_db::ErrorClass;
 use zt_error_codes::ErrorCode;
 
 /// Recognizes diesel's query and connection errors, the r2d2 pool's timeout
 /// and the connection manager's errors.
 pub(crate) fn classify(error: &(dyn StdError + 'static)) -> Option<ErrorCode> {
-    if let Some(error) = error.downcast_ref::<DieselError>() {
-        return Some(query_error(error));
-    }
-    if let Some(error) = error.downcast_ref::<ConnectionError>() {
-        return Some(connection_error(error));
-    }
-    if error.downcast_ref::<PoolError>().is_some() {
-        // r2d2 gives up after its connection timeout: no connection could be had.
-        return Some(ErrorCode::DbUnavailable);
-    }
-    if let Some(error) = error.downcast_ref::<ManagerError>() {
-        return Some(match error {
-            ManagerError::ConnectionError(error) => connection_error(error),
-            ManagerError::QueryError(error) => query_error(error),
-        });
-    }
-    None
+    ErrorClass::of(error).map(class_code)
 }
 
-/// Maps a diesel query error onto a code.
-pub fn query_error(error: &DieselError) -> ErrorCode {
-    match error {
-        DieselError::NotFound => ErrorCode::ResourceNotFound,
-        DieselError::DatabaseError(kind, info) => match kind {
-            DatabaseErrorKind::UniqueViolation => ErrorCode::ResourceConflict,
-            DatabaseErrorKind::ForeignKeyViolation
-            | DatabaseErrorKind::NotNullViolation
-            | DatabaseErrorKind::CheckViolation => ErrorCode::DbConstraintViolation,
-            DatabaseErrorKind::SerializationFailure => ErrorCode::DbSerializationFailure,
-            DatabaseErrorKind::ClosedConnection
-            | DatabaseErrorKind::UnableToSendCommand
-            | DatabaseErrorKind::ReadOnlyTransaction => ErrorCode::DbUnavailable,
-            _ => unknown_database_error(info.message()),
-        },
+/// The code of a database error class.
+pub fn class_code(class: ErrorClass) -> ErrorCode {
+    match class {
+        ErrorClass::NotFound => ErrorCode::ResourceNotFound,
+        ErrorClass::UniqueViolation => ErrorCode::ResourceConflict,
+        ErrorClass::ConstraintViolation => ErrorCode::DbConstraintViolation,
+        ErrorClass::SerializationFailure => ErrorCode::DbSerializationFailure,
+        ErrorClass::Unavailable => ErrorCode::DbUnavailable,
+        ErrorClass::Timeout => ErrorCode::DbTimeout,
         _ => ErrorCode::DbQueryFailed,
     }
 }
 
-/// Maps a diesel connection error onto a code: every one means no database.
-pub fn connection_error(_error: &ConnectionError) -> ErrorCode {
-    ErrorCode::DbUnavailable
+/// Maps a diesel query error onto a code.
+pub fn query_error(error: &DieselError) -> ErrorCode {
+    class_code(ErrorClass::of_query(error))
 }
 
-/// Errors that diesel does not classify, recognized by the server's message.
-fn unknown_database_error(message: &str) -> ErrorCode {
-    let message = message.to_ascii_lowercase();
-    let any = |needles: &[&str]| needles.iter().any(|needle| message.contains(needle));
-    if any(&[
-        "database is locked",
-        "database table is locked",
-        "statement timeout",
-        "canceling statement",
-        "lock timeout",
-    ]) {
-        ErrorCode::DbTimeout
-    } else if any(&["deadlock detected", "could not serialize"]) {
-        ErrorCode::DbSerializationFailure
-    } else if any(&[
-        "server closed the connection",
-        "terminating connection",
-        "no connection to the server",
-        "could not connect",
-        "connection refused",
-        "the database system is shutting down",
-        "the database system is starting up",
-        "disk i/o error",
-    ]) {
-        ErrorCode::DbUnavailable
-    } else {
-        ErrorCode::DbQueryFailed
-    }
+/// Maps a diesel connection error onto a code: every one means no database.
+pub fn connection_error(error: &ConnectionError) -> ErrorCode {
+    class_code(ErrorClass::of_connection(error))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use diesel::result::DatabaseErrorKind;
 
     fn database_error(kind: DatabaseErrorKind, message: &str) -> DieselError {
         DieselError::DatabaseError(kind, Box::new(message.to_owned()))
@@ -137,6 +94,11 @@ mod tests {
                 ErrorCode::DbQueryFailed,
             ),
             (DieselError::RollbackTransaction, ErrorCode::DbQueryFailed),
+            // A standby after a failover refuses writes: unavailable, so callers retry.
+            (
+                database_error(DatabaseErrorKind::ReadOnlyTransaction, "read-only"),
+                ErrorCode::DbUnavailable,
+            ),
         ];
         for (error, code) in cases {
             assert_eq!(query_error(&error), code, "{error}");

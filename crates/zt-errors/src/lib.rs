@@ -56,5 +56,5 @@ pub use sanitizer::{ErrorHook, ErrorReport, Sanitizer};
 #[cfg(feature = "diesel")]
 #[cfg_attr(docsrs, doc(cfg(feature = "diesel")))]
 pub mod diesel {
-    pub use crate::diesel_map::{connection_error, query_error};
+    pub use crate::diesel_map::{class_code, connection_error, query_error};
 }
