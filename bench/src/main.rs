@@ -467,7 +467,7 @@ struct RawRead {
     #[diesel(sql_type = diesel::sql_types::Uuid)]
     event_id: uuid::Uuid,
     #[diesel(sql_type = diesel::sql_types::Timestamptz)]
-    created_at: time::OffsetDateTime,
+    created_at: chrono::DateTime<chrono::Utc>,
     #[diesel(sql_type = diesel::sql_types::Text)]
     actor_kind: String,
     #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]

@@ -76,7 +76,7 @@ pub(crate) mod sqlite {
 pub(crate) struct PgRow {
     id: i64,
     event_id: uuid::Uuid,
-    created_at: time::OffsetDateTime,
+    created_at: chrono::DateTime<chrono::Utc>,
     actor_kind: String,
     user_id: Option<String>,
     user_email: Option<String>,
@@ -101,7 +101,7 @@ impl PgRow {
         Self {
             id,
             event_id: event.event_id().uuid(),
-            created_at: event.created_at().to_offset_date_time(),
+            created_at: event.created_at().to_chrono(),
             actor_kind: event.actor().kind().as_str().to_owned(),
             user_id: event.actor().user_id().map(ToString::to_string),
             user_email: event.actor().email().map(ToString::to_string),

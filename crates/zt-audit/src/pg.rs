@@ -2,6 +2,7 @@
 
 use std::net::IpAddr;
 
+use chrono::{DateTime, Utc};
 use diesel::dsl::sql;
 use diesel::pg::Pg;
 use diesel::prelude::*;
@@ -9,7 +10,6 @@ use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::serialize::{IsNull, Output, ToSql};
 use diesel::sql_types::{BigInt, Bytea, Inet, Jsonb, Nullable, SmallInt, Text, Timestamptz};
 use ipnetwork::IpNetwork;
-use time::OffsetDateTime;
 use uuid::Uuid;
 use zt_types::AuditEvent;
 
@@ -33,7 +33,7 @@ fn selection() -> Selection {
 struct Row {
     id: i64,
     event_id: Uuid,
-    created_at: OffsetDateTime,
+    created_at: DateTime<Utc>,
     actor_kind: String,
     user_id: Option<String>,
     user_email: Option<String>,
@@ -74,7 +74,7 @@ impl Row {
         Ok(AuditRecord {
             id: self.id,
             event_id: self.event_id,
-            created_at: zt_types::Timestamp::from_offset_date_time(self.created_at).map_err(|e| e.to_string())?,
+            created_at: zt_types::Timestamp::from_chrono(self.created_at).map_err(|e| e.to_string())?,
             actor_kind: zt_types::ActorKind::parse(&self.actor_kind).map_err(|e| e.to_string())?,
             user_id: self.user_id,
             user_email: self.user_email,
@@ -116,8 +116,8 @@ fn inet(ip: Option<IpAddr>) -> Option<IpNetwork> {
     ip.map(IpNetwork::from)
 }
 
-fn timestamptz(event: &AuditEvent) -> OffsetDateTime {
-    event.created_at().to_offset_date_time()
+fn timestamptz(event: &AuditEvent) -> DateTime<Utc> {
+    event.created_at().to_chrono()
 }
 
 /// Canonical JSON text, sent as jsonb: the binary jsonb format is a version
@@ -291,7 +291,7 @@ pub(crate) fn existing_events(conn: &mut PgConnection, ids: &[Uuid]) -> Result<V
 struct NewRow<'a> {
     id: i64,
     event_id: Uuid,
-    created_at: OffsetDateTime,
+    created_at: DateTime<Utc>,
     actor_kind: &'a str,
     user_id: Option<&'a str>,
     user_email: Option<&'a str>,
@@ -422,8 +422,8 @@ pub(crate) fn append_batch(
 }
 
 /// A time as this backend stores it.
-fn db_time(at: zt_types::Timestamp) -> OffsetDateTime {
-    at.to_offset_date_time()
+fn db_time(at: zt_types::Timestamp) -> DateTime<Utc> {
+    at.to_chrono()
 }
 
 /// `client_ip <<= network`.

@@ -189,16 +189,9 @@ impl<'de> Deserialize<'de> for ErrorCode {
 }
 
 /// A reason string that is not in the catalog.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown error code {0:?}")]
 pub struct UnknownCode(String);
-
-impl fmt::Display for UnknownCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "unknown error code {:?}", self.0)
-    }
-}
-
-impl std::error::Error for UnknownCode {}
 
 #[cfg(test)]
 mod tests {
@@ -262,7 +255,9 @@ mod tests {
     fn lookup_and_serde() {
         assert_eq!(ErrorCode::from_reason("DB_UNAVAILABLE"), Some(ErrorCode::DbUnavailable));
         assert_eq!(ErrorCode::from_reason("db_unavailable"), None);
-        assert!("NOPE".parse::<ErrorCode>().is_err());
+        let unknown = "NOPE".parse::<ErrorCode>().unwrap_err();
+        assert_eq!(unknown.to_string(), "unknown error code \"NOPE\"");
+        assert!(std::error::Error::source(&unknown).is_none());
         let json = serde_json::to_string(&ErrorCode::RateLimited).unwrap();
         assert_eq!(json, "\"RATE_LIMITED\"");
         assert_eq!(

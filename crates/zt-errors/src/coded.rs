@@ -33,11 +33,18 @@ pub struct FieldMessage {
 /// assert_eq!(error.code(), ErrorCode::RequestValidationFailed);
 /// assert_eq!(error.safe_fields().len(), 1);
 /// ```
-#[derive(Debug)]
+///
+/// It displays as the code's reason, the internal message and the field
+/// messages, such as `REQUEST_VALIDATION_FAILED: signup rejected [email: Enter
+/// a valid email address.]`; the source is not repeated there, a reporter
+/// reads it from [`std::error::Error::source`].
+#[derive(Debug, thiserror::Error)]
+#[error("{}{}", .code.reason(), Details(.message.as_deref(), .fields))]
 pub struct CodedError {
     code: ErrorCode,
     message: Option<Cow<'static, str>>,
     fields: Vec<FieldMessage>,
+    #[source]
     source: Option<Box<dyn StdError + Send + Sync + 'static>>,
 }
 
@@ -99,21 +106,40 @@ impl From<ErrorCode> for CodedError {
     }
 }
 
-impl fmt::Display for CodedError {
+/// What [`CodedError`] displays after its code.
+struct Details<'a>(Option<&'a str>, &'a [FieldMessage]);
+
+impl fmt::Display for Details<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.code.reason())?;
-        if let Some(message) = &self.message {
+        if let Some(message) = self.0 {
             write!(f, ": {message}")?;
         }
-        for field in &self.fields {
+        for field in self.1 {
             write!(f, " [{}: {}]", field.field, field.message)?;
         }
         Ok(())
     }
 }
 
-impl StdError for CodedError {
-    fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.source.as_deref().map(|source| source as &(dyn StdError + 'static))
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn displays_code_message_and_fields_but_not_the_source() {
+        let error = CodedError::validation()
+            .with_message("signup rejected")
+            .with_safe_field("email", "Enter a valid email address.")
+            .with_source(std::io::Error::other("disk full"));
+        assert_eq!(
+            error.to_string(),
+            "REQUEST_VALIDATION_FAILED: signup rejected [email: Enter a valid email address.]"
+        );
+        let source = error.source().map(ToString::to_string);
+        assert_eq!(source.as_deref(), Some("disk full"));
+
+        let bare = CodedError::new(ErrorCode::RateLimited);
+        assert_eq!(bare.to_string(), "RATE_LIMITED");
+        assert!(bare.source().is_none());
     }
 }

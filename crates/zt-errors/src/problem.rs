@@ -1,6 +1,5 @@
 //! The client-safe error: an RFC 9457 problem.
 
-use std::fmt;
 use std::sync::Arc;
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
@@ -27,7 +26,11 @@ pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
 /// in again can cure the error, and `code` only when the sanitizer's policy
 /// exposes codes. The code is always available to server code through
 /// [`Problem::code`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// As an error it displays its title and reference, such as `Service
+/// unavailable (reference 0192…)`, and has no source: nothing internal.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{} (reference {reference})", .code.info().public_title)]
 pub struct Problem {
     code: ErrorCode,
     reference: ReferenceId,
@@ -131,10 +134,18 @@ impl Serialize for Problem {
     }
 }
 
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} (reference {})", self.title(), self.reference)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn displays_title_and_reference_only() {
+        let reference = ReferenceId::new();
+        let problem = Problem::new(ErrorCode::DbUnavailable, reference, Vec::new(), false, None);
+        assert_eq!(
+            problem.to_string(),
+            format!("{} (reference {reference})", problem.title())
+        );
+        assert!(std::error::Error::source(&problem).is_none());
     }
 }
-
-impl std::error::Error for Problem {}

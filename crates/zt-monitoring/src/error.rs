@@ -19,11 +19,15 @@ pub enum ErrorKind {
 
 /// An error from building a monitor, loading rules or delivering to a sink.
 ///
-/// Messages are lowercase and name the rule, field or sink concerned.
-#[derive(Debug)]
+/// Messages are lowercase and name the rule, field or sink concerned. The
+/// underlying cause, if any, is not repeated in the message: it is the
+/// error's [`source`](StdError::source), for a reporter to print the chain.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
 pub struct Error {
     kind: ErrorKind,
     message: String,
+    #[source]
     source: Option<Box<dyn StdError + Send + Sync + 'static>>,
 }
 
@@ -59,18 +63,40 @@ impl Error {
     }
 }
 
-impl fmt::Display for Error {
+/// Displays an error and its sources as `outer: inner: innermost`, for logs
+/// that print one line per error.
+pub(crate) struct Chain<'a>(pub(crate) &'a (dyn StdError + 'static));
+
+impl fmt::Display for Chain<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)?;
-        if let Some(source) = &self.source {
-            write!(f, ": {source}")?;
+        write!(f, "{}", self.0)?;
+        let mut link = self.0.source();
+        while let Some(current) = link {
+            write!(f, ": {current}")?;
+            link = current.source();
         }
         Ok(())
     }
 }
 
-impl StdError for Error {
-    fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.source.as_deref().map(|source| source as &(dyn StdError + 'static))
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_does_not_repeat_the_source() {
+        let error = Error::delivery(
+            "webhook \"ops\" failed after 3 attempt(s)",
+            std::io::Error::other("503"),
+        );
+        assert_eq!(error.to_string(), "webhook \"ops\" failed after 3 attempt(s)");
+        assert_eq!(error.source().map(ToString::to_string).as_deref(), Some("503"));
+        assert_eq!(
+            Chain(&error).to_string(),
+            "webhook \"ops\" failed after 3 attempt(s): 503"
+        );
+        let plain = Error::new(ErrorKind::Config, "rule \"x\" is defined twice");
+        assert!(plain.source().is_none());
+        assert_eq!(Chain(&plain).to_string(), "rule \"x\" is defined twice");
     }
 }

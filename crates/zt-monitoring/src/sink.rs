@@ -18,7 +18,7 @@ use serde::Serialize;
 use zt_types::Neutralized;
 
 use crate::alerts::Notification;
-use crate::error::{Error, ErrorKind};
+use crate::error::{Chain, Error, ErrorKind};
 use crate::report::Report;
 
 /// Where reports and alert notifications go: a log, Sentry, a pager.
@@ -516,7 +516,7 @@ impl Worker {
                 self.shared.delivered.fetch_add(1, Ordering::Relaxed);
                 return;
             }
-            Ok(Err(error)) => error.to_string(),
+            Ok(Err(error)) => Chain(&error).to_string(),
             Err(_) => "the sink panicked".to_owned(),
         };
         self.shared.failed.fetch_add(1, Ordering::Relaxed);
@@ -552,7 +552,7 @@ impl Worker {
         let result = catch_unwind(AssertUnwindSafe(|| self.sink.flush(timeout)));
         let ok = matches!(result, Ok(Ok(())));
         if let Ok(Err(error)) = &result {
-            tracing::warn!(target: "zt::monitoring", sink = %self.name, error = %error, "sink flush failed");
+            tracing::warn!(target: "zt::monitoring", sink = %self.name, error = %Chain(error), "sink flush failed");
         }
         self.flushed = requested;
         let mut progress = self.shared.progress.lock().unwrap_or_else(PoisonError::into_inner);

@@ -1,6 +1,5 @@
 //! A throwaway PostgreSQL cluster from the machine's PostgreSQL install.
 
-use std::fmt;
 use std::io;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -12,17 +11,11 @@ pub const INSTALL_HINT: &str = "install the PostgreSQL server binaries (Debian/U
      macOS: `brew install postgresql@15`), put their bin directory on PATH or in ZT_PG_BIN, \
      or set DATABASE_URL to a server you have, or set ZT_SKIP_POSTGRES=1 to run the SQLite half only";
 
-/// Why a cluster could not be started or stopped.
-#[derive(Debug)]
+/// Why a cluster could not be started or stopped. The message carries the
+/// whole story (the command, its output, the server log); it has no source.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
 pub struct ClusterError(String);
-
-impl fmt::Display for ClusterError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for ClusterError {}
 
 fn error(message: impl Into<String>) -> ClusterError {
     ClusterError(message.into())

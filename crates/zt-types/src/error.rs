@@ -7,7 +7,8 @@ use std::fmt;
 /// Every constructor in this crate that takes outside input returns this error.
 /// It names the field, so that a caller can tell the user which input was wrong
 /// without exposing anything internal.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("field `{field}` {}", Reason(kind))]
 pub struct FieldError {
     field: &'static str,
     kind: FieldErrorKind,
@@ -61,32 +62,62 @@ impl FieldError {
     }
 }
 
-impl fmt::Display for FieldError {
+/// Why a field was rejected, as the end of [`FieldError`]'s message.
+struct Reason<'a>(&'a FieldErrorKind);
+
+impl fmt::Display for Reason<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let field = self.field;
-        match &self.kind {
-            FieldErrorKind::Empty => write!(f, "field `{field}` is empty"),
+        match self.0 {
+            FieldErrorKind::Empty => f.write_str("is empty"),
             FieldErrorKind::TooLong { max, actual } => {
+                write!(f, "is {actual} bytes long, over its bound of {max} bytes")
+            }
+            FieldErrorKind::InvalidCharacter { character, position } => {
                 write!(
                     f,
-                    "field `{field}` is {actual} bytes long, over its bound of {max} bytes"
+                    "has the character {character:?} at byte {position}, which it does not allow"
                 )
             }
-            FieldErrorKind::InvalidCharacter { character, position } => write!(
-                f,
-                "field `{field}` has the character {character:?} at byte {position}, which it does not allow"
-            ),
-            FieldErrorKind::InvalidFormat(format) => {
-                write!(f, "field `{field}` is not {format}")
-            }
-            FieldErrorKind::TooDeep { max } => {
-                write!(f, "field `{field}` nests deeper than {max} levels")
-            }
-            FieldErrorKind::Serialize(reason) => {
-                write!(f, "field `{field}` could not be serialized: {reason}")
-            }
+            FieldErrorKind::InvalidFormat(format) => write!(f, "is not {format}"),
+            FieldErrorKind::TooDeep { max } => write!(f, "nests deeper than {max} levels"),
+            FieldErrorKind::Serialize(reason) => write!(f, "could not be serialized: {reason}"),
         }
     }
 }
 
-impl std::error::Error for FieldError {}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_the_field() {
+        let cases = [
+            (FieldErrorKind::Empty, "field `user_id` is empty"),
+            (
+                FieldErrorKind::TooLong { max: 128, actual: 130 },
+                "field `user_id` is 130 bytes long, over its bound of 128 bytes",
+            ),
+            (
+                FieldErrorKind::InvalidCharacter {
+                    character: ' ',
+                    position: 2,
+                },
+                "field `user_id` has the character ' ' at byte 2, which it does not allow",
+            ),
+            (FieldErrorKind::InvalidFormat("a UUID"), "field `user_id` is not a UUID"),
+            (
+                FieldErrorKind::TooDeep { max: 32 },
+                "field `user_id` nests deeper than 32 levels",
+            ),
+            (
+                FieldErrorKind::Serialize("key must be a string".to_owned()),
+                "field `user_id` could not be serialized: key must be a string",
+            ),
+        ];
+        for (kind, expected) in cases {
+            let error = FieldError::new("user_id", kind);
+            assert_eq!(error.to_string(), expected);
+            assert!(std::error::Error::source(&error).is_none());
+        }
+    }
+}

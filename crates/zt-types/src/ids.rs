@@ -59,6 +59,13 @@ macro_rules! text_type {
             }
         }
 
+        impl TryFrom<&str> for $name {
+            type Error = FieldError;
+            fn try_from(value: &str) -> Result<Self, FieldError> {
+                Self::parse(value)
+            }
+        }
+
         impl From<$name> for String {
             fn from(value: $name) -> String {
                 value.0
@@ -88,15 +95,52 @@ text_type!(
     /// ```
     /// use zt_types::UserId;
     /// assert_eq!(UserId::parse("42")?.as_str(), "42");
+    /// assert_eq!(UserId::try_from("user_2abc")?.as_str(), "user_2abc");
     /// assert!(UserId::parse("42; DROP TABLE users").is_err());
     /// # Ok::<(), zt_types::FieldError>(())
+    /// ```
+    ///
+    /// Integer and UUID primary keys convert without a check that could fail:
+    /// integers in decimal (negative ones keep their `-`), UUIDs in their
+    /// lowercase hyphenated form.
+    ///
+    /// ```
+    /// use uuid::Uuid;
+    /// use zt_types::UserId;
+    ///
+    /// assert_eq!(UserId::from(42).as_str(), "42");
+    /// assert_eq!(UserId::from(-5_i64).as_str(), "-5");
+    /// assert_eq!(UserId::from(7_u32).as_str(), "7");
+    /// assert_eq!(UserId::from(u64::MAX).as_str(), "18446744073709551615");
+    ///
+    /// let uuid = Uuid::parse_str("0190A1B2-C3D4-7E5F-8A9B-0C1D2E3F4A5B")?;
+    /// assert_eq!(UserId::from(uuid).as_str(), "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     UserId, field = "user_id", max = 128, allowed = id_char
 );
 
-impl From<u64> for UserId {
-    fn from(value: u64) -> Self {
-        Self(value.to_string())
+/// `From` for integer types: decimal text is 1 to 20 digits and `-`, all of
+/// which `id_char` allows.
+macro_rules! user_id_from_integers {
+    ($($integer:ty),*) => {
+        $(
+            impl From<$integer> for UserId {
+                /// The decimal form, such as `42` or `-5`.
+                fn from(value: $integer) -> Self {
+                    Self(value.to_string())
+                }
+            }
+        )*
+    };
+}
+
+user_id_from_integers!(i32, i64, u32, u64);
+
+impl From<Uuid> for UserId {
+    /// The lowercase hyphenated form, such as `0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b`.
+    fn from(value: Uuid) -> Self {
+        Self(value.hyphenated().to_string())
     }
 }
 
@@ -273,6 +317,55 @@ mod tests {
         for bad in ["", "a b", "x\n", "ü", &"9".repeat(129)] {
             assert!(UserId::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn user_id_from_integers_and_uuids_is_always_valid() {
+        let from_integers = [
+            UserId::from(0),
+            UserId::from(-5),
+            UserId::from(i32::MIN),
+            UserId::from(i32::MAX),
+            UserId::from(i64::MIN),
+            UserId::from(i64::MAX),
+            UserId::from(u32::MAX),
+            UserId::from(u64::MAX),
+        ];
+        let expected = [
+            "0",
+            "-5",
+            "-2147483648",
+            "2147483647",
+            "-9223372036854775808",
+            "9223372036854775807",
+            "4294967295",
+            "18446744073709551615",
+        ];
+        for (id, text) in from_integers.iter().zip(expected) {
+            assert_eq!(id.as_str(), text);
+            // The conversion skips the check; it must agree with it.
+            assert_eq!(&UserId::parse(text).unwrap(), id);
+        }
+
+        for uuid in [Uuid::nil(), Uuid::max(), Uuid::new_v4(), Uuid::now_v7()] {
+            let id = UserId::from(uuid);
+            assert_eq!(id.as_str().len(), 36);
+            assert_eq!(id.as_str(), uuid.hyphenated().to_string());
+            assert!(!id.as_str().chars().any(|c| c.is_ascii_uppercase()));
+            assert_eq!(UserId::parse(id.as_str()).unwrap(), id);
+        }
+        assert_eq!(
+            UserId::from(Uuid::max()).as_str(),
+            "ffffffff-ffff-ffff-ffff-ffffffffffff"
+        );
+    }
+
+    #[test]
+    fn text_ids_try_from_str() {
+        assert_eq!(UserId::try_from("auth0|abc").unwrap().as_str(), "auth0|abc");
+        assert_eq!(UserId::try_from("a b").unwrap_err().field(), "user_id");
+        let id: Result<RequestId, _> = "req-1".try_into();
+        assert_eq!(id.unwrap().as_str(), "req-1");
     }
 
     #[test]

@@ -12,7 +12,8 @@
 //! - sessions: [`SessionClaims`], what an identity provider asserted;
 //! - audit: [`AuditEvent`], [`AuditStatus`], with metadata redacted and bounded
 //!   by an [`EventPolicy`];
-//! - [`Severity`], [`Timestamp`], and the injectable [`Clock`].
+//! - [`Severity`], [`Timestamp`] (which converts to and from
+//!   `chrono::DateTime<Utc>`), and the injectable [`Clock`].
 //!
 //! Bad input gets a [`FieldError`] that names the field.
 //!
