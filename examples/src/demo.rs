@@ -84,18 +84,7 @@ pub fn demo_key(url: &DatabaseUrl) -> Result<ChainKey, Box<dyn std::error::Error
         Some(db) => db.with_extension("key"),
         None => PathBuf::from("zt-demo.key"),
     };
-    if path.exists() {
-        return Ok(ChainKey::from_file(&path)?);
-    }
-    let key = ChainKey::generate()?;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)?;
-    writeln!(file, "{}", key.to_hex())?;
-    Ok(key)
+    Ok(ChainKey::load_or_create(&path)?)
 }
 
 /// Tells the story on `url` with the chain `key`, writing it to `out`; `log`

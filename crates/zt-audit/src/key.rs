@@ -61,6 +61,39 @@ impl ChainKey {
         Self::parse(&text)
     }
 
+    /// Reads the key in `path`; on the very first start, when there is no
+    /// such file, generates a key and writes it there first, readable by its
+    /// owner only (mode 0600 on Unix), never replacing an existing file.
+    /// Every later start reads the same key, so the log keeps verifying.
+    ///
+    /// Keep the file outside the database's reach and back it up: a lost
+    /// key cannot be recovered, and the rows it wrote can then no longer be
+    /// verified.
+    pub fn load_or_create(path: &Path) -> Result<Self, Error> {
+        use std::io::Write as _;
+        if path.exists() {
+            return Self::from_file(path);
+        }
+        let key = Self::generate()?;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let written = options
+            .open(path)
+            .and_then(|mut file| writeln!(file, "{}", key.to_hex()).and_then(|()| file.sync_all()));
+        match written {
+            Ok(()) => Ok(key),
+            // Another process created it first: use its key.
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Self::from_file(path),
+            Err(error) => Err(Error::new(
+                ErrorKind::InvalidKey,
+                format!("cannot create key file {}", path.display()),
+            )
+            .with_source(error)),
+        }
+    }
+
     /// A fresh random 32-byte key.
     pub fn generate() -> Result<Self, Error> {
         let mut bytes = [0u8; 32];

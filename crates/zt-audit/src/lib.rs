@@ -22,8 +22,12 @@
 //! let dir = std::env::temp_dir().join(format!("zt-audit-doc-{}", std::process::id()));
 //! std::fs::create_dir_all(&dir)?;
 //! let pool = zt_db::Pool::connect(&format!("sqlite://{}", dir.join("audit.db").display()))?;
-//! let log = AuditLog::new(pool, &ChainKey::generate()?);
+//! // The chain key comes from configuration, never from the database or the
+//! // code: here a file created on the first start and read on every later one.
+//! let key = ChainKey::load_or_create(&dir.join("chain.key"))?;
+//! let log = AuditLog::new(pool, &key);
 //! log.migrate()?;
+//! log.check_key()?; // another key wrote this log? a clear error, before any write
 //!
 //! let event = AuditEvent::builder(Actor::user(UserId::parse("42")?, None), "UPDATE_ROLE", "users")
 //!     .resource_id(7)

@@ -340,7 +340,47 @@ fn migrations_are_idempotent(db: &TestDatabase) {
     }
 }
 
+/// A log written with one key refuses writes under another, naming the
+/// configured key's id, before anything is written; the right key writes on.
+fn a_changed_key_is_refused_before_anything_is_written(db: &TestDatabase) {
+    use diesel::Connection;
+    let log = open(db);
+    log.record(&event(1)).unwrap();
+    let other = zt_audit::ChainKey::from_bytes(&[7; 32]).unwrap();
+    let wrong = AuditLog::new(support::pool(db), &other);
+    let error = wrong.check_key().unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::InvalidKey);
+    assert!(error.to_string().contains(&other.id()), "{error}");
+    assert!(!error.to_string().contains(&support::key().id()), "{error}");
+    // Every write path refuses, and nothing lands.
+    assert_eq!(wrong.record(&event(2)).unwrap_err().kind(), ErrorKind::InvalidKey);
+    assert_eq!(
+        wrong.record_batch(&[event(3)]).unwrap_err().kind(),
+        ErrorKind::InvalidKey
+    );
+    let mut conn = wrong.pool().get().unwrap();
+    let in_tx = match conn.connection() {
+        zt_db::AnyConnection::Sqlite(conn) => conn.transaction(|conn| wrong.record_in(conn, &event(4))),
+        zt_db::AnyConnection::Postgres(conn) => conn.transaction(|conn| wrong.record_in(conn, &event(4))),
+        _ => unreachable!("both backends are built"),
+    };
+    assert_eq!(in_tx.unwrap_err().kind(), ErrorKind::InvalidKey);
+    drop(conn);
+    assert_eq!(log.count(&AuditFilter::new()).unwrap(), 1);
+    // The key that wrote the log passes, on a new handle too.
+    let again = AuditLog::new(support::pool(db), &support::key());
+    again.check_key().unwrap();
+    again.record(&event(5)).unwrap();
+    assert!(again.verify().unwrap().is_valid());
+    // An empty log accepts any key.
+    let empty = TestDatabase::new(db.backend()).unwrap();
+    let fresh = AuditLog::new(support::pool(&empty), &other);
+    fresh.migrate().unwrap();
+    fresh.check_key().unwrap();
+}
+
 zt_testkit::backend_tests!(
+    a_changed_key_is_refused_before_anything_is_written,
     writes_and_reads_back_every_field,
     same_event_twice_is_stored_once,
     in_transaction_write_is_atomic_with_the_business_change,

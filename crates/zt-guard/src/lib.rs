@@ -25,7 +25,7 @@
 //! # let dir = std::env::temp_dir().join(format!("zt-guard-doc-{}", std::process::id()));
 //! # std::fs::create_dir_all(&dir)?;
 //! let pool = zt_db::Pool::connect(&format!("sqlite://{}", dir.join("app.db").display()))?;
-//! let audit = AuditLog::new(pool.clone(), &ChainKey::generate()?);
+//! let audit = AuditLog::new(pool.clone(), &ChainKey::load_or_create(&dir.join("chain.key"))?);
 //! let users = UserStore::new(pool);
 //! audit.migrate()?;
 //! users.migrate()?;

@@ -249,6 +249,19 @@ impl UserStore {
         on_pool(&self.pool, |ops| ops.revoke_all(false, id, at))
     }
 
+    /// [`UserStore::create_user`] inside the caller's open transaction on
+    /// `conn`, the app's own connection or pooled connection as it is.
+    pub fn create_user_in(
+        &self,
+        conn: &mut impl AsConnection,
+        id: &UserId,
+        email: Option<&Email>,
+        role: &Role,
+    ) -> Result<AdminChange> {
+        let at = self.clock.now();
+        ops(conn.as_connection())?.create_user(id, email, role, at)
+    }
+
     /// [`UserStore::change_role`] inside the caller's open transaction on
     /// `conn`, so that the change commits or rolls back with it, such as with
     /// its audit row.

@@ -203,7 +203,7 @@ struct Shared {
 /// # let dir = std::env::temp_dir().join(format!("zt-pipeline-doc-{}", std::process::id()));
 /// # std::fs::create_dir_all(&dir)?;
 /// # let pool = zt_db::Pool::connect(&format!("sqlite://{}", dir.join("audit.db").display()))?;
-/// let log = AuditLog::new(pool, &ChainKey::generate()?);
+/// let log = AuditLog::new(pool, &ChainKey::load_or_create(&dir.join("chain.key"))?);
 /// log.migrate()?;
 /// let pipeline = Pipeline::start(log.clone(), PipelineConfig::new(dir.join("spool")).mode(SubmitMode::Spooled { fsync: true }))?;
 /// for _ in 0..100 {
