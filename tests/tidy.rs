@@ -177,3 +177,47 @@ fn dependencies_build_with_the_declared_rust_version() {
          or the same on the dependent that requires it) or raise the rust-version: {offenders:#?}"
     );
 }
+
+/// zt-db is the one backend layer. In the other library crates a backend
+/// `cfg` may only declare a per-backend module or an arm of the crate's one
+/// dispatch on `zt_db::AnyConnection`, or allow dead code when no backend is
+/// enabled; nothing else may change shape with a backend feature.
+#[test]
+fn backend_cfgs_only_declare_modules_or_dispatch_arms() {
+    let crates = root().join("crates");
+    let mut offenders = Vec::new();
+    for entry in std::fs::read_dir(&crates).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if matches!(name.as_str(), "zt-db" | "zt-testkit") {
+            continue;
+        }
+        let mut files = Vec::new();
+        rust_files(&entry.path().join("src"), &mut files);
+        for path in files {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let lines: Vec<&str> = text.lines().collect();
+            for (index, line) in lines.iter().enumerate() {
+                let backend_cfg = line.contains("cfg(")
+                    && (line.contains(r#"feature = "sqlite""#) || line.contains(r#"feature = "postgres""#));
+                if !backend_cfg || line.contains("not(any(") {
+                    continue;
+                }
+                let item = lines[index + 1..]
+                    .iter()
+                    .map(|next| next.trim())
+                    .find(|next| !next.starts_with("#[") && !next.starts_with("//"))
+                    .unwrap_or_default();
+                let allowed = item.starts_with("mod ")
+                    || item.starts_with("pub(crate) mod ")
+                    || item.starts_with("AnyConnection::");
+                if !allowed {
+                    offenders.push(format!("{}:{}: {item}", path.display(), index + 1));
+                }
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "backend cfgs outside zt-db that do more than declare a module or a dispatch arm: {offenders:#?}"
+    );
+}

@@ -110,6 +110,8 @@ mod backend;
 mod chain;
 mod checkpoint;
 mod error;
+#[cfg(any(feature = "sqlite", test))]
+mod ip_key;
 mod key;
 mod log;
 #[cfg(feature = "postgres")]

@@ -10,7 +10,8 @@ use zt_types::{AuditEvent, Timestamp};
 use crate::backend::{Head, Recorded, Scope, Store};
 use crate::chain::{CHAIN_VERSION, Chain, ChainFields};
 use crate::error::{Error, ErrorKind, Result};
-use crate::query::{AuditFilter, AuditRecord, Cursor, Order, Page, PageRequest, ip_key, ip_key_range};
+use crate::ip_key::{ip_key, ip_key_range};
+use crate::query::{AuditFilter, AuditRecord, Cursor, Order, Page, PageRequest};
 use crate::schema::sqlite::{audit_chain_head, audit_logs};
 use crate::verify::VerifyRow;
 
