@@ -34,7 +34,7 @@
 //! // Alice signs in; her session carries her role and session version.
 //! let alice = UserId::parse("alice")?;
 //! users.create_user(&alice, None, &Role::user())?;
-//! let version = users.user_state(&alice)?.ok_or("alice exists")?.session_version();
+//! let version = users.user_state(&alice)?.ok_or("alice exists")?.session_version().unwrap_or_default();
 //! let claims = SessionClaims::new(SessionId::parse("sess_1")?, alice, Role::user(), version, Timestamp::now());
 //! let request = RequestContext::new().with_ip("203.0.113.7".parse()?);
 //!

@@ -56,7 +56,7 @@
 //! // At sign-in: the session carries the role and session version of that moment.
 //! let state = store.user_state(&alice)?.ok_or("alice exists")?;
 //! let claims = SessionClaims::new(
-//!     SessionId::parse("sess_2abc")?, alice.clone(), state.role().clone(), state.session_version(), Timestamp::now(),
+//!     SessionId::parse("sess_2abc")?, alice.clone(), state.role().clone(), state.session_version().unwrap_or_default(), Timestamp::now(),
 //! );
 //! let request = RequestContext::new().with_ip("203.0.113.7".parse()?).with_user_agent("Mozilla/5.0");
 //! assert_eq!(delete_project(&validator, &claims, &request)?, "deleted by alice as admin");
