@@ -4,8 +4,8 @@
 //!   the codegen check, then the whole suite on SQLite and on a throwaway
 //!   PostgreSQL (or the server in `DATABASE_URL`).
 //! - `codegen [--check]`: regenerate the generated files, or check them.
-//! - `migrate [--database-url URL]`: apply every migration (default: the
-//!   README's SQLite file).
+//! - `migrate [--database-url URL] [--only audit|sessions]`: apply zt's
+//!   migrations, both sets or one (default URL: the README's SQLite file).
 //! - `bench [--quick]`: the performance targets beside their raw baselines;
 //!   writes `target/zt-bench/results.json` and `BENCHMARKS.md`.
 //! - `consumers`: `cargo check` of each package under `tests/consumers/`,
@@ -28,7 +28,7 @@ mod test;
 
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: cargo xtask <test [--no-lint] [-- FILTER...] | codegen [--check] | migrate [--database-url URL] | consumers | ci>";
+const USAGE: &str = "usage: cargo xtask <test [--no-lint] [-- FILTER...] | codegen [--check] | migrate [--database-url URL] [--only audit|sessions] | consumers | ci>";
 
 fn main() -> ExitCode {
     // Ctrl-C reaches every process in the foreground group. The children stop;

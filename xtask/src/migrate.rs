@@ -1,30 +1,115 @@
-//! `cargo xtask migrate [--database-url URL]`: applies every migration, by
-//! running `zt migrate` from this workspace.
+//! `cargo xtask migrate [--database-url URL] [--only audit|sessions]`:
+//! applies zt's migrations, or one set of them, by running `zt migrate` from
+//! this workspace. `zt` checks the `--only` value.
 
 use crate::shell::{cargo, run as run_step};
 
 /// The README's embedded SQLite file.
 pub(crate) const DEFAULT_URL: &str = "sqlite://zt-demo.db";
 
+const USAGE: &str = "usage: cargo xtask migrate [--database-url URL] [--only audit|sessions]";
+
+/// The options of `cargo xtask migrate`.
+#[derive(Debug, PartialEq, Eq)]
+struct Options {
+    url: String,
+    only: Option<String>,
+}
+
+fn parse(args: &[String]) -> Result<Options, String> {
+    let mut url = None;
+    let mut only = None;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => (flag, Some(value.to_owned())),
+            _ => (arg.as_str(), None),
+        };
+        let slot = match flag {
+            "--database-url" => &mut url,
+            "--only" => &mut only,
+            _ => return Err(USAGE.into()),
+        };
+        if slot.is_some() {
+            return Err(format!("{flag} given twice\n{USAGE}"));
+        }
+        let value = match inline {
+            Some(value) => value,
+            None => args
+                .next()
+                .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?
+                .clone(),
+        };
+        *slot = Some(value);
+    }
+    Ok(Options {
+        url: url.unwrap_or_else(|| DEFAULT_URL.to_owned()),
+        only,
+    })
+}
+
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
-    let url = match args {
-        [] => DEFAULT_URL.to_owned(),
-        [flag, url] if flag == "--database-url" => url.clone(),
-        [flag] if flag.starts_with("--database-url=") => flag["--database-url=".len()..].to_owned(),
-        _ => return Err("usage: cargo xtask migrate [--database-url URL]".into()),
-    };
-    run_step(
+    let options = parse(args)?;
+    let mut command = cargo();
+    command.args([
+        "run",
+        "--quiet",
+        "--package",
+        "zt-cli",
+        "--",
         "migrate",
-        cargo().args([
-            "run",
-            "--quiet",
-            "--package",
-            "zt-cli",
-            "--",
-            "migrate",
-            "--database-url",
-            &url,
-        ]),
-    )
-    .map_err(|_| "migration failed; the line above says why".to_owned())
+        "--database-url",
+        &options.url,
+    ]);
+    if let Some(only) = &options.only {
+        command.args(["--only", only]);
+    }
+    run_step("migrate", &mut command).map_err(|_| "migration failed; the line above says why".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|&s| s.to_owned()).collect()
+    }
+
+    #[test]
+    fn parses_the_url_and_only_in_either_form_and_order() {
+        assert_eq!(
+            parse(&[]),
+            Ok(Options {
+                url: DEFAULT_URL.into(),
+                only: None
+            })
+        );
+        let expected = Ok(Options {
+            url: "postgres://db/app".into(),
+            only: Some("audit".into()),
+        });
+        assert_eq!(
+            parse(&args(&["--database-url", "postgres://db/app", "--only", "audit"])),
+            expected
+        );
+        assert_eq!(
+            parse(&args(&["--only=audit", "--database-url=postgres://db/app"])),
+            expected
+        );
+        assert_eq!(
+            parse(&args(&["--only", "sessions"])),
+            Ok(Options {
+                url: DEFAULT_URL.into(),
+                only: Some("sessions".into())
+            })
+        );
+    }
+
+    #[test]
+    fn rejects_unknown_missing_and_repeated_flags() {
+        assert!(parse(&args(&["--frobnicate"])).is_err());
+        assert!(parse(&args(&["--only"])).is_err());
+        assert!(parse(&args(&["--only", "audit", "--only", "sessions"])).is_err());
+        assert!(parse(&args(&["sqlite://x.db"])).is_err());
+    }
 }

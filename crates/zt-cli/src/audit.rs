@@ -15,7 +15,7 @@ use zt_db::{DatabaseUrl, Pool, PoolConfig};
 use zt_types::{AuditStatus, Timestamp};
 
 use crate::output::{RECORD_COLUMNS, default_format, record_cells};
-use crate::{AuditCommand, ExportFormat, Filters, Format, KeyArgs, Outcome, when};
+use crate::{AuditCommand, ExportFormat, Filters, Format, KeyArgs, MigrationSetName, Outcome, when};
 
 fn connect(url: &str) -> Result<Pool> {
     let url: DatabaseUrl = url.parse().map_err(|e| anyhow!("{e}"))?;
@@ -34,18 +34,25 @@ fn connect(url: &str) -> Result<Pool> {
     .map_err(|e| anyhow!("{e}"))
 }
 
-/// `zt migrate`: applies zt-audit's and zt-session's migrations.
-pub(crate) fn migrate(url: &str) -> Result<Outcome> {
+/// `zt migrate [--only audit|sessions]`: applies zt-audit's and
+/// zt-session's migrations, or one set of them; prints one line per set.
+pub(crate) fn migrate(url: &str, only: Option<MigrationSetName>) -> Result<Outcome> {
     let parsed: DatabaseUrl = url.parse().map_err(|e| anyhow!("{e}"))?;
     let pool = Pool::connect_with(&parsed, &PoolConfig::new().max_size(1)).map_err(|e| anyhow!("{e}"))?;
-    let mut applied = Vec::new();
-    for set in [&zt_audit::MIGRATIONS, &zt_session::MIGRATIONS] {
-        applied.extend(pool.run_migrations(set).map_err(|e| anyhow!("{e}"))?);
-    }
-    if applied.is_empty() {
-        println!("{parsed}: up to date");
-    } else {
-        println!("{parsed}: applied {}", applied.join(", "));
+    let sets = [
+        (MigrationSetName::Audit, "audit", &zt_audit::MIGRATIONS),
+        (MigrationSetName::Sessions, "sessions", &zt_session::MIGRATIONS),
+    ];
+    for (name, label, set) in sets {
+        if only.is_some_and(|only| only != name) {
+            continue;
+        }
+        let applied = pool.run_migrations(set).map_err(|e| anyhow!("{e}"))?;
+        if applied.is_empty() {
+            println!("{parsed}: {label}: up to date, nothing to apply");
+        } else {
+            println!("{parsed}: {label}: applied {}", applied.join(", "));
+        }
     }
     Ok(Outcome::Ok)
 }

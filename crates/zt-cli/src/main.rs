@@ -30,8 +30,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Apply every zt migration (audit log, users and session revocations).
-    Migrate(DatabaseArgs),
+    /// Apply zt's migrations (audit log; users and session revocations).
+    ///
+    /// zt records them in its own `__zt_schema_migrations` table, so the
+    /// app's diesel migrations, and `diesel migration revert`, never see them.
+    Migrate(MigrateArgs),
     /// Query, export, verify and checkpoint the audit log.
     #[command(subcommand)]
     Audit(Box<AuditCommand>),
@@ -45,6 +48,24 @@ struct DatabaseArgs {
     /// `sqlite://path/to/file.db` or `postgres://user@host/db`.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: String,
+}
+
+#[derive(Args)]
+struct MigrateArgs {
+    #[command(flatten)]
+    database: DatabaseArgs,
+    /// Apply only this crate's migrations; default: both.
+    #[arg(long, value_enum)]
+    only: Option<MigrationSetName>,
+}
+
+/// One of zt's migration sets, for `zt migrate --only`.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum MigrationSetName {
+    /// zt-audit's: the `audit_logs` table.
+    Audit,
+    /// zt-session's: `zt_users`, `zt_session_revocations`, `zt_user_revocations`.
+    Sessions,
 }
 
 #[derive(Subcommand)]
@@ -201,7 +222,7 @@ enum Outcome {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Migrate(database) => audit::migrate(&database.database_url),
+        Command::Migrate(args) => audit::migrate(&args.database.database_url, args.only),
         Command::Audit(command) => audit::run(*command),
         Command::Codes(command) => codes::run(command),
     };

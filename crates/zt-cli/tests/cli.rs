@@ -313,7 +313,42 @@ fn errors_are_one_line_with_exit_code_2(db: &TestDatabase) {
     assert!(String::from_utf8_lossy(&no_key.stderr).contains("--key-file"));
 }
 
+fn migrate_only_one_set(db: &TestDatabase) {
+    let pool = Pool::connect_with(&db.url().parse().unwrap(), &PoolConfig::new()).unwrap();
+    let audit = stdout(zt(db).args(["migrate", "--only", "audit"]));
+    assert!(audit.contains("audit: applied 20261129000001"), "{audit}");
+    assert!(!audit.contains("sessions"), "{audit}");
+    assert!(pool.pending_migrations(&zt_audit::MIGRATIONS).unwrap().is_empty());
+    assert_eq!(
+        pool.pending_migrations(&zt_session::MIGRATIONS).unwrap(),
+        ["20261129000002"]
+    );
+
+    let sessions = stdout(zt(db).args(["migrate", "--only=sessions"]));
+    assert!(sessions.contains("sessions: applied 20261129000002"), "{sessions}");
+    assert!(!sessions.contains("audit"), "{sessions}");
+    assert_eq!(
+        pool.applied_migrations(&zt_session::MIGRATIONS).unwrap(),
+        ["20261129000002"]
+    );
+
+    let both = stdout(zt(db).arg("migrate"));
+    assert!(
+        both.contains("audit: up to date") && both.contains("sessions: up to date"),
+        "{both}"
+    );
+
+    let bad = zt(db).args(["migrate", "--only", "everything"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("invalid value 'everything'") && stderr.contains("audit") && stderr.contains("sessions"),
+        "{stderr}"
+    );
+}
+
 zt_testkit::backend_tests!(
+    migrate_only_one_set,
     migrate_and_query,
     export_streams_every_row,
     verify_names_the_tampered_row_of_a_large_log,

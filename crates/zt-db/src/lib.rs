@@ -17,7 +17,14 @@
 //! - [`DatabaseUrl`]: `sqlite://path` or `postgres://...`, with the password
 //!   hidden when displayed.
 //! - [`MigrationSet`] and [`run_migrations`]: each zt crate embeds its own
-//!   migrations; running them is serialized across processes.
+//!   migrations; running them is serialized across processes, and zt records
+//!   them in its own [`MIGRATIONS_TABLE`], `__zt_schema_migrations`, never in
+//!   the app's `__diesel_schema_migrations`. The app's own diesel migrations
+//!   (`run_pending_migrations`, `revert_last_migration`, `diesel migration
+//!   revert`) run beside zt's as if zt were not there; rows an earlier zt
+//!   release wrote into diesel's table move to zt's on the next run.
+//!   [`MigrationSet::pending`] and [`MigrationSet::applied`] tell what is left,
+//!   without changing anything.
 //!
 //! ```
 //! use zt_db::{AnyConnection, Backend, Pool};
@@ -60,7 +67,7 @@ mod url;
 pub use classify::ErrorClass;
 pub use connection::{AnyConnection, AsConnection, ConnectionVisitor, DbConnection};
 pub use error::{Error, ErrorKind};
-pub use migrate::{Migrate, MigrationSet, run_migrations};
+pub use migrate::{MIGRATIONS_TABLE, Migrate, MigrationSet, run_migrations};
 #[cfg(feature = "postgres")]
 pub use pool::PgPool;
 pub use pool::{Manager, Pool, PoolConfig, PooledConnection, Synchronous};

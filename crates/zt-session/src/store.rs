@@ -698,6 +698,7 @@ mod sqlite_ops {
         at.to_string()
     }
 
+    #[allow(clippy::needless_pass_by_value)] // `Option::map` hands it over by value.
     fn from_time(text: String) -> crate::Result<zt_types::Timestamp> {
         Ok(text.parse()?)
     }
