@@ -52,7 +52,7 @@
 // Without a backend only the error classes and URLs are live.
 #![cfg_attr(
     not(any(feature = "sqlite", feature = "postgres")),
-    allow(dead_code, unused_variables, unreachable_code)
+    allow(dead_code, unused_variables, unreachable_code, clippy::needless_pass_by_value)
 )]
 
 mod classify;
