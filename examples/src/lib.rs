@@ -8,6 +8,8 @@
 //!   provider would, for the examples and tests only.
 //! - [`http::Service`]: the app as JSON endpoints over tiny_http.
 //! - [`demo::run`]: the story `cargo run --example demo` tells.
+//! - [`existing_app`]: a diesel app that existed before zt adopts it one
+//!   crate at a time (`cargo run --example existing_app`).
 //!
 //! ```no_run
 //! let app = zt_examples::App::open("sqlite://zt-demo.db", &zt_audit::ChainKey::generate()?)?;
@@ -18,6 +20,7 @@
 
 mod app;
 pub mod demo;
+pub mod existing_app;
 pub mod http;
 mod idp;
 mod schema;

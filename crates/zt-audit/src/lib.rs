@@ -135,8 +135,8 @@ pub use pipeline::{Overflow, Pipeline, PipelineConfig, PipelineStats, SubmitMode
 pub use query::{AuditFilter, AuditRecord, Cursor, Order, Page, PageRequest};
 pub use table::{TextTable, records_table};
 pub use verify::{Finding, TamperKind, VerifyReport};
-pub use zt_db::{AsConnection, Pool, PoolConfig};
-pub use zt_types::{Actor, AuditEvent, AuditStatus, RequestContext, Timestamp, UserId};
+pub use zt_db::{AnyConnection, AsConnection, DbConnection, Pool, PoolConfig};
+pub use zt_types::{Actor, AuditEvent, AuditStatus, FieldError, RequestContext, Timestamp, UserId};
 
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
 

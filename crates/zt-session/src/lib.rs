@@ -182,8 +182,11 @@ pub use role::{RoleChangePolicy, RoleHierarchy};
 #[cfg_attr(docsrs, doc(cfg(feature = "store")))]
 pub use store::{RevocationList, Revocations, UserStore};
 pub use validator::{ValidatedSession, Validator};
+#[cfg(feature = "store")]
+pub use zt_db::{AnyConnection, AsConnection, DbConnection, Pool};
 pub use zt_types::{
-    Clock, ManualClock, RequestContext, Role, SessionClaims, SessionHash, SessionId, SystemClock, Timestamp, UserId,
+    Clock, FieldError, ManualClock, RequestContext, Role, SessionClaims, SessionHash, SessionId, SystemClock,
+    Timestamp, UserId,
 };
 
 #[cfg(feature = "store")]
