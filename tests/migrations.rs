@@ -23,6 +23,8 @@ const APP_FIRST: &str = "20200101000001";
 const APP_SECOND: &str = "20200102000001";
 const AUDIT: &str = "20261129000001";
 const SESSIONS: &str = "20261129000002";
+/// zt-audit's second migration, the hash chains; later than the first release.
+const AUDIT_CHAINS: &str = "20261130000001";
 
 /// Runs `$body` with `$conn` bound to the backend's diesel connection and
 /// `$app` to the app's migrations for that backend, as the app itself would.
@@ -47,8 +49,11 @@ macro_rules! on_backend {
 struct OldZt(&'static EmbeddedMigrations);
 
 impl<DB: diesel::backend::Backend> MigrationSource<DB> for OldZt {
+    /// The migrations the earlier release shipped: those before the chains.
     fn migrations(&self) -> diesel::migration::Result<Vec<Box<dyn Migration<DB>>>> {
-        MigrationSource::<DB>::migrations(self.0)
+        let mut migrations = MigrationSource::<DB>::migrations(self.0)?;
+        migrations.retain(|migration| migration.name().version().to_string().as_str() < AUDIT_CHAINS);
+        Ok(migrations)
     }
 }
 
@@ -129,7 +134,7 @@ fn app_and_zt_migrations_coexist(db: &TestDatabase) {
     // zt's sets, in code, on the app's own connection.
     assert!(zt_audit::MIGRATIONS.applied(&mut conn).unwrap().is_empty());
     assert_eq!(zt_session::MIGRATIONS.pending(&mut conn).unwrap(), [SESSIONS]);
-    assert_eq!(zt_audit::run_migrations(&mut conn).unwrap(), [AUDIT]);
+    assert_eq!(zt_audit::run_migrations(&mut conn).unwrap(), [AUDIT, AUDIT_CHAINS]);
     assert_eq!(zt_session::run_migrations(&mut conn).unwrap(), [SESSIONS]);
 
     // The app's second migration: diesel sees only the app's versions.
@@ -145,7 +150,10 @@ fn app_and_zt_migrations_coexist(db: &TestDatabase) {
         [APP_SECOND, APP_FIRST],
         "diesel's table holds only the app's versions"
     );
-    assert_eq!(versions_in(&mut conn, "__zt_schema_migrations"), [AUDIT, SESSIONS]);
+    assert_eq!(
+        versions_in(&mut conn, "__zt_schema_migrations"),
+        [AUDIT, SESSIONS, AUDIT_CHAINS]
+    );
 
     // The issue's failure: reverting the app's newest migration works.
     let reverted = on_backend!(conn, |c, app| c.revert_last_migration(app).unwrap().to_string());
@@ -161,7 +169,7 @@ fn app_and_zt_migrations_coexist(db: &TestDatabase) {
         assert!(zt_db::run_migrations(&mut conn, set).unwrap().is_empty(), "{set:?}");
         assert!(set.pending(&mut conn).unwrap().is_empty(), "{set:?}");
     }
-    assert_eq!(zt_audit::MIGRATIONS.applied(&mut conn).unwrap(), [AUDIT]);
+    assert_eq!(zt_audit::MIGRATIONS.applied(&mut conn).unwrap(), [AUDIT, AUDIT_CHAINS]);
     assert_eq!(count(&mut conn, "SELECT COUNT(*) AS n FROM audit_logs"), 0);
     assert_eq!(count(&mut conn, "SELECT COUNT(*) AS n FROM zt_users"), 0);
     assert_eq!(count(&mut conn, "SELECT COUNT(*) AS n FROM zt_session_revocations"), 0);
@@ -228,22 +236,26 @@ fn earlier_zt_bookkeeping_moves_to_zts_table(db: &TestDatabase) {
     assert!(error.contains(SESSIONS), "{error}");
     // Counted as applied, before anything moves.
     assert_eq!(zt_session::MIGRATIONS.applied(&mut conn).unwrap(), [SESSIONS]);
-    assert!(zt_audit::MIGRATIONS.pending(&mut conn).unwrap().is_empty());
+    assert_eq!(zt_audit::MIGRATIONS.pending(&mut conn).unwrap(), [AUDIT_CHAINS]);
 
     // zt-session first, then zt-audit: each moves only its own row, and
     // applies nothing (the tables exist, so applying again would fail).
     assert!(zt_session::run_migrations(&mut conn).unwrap().is_empty());
     assert_eq!(versions_in(&mut conn, "__zt_schema_migrations"), [SESSIONS]);
     assert_eq!(versions_in(&mut conn, "__diesel_schema_migrations"), [APP_FIRST, AUDIT]);
-    assert!(zt_audit::run_migrations(&mut conn).unwrap().is_empty());
-    assert_eq!(versions_in(&mut conn, "__zt_schema_migrations"), [AUDIT, SESSIONS]);
+    // The earlier log's rows stay; only the chains migration is new.
+    assert_eq!(zt_audit::run_migrations(&mut conn).unwrap(), [AUDIT_CHAINS]);
+    assert_eq!(
+        versions_in(&mut conn, "__zt_schema_migrations"),
+        [AUDIT, SESSIONS, AUDIT_CHAINS]
+    );
     assert_eq!(versions_in(&mut conn, "__diesel_schema_migrations"), [APP_FIRST]);
     assert_eq!(
         count(
             &mut conn,
             "SELECT COUNT(*) AS n FROM __zt_schema_migrations WHERE run_on IS NOT NULL"
         ),
-        2
+        3
     );
 
     // The app's harness works again.
@@ -261,7 +273,7 @@ fn a_row_in_both_tables_is_kept_once(db: &TestDatabase) {
     // A crash between two releases, or a hand-made fix, left zt's version in
     // both tables: zt's row stays, diesel's goes.
     let mut conn = connect(db);
-    assert_eq!(zt_audit::run_migrations(&mut conn).unwrap(), [AUDIT]);
+    assert_eq!(zt_audit::run_migrations(&mut conn).unwrap(), [AUDIT, AUDIT_CHAINS]);
     on_backend!(conn, |c, _app| {
         diesel::sql_query(
             "CREATE TABLE __diesel_schema_migrations (version VARCHAR(50) PRIMARY KEY NOT NULL, \
@@ -276,7 +288,7 @@ fn a_row_in_both_tables_is_kept_once(db: &TestDatabase) {
         .unwrap();
     });
     assert!(zt_audit::run_migrations(&mut conn).unwrap().is_empty());
-    assert_eq!(versions_in(&mut conn, "__zt_schema_migrations"), [AUDIT]);
+    assert_eq!(versions_in(&mut conn, "__zt_schema_migrations"), [AUDIT, AUDIT_CHAINS]);
     assert_eq!(versions_in(&mut conn, "__diesel_schema_migrations"), [APP_FIRST]);
 }
 

@@ -233,7 +233,7 @@ pub fn run(
     match &report.finding {
         None => writeln!(
             out,
-            "\n   verification: OK, {} rows verified, the chain is intact",
+            "\n   verification: OK, {} rows verified, every chain is intact",
             report.rows_checked
         )?,
         Some(finding) => writeln!(out, "\n   verification: TAMPERED: {finding}")?,

@@ -10,11 +10,15 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::query::{AuditFilter, Page, PageRequest};
 use crate::verify::VerifyRow;
 
-/// Where an event landed in the chain.
+/// Where an event landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Recorded {
-    /// Its chain position, the row id.
+    /// The row id.
     pub id: i64,
+    /// The chain it was appended to.
+    pub chain: i16,
+    /// Its position in that chain.
+    pub seq: i64,
     /// Its MAC.
     pub mac: [u8; 32],
     /// Whether it was already stored, by an earlier write of the same event id;
@@ -22,9 +26,11 @@ pub struct Recorded {
     pub duplicate: bool,
 }
 
-/// The head of the chain: the last position and its MAC.
+/// The head of one chain: its last position and that row's MAC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Head {
+    /// The chain.
+    pub chain: i16,
     /// The last position; 0 when the chain is empty.
     pub seq: i64,
     /// The MAC at that position, or the genesis MAC.
@@ -40,28 +46,64 @@ pub(crate) enum Scope {
     Caller,
 }
 
+/// Which chain an append goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// Any of chains `1..=chains` that no other transaction holds, `preferred`
+    /// first; when all are held, wait for `preferred`.
+    Any {
+        /// How many chains writers share.
+        chains: i16,
+        /// The chain tried first, and waited for when all are held.
+        preferred: i16,
+    },
+    /// This chain, such as a tenant's, waiting for it if it is held.
+    Chain(i16),
+}
+
 /// The audit operations each backend implements on its connection type.
 pub(crate) trait Store {
-    /// Appends one event. `cached` is the head as this process last wrote it;
-    /// a backend may use it to skip reading the head.
-    fn append(&mut self, chain: &Chain, event: &AuditEvent, cached: Option<Head>, scope: Scope) -> Result<Recorded>;
-    /// Appends `events` in one transaction; with `dedupe`, events already
-    /// stored are skipped and reported as duplicates.
-    fn append_batch(&mut self, chain: &Chain, events: &[AuditEvent], dedupe: bool) -> Result<(Vec<Recorded>, Head)>;
+    /// Appends one event to a chain of `target`. `hint` is a head this
+    /// process last wrote; a backend may append on top of it in one
+    /// statement, falling back to locking a head when another writer moved it.
+    fn append(
+        &mut self,
+        chain: &Chain,
+        event: &AuditEvent,
+        hint: Option<Head>,
+        scope: Scope,
+        target: Target,
+    ) -> Result<Recorded>;
+    /// Appends `events` to one chain of `target` in one transaction; with
+    /// `dedupe`, events already stored are skipped and reported as duplicates.
+    fn append_batch(
+        &mut self,
+        chain: &Chain,
+        events: &[AuditEvent],
+        dedupe: bool,
+        target: Target,
+    ) -> Result<(Vec<Recorded>, Head)>;
     /// The row of an event already stored.
     fn find_event(&mut self, event_id: &Uuid) -> Result<Option<Recorded>>;
-    /// The chain head.
-    fn read_head(&mut self) -> Result<Head>;
+    /// Every chain's head, by chain id.
+    fn read_heads(&mut self) -> Result<Vec<Head>>;
+    /// The chain ids that have rows, ascending.
+    fn chain_ids(&mut self) -> Result<Vec<i16>>;
     /// One page of rows matching `filter`.
     fn query_page(&mut self, filter: &AuditFilter, page: &PageRequest) -> Result<Page>;
     /// How many rows match `filter`.
     fn count(&mut self, filter: &AuditFilter) -> Result<u64>;
-    /// The rows with `after_id < id <= last_id`, in id order.
-    fn chain_range(&mut self, after_id: i64, last_id: i64) -> Result<Vec<VerifyRow>>;
-    /// The highest row id.
-    fn max_id(&mut self) -> Result<Option<i64>>;
-    /// The MAC of row `id`.
-    fn mac_at(&mut self, id: i64) -> Result<Option<[u8; 32]>>;
+    /// The rows of `chain_id` at positions `after < seq <= last`, in order.
+    fn chain_range(&mut self, chain_id: i16, after: i64, last: i64) -> Result<Vec<VerifyRow>>;
+    /// The highest position stored in `chain_id`.
+    fn max_seq(&mut self, chain_id: i16) -> Result<Option<i64>>;
+    /// The MAC stored at position `seq` of `chain_id`.
+    fn mac_at(&mut self, chain_id: i16, seq: i64) -> Result<Option<[u8; 32]>>;
+    /// The row with the highest id.
+    fn newest_row(&mut self) -> Result<Option<VerifyRow>>;
+    /// Creates the heads of the chains unpinned writers share, in a
+    /// transaction of their own, before writers need them.
+    fn ensure_chains(&mut self, chains: i16) -> Result<()>;
 }
 
 /// The audit store of `conn`'s backend: the one place zt-audit dispatches on

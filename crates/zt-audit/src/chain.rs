@@ -9,8 +9,10 @@ use sha2::Sha256;
 
 use crate::key::ChainKey;
 
-/// The version of the encoding below, stored in each row's `chain_version`.
-pub const CHAIN_VERSION: i16 = 1;
+/// The version of the encoding below that new rows get, stored in each row's
+/// `chain_version`. Version 1 rows (written before chains) encode no chain id
+/// and belong to chain 1; version 2 rows encode their chain id.
+pub const CHAIN_VERSION: i16 = 2;
 
 /// The MAC before the first row.
 pub const GENESIS_MAC: [u8; 32] = [0; 32];
@@ -21,7 +23,12 @@ const DOMAIN: &[u8] = b"zt-audit-chain\0";
 /// written or a row being verified.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ChainFields<'a> {
-    pub(crate) id: i64,
+    /// The encoding version.
+    pub(crate) version: i16,
+    /// The chain.
+    pub(crate) chain: i16,
+    /// The position in the chain.
+    pub(crate) seq: i64,
     pub(crate) event_id: [u8; 16],
     pub(crate) created_at_micros: i64,
     pub(crate) actor_kind: &'a str,
@@ -40,11 +47,13 @@ pub(crate) struct ChainFields<'a> {
 }
 
 impl<'a> ChainFields<'a> {
-    /// The fields of `event` at chain position `id`.
-    pub(crate) fn of_event(event: &'a zt_types::AuditEvent, id: i64) -> Self {
+    /// The fields of `event` at position `seq` of `chain`.
+    pub(crate) fn of_event(event: &'a zt_types::AuditEvent, chain: i16, seq: i64) -> Self {
         let context = event.context();
         Self {
-            id,
+            version: CHAIN_VERSION,
+            chain,
+            seq,
             event_id: *event.event_id().as_uuid().as_bytes(),
             created_at_micros: event.created_at().unix_micros(),
             actor_kind: event.actor().kind().as_str(),
@@ -95,8 +104,11 @@ impl Chain {
 /// Feeds the canonical encoding to `sink`, piece by piece.
 pub(crate) fn encode(fields: &ChainFields<'_>, prev_mac: &[u8; 32], sink: &mut dyn FnMut(&[u8])) {
     sink(DOMAIN);
-    sink(&CHAIN_VERSION.to_be_bytes());
-    sink(&fields.id.to_be_bytes());
+    sink(&fields.version.to_be_bytes());
+    if fields.version >= 2 {
+        sink(&fields.chain.to_be_bytes());
+    }
+    sink(&fields.seq.to_be_bytes());
     sink(&fields.event_id);
     sink(&fields.created_at_micros.to_be_bytes());
     text(sink, fields.actor_kind);
@@ -152,7 +164,9 @@ mod tests {
 
     fn fields(metadata: &str) -> ChainFields<'_> {
         ChainFields {
-            id: 1,
+            version: 1,
+            chain: 1,
+            seq: 1,
             event_id: [7; 16],
             created_at_micros: 1_700_000_000_000_000,
             actor_kind: "user",
@@ -216,5 +230,27 @@ mod tests {
         expected.push(0); // no request id
         expected.extend_from_slice(&GENESIS_MAC);
         assert_eq!(bytes, expected);
+
+        // Version 2 adds the chain id after the version; the rest is the same.
+        let mut v2 = fields("{}");
+        (v2.version, v2.chain) = (2, 7);
+        let mut bytes = Vec::new();
+        encode(&v2, &GENESIS_MAC, &mut |piece| bytes.extend_from_slice(piece));
+        let mut expected_v2 = b"zt-audit-chain\0".to_vec();
+        expected_v2.extend_from_slice(&[0, 2, 0, 7]); // version 2, chain 7
+        expected_v2.extend_from_slice(&expected[b"zt-audit-chain\0".len() + 2..]);
+        assert_eq!(bytes, expected_v2);
+    }
+
+    #[test]
+    fn chain_and_version_are_covered() {
+        let chain = Chain::new(&ChainKey::from_bytes(&[1; 32]).unwrap());
+        let mut v2 = fields("{}");
+        v2.version = 2;
+        let base = chain.mac(&v2, &GENESIS_MAC);
+        let mut other_chain = v2;
+        other_chain.chain = 2;
+        assert_ne!(base, chain.mac(&other_chain, &GENESIS_MAC));
+        assert_ne!(base, chain.mac(&fields("{}"), &GENESIS_MAC), "v1 and v2 differ");
     }
 }

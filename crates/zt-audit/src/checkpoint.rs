@@ -7,23 +7,41 @@ use zt_types::Timestamp;
 
 use crate::error::{Error, ErrorKind};
 
-/// The current checkpoint format.
-pub const CHECKPOINT_VERSION: u8 = 1;
+/// The current checkpoint format: 2, one head per chain. Version 1 files,
+/// from before chains, state the head of chain 1 in `seq` and `last_mac`,
+/// and still verify.
+pub const CHECKPOINT_VERSION: u8 = 2;
 
 const DOMAIN: &[u8] = b"zt-audit-checkpoint\0";
 
-/// What a checkpoint states: at `created_at`, the chain held `row_count`
-/// rows, its last position was `seq` and that row's MAC was `last_mac`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Checkpoint {
-    /// The format version.
-    pub version: u8,
-    /// The last chain position covered.
+/// The head of one chain as a checkpoint states it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainState {
+    /// The chain.
+    pub chain: i16,
+    /// Its last position covered.
     pub seq: i64,
     /// The MAC of the row at `seq`.
     #[serde(with = "hex_mac")]
     pub last_mac: [u8; 32],
-    /// How many rows the chain held.
+}
+
+/// What a checkpoint states: at `created_at`, the log held `row_count` rows,
+/// and each chain's last position and MAC were those in `chains`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The format version.
+    pub version: u8,
+    /// Version 1 only: the last position of chain 1.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub seq: i64,
+    /// Version 1 only: the MAC of the row at `seq`.
+    #[serde(default, with = "hex_mac", skip_serializing_if = "is_genesis")]
+    pub last_mac: [u8; 32],
+    /// Version 2: the head of every chain, by chain id.
+    #[serde(default)]
+    pub chains: Vec<ChainState>,
+    /// How many rows the log held.
     pub row_count: u64,
     /// When the checkpoint was taken.
     pub created_at: Timestamp,
@@ -31,15 +49,49 @@ pub struct Checkpoint {
     pub chain_key_id: String,
 }
 
+fn is_zero(value: &i64) -> bool {
+    *value == 0
+}
+
+fn is_genesis(mac: &[u8; 32]) -> bool {
+    *mac == [0; 32]
+}
+
 impl Checkpoint {
+    /// The head of every chain it states: `chains`, or for a version 1
+    /// checkpoint, chain 1 at `seq`.
+    pub fn heads(&self) -> Vec<ChainState> {
+        if self.version == 1 {
+            vec![ChainState {
+                chain: 1,
+                seq: self.seq,
+                last_mac: self.last_mac,
+            }]
+        } else {
+            self.chains.clone()
+        }
+    }
+
     /// The bytes that are signed: a domain tag, then each field in order,
-    /// integers big-endian, the key id length-prefixed.
+    /// integers big-endian, the key id length-prefixed. Version 2 states the
+    /// number of chains, then each chain's id, position and MAC, where
+    /// version 1 stated `seq` and `last_mac`.
     pub fn signed_bytes(&self) -> Vec<u8> {
-        let mut bytes = Vec::with_capacity(DOMAIN.len() + 1 + 8 + 32 + 8 + 8 + 4 + self.chain_key_id.len());
+        let mut bytes = Vec::with_capacity(DOMAIN.len() + 64 + 42 * self.chains.len() + self.chain_key_id.len());
         bytes.extend_from_slice(DOMAIN);
         bytes.push(self.version);
-        bytes.extend_from_slice(&self.seq.to_be_bytes());
-        bytes.extend_from_slice(&self.last_mac);
+        if self.version == 1 {
+            bytes.extend_from_slice(&self.seq.to_be_bytes());
+            bytes.extend_from_slice(&self.last_mac);
+        } else {
+            let count = u32::try_from(self.chains.len()).unwrap_or(u32::MAX);
+            bytes.extend_from_slice(&count.to_be_bytes());
+            for state in &self.chains {
+                bytes.extend_from_slice(&state.chain.to_be_bytes());
+                bytes.extend_from_slice(&state.seq.to_be_bytes());
+                bytes.extend_from_slice(&state.last_mac);
+            }
+        }
         bytes.extend_from_slice(&self.row_count.to_be_bytes());
         bytes.extend_from_slice(&self.created_at.unix_micros().to_be_bytes());
         let id_len = u32::try_from(self.chain_key_id.len()).unwrap_or(u32::MAX);
@@ -122,9 +174,21 @@ mod tests {
     fn checkpoint() -> Checkpoint {
         Checkpoint {
             version: CHECKPOINT_VERSION,
-            seq: 10,
-            last_mac: [9; 32],
-            row_count: 10,
+            seq: 0,
+            last_mac: [0; 32],
+            chains: vec![
+                ChainState {
+                    chain: 1,
+                    seq: 10,
+                    last_mac: [9; 32],
+                },
+                ChainState {
+                    chain: 2,
+                    seq: 3,
+                    last_mac: [8; 32],
+                },
+            ],
+            row_count: 13,
             created_at: Timestamp::from_unix_micros(1_700_000_000_000_000).unwrap(),
             chain_key_id: "abcd".to_owned(),
         }
@@ -135,16 +199,49 @@ mod tests {
         let key = SigningKey::from_bytes(&[3; 32]);
         let signed = checkpoint().sign(&key);
         let parsed = SignedCheckpoint::from_json(&signed.to_json()).unwrap();
-        assert_eq!(parsed.verify(&key.verifying_key()).unwrap().seq, 10);
+        assert_eq!(parsed.verify(&key.verifying_key()).unwrap().heads()[1].seq, 3);
 
         let other = SigningKey::from_bytes(&[4; 32]);
         assert!(parsed.verify(&other.verifying_key()).is_err());
 
         let mut forged = parsed.clone();
-        forged.checkpoint.seq = 5;
+        forged.checkpoint.chains[1].seq = 2;
         assert_eq!(
             forged.verify(&key.verifying_key()).unwrap_err().kind(),
             ErrorKind::Checkpoint
+        );
+        let mut dropped = parsed.clone();
+        dropped.checkpoint.chains.pop();
+        assert!(
+            dropped.verify(&key.verifying_key()).is_err(),
+            "a chain cannot be left out"
+        );
+    }
+
+    #[test]
+    fn version_1_files_still_verify() {
+        let key = SigningKey::from_bytes(&[3; 32]);
+        let v1 = Checkpoint {
+            version: 1,
+            seq: 10,
+            last_mac: [9; 32],
+            chains: Vec::new(),
+            row_count: 10,
+            created_at: Timestamp::from_unix_micros(1_700_000_000_000_000).unwrap(),
+            chain_key_id: "abcd".to_owned(),
+        }
+        .sign(&key);
+        let json = v1.to_json();
+        assert!(!json.contains("chains\": [{"), "{json}");
+        let parsed = SignedCheckpoint::from_json(&json).unwrap();
+        let statement = parsed.verify(&key.verifying_key()).unwrap();
+        assert_eq!(
+            statement.heads(),
+            [ChainState {
+                chain: 1,
+                seq: 10,
+                last_mac: [9; 32]
+            }]
         );
     }
 }

@@ -61,26 +61,31 @@
 //! the spool ([`Overflow::Spill`]); nothing is dropped without the caller
 //! being told.
 //!
-//! # The hash chain
+//! # The hash chains
 //!
-//! Every row carries `mac = HMAC-SHA256(key, encoding)`, where the key is a
-//! [`ChainKey`] from configuration or the `ZT_AUDIT_KEY` variable, never from
-//! the database, and `encoding` is, in order (integers big-endian):
+//! The log is made of one or more independent hash chains. Each row belongs
+//! to one chain (`chain_id`) at one position in it (`chain_seq`: 1, 2, 3, …
+//! with no gaps), and carries `mac = HMAC-SHA256(key, encoding)`, where the
+//! key is a [`ChainKey`] from configuration or the `ZT_AUDIT_KEY` variable,
+//! never from the database, and `encoding` is, in order (integers
+//! big-endian):
 //!
 //! 1. the bytes `zt-audit-chain` and a NUL byte;
-//! 2. the encoding version, `u16` = 1 (stored in `chain_version`);
-//! 3. `id`, the chain position, `i64` (1, 2, 3, … with no gaps);
-//! 4. `event_id`, the 16 bytes of the UUID;
-//! 5. `created_at`, microseconds since the Unix epoch, `i64`;
-//! 6. `actor_kind` as *text*; `user_id` and `user_email` as *optional text*;
-//! 7. `action` and `resource` as *text*; `resource_id` as *optional text*;
-//! 8. `metadata` as *text*: the canonical JSON text, which is exactly what
+//! 2. the encoding version, `u16` = 2 (stored in `chain_version`);
+//! 3. the chain id, `i16` (version 2 only);
+//! 4. the position in the chain, `i64`;
+//! 5. `event_id`, the 16 bytes of the UUID;
+//! 6. `created_at`, microseconds since the Unix epoch, `i64`;
+//! 7. `actor_kind` as *text*; `user_id` and `user_email` as *optional text*;
+//! 8. `action` and `resource` as *text*; `resource_id` as *optional text*;
+//! 9. `metadata` as *text*: the canonical JSON text, which is exactly what
 //!    PostgreSQL prints for the `jsonb` value (see
 //!    [`zt_types::canonical_json`]), and the stored text on SQLite;
-//! 9. `client_ip` and `peer_ip` as *optional address*;
-//! 10. `user_agent` as *optional text*; `status` as *text*; `error_code` and
+//! 10. `client_ip` and `peer_ip` as *optional address*;
+//! 11. `user_agent` as *optional text*; `status` as *text*; `error_code` and
 //!     `request_id` as *optional text*;
-//! 11. the previous row's MAC, 32 bytes: 32 zero bytes before row 1.
+//! 12. the previous row's MAC in the same chain, 32 bytes: 32 zero bytes
+//!     before a chain's first row.
 //!
 //! *text* is a `u32` byte length and the UTF-8 bytes; *optional text* is a
 //! `0` byte when absent, or a `1` byte and *text*; *optional address* is a
@@ -88,10 +93,38 @@
 //! the 16 bytes of an IPv6 address. Each row also stores the previous MAC in
 //! `prev_mac`, so a verifier can tell a modified row from a missing one.
 //!
-//! Appends are serialized through the `audit_chain_head` row: on PostgreSQL
-//! by a row lock taken in the same statement or transaction as the insert, on
-//! SQLite by its write lock. Concurrent writers in several processes
-//! therefore still produce one valid chain.
+//! Version 1 rows, written before chains existed, omit item 3, belong to
+//! chain 1, and keep verifying: their position is their row id. The row id
+//! itself is not covered: it is a handle for queries, handed out by a
+//! sequence on PostgreSQL, and a rolled-back write leaves a hole in the ids,
+//! never in a chain.
+//!
+//! # Chains
+//!
+//! Each chain has a head row in `audit_chain_head` (its last position and
+//! MAC). An append locks one head, in the same statement or transaction as
+//! the insert, so appends to one chain are serialized and writers in any
+//! number of processes still produce valid chains. No lock is shared by all
+//! writers:
+//!
+//! - On PostgreSQL, an unpinned write takes a head that no other open
+//!   transaction holds (`FOR UPDATE SKIP LOCKED`), its thread's preferred
+//!   chain first, and with a head this process wrote last it is one
+//!   statement. A [`AuditLog::record_in`] keeps its head until the caller
+//!   commits, so up to [`DEFAULT_CHAINS`] (or [`AuditLog::with_chains`])
+//!   transactions that audit can be open at once without waiting for one
+//!   another; only when all are held does a writer wait, for its preferred
+//!   chain.
+//! - On SQLite one writer gets in at a time anyway, so unpinned writes share
+//!   chain 1.
+//! - [`AuditLog::on_chain`] pins a handle's writes to one chain of the
+//!   app's choosing, such as a tenant's; [`AuditLog::verify_chain`],
+//!   [`AuditFilter::chain`] and `zt audit verify --chain` work per chain.
+//!
+//! Verification reads every chain in position order and checks each against
+//! its head; a [`SignedCheckpoint`] states every chain's head, so deleting
+//! the newest rows of any chain is detected. Rows of a chain with no head
+//! were not written by zt, and are reported.
 //!
 //! # Feature flags
 //!
@@ -127,10 +160,10 @@ mod verify;
 
 pub use backend::{Head, Recorded};
 pub use chain::{CHAIN_VERSION, GENESIS_MAC};
-pub use checkpoint::{CHECKPOINT_VERSION, Checkpoint, SignedCheckpoint};
+pub use checkpoint::{CHECKPOINT_VERSION, ChainState, Checkpoint, SignedCheckpoint};
 pub use error::{Error, ErrorKind, Result, classify};
 pub use key::{ChainKey, KEY_ENV, generate_signing_key, signing_key_from_file, verifying_key_from_file};
-pub use log::AuditLog;
+pub use log::{AuditLog, DEFAULT_CHAINS};
 pub use pipeline::{Overflow, Pipeline, PipelineConfig, PipelineStats, SubmitMode, TornTail};
 pub use query::{AuditFilter, AuditRecord, Cursor, Order, Page, PageRequest};
 pub use table::{TextTable, records_table};

@@ -8,13 +8,13 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 use zt_db::{AsConnection, Pool};
 use zt_types::{AuditEvent, Timestamp};
 
-use crate::backend::{Head, Recorded, Scope, Store, store};
+use crate::backend::{Head, Recorded, Scope, Store, Target, store};
 use crate::chain::Chain;
-use crate::checkpoint::{CHECKPOINT_VERSION, Checkpoint, SignedCheckpoint};
+use crate::checkpoint::{CHECKPOINT_VERSION, ChainState, Checkpoint, SignedCheckpoint};
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::ChainKey;
 use crate::query::{AuditFilter, AuditRecord, Page, PageRequest};
-use crate::verify::{Context, Finding, TamperKind, VerifyReport, VerifyRow, self_consistent, verify_rows};
+use crate::verify::{Context, Finding, TamperKind, VerifyReport, VerifyRow, self_consistent, verify_chain};
 
 /// The audit log on one database. Cloning shares it.
 ///
@@ -29,9 +29,16 @@ use crate::verify::{Context, Finding, TamperKind, VerifyReport, VerifyRow, self_
 ///
 /// Every write is idempotent by event id: writing an event that is already
 /// stored returns its row with [`Recorded::duplicate`] set.
+///
+/// Writers spread over several hash chains ([`AuditLog::with_chains`]): an
+/// append takes the head of a chain that no other open transaction holds, so
+/// a caller's long transaction delays no one. [`AuditLog::on_chain`] pins
+/// writes to one chain of the app's choosing, such as a tenant's.
 #[derive(Clone)]
 pub struct AuditLog {
     inner: Arc<Inner>,
+    /// The chain every write of this handle goes to, if pinned.
+    pinned: Option<i16>,
 }
 
 struct Inner {
@@ -42,9 +49,29 @@ struct Inner {
     /// Whether the newest row was found to be written with this key; see
     /// [`AuditLog::check_key`].
     key_checked: AtomicBool,
-    /// The chain head as this process last wrote it. PostgreSQL appends
-    /// compare-and-swap against it, so that the common case is one round trip.
-    head: Mutex<Option<Head>>,
+    /// How many chains unpinned writers share: 1, 2, ... `chains`.
+    chains: i16,
+    /// Whether those chains' heads are known to exist.
+    chains_ready: AtomicBool,
+    /// Each shared chain's head as this process last wrote it, by chain
+    /// index. PostgreSQL appends compare-and-swap against it, so that the
+    /// common case is one round trip.
+    heads: Vec<Mutex<Option<Head>>>,
+}
+
+/// How many chains unpinned writers share on PostgreSQL unless configured:
+/// enough that 16 concurrent transactions rarely wait for one another.
+pub const DEFAULT_CHAINS: i16 = 16;
+
+/// Spreads threads over the chains: each thread prefers its own, and each
+/// process starts at its own offset, so that processes rarely prefer the
+/// same chain.
+static NEXT_SLOT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+thread_local! {
+    static SLOT: usize = NEXT_SLOT
+        .fetch_add(1, Ordering::Relaxed)
+        .wrapping_add(usize::try_from(std::process::id()).unwrap_or(0).wrapping_mul(7));
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -52,6 +79,8 @@ impl std::fmt::Debug for AuditLog {
         f.debug_struct("AuditLog")
             .field("pool", &self.inner.pool)
             .field("key_id", &self.inner.key_id)
+            .field("chains", &self.inner.chains)
+            .field("pinned", &self.pinned)
             .finish()
     }
 }
@@ -63,15 +92,110 @@ impl AuditLog {
     /// An audit log on `pool`, chaining rows with `key`. `pool` is the app's
     /// own r2d2 pool of `PgConnection` or `SqliteConnection`, as it is, or a
     /// [`zt_db::Pool`]; the log shares it.
+    ///
+    /// Unpinned writes share [`DEFAULT_CHAINS`] chains on PostgreSQL and one
+    /// on SQLite, which lets one writer in at a time anyway.
     pub fn new(pool: impl Into<Pool>, key: &ChainKey) -> Self {
+        let pool = pool.into();
+        let chains = match pool.backend() {
+            zt_db::Backend::Postgres => DEFAULT_CHAINS,
+            _ => 1,
+        };
+        Self::build(pool, Some(Chain::new(key)), key.id(), chains)
+    }
+
+    fn build(pool: Pool, chain: Option<Chain>, key_id: String, chains: i16) -> Self {
         Self {
             inner: Arc::new(Inner {
-                pool: pool.into(),
-                chain: Some(Chain::new(key)),
-                key_id: key.id(),
+                pool,
+                chain,
+                key_id,
                 key_checked: AtomicBool::new(false),
-                head: Mutex::new(None),
+                chains,
+                chains_ready: AtomicBool::new(false),
+                heads: (0..chains).map(|_| Mutex::new(None)).collect(),
             }),
+            pinned: None,
+        }
+    }
+
+    /// Spreads unpinned writes over `chains` hash chains, 1 to 1024.
+    /// Default: [`DEFAULT_CHAINS`] on PostgreSQL, 1 on SQLite.
+    ///
+    /// More chains let more transactions that audit stay open at once
+    /// without waiting for one another; each costs one head row, one entry
+    /// in every checkpoint, and one index probe when verifying. Lowering it
+    /// later is safe: rows on higher chains keep verifying.
+    #[must_use]
+    pub fn with_chains(self, chains: u16) -> Self {
+        let chains = i16::try_from(chains.clamp(1, 1024)).unwrap_or(1);
+        let inner = &self.inner;
+        let mut log = Self::build(inner.pool.clone(), inner.chain.clone(), inner.key_id.clone(), chains);
+        log.pinned = self.pinned;
+        log
+    }
+
+    /// A handle whose writes all go to chain `chain`, such as a tenant's, so
+    /// that each tenant's log verifies on its own (`zt audit verify --chain`).
+    /// Writes to one pinned chain wait for one another. Pick ids above the
+    /// shared chains' count, or a tenant's chain also takes unpinned writes.
+    pub fn on_chain(&self, chain: u16) -> Result<Self> {
+        let chain = i16::try_from(chain)
+            .ok()
+            .filter(|chain| *chain > 0)
+            .ok_or_else(|| Error::new(ErrorKind::InvalidInput, format!("chain {chain} is not in 1..=32767")))?;
+        Ok(Self {
+            inner: Arc::clone(&self.inner),
+            pinned: Some(chain),
+        })
+    }
+
+    /// Where this handle's next write goes.
+    fn target(&self) -> Target {
+        match self.pinned {
+            Some(chain) => Target::Chain(chain),
+            None => {
+                let chains = self.inner.chains;
+                let slot = SLOT.with(|slot| *slot) % usize::try_from(chains).unwrap_or(1).max(1);
+                Target::Any {
+                    chains,
+                    preferred: i16::try_from(slot).unwrap_or(0) + 1,
+                }
+            }
+        }
+    }
+
+    /// The head this process last wrote on the chain a write would prefer.
+    fn hint(&self, target: Target) -> Option<Head> {
+        let index = match target {
+            Target::Any { preferred, .. } => preferred,
+            Target::Chain(chain) => chain,
+        };
+        let slot = self.inner.heads.get(usize::try_from(index - 1).ok()?)?;
+        *slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Remembers the head a write left, for the next write's hint.
+    fn remember(&self, head: Head) {
+        let Some(slot) = usize::try_from(head.chain - 1)
+            .ok()
+            .and_then(|i| self.inner.heads.get(i))
+        else {
+            return;
+        };
+        let mut cached = slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cached.is_none_or(|cached| cached.seq < head.seq) {
+            *cached = Some(head);
+        }
+    }
+
+    fn forget(&self, target: Target) {
+        let index = match target {
+            Target::Any { preferred, .. } => preferred,
+            Target::Chain(chain) => chain,
+        };
+        if let Some(slot) = usize::try_from(index - 1).ok().and_then(|i| self.inner.heads.get(i)) {
+            *slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
         }
     }
 
@@ -79,15 +203,7 @@ impl AuditLog {
     /// export. Writing, verifying and checkpointing fail with
     /// [`ErrorKind::InvalidKey`].
     pub fn read_only(pool: impl Into<Pool>) -> Self {
-        Self {
-            inner: Arc::new(Inner {
-                pool: pool.into(),
-                chain: None,
-                key_id: String::new(),
-                key_checked: AtomicBool::new(false),
-                head: Mutex::new(None),
-            }),
-        }
+        Self::build(pool.into(), None, String::new(), 1)
     }
 
     fn chain(&self) -> Result<&Chain> {
@@ -104,25 +220,40 @@ impl AuditLog {
         &self.inner.pool
     }
 
-    /// Applies this crate's pending migrations.
+    /// Applies this crate's pending migrations, and creates the heads of the
+    /// chains this handle's writers share.
     pub fn migrate(&self) -> Result<Vec<String>> {
-        self.inner
+        let applied = self
+            .inner
             .pool
             .run_migrations(&crate::MIGRATIONS)
-            .map_err(|e| Error::new(ErrorKind::Database, e.to_string()))
+            .map_err(|e| Error::new(ErrorKind::Database, e.to_string()))?;
+        self.inner.chains_ready.store(false, Ordering::Release);
+        self.ensure_chains()?;
+        Ok(applied)
+    }
+
+    /// Creates the shared chains' heads once per handle, on a connection of
+    /// its own: created inside a caller's transaction, a head would make
+    /// other writers wait until that transaction ends.
+    fn ensure_chains(&self) -> Result<()> {
+        self.with_store(|store| self.ensure_chains_on(store))
+    }
+
+    /// [`Self::ensure_chains`] on a connection that is in no transaction.
+    fn ensure_chains_on(&self, store: &mut dyn Store) -> Result<()> {
+        if self.inner.chains_ready.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        store.ensure_chains(self.inner.chains)?;
+        self.inner.chains_ready.store(true, Ordering::Release);
+        Ok(())
     }
 
     /// Runs `op` on a pooled connection's store.
     fn with_store<T>(&self, op: impl FnOnce(&mut dyn Store) -> Result<T>) -> Result<T> {
         let mut conn = self.inner.pool.get()?;
         op(store(conn.connection())?)
-    }
-
-    fn cached_head(&self) -> std::sync::MutexGuard<'_, Option<Head>> {
-        self.inner
-            .head
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Checks that the configured chain key wrote this log: the newest row's
@@ -142,22 +273,18 @@ impl AuditLog {
             return Ok(());
         }
         let chain = self.chain()?;
-        if let Some(last) = store.max_id()? {
-            let rows = store.chain_range(last.saturating_sub(1), last)?;
-            let Some(row) = rows.last() else {
-                return Ok(());
-            };
-            if !self_consistent(chain, row, 0) {
-                return Err(Error::new(
-                    ErrorKind::InvalidKey,
-                    format!(
-                        "the configured chain key (id {}) did not write this log's newest row {}: \
-                         the key changed, or the row was altered; nothing was written. \
-                         Configure the key that wrote the log, or run `zt audit verify`",
-                        self.inner.key_id, row.id
-                    ),
-                ));
-            }
+        if let Some(row) = store.newest_row()?
+            && !self_consistent(chain, &row, 0)
+        {
+            return Err(Error::new(
+                ErrorKind::InvalidKey,
+                format!(
+                    "the configured chain key (id {}) did not write this log's newest row {}: \
+                     the key changed, or the row was altered; nothing was written. \
+                     Configure the key that wrote the log, or run `zt audit verify`",
+                    self.inner.key_id, row.id
+                ),
+            ));
         }
         self.inner.key_checked.store(true, Ordering::Release);
         Ok(())
@@ -170,13 +297,15 @@ impl AuditLog {
     /// a fresh connection; the event id makes the retry safe.
     pub fn record(&self, event: &AuditEvent) -> Result<Recorded> {
         let chain = self.chain()?;
-        let mut head = self.cached_head();
+        let target = self.target();
         let mut attempts = 0;
         loop {
             attempts += 1;
+            let hint = self.hint(target);
             let result = self.with_store(|store| {
                 self.check_key_on(store)?;
-                match store.append(chain, event, *head, Scope::Own) {
+                self.ensure_chains_on(store)?;
+                match store.append(chain, event, hint, Scope::Own, target) {
                     Err(error) if error.is_unique_violation() => {
                         store.find_event(event.event_id().as_uuid())?.ok_or(error)
                     }
@@ -185,21 +314,26 @@ impl AuditLog {
             });
             match result {
                 Ok(recorded) => {
-                    if !recorded.duplicate {
-                        *head = Some(Head {
-                            seq: recorded.id,
-                            mac: recorded.mac,
-                        });
-                    }
+                    self.remember_recorded(&recorded);
                     return Ok(recorded);
                 }
                 Err(error) => {
-                    *head = None;
+                    self.forget(target);
                     if error.kind() != ErrorKind::Unavailable || attempts > 1 {
                         return Err(error);
                     }
                 }
             }
+        }
+    }
+
+    fn remember_recorded(&self, recorded: &Recorded) {
+        if !recorded.duplicate {
+            self.remember(Head {
+                chain: recorded.chain,
+                seq: recorded.seq,
+                mac: recorded.mac,
+            });
         }
     }
 
@@ -211,42 +345,48 @@ impl AuditLog {
     /// SqliteConnection` inside its `conn.transaction(|conn| …)`, or its
     /// pooled connection, as it is.
     ///
-    /// On SQLite, open the transaction with `immediate_transaction`: a
-    /// deferred transaction that has read may fail with "database is locked"
-    /// when it first writes. On PostgreSQL the chain head stays locked until
-    /// the caller commits, so keep such transactions short.
+    /// On PostgreSQL the event takes the head of a chain that no other open
+    /// transaction holds and keeps it until the caller commits; with more
+    /// concurrent transactions than chains, the extra ones wait for a chain
+    /// ([`AuditLog::with_chains`]). On SQLite, open the transaction with
+    /// `immediate_transaction`: a deferred transaction that has read may fail
+    /// with "database is locked" when it first writes.
     pub fn record_in(&self, conn: &mut impl AsConnection, event: &AuditEvent) -> Result<Recorded> {
         let chain = self.chain()?;
-        let cached = *self.cached_head();
+        let target = self.target();
         let store = store(conn.as_connection())?;
         self.check_key_on(store)?;
-        let recorded = store.append(chain, event, cached, Scope::Caller)?;
-        // Optimistic: if the caller rolls back, the next append's
-        // compare-and-swap fails once and reads the head again.
-        *self.cached_head() = Some(Head {
-            seq: recorded.id,
-            mac: recorded.mac,
-        });
-        Ok(recorded)
+        match store.append(chain, event, self.hint(target), Scope::Caller, target) {
+            Ok(recorded) => {
+                // Optimistic: if the caller rolls back, the next append's
+                // compare-and-swap fails once and locks a head instead.
+                self.remember_recorded(&recorded);
+                Ok(recorded)
+            }
+            Err(error) => {
+                self.forget(target);
+                Err(error)
+            }
+        }
     }
 
-    /// Writes many events in one transaction, in order. Events already stored
-    /// are skipped and reported as duplicates.
+    /// Writes many events in one transaction, in order, on one chain. Events
+    /// already stored are skipped and reported as duplicates.
     pub fn record_batch(&self, events: &[AuditEvent]) -> Result<Vec<Recorded>> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
         let chain = self.chain()?;
+        let target = self.target();
         // Optimistic: most batches hold only new events, so the lookup of
         // stored event ids runs only when a unique violation says it must.
         let attempt = |dedupe: bool| -> Result<Vec<Recorded>> {
-            let mut cache = self.cached_head();
-            *cache = None;
             let (recorded, head) = self.with_store(|store| {
                 self.check_key_on(store)?;
-                store.append_batch(chain, events, dedupe)
+                self.ensure_chains_on(store)?;
+                store.append_batch(chain, events, dedupe, target)
             })?;
-            *cache = Some(head);
+            self.remember(head);
             Ok(recorded)
         };
         match attempt(false) {
@@ -286,39 +426,68 @@ impl AuditLog {
         }
     }
 
-    /// The chain head.
-    pub fn head(&self) -> Result<Head> {
-        self.with_store(|store| store.read_head())
+    /// Every chain's head, by chain id.
+    pub fn heads(&self) -> Result<Vec<Head>> {
+        self.with_store(|store| store.read_heads())
     }
 
-    /// Verifies the whole chain.
+    /// Verifies every chain.
     pub fn verify(&self) -> Result<VerifyReport> {
         self.verify_with(None, |_| {})
     }
 
-    /// Verifies the whole chain and, if given, a signed checkpoint against a
-    /// trusted public key. `progress` gets the number of rows read so far.
+    /// Verifies every chain and, if given, a signed checkpoint against a
+    /// trusted public key. `progress` gets the number of rows read since its
+    /// last call.
     ///
-    /// It reads the chain in order in batches, with one row of lookahead, so
-    /// memory stays bounded whatever the log's size. The report names the
-    /// first row that fails and how.
+    /// It reads each chain in order in batches, with one row of lookahead,
+    /// so memory stays bounded whatever the log's size. The report names the
+    /// first row that fails, its chain and how. A chain the checkpoint
+    /// states, or whose head exists, must be there; rows of a chain without
+    /// a head were not written by zt.
     pub fn verify_with(
         &self,
         checkpoint: Option<(&SignedCheckpoint, &VerifyingKey)>,
         progress: impl FnMut(u64),
     ) -> Result<VerifyReport> {
+        self.verify_chains(None, checkpoint, progress)
+    }
+
+    /// [`AuditLog::verify_with`] for one chain only, such as a tenant's.
+    pub fn verify_chain(
+        &self,
+        chain: i16,
+        checkpoint: Option<(&SignedCheckpoint, &VerifyingKey)>,
+        progress: impl FnMut(u64),
+    ) -> Result<VerifyReport> {
+        self.verify_chains(Some(chain), checkpoint, progress)
+    }
+
+    fn verify_chains(
+        &self,
+        only: Option<i16>,
+        checkpoint: Option<(&SignedCheckpoint, &VerifyingKey)>,
+        mut progress: impl FnMut(u64),
+    ) -> Result<VerifyReport> {
+        let key = self.chain()?;
         let checkpoint = match checkpoint {
             Some((signed, trusted)) => match signed.verify(trusted) {
-                Ok(statement) => Some(statement),
+                Ok(statement) => Some(statement.heads()),
                 Err(error) => {
+                    let first = signed
+                        .checkpoint
+                        .heads()
+                        .first()
+                        .map_or((1, 0), |head| (head.chain, head.seq));
                     let finding = Finding {
-                        row_id: signed.checkpoint.seq,
+                        chain: first.0,
+                        position: first.1,
                         kind: TamperKind::BadCheckpointSignature,
                         detail: error.to_string(),
                     };
                     return Ok(VerifyReport {
                         rows_checked: 0,
-                        last_id: 0,
+                        chains_checked: 0,
                         checkpoint_checked: true,
                         finding: Some(finding),
                     });
@@ -326,57 +495,93 @@ impl AuditLog {
             },
             None => None,
         };
-        let head = self.head().ok().map(|head| (head.seq, head.mac));
-        let context = Context {
-            chain: self.chain()?,
-            head,
-            checkpoint,
+        let heads = self.heads()?;
+        let mut chains: std::collections::BTreeSet<i16> =
+            self.with_store(|store| store.chain_ids())?.into_iter().collect();
+        chains.extend(heads.iter().map(|head| head.chain));
+        chains.extend(checkpoint.iter().flatten().map(|state| state.chain));
+        if let Some(only) = only {
+            chains.retain(|chain| *chain == only);
+        }
+        let mut report = VerifyReport {
+            rows_checked: 0,
+            chains_checked: 0,
+            checkpoint_checked: checkpoint.is_some(),
+            finding: None,
         };
-        let rows = ChainStream::start(self);
-        verify_rows(rows, &context, progress)
+        for chain_id in chains {
+            let context = Context {
+                chain: key,
+                chain_id,
+                head: heads
+                    .iter()
+                    .find(|head| head.chain == chain_id)
+                    .map(|head| (head.seq, head.mac)),
+                checkpoint: checkpoint
+                    .iter()
+                    .flatten()
+                    .find(|state| state.chain == chain_id)
+                    .map(|state| (state.seq, state.last_mac)),
+            };
+            let outcome = verify_chain(ChainStream::start(self, chain_id), &context, &mut progress)?;
+            report.rows_checked += outcome.rows_checked;
+            if outcome.rows_checked > 0 {
+                report.chains_checked += 1;
+            }
+            if outcome.finding.is_some() {
+                report.finding = outcome.finding;
+                return Ok(report);
+            }
+        }
+        Ok(report)
     }
 
-    /// Takes a checkpoint of the chain as it is now and signs it. Keep the
+    /// Takes a checkpoint of every chain as it is now and signs it. Keep the
     /// JSON file ([`SignedCheckpoint::to_json`]) outside the database.
     pub fn checkpoint(&self, signing_key: &SigningKey) -> Result<SignedCheckpoint> {
         self.chain()?;
-        let head = self.head()?;
-        if head.seq > 0 {
-            let stored = self.mac_at(head.seq)?;
-            if stored != Some(head.mac) {
+        let heads = self.heads()?;
+        let mut states = Vec::with_capacity(heads.len());
+        for head in heads {
+            if head.seq > 0 && self.with_store(|store| store.mac_at(head.chain, head.seq))? != Some(head.mac) {
                 return Err(Error::new(
                     ErrorKind::Database,
-                    "the chain head does not match the last row; run verification before taking a checkpoint",
+                    format!(
+                        "chain {}'s head does not match its last row; run verification before taking a checkpoint",
+                        head.chain
+                    ),
                 ));
             }
+            states.push(ChainState {
+                chain: head.chain,
+                seq: head.seq,
+                last_mac: head.mac,
+            });
         }
         let checkpoint = Checkpoint {
             version: CHECKPOINT_VERSION,
-            seq: head.seq,
-            last_mac: head.mac,
-            row_count: u64::try_from(head.seq).unwrap_or(0),
+            seq: 0,
+            last_mac: [0; 32],
+            row_count: states.iter().map(|state| u64::try_from(state.seq).unwrap_or(0)).sum(),
+            chains: states,
             created_at: Timestamp::now(),
             chain_key_id: self.inner.key_id.clone(),
         };
         Ok(checkpoint.sign(signing_key))
     }
 
-    fn mac_at(&self, id: i64) -> Result<Option<[u8; 32]>> {
-        self.with_store(|store| store.mac_at(id))
+    fn chain_range(&self, chain_id: i16, after: i64, last: i64) -> Result<Vec<VerifyRow>> {
+        self.with_store(|store| store.chain_range(chain_id, after, last))
     }
 
-    fn chain_range(&self, after_id: i64, last_id: i64) -> Result<Vec<VerifyRow>> {
-        self.with_store(|store| store.chain_range(after_id, last_id))
-    }
-
-    fn max_id(&self) -> Result<Option<i64>> {
-        self.with_store(|store| store.max_id())
+    fn max_seq(&self, chain_id: i16) -> Result<Option<i64>> {
+        self.with_store(|store| store.max_seq(chain_id))
     }
 }
 
-/// The chain in id order. A reader thread fetches and decodes the next
-/// batches while the caller verifies the current one; at most two batches
-/// wait, so memory stays bounded.
+/// One chain in position order. A reader thread fetches and decodes the
+/// next batches while the caller verifies the current one; at most two
+/// batches wait, so memory stays bounded.
 struct ChainStream {
     batches: std::sync::mpsc::Receiver<Result<Vec<VerifyRow>>>,
     buffer: VecDeque<VerifyRow>,
@@ -384,11 +589,11 @@ struct ChainStream {
 }
 
 impl ChainStream {
-    fn start(log: &AuditLog) -> Self {
+    fn start(log: &AuditLog, chain_id: i16) -> Self {
         let (sender, batches) = std::sync::mpsc::sync_channel(2);
         let log = log.clone();
         std::thread::spawn(move || {
-            let last = match log.max_id() {
+            let last = match log.max_seq(chain_id) {
                 Ok(Some(last)) => last,
                 Ok(None) => return,
                 Err(error) => {
@@ -399,7 +604,7 @@ impl ChainStream {
             let mut after = 0;
             while after < last {
                 let upto = after.saturating_add(STREAM_BATCH).min(last);
-                let batch = log.chain_range(after, upto);
+                let batch = log.chain_range(chain_id, after, upto);
                 let failed = batch.is_err();
                 // The verifier stops reading at its first finding; then this
                 // thread stops too.

@@ -13,7 +13,7 @@ use ipnetwork::IpNetwork;
 use uuid::Uuid;
 use zt_types::AuditEvent;
 
-use crate::backend::{Head, Recorded, Scope, Store};
+use crate::backend::{Head, Recorded, Scope, Store, Target};
 use crate::chain::{CHAIN_VERSION, Chain, ChainFields};
 use crate::error::{Error, ErrorKind, Result};
 use crate::query::{AuditFilter, AuditRecord, Cursor, Order, Page, PageRequest};
@@ -53,16 +53,20 @@ struct Row {
     chain_version: i16,
     prev_mac: Vec<u8>,
     mac: Vec<u8>,
+    chain_id: i16,
+    chain_seq: i64,
 }
 
 impl Row {
     fn into_verify_row(self) -> VerifyRow {
-        let id = self.id;
+        let (id, chain, seq) = (self.id, self.chain_id, self.chain_seq);
         let prev_mac = mac_bytes(&self.prev_mac);
         let mac = mac_bytes(&self.mac);
         let record = self.decode(prev_mac, mac);
         VerifyRow {
             id,
+            chain,
+            seq,
             prev_mac: prev_mac.unwrap_or_default(),
             mac: mac.unwrap_or_default(),
             record,
@@ -89,6 +93,8 @@ impl Row {
             error_code: self.error_code,
             request_id: self.request_id,
             chain_version: self.chain_version,
+            chain: self.chain_id,
+            chain_seq: self.chain_seq,
             prev_mac: prev_mac.ok_or("prev_mac is not 32 bytes")?,
             mac: mac.ok_or("mac is not 32 bytes")?,
         })
@@ -135,9 +141,11 @@ impl ToSql<Jsonb, Pg> for JsonText<'_> {
     }
 }
 
-/// The single-statement append: a compare-and-swap on the chain head and the
-/// insert, in one round trip. It inserts nothing when the head moved since
-/// it was read, which the caller sees as 0 rows.
+/// The single-statement append: a compare-and-swap on one chain's head and
+/// the insert, in one round trip. It inserts nothing when the head moved
+/// since it was read, or when another transaction holds it (`SKIP LOCKED`:
+/// it never waits), which the caller sees as no row returned. Inside a
+/// transaction that already holds the head, the swap always succeeds.
 struct ChainedInsert<'a> {
     row: NewRow<'a>,
     prev_seq: i64,
@@ -151,19 +159,22 @@ impl QueryId for ChainedInsert<'_> {
 impl QueryFragment<Pg> for ChainedInsert<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         let row = &self.row;
-        out.push_sql("WITH head AS (UPDATE audit_chain_head SET seq = ");
-        out.push_bind_param::<BigInt, _>(&row.id)?;
-        out.push_sql(", mac = ");
-        out.push_bind_param::<Bytea, [u8]>(row.mac)?;
-        out.push_sql(" WHERE id = 1 AND seq = ");
+        out.push_sql("WITH head AS (SELECT id FROM audit_chain_head WHERE id = ");
+        out.push_bind_param::<SmallInt, _>(&row.chain_id)?;
+        out.push_sql(" AND seq = ");
         out.push_bind_param::<BigInt, _>(&self.prev_seq)?;
         out.push_sql(" AND mac = ");
         out.push_bind_param::<Bytea, [u8]>(row.prev_mac)?;
+        out.push_sql(" FOR UPDATE SKIP LOCKED), moved AS (UPDATE audit_chain_head h SET seq = h.seq + 1, mac = ");
+        out.push_bind_param::<Bytea, [u8]>(row.mac)?;
         out.push_sql(
-            " RETURNING seq) INSERT INTO audit_logs (id, event_id, created_at, actor_kind, user_id, user_email, \
+            " FROM head WHERE h.id = head.id RETURNING h.id) \
+             INSERT INTO audit_logs (chain_id, chain_seq, event_id, created_at, actor_kind, user_id, user_email, \
              action, resource, resource_id, metadata, client_ip, peer_ip, user_agent, status, error_code, \
-             request_id, chain_version, prev_mac, mac) SELECT head.seq, ",
+             request_id, chain_version, prev_mac, mac) SELECT moved.id, ",
         );
+        out.push_bind_param::<BigInt, _>(&row.chain_seq)?;
+        out.push_sql(", ");
         out.push_bind_param::<diesel::sql_types::Uuid, _>(&row.event_id)?;
         out.push_sql(", ");
         out.push_bind_param::<Timestamptz, _>(&row.created_at)?;
@@ -199,79 +210,160 @@ impl QueryFragment<Pg> for ChainedInsert<'_> {
         out.push_bind_param::<Bytea, [u8]>(row.prev_mac)?;
         out.push_sql(", ");
         out.push_bind_param::<Bytea, [u8]>(row.mac)?;
-        out.push_sql(" FROM head");
+        out.push_sql(" FROM moved RETURNING id");
         Ok(())
     }
 }
 
+impl diesel::query_builder::Query for ChainedInsert<'_> {
+    type SqlType = BigInt;
+}
+
 impl RunQueryDsl<PgConnection> for ChainedInsert<'_> {}
 
-/// Reads the chain head, locking it for the rest of the transaction if `lock`.
-pub(crate) fn read_head(conn: &mut PgConnection, lock: bool) -> Result<Head> {
-    let query = audit_chain_head::table
-        .filter(audit_chain_head::id.eq(1))
-        .select((audit_chain_head::seq, audit_chain_head::mac));
-    let (seq, mac): (i64, Vec<u8>) = if lock {
-        query.for_update().first(conn)?
-    } else {
-        query.first(conn)?
-    };
-    let mac = mac_bytes(&mac).ok_or_else(|| Error::new(ErrorKind::Decode, "the chain head's MAC is not 32 bytes"))?;
-    Ok(Head { seq, mac })
-}
-
 /// Tries the single-statement append on top of `head`. Returns `None` when
-/// the head moved.
+/// the head moved or another transaction holds it.
 fn try_append(conn: &mut PgConnection, chain: &Chain, event: &AuditEvent, head: Head) -> Result<Option<Recorded>> {
     let seq = head.seq + 1;
-    let mac = chain.mac(&ChainFields::of_event(event, seq), &head.mac);
+    let mac = chain.mac(&ChainFields::of_event(event, head.chain, seq), &head.mac);
     let insert = ChainedInsert {
-        row: new_row(event, seq, &head.mac, &mac),
+        row: new_row(event, 0, head.chain, seq, &head.mac, &mac),
         prev_seq: head.seq,
     };
-    match insert.execute(conn)? {
-        1 => Ok(Some(Recorded {
-            id: seq,
-            mac,
-            duplicate: false,
-        })),
-        _ => Ok(None),
-    }
+    let id: Option<i64> = insert.get_result(conn).optional()?;
+    Ok(id.map(|id| Recorded {
+        id,
+        chain: head.chain,
+        seq,
+        mac,
+        duplicate: false,
+    }))
 }
 
-/// Appends one event. With a fresh `cached` head it is one statement, one
-/// round trip; when another writer moved the head, it reads the head with a
-/// lock and appends again in a transaction (a savepoint when the caller's
-/// transaction is open), which cannot lose.
+/// All zeros: the MAC before a chain's first row, in SQL.
+const GENESIS_SQL: &str = "'\\x0000000000000000000000000000000000000000000000000000000000000000'::bytea";
+
+/// Creates the heads of chains `low..=high` that do not exist yet.
+///
+/// Run it outside other writers' way: a head inserted by an open
+/// transaction makes every other insert of the same head wait for it.
+pub(crate) fn ensure_heads(conn: &mut PgConnection, low: i16, high: i16) -> Result<()> {
+    diesel::sql_query(format!(
+        "INSERT INTO audit_chain_head (id, seq, mac) SELECT g, 0, {GENESIS_SQL} \
+         FROM generate_series($1::int, $2::int) g ON CONFLICT (id) DO NOTHING"
+    ))
+    .bind::<SmallInt, _>(low)
+    .bind::<SmallInt, _>(high)
+    .execute(conn)?;
+    Ok(())
+}
+
+/// Locks a head of `target` for the rest of the transaction: one that no
+/// other transaction holds, the preferred one first; when every one is held,
+/// waits for the preferred one. Creates the preferred head when it is
+/// missing: only that one, so that concurrent writers preferring other
+/// chains never wait on each other's uncommitted heads.
+fn lock_head(conn: &mut PgConnection, target: Target) -> Result<Head> {
+    for attempt in 0..2 {
+        let found: Option<(i16, i64, Vec<u8>)> = match target {
+            Target::Any { chains, preferred } => {
+                let free = audit_chain_head::table
+                    .filter(audit_chain_head::id.between(1, chains.max(1)))
+                    .order((audit_chain_head::id.eq(preferred).desc(), audit_chain_head::id.asc()))
+                    .select((audit_chain_head::id, audit_chain_head::seq, audit_chain_head::mac))
+                    .for_update()
+                    .skip_locked()
+                    .first(conn)
+                    .optional()?;
+                match free {
+                    Some(head) => Some(head),
+                    None => audit_chain_head::table
+                        .filter(audit_chain_head::id.eq(preferred))
+                        .select((audit_chain_head::id, audit_chain_head::seq, audit_chain_head::mac))
+                        .for_update()
+                        .first(conn)
+                        .optional()?,
+                }
+            }
+            Target::Chain(chain) => audit_chain_head::table
+                .filter(audit_chain_head::id.eq(chain))
+                .select((audit_chain_head::id, audit_chain_head::seq, audit_chain_head::mac))
+                .for_update()
+                .first(conn)
+                .optional()?,
+        };
+        if let Some((chain, seq, mac)) = found {
+            let mac = mac_bytes(&mac)
+                .ok_or_else(|| Error::new(ErrorKind::Decode, format!("chain {chain}'s head MAC is not 32 bytes")))?;
+            return Ok(Head { chain, seq, mac });
+        }
+        if attempt == 0 {
+            let chain = match target {
+                Target::Any { preferred, .. } => preferred,
+                Target::Chain(chain) => chain,
+            };
+            ensure_heads(conn, chain, chain)?;
+        }
+    }
+    Err(Error::new(ErrorKind::Database, "no chain head could be created"))
+}
+
+/// Whether `conn` is inside a transaction.
+fn in_transaction(conn: &mut PgConnection) -> Result<bool> {
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    Ok(AnsiTransactionManager::transaction_manager_status_mut(conn)
+        .transaction_depth()?
+        .is_some())
+}
+
+/// Appends one event. With a fresh `hint` it is one statement, one round
+/// trip. Otherwise it locks a head no other transaction holds and appends
+/// there: in the caller's transaction when one is open, so the head stays
+/// locked until the caller commits, or in a transaction of its own.
 pub(crate) fn append(
     conn: &mut PgConnection,
     chain: &Chain,
     event: &AuditEvent,
-    cached: Option<Head>,
+    hint: Option<Head>,
+    target: Target,
 ) -> Result<Recorded> {
-    let head = match cached {
-        Some(head) => head,
-        None => read_head(conn, false)?,
-    };
-    if let Some(recorded) = try_append(conn, chain, event, head)? {
+    let hint = hint.filter(|head| match target {
+        Target::Any { chains, .. } => (1..=chains).contains(&head.chain),
+        Target::Chain(chain) => head.chain == chain,
+    });
+    if let Some(head) = hint
+        && let Some(recorded) = try_append(conn, chain, event, head)?
+    {
         return Ok(recorded);
     }
-    conn.transaction(|conn| {
-        let head = read_head(conn, true)?;
+    let locked_append = |conn: &mut PgConnection| {
+        let head = lock_head(conn, target)?;
         try_append(conn, chain, event, head)?
             .ok_or_else(|| Error::new(ErrorKind::Database, "the chain head moved while it was locked"))
-    })
+    };
+    if in_transaction(conn)? {
+        locked_append(conn)
+    } else {
+        conn.transaction(locked_append)
+    }
 }
 
 /// The row of an event already stored, for idempotent replays.
 pub(crate) fn find_event(conn: &mut PgConnection, event_id: &Uuid) -> Result<Option<Recorded>> {
-    let found: Option<(i64, Vec<u8>)> = audit_logs::table
+    let found: Option<(i64, i16, i64, Vec<u8>)> = audit_logs::table
         .filter(audit_logs::event_id.eq(event_id))
-        .select((audit_logs::id, audit_logs::mac))
+        .select((
+            audit_logs::id,
+            audit_logs::chain_id,
+            audit_logs::chain_seq,
+            audit_logs::mac,
+        ))
         .first(conn)
         .optional()?;
-    Ok(found.map(|(id, mac)| Recorded {
+    Ok(found.map(|(id, chain, seq, mac)| Recorded {
         id,
+        chain,
+        seq,
         mac: mac_bytes(&mac).unwrap_or_default(),
         duplicate: true,
     }))
@@ -308,12 +400,23 @@ struct NewRow<'a> {
     chain_version: i16,
     prev_mac: &'a [u8],
     mac: &'a [u8],
+    chain_id: i16,
+    chain_seq: i64,
 }
 
-fn new_row<'a>(event: &'a AuditEvent, id: i64, prev_mac: &'a [u8; 32], mac: &'a [u8; 32]) -> NewRow<'a> {
+fn new_row<'a>(
+    event: &'a AuditEvent,
+    id: i64,
+    chain: i16,
+    seq: i64,
+    prev_mac: &'a [u8; 32],
+    mac: &'a [u8; 32],
+) -> NewRow<'a> {
     let context = event.context();
     NewRow {
         id,
+        chain_id: chain,
+        chain_seq: seq,
         event_id: *event.event_id().as_uuid(),
         created_at: timestamptz(event),
         actor_kind: event.actor().kind().as_str(),
@@ -335,18 +438,20 @@ fn new_row<'a>(event: &'a AuditEvent, id: i64, prev_mac: &'a [u8; 32], mac: &'a 
     }
 }
 
-/// Appends `events` in one transaction: lock the head, chain every event,
-/// COPY the rows in, move the head. With `dedupe`, events already stored are
-/// skipped, so a replayed batch is not duplicated; without it a stored event
-/// fails the batch with a unique violation, and the caller retries with it.
+/// Appends `events` in one transaction: lock a head of `target`, take row
+/// ids from the sequence, chain every event, COPY the rows in, move the head.
+/// With `dedupe`, events already stored are skipped, so a replayed batch is
+/// not duplicated; without it a stored event fails the batch with a unique
+/// violation, and the caller retries with it.
 pub(crate) fn append_batch(
     conn: &mut PgConnection,
     chain: &Chain,
     events: &[AuditEvent],
     dedupe: bool,
+    target: Target,
 ) -> Result<(Vec<Recorded>, Head)> {
     conn.transaction(|conn| {
-        let mut head = read_head(conn, true)?;
+        let mut head = lock_head(conn, target)?;
         let mut existing = if dedupe {
             let ids: Vec<Uuid> = events.iter().map(|event| event.event_id().uuid()).collect();
             existing_events(conn, &ids)?
@@ -366,15 +471,27 @@ pub(crate) fn append_batch(
         for (offset, event) in fresh.iter().enumerate() {
             let seq = head.seq + 1 + i64::try_from(offset).unwrap_or(i64::MAX);
             let prev = macs.last().copied().unwrap_or(head.mac);
-            macs.push(chain.mac(&ChainFields::of_event(event, seq), &prev));
+            macs.push(chain.mac(&ChainFields::of_event(event, head.chain, seq), &prev));
             prevs.push(prev);
         }
+        let ids: Vec<i64> = if fresh.is_empty() {
+            Vec::new()
+        } else {
+            diesel::sql_query("SELECT nextval('audit_logs_id_seq') AS id FROM generate_series(1, $1)")
+                .bind::<BigInt, _>(i64::try_from(fresh.len()).unwrap_or(i64::MAX))
+                .load::<RowId>(conn)?
+                .into_iter()
+                .map(|row| row.id)
+                .collect()
+        };
         let rows: Vec<NewRow<'_>> = fresh
             .iter()
             .enumerate()
             .map(|(offset, event)| {
                 new_row(
                     event,
+                    ids[offset],
+                    head.chain,
                     head.seq + 1 + i64::try_from(offset).unwrap_or(i64::MAX),
                     &prevs[offset],
                     &macs[offset],
@@ -387,19 +504,22 @@ pub(crate) fn append_batch(
                 .execute(conn)?;
             let last_mac = *macs.last().unwrap_or(&head.mac);
             let last_seq = head.seq + i64::try_from(rows.len()).unwrap_or(i64::MAX);
-            diesel::update(audit_chain_head::table.filter(audit_chain_head::id.eq(1)))
+            diesel::update(audit_chain_head::table.filter(audit_chain_head::id.eq(head.chain)))
                 .set((
                     audit_chain_head::seq.eq(last_seq),
                     audit_chain_head::mac.eq(&last_mac[..]),
                 ))
                 .execute(conn)?;
             head = Head {
+                chain: head.chain,
                 seq: last_seq,
                 mac: last_mac,
             };
         }
         let mut fresh_results = rows.iter().map(|row| Recorded {
             id: row.id,
+            chain: row.chain_id,
+            seq: row.chain_seq,
             mac: mac_bytes(row.mac).unwrap_or_default(),
             duplicate: false,
         });
@@ -409,6 +529,8 @@ pub(crate) fn append_batch(
             if existing.contains(&id) {
                 recorded.push(find_event(conn, &id)?.unwrap_or(Recorded {
                     id: 0,
+                    chain: 0,
+                    seq: 0,
                     mac: [0; 32],
                     duplicate: true,
                 }));
@@ -420,6 +542,16 @@ pub(crate) fn append_batch(
         Ok((recorded, head))
     })
 }
+
+/// A row id from the sequence.
+#[derive(QueryableByName)]
+struct RowId {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+}
+
+/// A chain head's id as this backend stores it.
+type HeadId = i16;
 
 /// A time as this backend stores it.
 fn db_time(at: zt_types::Timestamp) -> DateTime<Utc> {
@@ -434,22 +566,39 @@ fn filter_ip<'a>(query: Boxed<'a>, network: IpNetwork) -> Boxed<'a> {
 crate::queries::shared_queries!(conn = PgConnection, backend = Pg);
 
 impl Store for PgConnection {
-    fn append(&mut self, chain: &Chain, event: &AuditEvent, cached: Option<Head>, _scope: Scope) -> Result<Recorded> {
-        // One statement either way: it commits at once outside a transaction,
-        // and joins the caller's inside one.
-        append(self, chain, event, cached)
+    fn append(
+        &mut self,
+        chain: &Chain,
+        event: &AuditEvent,
+        hint: Option<Head>,
+        _scope: Scope,
+        target: Target,
+    ) -> Result<Recorded> {
+        // The scope needs nothing here: `append` joins an open transaction
+        // and opens its own otherwise.
+        append(self, chain, event, hint, target)
     }
 
-    fn append_batch(&mut self, chain: &Chain, events: &[AuditEvent], dedupe: bool) -> Result<(Vec<Recorded>, Head)> {
-        append_batch(self, chain, events, dedupe)
+    fn append_batch(
+        &mut self,
+        chain: &Chain,
+        events: &[AuditEvent],
+        dedupe: bool,
+        target: Target,
+    ) -> Result<(Vec<Recorded>, Head)> {
+        append_batch(self, chain, events, dedupe, target)
     }
 
     fn find_event(&mut self, event_id: &Uuid) -> Result<Option<Recorded>> {
         find_event(self, event_id)
     }
 
-    fn read_head(&mut self) -> Result<Head> {
-        read_head(self, false)
+    fn read_heads(&mut self) -> Result<Vec<Head>> {
+        read_heads(self)
+    }
+
+    fn chain_ids(&mut self) -> Result<Vec<i16>> {
+        chain_ids(self)
     }
 
     fn query_page(&mut self, filter: &AuditFilter, page: &PageRequest) -> Result<Page> {
@@ -460,15 +609,23 @@ impl Store for PgConnection {
         count(self, filter)
     }
 
-    fn chain_range(&mut self, after_id: i64, last_id: i64) -> Result<Vec<VerifyRow>> {
-        chain_range(self, after_id, last_id)
+    fn chain_range(&mut self, chain_id: i16, after: i64, last: i64) -> Result<Vec<VerifyRow>> {
+        chain_range(self, chain_id, after, last)
     }
 
-    fn max_id(&mut self) -> Result<Option<i64>> {
-        max_id(self)
+    fn max_seq(&mut self, chain_id: i16) -> Result<Option<i64>> {
+        max_seq(self, chain_id)
     }
 
-    fn mac_at(&mut self, id: i64) -> Result<Option<[u8; 32]>> {
-        mac_at(self, id)
+    fn mac_at(&mut self, chain_id: i16, seq: i64) -> Result<Option<[u8; 32]>> {
+        mac_at(self, chain_id, seq)
+    }
+
+    fn newest_row(&mut self) -> Result<Option<VerifyRow>> {
+        newest_row(self)
+    }
+
+    fn ensure_chains(&mut self, chains: i16) -> Result<()> {
+        ensure_heads(self, 1, chains.max(1))
     }
 }

@@ -3,8 +3,9 @@
 //! `Row`, `decode_record`, `mac_bytes`, `db_time`, `filter_ip`, `selection`)
 //! are that module's own, which is all that differs.
 
-/// Declares `filtered`, `query_page`, `count`, `chain_range`, `max_id` and
-/// `mac_at` for the backend module it is invoked in.
+/// Declares `filtered`, `query_page`, `count`, `chain_range`, `max_seq`,
+/// `mac_at`, `newest_row`, `chain_ids` and `read_heads` for the backend
+/// module it is invoked in.
 macro_rules! shared_queries {
     (conn = $conn:ty, backend = $backend:ty) => {
         type Boxed<'a> = audit_logs::BoxedQuery<'a, $backend, diesel::dsl::SqlTypeOf<Selection>>;
@@ -41,6 +42,9 @@ macro_rules! shared_queries {
             }
             if let Some(request_id) = &filter.request_id {
                 query = query.filter(audit_logs::request_id.eq(request_id));
+            }
+            if let Some(chain) = filter.chain {
+                query = query.filter(audit_logs::chain_id.eq(chain));
             }
             query
         }
@@ -86,33 +90,99 @@ macro_rules! shared_queries {
             Ok(u64::try_from(count).unwrap_or(0))
         }
 
-        /// The rows at positions `after_id + 1 ..= last_id`, in chain order. A
-        /// bounded range, not a LIMIT, so that the planner picks the primary
-        /// key even on a freshly loaded table without statistics.
-        pub(crate) fn chain_range(conn: &mut $conn, after_id: i64, last_id: i64) -> Result<Vec<VerifyRow>> {
+        /// The rows of `chain_id` at positions `after + 1 ..= last`, in
+        /// chain order. A bounded range, not a LIMIT, so that the planner
+        /// picks the position index even on a freshly loaded table without
+        /// statistics.
+        pub(crate) fn chain_range(conn: &mut $conn, chain_id: i16, after: i64, last: i64) -> Result<Vec<VerifyRow>> {
             let rows: Vec<Row> = audit_logs::table
                 .select(selection())
-                .filter(audit_logs::id.gt(after_id).and(audit_logs::id.le(last_id)))
-                .order(audit_logs::id.asc())
+                .filter(audit_logs::chain_id.eq(chain_id))
+                .filter(
+                    audit_logs::chain_seq
+                        .gt(after)
+                        .and(audit_logs::chain_seq.le(last)),
+                )
+                .order(audit_logs::chain_seq.asc())
                 .load(conn)?;
             Ok(rows.into_iter().map(Row::into_verify_row).collect())
         }
 
-        /// The highest position stored, if any.
-        pub(crate) fn max_id(conn: &mut $conn) -> Result<Option<i64>> {
+        /// The highest position stored in `chain_id`, if any.
+        pub(crate) fn max_seq(conn: &mut $conn, chain_id: i16) -> Result<Option<i64>> {
             Ok(audit_logs::table
-                .select(diesel::dsl::max(audit_logs::id))
+                .filter(audit_logs::chain_id.eq(chain_id))
+                .select(diesel::dsl::max(audit_logs::chain_seq))
                 .first(conn)?)
         }
 
-        /// The MAC stored at position `id`.
-        pub(crate) fn mac_at(conn: &mut $conn, id: i64) -> Result<Option<[u8; 32]>> {
+        /// The MAC stored at position `seq` of `chain_id`.
+        pub(crate) fn mac_at(conn: &mut $conn, chain_id: i16, seq: i64) -> Result<Option<[u8; 32]>> {
             let mac: Option<Vec<u8>> = audit_logs::table
-                .filter(audit_logs::id.eq(id))
+                .filter(
+                    audit_logs::chain_id
+                        .eq(chain_id)
+                        .and(audit_logs::chain_seq.eq(seq)),
+                )
                 .select(audit_logs::mac)
                 .first(conn)
                 .optional()?;
             Ok(mac.and_then(|mac| mac_bytes(&mac)))
+        }
+
+        /// The row with the highest id.
+        pub(crate) fn newest_row(conn: &mut $conn) -> Result<Option<VerifyRow>> {
+            let row: Option<Row> = audit_logs::table
+                .select(selection())
+                .order(audit_logs::id.desc())
+                .first(conn)
+                .optional()?;
+            Ok(row.map(Row::into_verify_row))
+        }
+
+        /// The chain ids that have rows, by a skip scan of the position
+        /// index: one probe per chain, not a pass over the rows.
+        pub(crate) fn chain_ids(conn: &mut $conn) -> Result<Vec<i16>> {
+            #[derive(diesel::QueryableByName)]
+            struct ChainIdRow {
+                #[diesel(sql_type = diesel::sql_types::SmallInt)]
+                chain_id: i16,
+            }
+            let rows: Vec<ChainIdRow> = diesel::sql_query(
+                "WITH RECURSIVE chains(chain_id) AS ( \
+                     SELECT min(chain_id) FROM audit_logs \
+                     UNION ALL \
+                     SELECT (SELECT min(l.chain_id) FROM audit_logs l WHERE l.chain_id > chains.chain_id) \
+                     FROM chains WHERE chains.chain_id IS NOT NULL) \
+                 SELECT CAST(chain_id AS SMALLINT) AS chain_id FROM chains WHERE chain_id IS NOT NULL",
+            )
+            .load(conn)?;
+            Ok(rows.into_iter().map(|row| row.chain_id).collect())
+        }
+
+        /// Every chain's head, by chain id.
+        pub(crate) fn read_heads(conn: &mut $conn) -> Result<Vec<Head>> {
+            let rows: Vec<(HeadId, i64, Vec<u8>)> = audit_chain_head::table
+                .select((audit_chain_head::id, audit_chain_head::seq, audit_chain_head::mac))
+                .order(audit_chain_head::id.asc())
+                .load(conn)?;
+            rows.into_iter()
+                .map(|(chain, seq, mac)| {
+                    let chain = i16::try_from(chain).map_err(|_| {
+                        Error::new(
+                            ErrorKind::Decode,
+                            format!("chain head id {chain} is out of range"),
+                        )
+                    })?;
+                    let mac = mac_bytes(&mac).ok_or_else(|| {
+                        Error::new(
+                            ErrorKind::Decode,
+                            format!("chain {chain}'s head MAC is not 32 bytes"),
+                        )
+                    })?;
+                    Ok(Head { chain, seq, mac })
+                })
+                .collect()
         }
     };
 }

@@ -18,7 +18,9 @@ use crate::error::{Error, ErrorKind};
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct AuditRecord {
-    /// The chain position.
+    /// The row id: unique, and increasing in the order rows were written
+    /// (holes are rolled-back writes, not deletions; the chain position is
+    /// `chain_seq`).
     pub id: i64,
     /// The unique event id.
     pub event_id: Uuid,
@@ -52,6 +54,10 @@ pub struct AuditRecord {
     pub request_id: Option<String>,
     /// The version of the chain encoding.
     pub chain_version: i16,
+    /// The hash chain the row is on.
+    pub chain: i16,
+    /// The row's position in its chain: 1, 2, 3, ... with no gaps.
+    pub chain_seq: i64,
     /// The previous row's MAC.
     pub prev_mac: [u8; 32],
     /// This row's MAC.
@@ -68,7 +74,7 @@ impl AuditRecord {
 impl Serialize for AuditRecord {
     /// Serializes with the metadata as a JSON object and MACs as hex.
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut record = serializer.serialize_struct("AuditRecord", 19)?;
+        let mut record = serializer.serialize_struct("AuditRecord", 21)?;
         record.serialize_field("id", &self.id)?;
         record.serialize_field("event_id", &self.event_id)?;
         record.serialize_field("created_at", &self.created_at)?;
@@ -86,6 +92,8 @@ impl Serialize for AuditRecord {
         record.serialize_field("error_code", &self.error_code)?;
         record.serialize_field("request_id", &self.request_id)?;
         record.serialize_field("chain_version", &self.chain_version)?;
+        record.serialize_field("chain", &self.chain)?;
+        record.serialize_field("chain_seq", &self.chain_seq)?;
         record.serialize_field("prev_mac", &hex::encode(self.prev_mac))?;
         record.serialize_field("mac", &hex::encode(self.mac))?;
         record.end()
@@ -118,6 +126,7 @@ pub struct AuditFilter {
     pub(crate) until: Option<Timestamp>,
     pub(crate) ip: Option<IpNetwork>,
     pub(crate) request_id: Option<String>,
+    pub(crate) chain: Option<i16>,
 }
 
 /// The most actions one filter may list.
@@ -127,6 +136,13 @@ impl AuditFilter {
     /// A filter that matches every row.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Rows of this hash chain, such as a tenant's (see `AuditLog::on_chain`).
+    #[must_use]
+    pub fn chain(mut self, chain: i16) -> Self {
+        self.chain = Some(chain);
+        self
     }
 
     /// Rows of this user.

@@ -1,5 +1,5 @@
 //! Diesel schemas of the audit tables, one module per backend, matching
-//! `migrations/<backend>/*_create_audit_logs`.
+//! `migrations/<backend>/*_create_audit_logs` and `*_audit_chains`.
 
 /// PostgreSQL.
 #[cfg(feature = "postgres")]
@@ -25,6 +25,8 @@ pub(crate) mod pg {
             chain_version -> Int2,
             prev_mac -> Bytea,
             mac -> Bytea,
+            chain_id -> Int2,
+            chain_seq -> Int8,
         }
     }
 
@@ -62,6 +64,8 @@ pub(crate) mod sqlite {
             chain_version -> SmallInt,
             prev_mac -> Binary,
             mac -> Binary,
+            chain_id -> SmallInt,
+            chain_seq -> BigInt,
         }
     }
 

@@ -7,8 +7,8 @@ use diesel::sqlite::Sqlite;
 use uuid::Uuid;
 use zt_types::{AuditEvent, Timestamp};
 
-use crate::backend::{Head, Recorded, Scope, Store};
-use crate::chain::{CHAIN_VERSION, Chain, ChainFields};
+use crate::backend::{Head, Recorded, Scope, Store, Target};
+use crate::chain::{CHAIN_VERSION, Chain, ChainFields, GENESIS_MAC};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ip_key::{ip_key, ip_key_range};
 use crate::query::{AuditFilter, AuditRecord, Cursor, Order, Page, PageRequest};
@@ -39,6 +39,8 @@ struct Row {
     chain_version: i16,
     prev_mac: Vec<u8>,
     mac: Vec<u8>,
+    chain_id: i16,
+    chain_seq: i64,
 }
 
 fn mac_bytes(bytes: &[u8]) -> Option<[u8; 32]> {
@@ -78,6 +80,8 @@ impl Row {
             chain_version,
             prev_mac,
             mac,
+            chain_id,
+            chain_seq,
         } = self;
         let record = (|| {
             Ok(AuditRecord {
@@ -98,6 +102,8 @@ impl Row {
                 error_code,
                 request_id,
                 chain_version,
+                chain: chain_id,
+                chain_seq,
                 prev_mac: mac_bytes(&prev_mac).ok_or("prev_mac is not 32 bytes")?,
                 mac: mac_bytes(&mac).ok_or("mac is not 32 bytes")?,
             })
@@ -106,7 +112,7 @@ impl Row {
     }
 
     fn into_verify_row(self) -> VerifyRow {
-        let id = self.id;
+        let (id, chain, seq) = (self.id, self.chain_id, self.chain_seq);
         let prev_mac = mac_bytes(&self.prev_mac).unwrap_or_default();
         let mac = mac_bytes(&self.mac).unwrap_or_default();
         let (record, client_ip_bin) = self.decode();
@@ -116,6 +122,8 @@ impl Row {
             .is_ok_and(|record| client_ip_bin.as_deref() == record.client_ip.map(ip_key).as_ref().map(|key| &key[..]));
         VerifyRow {
             id,
+            chain,
+            seq,
             prev_mac,
             mac,
             record,
@@ -160,12 +168,23 @@ struct NewRow<'a> {
     chain_version: i16,
     prev_mac: &'a [u8],
     mac: &'a [u8],
+    chain_id: i16,
+    chain_seq: i64,
 }
 
-fn new_row<'a>(event: &'a AuditEvent, id: i64, prev_mac: &'a [u8; 32], mac: &'a [u8; 32]) -> NewRow<'a> {
+fn new_row<'a>(
+    event: &'a AuditEvent,
+    id: i64,
+    chain: i16,
+    seq: i64,
+    prev_mac: &'a [u8; 32],
+    mac: &'a [u8; 32],
+) -> NewRow<'a> {
     let context = event.context();
     NewRow {
         id,
+        chain_id: chain,
+        chain_seq: seq,
         event_id: event.event_id().to_string(),
         created_at: event.created_at().to_string(),
         actor_kind: event.actor().kind().as_str(),
@@ -188,53 +207,82 @@ fn new_row<'a>(event: &'a AuditEvent, id: i64, prev_mac: &'a [u8; 32], mac: &'a 
     }
 }
 
-/// Reserves `count` positions by moving the head's `seq`, which also takes
-/// SQLite's write lock; returns the head before the move.
-fn reserve(conn: &mut SqliteConnection, count: i64) -> Result<Head> {
-    let (seq, mac): (i64, Vec<u8>) = diesel::update(audit_chain_head::table.filter(audit_chain_head::id.eq(1)))
-        .set(audit_chain_head::seq.eq(audit_chain_head::seq + count))
-        .returning((audit_chain_head::seq, audit_chain_head::mac))
-        .get_result(conn)?;
-    let mac = mac_bytes(&mac).ok_or_else(|| Error::new(ErrorKind::Decode, "the chain head's MAC is not 32 bytes"))?;
-    Ok(Head { seq: seq - count, mac })
+/// The chain an append goes to. SQLite lets one writer in at a time, so
+/// spreading writers over chains gains nothing: they share chain 1 unless the
+/// app pins a chain of its own.
+fn chain_of(target: Target) -> i16 {
+    match target {
+        Target::Any { .. } => 1,
+        Target::Chain(chain) => chain,
+    }
 }
 
-fn set_head_mac(conn: &mut SqliteConnection, mac: &[u8; 32]) -> Result<()> {
-    diesel::update(audit_chain_head::table.filter(audit_chain_head::id.eq(1)))
+/// Reserves `count` positions of `chain` by moving its head's `seq`, which
+/// also takes SQLite's write lock; returns the head before the move and the
+/// first free row id. Creates the head on the chain's first append.
+fn reserve(conn: &mut SqliteConnection, chain: i16, count: i64) -> Result<(Head, i64)> {
+    let moved: Option<(i64, Vec<u8>)> =
+        diesel::update(audit_chain_head::table.filter(audit_chain_head::id.eq(i64::from(chain))))
+            .set(audit_chain_head::seq.eq(audit_chain_head::seq + count))
+            .returning((audit_chain_head::seq, audit_chain_head::mac))
+            .get_result(conn)
+            .optional()?;
+    let (seq, mac) = match moved {
+        Some(moved) => moved,
+        None => {
+            diesel::insert_into(audit_chain_head::table)
+                .values((
+                    audit_chain_head::id.eq(i64::from(chain)),
+                    audit_chain_head::seq.eq(count),
+                    audit_chain_head::mac.eq(&GENESIS_MAC[..]),
+                ))
+                .execute(conn)?;
+            (count, GENESIS_MAC.to_vec())
+        }
+    };
+    let mac = mac_bytes(&mac)
+        .ok_or_else(|| Error::new(ErrorKind::Decode, format!("chain {chain}'s head MAC is not 32 bytes")))?;
+    let last_id: Option<i64> = audit_logs::table.select(diesel::dsl::max(audit_logs::id)).first(conn)?;
+    Ok((
+        Head {
+            chain,
+            seq: seq - count,
+            mac,
+        },
+        last_id.unwrap_or(0) + 1,
+    ))
+}
+
+fn set_head_mac(conn: &mut SqliteConnection, chain: i16, mac: &[u8; 32]) -> Result<()> {
+    diesel::update(audit_chain_head::table.filter(audit_chain_head::id.eq(i64::from(chain))))
         .set(audit_chain_head::mac.eq(&mac[..]))
         .execute(conn)?;
     Ok(())
 }
 
-/// Reads the chain head.
-pub(crate) fn read_head(conn: &mut SqliteConnection) -> Result<Head> {
-    let (seq, mac): (i64, Vec<u8>) = audit_chain_head::table
-        .filter(audit_chain_head::id.eq(1))
-        .select((audit_chain_head::seq, audit_chain_head::mac))
-        .first(conn)?;
-    let mac = mac_bytes(&mac).ok_or_else(|| Error::new(ErrorKind::Decode, "the chain head's MAC is not 32 bytes"))?;
-    Ok(Head { seq, mac })
-}
-
-/// Appends one event inside a transaction of its own, or a savepoint of the
-/// caller's. Taking the head first takes the write lock, so concurrent
-/// writers, in any process, queue instead of forking the chain.
+/// Appends one event to `target`'s chain inside a transaction of its own,
+/// or a savepoint of the caller's. Moving the head first takes the write
+/// lock, so concurrent writers, in any process, queue instead of forking the
+/// chain.
 pub(crate) fn append(
     conn: &mut SqliteConnection,
     chain: &Chain,
     event: &AuditEvent,
     immediate: bool,
+    target: Target,
 ) -> Result<Recorded> {
     let body = |conn: &mut SqliteConnection| -> Result<Recorded> {
-        let head = reserve(conn, 1)?;
-        let id = head.seq + 1;
-        let mac = chain.mac(&ChainFields::of_event(event, id), &head.mac);
+        let (head, id) = reserve(conn, chain_of(target), 1)?;
+        let seq = head.seq + 1;
+        let mac = chain.mac(&ChainFields::of_event(event, head.chain, seq), &head.mac);
         diesel::insert_into(audit_logs::table)
-            .values(new_row(event, id, &head.mac, &mac))
+            .values(new_row(event, id, head.chain, seq, &head.mac, &mac))
             .execute(conn)?;
-        set_head_mac(conn, &mac)?;
+        set_head_mac(conn, head.chain, &mac)?;
         Ok(Recorded {
             id,
+            chain: head.chain,
+            seq,
             mac,
             duplicate: false,
         })
@@ -248,26 +296,34 @@ pub(crate) fn append(
 
 /// The row of an event already stored, for idempotent replays.
 pub(crate) fn find_event(conn: &mut SqliteConnection, event_id: &Uuid) -> Result<Option<Recorded>> {
-    let found: Option<(i64, Vec<u8>)> = audit_logs::table
+    let found: Option<(i64, i16, i64, Vec<u8>)> = audit_logs::table
         .filter(audit_logs::event_id.eq(event_id.to_string()))
-        .select((audit_logs::id, audit_logs::mac))
+        .select((
+            audit_logs::id,
+            audit_logs::chain_id,
+            audit_logs::chain_seq,
+            audit_logs::mac,
+        ))
         .first(conn)
         .optional()?;
-    Ok(found.map(|(id, mac)| Recorded {
+    Ok(found.map(|(id, chain, seq, mac)| Recorded {
         id,
+        chain,
+        seq,
         mac: mac_bytes(&mac).unwrap_or_default(),
         duplicate: true,
     }))
 }
 
-/// Appends `events` in one immediate transaction. With `dedupe`, events
-/// already stored are skipped; without it they fail the batch with a unique
-/// violation, and the caller retries with it.
+/// Appends `events` to `target`'s chain in one immediate transaction. With
+/// `dedupe`, events already stored are skipped; without it they fail the
+/// batch with a unique violation, and the caller retries with it.
 pub(crate) fn append_batch(
     conn: &mut SqliteConnection,
     chain: &Chain,
     events: &[AuditEvent],
     dedupe: bool,
+    target: Target,
 ) -> Result<(Vec<Recorded>, Head)> {
     conn.immediate_transaction(|conn| {
         let ids: Vec<String> = events.iter().map(|event| event.event_id().to_string()).collect();
@@ -287,37 +343,49 @@ pub(crate) fn append_batch(
             .iter()
             .filter(|id| !stored.contains(*id) && seen.insert(id.as_str()))
             .count();
-        let mut head = reserve(conn, i64::try_from(fresh_count).unwrap_or(i64::MAX))?;
+        let (mut head, mut next_id) = reserve(conn, chain_of(target), i64::try_from(fresh_count).unwrap_or(i64::MAX))?;
         let mut recorded = Vec::with_capacity(events.len());
         for (event, id) in events.iter().zip(ids) {
             if stored.contains(&id) {
                 let found = find_event(conn, event.event_id().as_uuid())?;
                 recorded.push(found.unwrap_or(Recorded {
                     id: 0,
+                    chain: 0,
+                    seq: 0,
                     mac: [0; 32],
                     duplicate: true,
                 }));
                 continue;
             }
             let seq = head.seq + 1;
-            let mac = chain.mac(&ChainFields::of_event(event, seq), &head.mac);
+            let mac = chain.mac(&ChainFields::of_event(event, head.chain, seq), &head.mac);
             diesel::insert_into(audit_logs::table)
-                .values(new_row(event, seq, &head.mac, &mac))
+                .values(new_row(event, next_id, head.chain, seq, &head.mac, &mac))
                 .execute(conn)?;
             stored.insert(id);
-            head = Head { seq, mac };
             recorded.push(Recorded {
-                id: seq,
+                id: next_id,
+                chain: head.chain,
+                seq,
                 mac,
                 duplicate: false,
             });
+            head = Head {
+                chain: head.chain,
+                seq,
+                mac,
+            };
+            next_id += 1;
         }
         if fresh_count > 0 {
-            set_head_mac(conn, &head.mac)?;
+            set_head_mac(conn, head.chain, &head.mac)?;
         }
         Ok((recorded, head))
     })
 }
+
+/// A chain head's id as this backend stores it.
+type HeadId = i64;
 
 /// A time as this backend stores it: the fixed-width text, which sorts in time order.
 fn db_time(at: Timestamp) -> String {
@@ -340,21 +408,38 @@ fn selection() -> Selection {
 crate::queries::shared_queries!(conn = SqliteConnection, backend = Sqlite);
 
 impl Store for SqliteConnection {
-    fn append(&mut self, chain: &Chain, event: &AuditEvent, _cached: Option<Head>, scope: Scope) -> Result<Recorded> {
-        // SQLite's write lock serializes appends, so a cached head saves nothing.
-        append(self, chain, event, scope == Scope::Own)
+    fn append(
+        &mut self,
+        chain: &Chain,
+        event: &AuditEvent,
+        _hint: Option<Head>,
+        scope: Scope,
+        target: Target,
+    ) -> Result<Recorded> {
+        // SQLite's write lock serializes appends, so a hint saves nothing.
+        append(self, chain, event, scope == Scope::Own, target)
     }
 
-    fn append_batch(&mut self, chain: &Chain, events: &[AuditEvent], dedupe: bool) -> Result<(Vec<Recorded>, Head)> {
-        append_batch(self, chain, events, dedupe)
+    fn append_batch(
+        &mut self,
+        chain: &Chain,
+        events: &[AuditEvent],
+        dedupe: bool,
+        target: Target,
+    ) -> Result<(Vec<Recorded>, Head)> {
+        append_batch(self, chain, events, dedupe, target)
     }
 
     fn find_event(&mut self, event_id: &Uuid) -> Result<Option<Recorded>> {
         find_event(self, event_id)
     }
 
-    fn read_head(&mut self) -> Result<Head> {
-        read_head(self)
+    fn read_heads(&mut self) -> Result<Vec<Head>> {
+        read_heads(self)
+    }
+
+    fn chain_ids(&mut self) -> Result<Vec<i16>> {
+        chain_ids(self)
     }
 
     fn query_page(&mut self, filter: &AuditFilter, page: &PageRequest) -> Result<Page> {
@@ -365,15 +450,24 @@ impl Store for SqliteConnection {
         count(self, filter)
     }
 
-    fn chain_range(&mut self, after_id: i64, last_id: i64) -> Result<Vec<VerifyRow>> {
-        chain_range(self, after_id, last_id)
+    fn chain_range(&mut self, chain_id: i16, after: i64, last: i64) -> Result<Vec<VerifyRow>> {
+        chain_range(self, chain_id, after, last)
     }
 
-    fn max_id(&mut self) -> Result<Option<i64>> {
-        max_id(self)
+    fn max_seq(&mut self, chain_id: i16) -> Result<Option<i64>> {
+        max_seq(self, chain_id)
     }
 
-    fn mac_at(&mut self, id: i64) -> Result<Option<[u8; 32]>> {
-        mac_at(self, id)
+    fn mac_at(&mut self, chain_id: i16, seq: i64) -> Result<Option<[u8; 32]>> {
+        mac_at(self, chain_id, seq)
+    }
+
+    fn newest_row(&mut self) -> Result<Option<VerifyRow>> {
+        newest_row(self)
+    }
+
+    fn ensure_chains(&mut self, _chains: i16) -> Result<()> {
+        // Unpinned writers share chain 1, which the migration creates.
+        Ok(())
     }
 }

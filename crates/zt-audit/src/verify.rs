@@ -5,7 +5,6 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::chain::{CHAIN_VERSION, Chain, ChainFields, GENESIS_MAC};
-use crate::checkpoint::Checkpoint;
 use crate::error::Result;
 use crate::query::AuditRecord;
 
@@ -55,9 +54,12 @@ impl fmt::Display for TamperKind {
 /// The first failure found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
-    /// The chain position where the failure is: the changed row, the first
-    /// missing position, or the checkpoint's position.
-    pub row_id: i64,
+    /// The chain the failure is in.
+    pub chain: i16,
+    /// The position in that chain where the failure is: the changed row, the
+    /// first missing position, or the checkpoint's position. Rows written
+    /// before chains existed are chain 1, and there the position is the row id.
+    pub position: i64,
     /// What is wrong.
     pub kind: TamperKind,
     /// A sentence for the investigator.
@@ -66,7 +68,11 @@ pub struct Finding {
 
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "row {}: {}: {}", self.row_id, self.kind, self.detail)
+        write!(
+            f,
+            "chain {} position {}: {}: {}",
+            self.chain, self.position, self.kind, self.detail
+        )
     }
 }
 
@@ -75,8 +81,8 @@ impl fmt::Display for Finding {
 pub struct VerifyReport {
     /// Rows read.
     pub rows_checked: u64,
-    /// The last good position.
-    pub last_id: i64,
+    /// Chains that hold rows, read.
+    pub chains_checked: u32,
     /// Whether a checkpoint was checked.
     pub checkpoint_checked: bool,
     /// The first failure, or `None` if the log verified.
@@ -94,7 +100,11 @@ impl VerifyReport {
 /// rest decoded if possible.
 #[derive(Debug)]
 pub(crate) struct VerifyRow {
+    /// The row id.
     pub(crate) id: i64,
+    /// The chain and the position in it.
+    pub(crate) chain: i16,
+    pub(crate) seq: i64,
     pub(crate) prev_mac: [u8; 32],
     pub(crate) mac: [u8; 32],
     /// The decoded row, or why it could not be decoded.
@@ -106,7 +116,9 @@ pub(crate) struct VerifyRow {
 
 pub(crate) fn fields_of(record: &AuditRecord) -> ChainFields<'_> {
     ChainFields {
-        id: record.id,
+        version: record.chain_version,
+        chain: record.chain,
+        seq: record.chain_seq,
         event_id: *record.event_id.as_bytes(),
         created_at_micros: record.created_at.unix_micros(),
         actor_kind: record.actor_kind.as_str(),
@@ -131,76 +143,92 @@ pub(crate) fn self_consistent(chain: &Chain, row: &VerifyRow, shift: i64) -> boo
     let Ok(record) = &row.record else {
         return false;
     };
-    if record.chain_version != CHAIN_VERSION || !row.derived_ok {
+    // Version 1 rows predate chains and belong to chain 1.
+    let known_version = record.chain_version == CHAIN_VERSION || (record.chain_version == 1 && record.chain == 1);
+    if !known_version || !row.derived_ok || record.chain != row.chain || record.chain_seq != row.seq {
         return false;
     }
     let mut fields = fields_of(record);
-    fields.id = record.id.saturating_add(shift);
+    fields.seq = record.chain_seq.saturating_add(shift);
     chain.mac(&fields, &row.prev_mac) == row.mac
 }
 
-/// What the verifier knows besides the rows.
+/// What the verifier knows about one chain besides its rows.
 pub(crate) struct Context<'a> {
     pub(crate) chain: &'a Chain,
-    /// The chain head row: position and MAC, if it could be read.
+    /// The chain being verified.
+    pub(crate) chain_id: i16,
+    /// The chain's head row: position and MAC, if there is one.
     pub(crate) head: Option<(i64, [u8; 32])>,
-    pub(crate) checkpoint: Option<&'a Checkpoint>,
+    /// The signed checkpoint's position and MAC for this chain, if one is checked.
+    pub(crate) checkpoint: Option<(i64, [u8; 32])>,
+}
+
+/// The outcome of verifying one chain.
+pub(crate) struct ChainOutcome {
+    pub(crate) rows_checked: u64,
+    pub(crate) finding: Option<Finding>,
 }
 
 /// How far a renumbered row is searched for its original position.
 const MAX_SHIFT: i64 = 64;
 
-/// Streams `rows` (in id order) and returns the report. Memory stays bounded:
-/// one row of lookahead.
-pub(crate) fn verify_rows<I>(rows: I, context: &Context<'_>, mut progress: impl FnMut(u64)) -> Result<VerifyReport>
+/// Streams the rows of one chain (in position order) and returns what it
+/// found. Memory stays bounded: one row of lookahead.
+pub(crate) fn verify_chain<I>(rows: I, context: &Context<'_>, mut progress: impl FnMut(u64)) -> Result<ChainOutcome>
 where
     I: Iterator<Item = Result<VerifyRow>>,
 {
     let chain = context.chain;
+    let chain_id = context.chain_id;
     let mut rows = rows.peekable();
-    let mut expected_id = 1i64;
+    let mut expected = 1i64;
     let mut prev_mac = GENESIS_MAC;
     let mut checked = 0u64;
-    let report = |checked, last_id, finding| VerifyReport {
-        rows_checked: checked,
-        last_id,
-        checkpoint_checked: context.checkpoint.is_some(),
-        finding,
+    let found = |checked, position, kind, detail: String| {
+        Ok(ChainOutcome {
+            rows_checked: checked,
+            finding: Some(Finding {
+                chain: chain_id,
+                position,
+                kind,
+                detail,
+            }),
+        })
     };
 
     while let Some(row) = rows.next() {
         let row = row?;
         checked += 1;
         if checked.is_multiple_of(10_000) {
-            progress(checked);
+            progress(10_000);
         }
-        let last_good = expected_id - 1;
-        if row.id != expected_id {
-            let finding = Finding {
-                row_id: expected_id,
-                kind: TamperKind::Deleted,
-                detail: format!("positions {expected_id} to {} are missing", row.id - 1),
-            };
-            return Ok(report(checked, last_good, Some(finding)));
+        if row.seq != expected {
+            return found(
+                checked,
+                expected,
+                TamperKind::Deleted,
+                format!("positions {expected} to {} are missing", row.seq - 1),
+            );
         }
         let self_ok = self_consistent(chain, &row, 0);
         let link_ok = row.prev_mac == prev_mac;
         if self_ok && link_ok {
-            if let Some(checkpoint) = context.checkpoint
-                && checkpoint.seq == row.id
-                && checkpoint.last_mac != row.mac
+            if let Some((seq, mac)) = context.checkpoint
+                && seq == row.seq
+                && mac != row.mac
             {
-                let finding = Finding {
-                    row_id: row.id,
-                    kind: TamperKind::CheckpointMismatch,
-                    detail: "this row verifies in the chain, but it is not the row the checkpoint signed: \
-                                 the chain was rewritten from here or earlier"
+                return found(
+                    checked,
+                    row.seq,
+                    TamperKind::CheckpointMismatch,
+                    "this row verifies in the chain, but it is not the row the checkpoint signed: \
+                     the chain was rewritten from here or earlier"
                         .to_owned(),
-                };
-                return Ok(report(checked, last_good, Some(finding)));
+                );
             }
             prev_mac = row.mac;
-            expected_id += 1;
+            expected += 1;
             continue;
         }
         let next = match rows.peek() {
@@ -214,44 +242,57 @@ where
             }
             None => None,
         };
-        let finding = classify(chain, &row, next, prev_mac, context.head);
-        return Ok(report(checked, last_good, Some(finding)));
+        let mut finding = classify(chain, &row, next, prev_mac, context.head);
+        finding.chain = chain_id;
+        return Ok(ChainOutcome {
+            rows_checked: checked,
+            finding: Some(finding),
+        });
     }
 
-    progress(checked);
-    let last_id = expected_id - 1;
-    if let Some(checkpoint) = context.checkpoint
-        && last_id < checkpoint.seq
+    progress(checked % 10_000);
+    let last = expected - 1;
+    if let Some((seq, _)) = context.checkpoint
+        && last < seq
     {
-        let finding = Finding {
-            row_id: last_id + 1,
-            kind: TamperKind::TruncatedAfterCheckpoint,
-            detail: format!(
-                "the checkpoint covers {} rows but the log ends at position {last_id}",
-                checkpoint.seq
-            ),
-        };
-        return Ok(report(checked, last_id, Some(finding)));
+        return found(
+            checked,
+            last + 1,
+            TamperKind::TruncatedAfterCheckpoint,
+            format!("the checkpoint covers {seq} rows of chain {chain_id} but the chain ends at position {last}"),
+        );
     }
-    if let Some((head_seq, head_mac)) = context.head {
-        if last_id < head_seq {
-            let finding = Finding {
-                row_id: last_id + 1,
-                kind: TamperKind::Deleted,
-                detail: format!("the chain head says {head_seq} rows were written but the log ends at {last_id}"),
-            };
-            return Ok(report(checked, last_id, Some(finding)));
+    match context.head {
+        Some((head_seq, _)) if last < head_seq => {
+            return found(
+                checked,
+                last + 1,
+                TamperKind::Deleted,
+                format!("the chain head says {head_seq} rows were written but the chain ends at {last}"),
+            );
         }
-        if last_id == head_seq && head_seq > 0 && head_mac != prev_mac {
-            let finding = Finding {
-                row_id: last_id,
-                kind: TamperKind::Modified,
-                detail: "the chain head's MAC differs from the last row's".to_owned(),
-            };
-            return Ok(report(checked, last_id, Some(finding)));
+        Some((head_seq, head_mac)) if last == head_seq && head_seq > 0 && head_mac != prev_mac => {
+            return found(
+                checked,
+                last,
+                TamperKind::Modified,
+                "the chain head's MAC differs from the last row's".to_owned(),
+            );
         }
+        None if checked > 0 => {
+            return found(
+                checked,
+                1,
+                TamperKind::Inserted,
+                format!("chain {chain_id} has rows but no head: rows were added outside the chain writer"),
+            );
+        }
+        _ => {}
     }
-    Ok(report(checked, last_id, None))
+    Ok(ChainOutcome {
+        rows_checked: checked,
+        finding: None,
+    })
 }
 
 /// Names what happened at the first row that failed, from its own MAC, its
@@ -266,7 +307,8 @@ fn classify(
     let self_ok = self_consistent(chain, row, 0);
     let link_ok = row.prev_mac == prev_mac;
     let finding = |kind, detail: &str| Finding {
-        row_id: row.id,
+        chain: row.chain,
+        position: row.seq,
         kind,
         detail: detail.to_owned(),
     };
@@ -290,7 +332,7 @@ fn classify(
                 "the row's MAC is forged and the next row is chained to the row before it",
             );
         }
-        if next.is_none() && head.is_some_and(|(seq, _)| row.id > seq) {
+        if next.is_none() && head.is_some_and(|(seq, _)| row.seq > seq) {
             return finding(
                 TamperKind::Inserted,
                 "the row's MAC is forged and it lies past the chain head",
@@ -300,7 +342,7 @@ fn classify(
     }
     // Neither its MAC nor its link holds.
     if let Some(next) = next {
-        if next_links_over && row.prev_mac == next.mac && self_consistent(chain, row, next.id - row.id) {
+        if next_links_over && row.prev_mac == next.mac && self_consistent(chain, row, next.seq - row.seq) {
             return finding(TamperKind::Reordered, "this row and the next were swapped");
         }
         if next_links_over {
@@ -312,7 +354,8 @@ fn classify(
     }
     if let Some(shift) = (1..=MAX_SHIFT).find(|&shift| self_consistent(chain, row, shift)) {
         return Finding {
-            row_id: row.id,
+            chain: row.chain,
+            position: row.seq,
             kind: TamperKind::Deleted,
             detail: format!("{shift} row(s) before this one were deleted and the rest renumbered"),
         };

@@ -140,7 +140,7 @@ fn in_transaction_write_is_atomic_with_the_business_change(db: &TestDatabase) {
     assert_eq!(support::raw_count(db, "SELECT COUNT(*) AS n FROM projects"), 1);
     // The chain is intact, and the next write continues it without a gap.
     let next = log.record(&event(3)).unwrap();
-    assert_eq!(next.id, 3);
+    assert_eq!(next.seq, 3, "the rolled-back write left no hole in the chain");
     assert!(log.verify().unwrap().is_valid());
 }
 
@@ -188,8 +188,12 @@ fn eight_threads_write_exactly_the_expected_rows(db: &TestDatabase) {
     let report = log.verify().unwrap();
     assert!(report.is_valid(), "{:?}", report.finding);
     assert_eq!(report.rows_checked, 320);
-    assert_eq!(report.last_id, 320);
-    assert_eq!(log.head().unwrap().seq, 320);
+    let heads = log.heads().unwrap();
+    assert_eq!(heads.iter().map(|head| head.seq).sum::<i64>(), 320);
+    if db.backend() == zt_testkit::Backend::Postgres {
+        // Eight writers spread over the chains instead of queueing on one.
+        assert!(heads.iter().filter(|head| head.seq > 0).count() > 1, "{heads:?}");
+    }
 }
 
 fn two_handles_share_one_chain(db: &TestDatabase) {

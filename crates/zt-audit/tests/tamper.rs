@@ -27,20 +27,24 @@ fn assert_finding(log: &AuditLog, row_id: i64, kind: TamperKind) {
     let finding = report
         .finding
         .unwrap_or_else(|| panic!("tampering at row {row_id} went unnoticed"));
-    assert_eq!((finding.row_id, finding.kind), (row_id, kind), "{}", finding.detail);
+    assert_eq!((finding.position, finding.kind), (row_id, kind), "{}", finding.detail);
 }
 
-/// Moves every row from `from` on by `by` positions, through a far-away
-/// range so that the primary key never collides.
+/// Moves every row from `from` on by `by` positions, ids and chain
+/// positions alike, through a far-away range so that no key collides. The
+/// seeded log is one chain whose positions equal its ids.
 fn shift_ids(db: &TestDatabase, from: i64, by: i64) {
     raw(
         db,
-        &format!("UPDATE audit_logs SET id = id + 1000000 WHERE id >= {from}"),
+        &format!("UPDATE audit_logs SET id = id + 1000000, chain_seq = chain_seq + 1000000 WHERE id >= {from}"),
     )
     .unwrap();
     raw(
         db,
-        &format!("UPDATE audit_logs SET id = id - 1000000 + ({by}) WHERE id >= 1000000"),
+        &format!(
+            "UPDATE audit_logs SET id = id - 1000000 + ({by}), chain_seq = chain_seq - 1000000 + ({by}) \
+             WHERE id >= 1000000"
+        ),
     )
     .unwrap();
 }
@@ -50,7 +54,7 @@ fn shift_ids(db: &TestDatabase, from: i64, by: i64) {
 fn insert_forged(db: &TestDatabase, id: i64, source: i64, link_to: i64) {
     let garbage = "abababababababababababababababababababababababababababababababab";
     let columns = "event_id, created_at, actor_kind, user_id, user_email, action, resource, resource_id, metadata, \
-                   client_ip, peer_ip, user_agent, status, error_code, request_id, chain_version";
+                   client_ip, peer_ip, user_agent, status, error_code, request_id, chain_version, chain_id";
     let (columns, garbage_mac) = match db.backend() {
         Backend::Sqlite => (format!("{columns}, client_ip_bin"), format!("X'{garbage}'")),
         Backend::Postgres => (columns.to_owned(), format!("decode('{garbage}', 'hex')")),
@@ -61,8 +65,8 @@ fn insert_forged(db: &TestDatabase, id: i64, source: i64, link_to: i64) {
     raw(
         db,
         &format!(
-            "INSERT INTO audit_logs (id, {columns}, prev_mac, mac) \
-             SELECT {id}, {selected}, (SELECT mac FROM audit_logs WHERE id = {link_to}), {garbage_mac} \
+            "INSERT INTO audit_logs (id, chain_seq, {columns}, prev_mac, mac) \
+             SELECT {id}, {id}, {selected}, (SELECT mac FROM audit_logs WHERE id = {link_to}), {garbage_mac} \
              FROM audit_logs WHERE id = {source}"
         ),
     )
@@ -160,9 +164,13 @@ fn inserted_row_at_the_end_is_named(db: &TestDatabase) {
 
 fn reordered_rows_are_named(db: &TestDatabase) {
     let log = seeded(db);
-    raw(db, "UPDATE audit_logs SET id = 1000011 WHERE id = 11").unwrap();
-    raw(db, "UPDATE audit_logs SET id = 11 WHERE id = 12").unwrap();
-    raw(db, "UPDATE audit_logs SET id = 12 WHERE id = 1000011").unwrap();
+    raw(
+        db,
+        "UPDATE audit_logs SET id = 1000011, chain_seq = 1000011 WHERE id = 11",
+    )
+    .unwrap();
+    raw(db, "UPDATE audit_logs SET id = 11, chain_seq = 11 WHERE id = 12").unwrap();
+    raw(db, "UPDATE audit_logs SET id = 12, chain_seq = 12 WHERE id = 1000011").unwrap();
     assert_finding(&log, 11, TamperKind::Reordered);
 }
 
@@ -173,7 +181,7 @@ fn signing_key() -> SigningKey {
 fn truncation_after_a_checkpoint_is_detected(db: &TestDatabase) {
     let log = seeded(db);
     let checkpoint = SignedCheckpoint::from_json(&log.checkpoint(&signing_key()).unwrap().to_json()).unwrap();
-    assert_eq!(checkpoint.checkpoint.seq, i64::from(ROWS));
+    assert_eq!(checkpoint.checkpoint.row_count, u64::from(ROWS));
     let trusted = signing_key().verifying_key();
     assert!(
         log.verify_with(Some((&checkpoint, &trusted)), |_| {})
@@ -185,7 +193,8 @@ fn truncation_after_a_checkpoint_is_detected(db: &TestDatabase) {
     raw(db, "DELETE FROM audit_logs WHERE id > 15").unwrap();
     raw(
         db,
-        "UPDATE audit_chain_head SET seq = 15, mac = (SELECT mac FROM audit_logs WHERE id = 15)",
+        "UPDATE audit_chain_head SET seq = 15, mac = (SELECT mac FROM audit_logs WHERE id = 15) \
+         WHERE id = (SELECT chain_id FROM audit_logs WHERE id = 15)",
     )
     .unwrap();
     assert!(
@@ -196,7 +205,7 @@ fn truncation_after_a_checkpoint_is_detected(db: &TestDatabase) {
     let report = log.verify_with(Some((&checkpoint, &trusted)), |_| {}).unwrap();
     let finding = report.finding.unwrap();
     assert_eq!(
-        (finding.row_id, finding.kind),
+        (finding.position, finding.kind),
         (16, TamperKind::TruncatedAfterCheckpoint),
         "{}",
         finding.detail
@@ -206,7 +215,7 @@ fn truncation_after_a_checkpoint_is_detected(db: &TestDatabase) {
 fn bad_checkpoint_signature_is_named(db: &TestDatabase) {
     let log = seeded(db);
     let mut checkpoint = log.checkpoint(&signing_key()).unwrap();
-    checkpoint.checkpoint.seq = 10;
+    checkpoint.checkpoint.row_count = 10;
     let trusted = signing_key().verifying_key();
     let report = log.verify_with(Some((&checkpoint, &trusted)), |_| {}).unwrap();
     assert_eq!(report.finding.unwrap().kind, TamperKind::BadCheckpointSignature);
@@ -221,17 +230,19 @@ fn rewritten_chain_misses_its_checkpoint(db: &TestDatabase) {
     let log = seeded(db);
     let genuine = log.checkpoint(&signing_key()).unwrap();
     // A checkpoint of some other chain state, validly signed.
-    let other = Checkpoint {
-        last_mac: [1; 32],
-        ..genuine.checkpoint.clone()
+    let mut other: Checkpoint = genuine.checkpoint.clone();
+    for state in &mut other.chains {
+        if state.seq > 0 {
+            state.last_mac = [1; 32];
+        }
     }
-    .sign(&signing_key());
+    let other = other.sign(&signing_key());
     let report = log
         .verify_with(Some((&other, &signing_key().verifying_key())), |_| {})
         .unwrap();
     let finding = report.finding.unwrap();
     assert_eq!(
-        (finding.row_id, finding.kind),
+        (finding.position, finding.kind),
         (i64::from(ROWS), TamperKind::CheckpointMismatch)
     );
 }
@@ -240,7 +251,7 @@ fn wrong_key_fails_every_row(db: &TestDatabase) {
     let log = seeded(db);
     let stranger = AuditLog::new(log.pool().clone(), &zt_audit::ChainKey::from_bytes(&[7; 32]).unwrap());
     let report = stranger.verify().unwrap();
-    assert_eq!(report.finding.unwrap().row_id, 1);
+    assert_eq!(report.finding.unwrap().position, 1);
 }
 
 zt_testkit::backend_tests!(

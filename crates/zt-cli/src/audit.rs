@@ -111,11 +111,13 @@ pub(crate) fn run(command: AuditCommand) -> Result<Outcome> {
             key,
             checkpoint,
             public_key,
+            chain,
             json,
         } => verify(
             &database.database_url,
             &key,
             checkpoint.as_deref().zip(public_key.as_deref()),
+            chain,
             json,
         ),
         AuditCommand::Checkpoint {
@@ -130,9 +132,9 @@ pub(crate) fn run(command: AuditCommand) -> Result<Outcome> {
             std::fs::write(&out, checkpoint.to_json() + "\n")
                 .with_context(|| format!("cannot write {}", out.display()))?;
             println!(
-                "checkpoint of {} rows (position {}) written to {}",
+                "checkpoint of {} rows in {} chain(s) written to {}",
                 checkpoint.checkpoint.row_count,
-                checkpoint.checkpoint.seq,
+                checkpoint.checkpoint.heads().iter().filter(|head| head.seq > 0).count(),
                 out.display()
             );
             Ok(Outcome::Ok)
@@ -215,6 +217,9 @@ fn build_filter(filters: &Filters) -> Result<AuditFilter> {
     if let Some(ip) = &filters.ip {
         filter = filter.ip(ip).map_err(|e| anyhow!("--ip: {e}"))?;
     }
+    if let Some(chain) = filters.chain {
+        filter = filter.chain(chain);
+    }
     if let Some(request_id) = &filters.request_id {
         filter = filter.request_id(request_id);
     }
@@ -273,7 +278,13 @@ fn export(url: &str, filters: &Filters, format: ExportFormat, output: Option<&Pa
     Ok(Outcome::Ok)
 }
 
-fn verify(url: &str, key: &KeyArgs, checkpoint: Option<(&Path, &Path)>, json: bool) -> Result<Outcome> {
+fn verify(
+    url: &str,
+    key: &KeyArgs,
+    checkpoint: Option<(&Path, &Path)>,
+    chain: Option<i16>,
+    json: bool,
+) -> Result<Outcome> {
     let key = chain_key(key)?;
     let log = AuditLog::new(connect(url)?, &key);
     let checkpoint = match checkpoint {
@@ -286,31 +297,42 @@ fn verify(url: &str, key: &KeyArgs, checkpoint: Option<(&Path, &Path)>, json: bo
         None => None,
     };
     let total = log
-        .head()
-        .map(|head| u64::try_from(head.seq).unwrap_or(0))
-        .map_err(|e| anyhow!("{e}"))?;
-    let bar = progress_bar(total, "verifying");
-    let report = log
-        .verify_with(checkpoint.as_ref().map(|(signed, trusted)| (signed, trusted)), |done| {
-            bar.set_position(done);
+        .heads()
+        .map(|heads| {
+            heads
+                .iter()
+                .filter(|head| chain.is_none_or(|chain| chain == head.chain))
+                .map(|head| u64::try_from(head.seq).unwrap_or(0))
+                .sum()
         })
         .map_err(|e| anyhow!("{e}"))?;
+    let bar = progress_bar(total, "verifying");
+    let checkpoint = checkpoint.as_ref().map(|(signed, trusted)| (signed, trusted));
+    let advance = |read| bar.inc(read);
+    let report = match chain {
+        Some(chain) => log.verify_chain(chain, checkpoint, advance),
+        None => log.verify_with(checkpoint, advance),
+    }
+    .map_err(|e| anyhow!("{e}"))?;
     bar.finish_and_clear();
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         match &report.finding {
             None => println!(
-                "OK: {} rows verified, the chain is intact up to position {}{}",
+                "OK: {} rows in {} chain(s) verified, every chain is intact{}",
                 report.rows_checked,
-                report.last_id,
+                report.chains_checked,
                 if report.checkpoint_checked {
                     ", and matches the signed checkpoint"
                 } else {
                     ""
                 }
             ),
-            Some(finding) => println!("TAMPERED: row {}: {}: {}", finding.row_id, finding.kind, finding.detail),
+            Some(finding) => println!(
+                "TAMPERED: chain {} position {}: {}: {}",
+                finding.chain, finding.position, finding.kind, finding.detail
+            ),
         }
     }
     Ok(if report.is_valid() {

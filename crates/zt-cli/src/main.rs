@@ -111,6 +111,9 @@ enum AuditCommand {
         /// The Ed25519 public key (hex or base64) that signed the checkpoint.
         #[arg(long, requires = "checkpoint")]
         public_key: Option<PathBuf>,
+        /// Verify only this hash chain, such as a tenant's.
+        #[arg(long, value_parser = clap::value_parser!(i16).range(1..))]
+        chain: Option<i16>,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -182,6 +185,9 @@ struct Filters {
     /// Rows of this request id.
     #[arg(long)]
     request_id: Option<String>,
+    /// Only rows of this hash chain, such as a tenant's.
+    #[arg(long, value_parser = clap::value_parser!(i16).range(1..))]
+    chain: Option<i16>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]

@@ -156,7 +156,7 @@ fn verify_names_the_tampered_row_of_a_large_log(db: &TestDatabase) {
         }
     }
     let ok = stdout(zt(db).args(["audit", "verify"]));
-    assert!(ok.starts_with("OK: 100000 rows verified"), "{ok}");
+    assert!(ok.starts_with("OK: 100000 rows in 1 chain(s) verified"), "{ok}");
 
     let raw = |sql: &str| match db.backend() {
         Backend::Sqlite => {
@@ -178,11 +178,14 @@ fn verify_names_the_tampered_row_of_a_large_log(db: &TestDatabase) {
     let output = zt(db).args(["audit", "verify"]).output().unwrap();
     assert_eq!(output.status.code(), Some(1));
     let text = String::from_utf8(output.stdout).unwrap();
-    assert!(text.starts_with("TAMPERED: row 54321: modified"), "{text}");
+    assert!(
+        text.starts_with("TAMPERED: chain ") && text.contains(" position 54321: modified"),
+        "{text}"
+    );
 
     let json = zt(db).args(["audit", "verify", "--json"]).output().unwrap();
     let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
-    assert_eq!(report["finding"]["row_id"], 54321);
+    assert_eq!(report["finding"]["position"], 54321);
     assert_eq!(report["finding"]["kind"], "modified");
 }
 
@@ -265,7 +268,7 @@ fn checkpoints_catch_truncation(db: &TestDatabase) {
     let tampered = verify_with_checkpoint(db);
     assert_eq!(tampered.status.code(), Some(1));
     let text = String::from_utf8_lossy(&tampered.stdout);
-    assert!(text.contains("row 8: truncated_after_checkpoint"), "{text}");
+    assert!(text.contains("position 8: truncated_after_checkpoint"), "{text}");
 }
 
 fn errors_are_one_line_with_exit_code_2(db: &TestDatabase) {
