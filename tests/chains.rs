@@ -251,16 +251,14 @@ fn a_pinned_chain_verifies_on_its_own(db: &TestDatabase) {
         log.record(&event(100 + i)).unwrap();
     }
     let mut conn = log.pool().get().unwrap();
-    match conn.connection() {
-        AnyConnection::Sqlite(conn) => conn
-            .immediate_transaction::<_, zt_audit::Error, _>(|c| tenant.record_in(c, &event(5)).map(drop))
-            .unwrap(),
+    let in_transaction: Result<(), zt_audit::Error> = match conn.connection() {
+        AnyConnection::Sqlite(conn) => conn.immediate_transaction(|c| tenant.record_in(c, &event(5)).map(drop)),
         AnyConnection::Postgres(conn) => {
-            diesel::Connection::transaction::<_, zt_audit::Error, _>(conn, |c| tenant.record_in(c, &event(5)).map(drop))
-                .unwrap()
+            diesel::Connection::transaction(conn, |c| tenant.record_in(c, &event(5)).map(drop))
         }
         other => panic!("no {} in this build", other.backend()),
-    }
+    };
+    in_transaction.unwrap();
     drop(conn);
     assert_eq!(log.count(&AuditFilter::new().chain(100)).unwrap(), 6);
     let report = log.verify_chain(100, None, |_| {}).unwrap();
