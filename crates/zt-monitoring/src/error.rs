@@ -15,6 +15,9 @@ pub enum ErrorKind {
     Delivery,
     /// A background thread could not be started.
     Spawn,
+    /// An `https` URL or DSN was given to a crate built without TLS: enable
+    /// the `rustls` (default) or `native-tls` feature.
+    TlsUnavailable,
 }
 
 /// An error from building a monitor, loading rules or delivering to a sink.

@@ -1,5 +1,6 @@
-//! The Sentry sink sends real envelopes, through sentry's ureq transport, to
-//! a local HTTP server that parses them.
+//! The Sentry sink, built from a DSN, sends real envelopes through its own
+//! ureq transport to a local HTTP server that parses them. The same over TLS
+//! is in `https.rs`.
 #![cfg(feature = "sentry")]
 // Helpers outside `#[test]` functions unwrap too: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -10,51 +11,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{Received, Server};
+use support::{Server, Setup, events};
 use zt_error_codes::ErrorCode;
-use zt_monitoring::{Monitor, Report, SentrySink};
+use zt_monitoring::sentry_core::{Client, ClientOptions};
+use zt_monitoring::{ErrorKind, Monitor, Report, SentrySink};
 use zt_types::{ReferenceId, RequestContext, RequestId};
 
-fn client(server: &Server) -> Arc<sentry::Client> {
-    let dsn = format!("http://public@{}/1", server.addr);
-    let options = sentry::apply_defaults(sentry::ClientOptions::new().dsn(&dsn));
-    Arc::new(sentry::Client::from(options))
+fn sink(server: &Server) -> SentrySink {
+    SentrySink::from_dsn(&server.dsn(), ClientOptions::new().release("zt-test@1.0.0")).unwrap()
 }
 
-/// The event items of an envelope: a header line, then item headers each
-/// followed by a payload.
-fn events(request: &Received) -> Vec<Value> {
-    let mut out = Vec::new();
-    let mut rest: &[u8] = &request.body;
-    let line = |rest: &mut &[u8]| -> Option<Vec<u8>> {
-        if rest.is_empty() {
-            return None;
-        }
-        let end = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
-        let taken = rest[..end].to_vec();
-        *rest = rest.get(end + 1..).unwrap_or_default();
-        Some(taken)
-    };
-    line(&mut rest).expect("an envelope header");
-    while let Some(header) = line(&mut rest) {
-        if header.is_empty() {
-            continue;
-        }
-        let header: Value = serde_json::from_slice(&header).unwrap();
-        let payload = match header["length"].as_u64() {
-            Some(length) => {
-                let length = usize::try_from(length).unwrap();
-                let payload = rest[..length].to_vec();
-                rest = rest.get(length + 1..).unwrap_or_default();
-                payload
-            }
-            None => line(&mut rest).unwrap_or_default(),
-        };
-        if header["type"] == "event" {
-            out.push(serde_json::from_slice(&payload).unwrap());
-        }
-    }
-    out
+fn monitor_with(sink: SentrySink) -> Monitor {
+    Monitor::builder()
+        .without_tracing_sink()
+        .manual_evaluation()
+        .sink(sink)
+        .build()
+        .unwrap()
 }
 
 fn next_event(server: &Server) -> (Value, String) {
@@ -83,17 +56,13 @@ fn leaky_report(reference: ReferenceId) -> Report {
 #[test]
 fn events_are_fingerprinted_tagged_and_scrubbed() {
     let server = Server::start(vec![]);
-    let monitor = Monitor::builder()
-        .without_tracing_sink()
-        .manual_evaluation()
-        .sink(SentrySink::new(client(&server)))
-        .build()
-        .unwrap();
+    let monitor = monitor_with(sink(&server));
     let reference = ReferenceId::new();
     monitor.record(leaky_report(reference));
     assert!(monitor.flush(Duration::from_secs(10)));
 
     let (event, raw) = next_event(&server);
+    assert_eq!(event["release"], "zt-test@1.0.0");
     assert_eq!(
         event["event_id"].as_str().unwrap().replace('-', ""),
         reference.to_string().replace('-', "")
@@ -145,13 +114,7 @@ fn events_are_fingerprinted_tagged_and_scrubbed() {
 #[test]
 fn client_ip_and_user_agent_only_with_consent() {
     let server = Server::start(vec![]);
-    let sink = SentrySink::new(client(&server)).send_pii(true);
-    let monitor = Monitor::builder()
-        .without_tracing_sink()
-        .manual_evaluation()
-        .sink(sink)
-        .build()
-        .unwrap();
+    let monitor = monitor_with(sink(&server).send_pii(true));
     monitor.record(leaky_report(ReferenceId::new()));
     assert!(monitor.flush(Duration::from_secs(10)));
     let (event, _raw) = next_event(&server);
@@ -162,16 +125,11 @@ fn client_ip_and_user_agent_only_with_consent() {
 }
 
 #[test]
-fn a_burst_beyond_sentrys_own_queue_all_arrives() {
-    // Sentry's transport holds 30 envelopes and drops the rest; the sink paces
-    // itself so that all 100 arrive.
+fn a_burst_of_a_hundred_all_arrives() {
+    // The sentry crate's transports hold 30 envelopes and drop the rest; the
+    // sink's own transport has no queue of its own, so all 100 arrive.
     let server = Server::start(vec![]);
-    let monitor = Monitor::builder()
-        .without_tracing_sink()
-        .manual_evaluation()
-        .sink(SentrySink::new(client(&server)))
-        .build()
-        .unwrap();
+    let monitor = monitor_with(sink(&server));
     let references: Vec<ReferenceId> = (0..100).map(|_| monitor.record_code(ErrorCode::Internal)).collect();
     assert!(monitor.flush(Duration::from_secs(30)));
     let mut seen = std::collections::HashSet::new();
@@ -186,15 +144,107 @@ fn a_burst_beyond_sentrys_own_queue_all_arrives() {
 }
 
 #[test]
-fn a_client_without_dsn_is_a_counted_failure() {
-    let client = Arc::new(sentry::Client::from(sentry::ClientOptions::new()));
-    let monitor = Monitor::builder()
-        .without_tracing_sink()
-        .manual_evaluation()
-        .sink(SentrySink::new(client))
-        .build()
-        .unwrap();
+fn an_application_client_without_dsn_is_a_counted_failure() {
+    let client = Arc::new(Client::from(ClientOptions::new()));
+    let monitor = monitor_with(SentrySink::new(client));
     monitor.record_code(ErrorCode::Internal);
     monitor.flush(Duration::from_secs(10));
     assert_eq!(monitor.stats().sink("sentry").unwrap().failed, 1);
+}
+
+#[test]
+fn envelopes_carry_the_auth_header_and_content_type() {
+    let server = Server::start(vec![]);
+    let monitor = monitor_with(sink(&server));
+    monitor.record_code(ErrorCode::Internal);
+    assert!(monitor.flush(Duration::from_secs(10)));
+    let request = server.next();
+    assert_eq!(request.method, "POST");
+    assert_eq!(request.path, "/api/1/envelope/");
+    assert_eq!(request.headers["content-type"], "application/x-sentry-envelope");
+    let auth = &request.headers["x-sentry-auth"];
+    assert!(auth.starts_with("Sentry "), "{auth}");
+    for part in ["sentry_key=public", "sentry_version=7", "sentry_client=sentry.rust/"] {
+        assert!(auth.contains(part), "{part} missing: {auth}");
+    }
+}
+
+#[test]
+fn server_errors_are_retried_then_counted_as_failed() {
+    let server = Server::start(vec![503, 500, 500, 500]);
+    let sink = SentrySink::builder(&server.dsn())
+        .retries(1, Duration::from_millis(5))
+        .build()
+        .unwrap();
+    let monitor = monitor_with(sink);
+    monitor.record_code(ErrorCode::Internal);
+    monitor.record_code(ErrorCode::Internal);
+    assert!(monitor.flush(Duration::from_secs(10)));
+    // 503 then 500: the first report fails after its retry; 500 then 500: so does the second.
+    for _ in 0..4 {
+        assert_eq!(server.next().path, "/api/1/envelope/");
+    }
+    let stats = monitor.stats();
+    let sink = stats.sink("sentry").unwrap();
+    assert_eq!((sink.delivered, sink.failed), (0, 2));
+
+    let server = Server::start(vec![502]);
+    let sink = SentrySink::builder(&server.dsn())
+        .retries(2, Duration::from_millis(5))
+        .build()
+        .unwrap();
+    let monitor = monitor_with(sink);
+    monitor.record_code(ErrorCode::Internal);
+    assert!(monitor.flush(Duration::from_secs(10)));
+    let (first, second) = (events(&server.next()), events(&server.next()));
+    assert_eq!(
+        first[0]["event_id"], second[0]["event_id"],
+        "a retry resends the same event"
+    );
+    assert_eq!(monitor.stats().sink("sentry").unwrap().delivered, 1);
+}
+
+#[test]
+fn a_rate_limit_stops_sending_and_counts_each_event() {
+    let server = Server::with(Setup {
+        statuses: vec![429],
+        headers: vec![("retry-after".to_owned(), "60".to_owned())],
+        ..Setup::default()
+    });
+    let monitor = monitor_with(sink(&server));
+    for _ in 0..3 {
+        monitor.record_code(ErrorCode::Internal);
+    }
+    assert!(monitor.flush(Duration::from_secs(10)));
+    server.next();
+    assert!(
+        server.requests.recv_timeout(Duration::from_millis(200)).is_err(),
+        "no request while rate-limited"
+    );
+    let stats = monitor.stats();
+    let sink = stats.sink("sentry").unwrap();
+    assert_eq!((sink.delivered, sink.failed, sink.dropped_reports), (0, 3, 0));
+}
+
+#[test]
+fn bad_dsns_and_unsafe_options_are_refused_when_built() {
+    let error = SentrySink::from_dsn("not a dsn", ClientOptions::new()).unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Config);
+    assert_eq!(error.to_string(), "sentry dsn is invalid");
+    assert!(std::error::Error::source(&error).is_some());
+
+    let error = SentrySink::from_dsn("https://key@o1.ingest.sentry.io", ClientOptions::new()).unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Config, "no project id");
+
+    let mut options = ClientOptions::new();
+    options.accept_invalid_certs = true;
+    let error = SentrySink::from_dsn("https://key@o1.ingest.sentry.io/1", options).unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Config);
+
+    let https = SentrySink::from_dsn("https://key@o1.ingest.sentry.io/1", ClientOptions::new());
+    if cfg!(any(feature = "rustls", feature = "native-tls")) {
+        assert!(https.is_ok());
+    } else {
+        assert_eq!(https.unwrap_err().kind(), ErrorKind::TlsUnavailable);
+    }
 }

@@ -7,7 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{Server, deterministic, run_for};
+use support::{Server, Setup, deterministic, run_for};
 use zt_error_codes::ErrorCode;
 use zt_monitoring::{Report, WebhookFormat, WebhookSink};
 use zt_types::{ReferenceId, RequestContext, RequestId};
@@ -177,4 +177,28 @@ fn reports_carry_no_chain_or_client_data() {
     for secret in ["select", "198.51.100.7", "secret-agent"] {
         assert!(!raw.contains(secret), "{secret} leaked: {raw}");
     }
+}
+
+#[test]
+fn redirects_are_not_followed() {
+    // A redirect could downgrade to plain http or carry the headers elsewhere.
+    let target = Server::start(vec![]);
+    let server = Server::with(Setup {
+        statuses: vec![302],
+        headers: vec![("location".to_owned(), target.url("/elsewhere"))],
+        ..Setup::default()
+    });
+    let sink = WebhookSink::new(&server.url("/moved"))
+        .unwrap()
+        .header("x-token", "abc")
+        .retries(2, Duration::from_millis(5));
+    let (monitor, _clock, _records) = deterministic(|builder| builder.sink(sink));
+    monitor.record_code(ErrorCode::AuditChainInvalid);
+    monitor.tick();
+    assert!(monitor.flush(WAIT));
+    assert_eq!(server.next().path, "/moved");
+    assert!(server.requests.try_recv().is_err(), "a redirect is not retried");
+    assert!(target.requests.try_recv().is_err(), "nor followed");
+    let stats = monitor.stats().sink("webhook").cloned().unwrap();
+    assert_eq!((stats.delivered, stats.failed), (0, 1));
 }

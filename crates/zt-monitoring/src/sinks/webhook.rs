@@ -9,6 +9,7 @@ use zt_types::Severity;
 
 use crate::alerts::{AlertStatus, Notification};
 use crate::error::{Error, ErrorKind};
+use crate::http::{self, TlsConfig, redacted_url};
 use crate::report::Report;
 use crate::sink::Sink;
 
@@ -40,10 +41,13 @@ pub enum WebhookFormat {
 /// The URL is a secret for most chat services, so it never appears in logs,
 /// errors or `Debug` output beyond its scheme and host.
 ///
-/// The client speaks plain HTTP out of the box. For `https://` URLs, enable a
-/// TLS feature of ureq in the application, such as
-/// `ureq = { version = "3", features = ["rustls"] }`, or pass a configured
-/// agent with [`WebhookSink::agent`].
+/// HTTPS works out of the box: with the default `rustls` feature the server's
+/// certificate is verified against Mozilla's roots bundled in the binary.
+/// [`WebhookSink::tls`] trusts a private CA or the platform's roots instead.
+/// Without a TLS feature, an `https` URL is refused by [`WebhookSink::new`]
+/// with [`ErrorKind::TlsUnavailable`](crate::ErrorKind::TlsUnavailable).
+/// Plain `http` stays allowed, for endpoints on this machine or a private
+/// network; it is logged as a warning for any host beyond this machine.
 ///
 /// ```
 /// use zt_monitoring::{Monitor, WebhookFormat, WebhookSink};
@@ -58,6 +62,8 @@ pub struct WebhookSink {
     name: String,
     url: String,
     agent: ureq::Agent,
+    tls: TlsConfig,
+    timeout: Duration,
     format: WebhookFormat,
     headers: Vec<(String, String)>,
     retries: u32,
@@ -78,51 +84,51 @@ impl fmt::Debug for WebhookSink {
                     WebhookFormat::PagerDuty { .. } => "pagerduty",
                 },
             )
+            .field("tls", &self.tls)
             .field("retries", &self.retries)
             .field("reports", &self.reports)
             .finish_non_exhaustive()
     }
 }
 
-/// The scheme and host of a URL, without path, query or credentials.
-fn redacted_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return "[invalid]".into();
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
-    format!("{scheme}://{host}/…")
-}
-
-fn agent(timeout: Duration) -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .timeout_global(Some(timeout))
-        .build()
-        .new_agent()
-}
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl WebhookSink {
-    /// A sink that posts generic JSON to `url`, with a 5 s timeout.
+    /// A sink that posts generic JSON to `url`, with a 5 s timeout and the
+    /// default [`TlsConfig`].
+    ///
+    /// Fails if the URL is not `http` or `https` with a host, or is `https`
+    /// in a build without TLS ([`ErrorKind::TlsUnavailable`](crate::ErrorKind::TlsUnavailable)).
     pub fn new(url: &str) -> Result<Self, Error> {
-        let lower = url.to_ascii_lowercase();
-        if !(lower.starts_with("http://") || lower.starts_with("https://")) || url.len() <= "http://".len() {
-            return Err(Error::config("webhook url must start with http:// or https://"));
-        }
-        if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(Error::config(
-                "webhook url must not contain spaces or control characters",
-            ));
-        }
-        Ok(Self {
+        http::check_url("webhook", url, true)?;
+        Ok(Self::unchecked(
+            url,
+            TlsConfig::default().agent(DEFAULT_TIMEOUT, http::USER_AGENT, None),
+        ))
+    }
+
+    /// A sink that posts through the caller's configured ureq agent (for
+    /// proxies, client certificates, or TLS from the application's own ureq
+    /// features). The agent's TLS settings are the caller's: an `https` URL
+    /// is not refused here, even in a build without TLS.
+    pub fn with_agent(url: &str, agent: ureq::Agent) -> Result<Self, Error> {
+        http::check_url("webhook", url, false)?;
+        Ok(Self::unchecked(url, agent))
+    }
+
+    fn unchecked(url: &str, agent: ureq::Agent) -> Self {
+        Self {
             name: "webhook".into(),
             url: url.to_owned(),
-            agent: agent(Duration::from_secs(5)),
+            agent,
+            tls: TlsConfig::default(),
+            timeout: DEFAULT_TIMEOUT,
             format: WebhookFormat::Json,
             headers: Vec::new(),
             retries: 2,
             backoff: Duration::from_millis(250),
             reports: false,
-        })
+        }
     }
 
     /// Renames the sink, to tell several apart in metrics and logs. Default: `webhook`.
@@ -150,11 +156,23 @@ impl WebhookSink {
     /// with [`WebhookSink::agent`].
     #[must_use]
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.agent = agent(timeout);
+        self.timeout = timeout;
+        self.agent = self.tls.agent(timeout, http::USER_AGENT, None);
         self
     }
 
-    /// Uses a configured ureq agent, for TLS, proxies or timeouts.
+    /// Sets how the server's certificate is verified, such as a private CA
+    /// with [`TlsConfig::root_certificates_pem`]. Default: Mozilla's roots,
+    /// bundled. Replaces an agent set with [`WebhookSink::agent`].
+    #[must_use]
+    pub fn tls(mut self, tls: TlsConfig) -> Self {
+        self.agent = tls.agent(self.timeout, http::USER_AGENT, None);
+        self.tls = tls;
+        self
+    }
+
+    /// Uses a configured ureq agent, for proxies, client certificates or
+    /// timeouts. Its TLS settings replace the sink's [`TlsConfig`].
     #[must_use]
     pub fn agent(mut self, agent: ureq::Agent) -> Self {
         self.agent = agent;
@@ -253,17 +271,31 @@ impl WebhookSink {
     fn post(&self, body: &Value) -> Result<(), Error> {
         let mut attempt: u32 = 0;
         loop {
-            let mut request = self.agent.post(&self.url).header("content-type", "application/json");
+            let mut request = self
+                .agent
+                .post(&self.url)
+                .header("content-type", "application/json")
+                .config()
+                // 4xx and 5xx are answers, told apart below.
+                .http_status_as_error(false)
+                .build();
             for (name, value) in &self.headers {
                 request = request.header(name.as_str(), value.as_str());
             }
-            let Err(error) = request.send_json(body) else {
-                return Ok(());
-            };
-            let retryable = match &error {
-                ureq::Error::StatusCode(status) => *status >= 500 || *status == 429,
-                ureq::Error::BadUri(_) | ureq::Error::Http(_) => false,
-                _ => true,
+            let (error, retryable) = match request.send_json(body) {
+                Ok(mut response) => {
+                    let status = response.status().as_u16();
+                    // Read the answer out, so that the connection can be reused.
+                    let _ = response.body_mut().with_config().limit(64 * 1024).read_to_vec();
+                    if response.status().is_success() {
+                        return Ok(());
+                    }
+                    (ureq::Error::StatusCode(status), status >= 500 || status == 429)
+                }
+                Err(error) => {
+                    let retryable = http::is_transient(&error);
+                    (error, retryable)
+                }
             };
             if !retryable || attempt >= self.retries {
                 return Err(Error::new(
@@ -307,12 +339,20 @@ mod tests {
         assert!(WebhookSink::new("ftp://x").is_err());
         assert!(WebhookSink::new("http://").is_err());
         assert!(WebhookSink::new("http://a b").is_err());
-        let sink = WebhookSink::new("https://hooks.slack.com/services/T000/B000/SECRET").unwrap();
+        let url = "https://hooks.slack.com/services/T000/B000/SECRET";
+        let sink = WebhookSink::with_agent(url, ureq::Agent::new_with_defaults()).unwrap();
         let debug = format!("{sink:?}");
         assert!(
             debug.contains("hooks.slack.com") && !debug.contains("SECRET"),
             "{debug}"
         );
-        assert_eq!(redacted_url("http://user:pw@host:80/x?y"), "http://host:80/…");
+        let built = WebhookSink::new(url);
+        if http::TLS {
+            assert!(!format!("{:?}", built.unwrap()).contains("SECRET"));
+        } else {
+            let error = built.unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::TlsUnavailable);
+            assert!(!error.to_string().contains("SECRET"), "{error}");
+        }
     }
 }
