@@ -2,7 +2,7 @@
 //! backend the zero-trust way.
 //!
 //! [`Guard::run`] takes an [`Action`] (name, resource, and the session
-//! [`Requirement`](zt_session::Requirement)), the session claims and the
+//! [`Requirement`]), the session claims and the
 //! request, and a body that does the work in a [`Tx`]. It:
 //!
 //! 1. revalidates the session against the requirement, with zt-session;
@@ -11,7 +11,7 @@
 //!    transaction, with zt-audit;
 //! 4. on error, sanitizes it with zt-errors (the full chain is logged, and
 //!    reported to a zt-monitoring monitor with the `monitoring` feature) and
-//!    returns the client-safe RFC 9457 [`Problem`](zt_errors::Problem).
+//!    returns the client-safe RFC 9457 [`Problem`].
 //!
 //! Every crate it builds on stays usable on its own; this one only wires them.
 //!
