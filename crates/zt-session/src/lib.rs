@@ -158,36 +158,54 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
+// Without a backend, the reference store's queries and the registry's rows
+// have no connection to run on.
+#![cfg_attr(
+    not(any(feature = "sqlite", feature = "postgres")),
+    allow(dead_code, unused_imports, unused_macros)
+)]
 
 mod audit;
 mod cache;
 mod denial;
 mod directory;
 mod error;
+mod registry;
 mod requirement;
 mod role;
 #[cfg(feature = "store")]
 mod schema;
 #[cfg(feature = "store")]
+mod session_registry;
+#[cfg(feature = "store")]
 mod store;
+#[cfg(feature = "jwt")]
+mod token;
 mod validator;
 
 pub use audit::{AuditSink, SESSION_DENIED};
-pub use denial::{BindingMismatch, Denial, DenialReason, Remedy, StepUp};
+pub use denial::{BindingMismatch, Denial, DenialReason, Remedy, StepUp, TokenProblem};
 pub use directory::{AdminChange, AdminOperation, RevocationStore, SessionState, UserDirectory, UserState};
 pub use error::{Error, ErrorKind, Result};
+pub use registry::{RegistryPolicy, SessionRecord};
 pub use requirement::{BindingPolicy, Freshness, Requirement};
 pub use role::{RoleChangePolicy, RoleHierarchy};
 #[cfg(feature = "store")]
 #[cfg_attr(docsrs, doc(cfg(feature = "store")))]
+pub use session_registry::SessionRegistry;
+#[cfg(feature = "store")]
+#[cfg_attr(docsrs, doc(cfg(feature = "store")))]
 pub use store::{RevocationList, Revocations, UserStore};
+#[cfg(feature = "jwt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+pub use token::{Audience, ClaimLayout, JwksSource, KeySet, RoleClaim, TokenVerifier, VerifiedToken, VerifierBuilder};
 pub use validator::{ValidatedSession, Validator};
 pub use zt_types::{
     Clock, ManualClock, RequestContext, Role, SessionClaims, SessionHash, SessionId, SystemClock, Timestamp, UserId,
 };
 
 #[cfg(feature = "store")]
-pub use migrations::{MIGRATIONS, run_migrations};
+pub use migrations::{MIGRATIONS, REGISTRY_MIGRATIONS, run_migrations, run_registry_migrations};
 
 #[cfg(feature = "store")]
 mod migrations {
@@ -195,6 +213,8 @@ mod migrations {
 
     static POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
     static SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+    static POSTGRES_REGISTRY: EmbeddedMigrations = embed_migrations!("registry-migrations/postgres");
+    static SQLITE_REGISTRY: EmbeddedMigrations = embed_migrations!("registry-migrations/sqlite");
 
     /// The reference tables' migrations (`zt_users`, `zt_session_revocations`,
     /// `zt_user_revocations`) for both backends.
@@ -203,6 +223,21 @@ mod migrations {
         postgres: &POSTGRES_MIGRATIONS,
         sqlite: &SQLITE_MIGRATIONS,
     };
+
+    /// The session registry's migrations (`zt_sessions`), for both backends:
+    /// a set of its own, so that an app without the registry has no table for
+    /// it. [`crate::SessionRegistry::migrate`] applies it.
+    pub static REGISTRY_MIGRATIONS: MigrationSet = MigrationSet {
+        name: "zt-session registry",
+        postgres: &POSTGRES_REGISTRY,
+        sqlite: &SQLITE_REGISTRY,
+    };
+
+    /// Applies the registry's pending migrations on `conn`; returns the
+    /// versions applied.
+    pub fn run_registry_migrations(conn: &mut impl AsConnection) -> Result<Vec<String>, zt_db::Error> {
+        zt_db::run_migrations(conn, &REGISTRY_MIGRATIONS)
+    }
 
     /// Applies the reference tables' pending migrations on `conn`, the app's
     /// own connection or pooled connection as it is; returns the versions applied.
