@@ -2,6 +2,9 @@
 //! database, a clock the test moves, and claims as a sign-in would issue them.
 #![allow(dead_code)]
 
+#[cfg(feature = "jwt")]
+pub(crate) mod keys;
+
 use std::sync::{Arc, Mutex};
 
 use diesel::RunQueryDsl;
