@@ -144,7 +144,9 @@ pub enum DenialReason {
     },
     /// The session was issued before the user's "valid after" instant: a
     /// role change, disable, delete or sign-out-everywhere since then, for a
-    /// directory that keeps an instant instead of a version. `SESSION_REVOKED`.
+    /// directory that keeps an instant instead of a version, or for claims
+    /// without a version (an identity provider's token) compared with the
+    /// instant the user's version last moved. `SESSION_REVOKED`.
     IssuedBeforeValidAfter {
         /// When the session was issued.
         issued_at: Timestamp,
@@ -187,9 +189,11 @@ pub enum DenialReason {
     /// An identity provider's token did not verify. `SESSION_EXPIRED` for
     /// [`TokenProblem::Expired`], else `SESSION_INVALID`.
     InvalidToken(TokenProblem),
-    /// The claims carry no session version and the directory keeps no "valid
-    /// after" instant, so a change since the session began cannot be ruled
-    /// out: a configuration error. `SESSION_CHECK_FAILED`, severity critical.
+    /// The claims carry no session version, and the directory keeps a version
+    /// but no instant to compare them with
+    /// ([`crate::UserState::with_version_changed_at`] or a "valid after"), so
+    /// a change since the session began cannot be ruled out: a configuration
+    /// error. `SESSION_CHECK_FAILED`, severity critical.
     Unverifiable,
     /// The session is not in the registry and the registry does not adopt
     /// unknown sessions. `SESSION_INVALID`.

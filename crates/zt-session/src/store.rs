@@ -637,7 +637,7 @@ macro_rules! store_ops {
                 Some((role, version, valid_after, disabled, deleted, revoked)) => SessionState {
                     user: Some(
                         UserState::new(Role::parse(role)?, version)
-                            .with_valid_after($from_time(valid_after)?)
+                            .with_version_changed_at($from_time(valid_after)?)
                             .with_disabled(disabled)
                             .with_deleted(deleted),
                     ),
@@ -838,7 +838,7 @@ macro_rules! store_ops {
                     .optional()?;
                 row.map(|(role, version, valid_after, disabled, deleted)| {
                     Ok(UserState::new(Role::parse(role)?, version)
-                        .with_valid_after($from_time(valid_after)?)
+                        .with_version_changed_at($from_time(valid_after)?)
                         .with_disabled(disabled)
                         .with_deleted(deleted))
                 })

@@ -719,15 +719,23 @@ impl Validator {
     }
 }
 
-/// The version check: equal versions pass; claims without a version need a
-/// "valid after" instant to be compared with instead.
+/// The version check. Claims with a version are judged by it; claims
+/// without one by the instant the user's version last moved, and a directory
+/// that keeps a version but neither instant cannot judge them.
 fn version_denial(claims: &SessionClaims, user: &UserState) -> Option<DenialReason> {
     match (claims.session_version(), user.session_version()) {
         (Some(claimed), Some(current)) if claimed < current => Some(DenialReason::VersionChanged { claimed, current }),
         (Some(claimed), Some(current)) if claimed > current => Some(DenialReason::VersionAhead { claimed, current }),
-        // The directory tracks changes by version alone, which the claims cannot show.
-        (None, Some(_)) if user.valid_after().is_none() => Some(DenialReason::Unverifiable),
-        _ => None,
+        (Some(_), _) => None,
+        (None, current) => match user.version_changed_at() {
+            Some(changed) if claims.issued_at() < changed => Some(DenialReason::IssuedBeforeValidAfter {
+                issued_at: claims.issued_at(),
+                valid_after: changed,
+            }),
+            Some(_) => None,
+            None if current.is_some() && user.valid_after().is_none() => Some(DenialReason::Unverifiable),
+            None => None,
+        },
     }
 }
 

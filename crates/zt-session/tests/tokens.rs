@@ -587,7 +587,7 @@ fn tokens_without_a_version_end_at_valid_after(db: &TestDatabase) {
     clock.advance(Duration::from_secs(300));
     let change = f.store.change_role(&alice, &Role::user()).unwrap();
     let state = f.store.user_state(&alice).unwrap().unwrap();
-    assert_eq!(state.valid_after(), Some(change.at));
+    assert_eq!(state.version_changed_at(), Some(change.at));
     clock.advance(Duration::from_secs(60));
     let refreshed = token_at(clock.now(), login, "user");
     let denial = check(&refreshed).unwrap_err();
@@ -654,7 +654,7 @@ fn every_change_moves_valid_after(db: &TestDatabase) {
     let bob = f.user("bob", Role::user());
     let epoch = Timestamp::from_unix_micros(0).unwrap();
     assert_eq!(
-        f.store.user_state(&bob).unwrap().unwrap().valid_after(),
+        f.store.user_state(&bob).unwrap().unwrap().version_changed_at(),
         Some(epoch),
         "no change yet"
     );
@@ -669,19 +669,54 @@ fn every_change_moves_valid_after(db: &TestDatabase) {
             _ => f.store.delete_user(&bob),
         }
         .unwrap();
-        let valid_after = f.store.user_state(&bob).unwrap().unwrap().valid_after().unwrap();
+        let valid_after = f.store.user_state(&bob).unwrap().unwrap().version_changed_at().unwrap();
         assert_eq!(valid_after, f.clock.now(), "step {step}");
         assert_eq!(change.at, valid_after);
         assert!(valid_after > last);
         last = valid_after;
     }
+    // Claims with a version are judged by it alone: a session begun before
+    // the last change but signed with the current version (an app session
+    // made after the change from an older provider session) passes; without
+    // a version, the same session is denied.
+    let dana = f.user("dana", Role::user());
+    let provider_login = f.clock.now();
+    f.clock.advance(Duration::from_secs(10));
+    let change = f.store.change_role(&dana, &Role::admin()).unwrap();
+    let versioned = zt_types::SessionClaims::new(
+        zt_types::SessionId::parse("sess_d").unwrap(),
+        dana.clone(),
+        Role::admin(),
+        change.session_version,
+        provider_login,
+    );
+    f.validator
+        .validate(&versioned, &Requirement::new(), &RequestContext::new())
+        .unwrap();
+    let unversioned =
+        zt_types::SessionClaims::from_provider(zt_types::SessionId::parse("sess_d").unwrap(), dana, provider_login)
+            .with_role(Role::admin());
+    assert_eq!(
+        f.validator
+            .validate(&unversioned, &Requirement::new(), &RequestContext::new())
+            .unwrap_err()
+            .reason(),
+        &DenialReason::IssuedBeforeValidAfter {
+            issued_at: provider_login,
+            valid_after: change.at
+        }
+    );
+
     // Revoking one session lists it; the others live on, so valid_after stays.
     let carol = f.user("carol", Role::user());
     f.clock.advance(Duration::from_secs(10));
     f.store
         .revoke_session(&carol, &zt_types::SessionId::parse("s").unwrap().hash())
         .unwrap();
-    assert_eq!(f.store.user_state(&carol).unwrap().unwrap().valid_after(), Some(epoch));
+    assert_eq!(
+        f.store.user_state(&carol).unwrap().unwrap().version_changed_at(),
+        Some(epoch)
+    );
 }
 
 zt_testkit::backend_tests!(
