@@ -125,8 +125,14 @@ impl ValidatedSession {
 ///    denies (`SESSION_CHECK_FAILED`);
 /// 3. the user exists and is not deleted (`SESSION_USER_DELETED`), is not
 ///    disabled (`SESSION_USER_DISABLED`); the session is not revoked
-///    (`SESSION_REVOKED`); the role has not changed (`SESSION_ROLE_CHANGED`);
-///    the session version is current (`SESSION_REVOKED`);
+///    (`SESSION_REVOKED`); the role at issue, if the claims assert one, has
+///    not changed (`SESSION_ROLE_CHANGED`); the session version is current,
+///    or, for claims without one, the session began after the user's last
+///    change (`SESSION_REVOKED`); with a [`crate::SessionRegistry`], the
+///    session is registered (`SESSION_INVALID`), not signed out
+///    (`SESSION_REVOKED`), within its lifetime and inactivity timeout
+///    (`SESSION_EXPIRED`), and on the client it began on, as the binding
+///    policy asks;
 /// 4. the requirement: minimum role (`AUTH_INSUFFICIENT_ROLE`), factors and
 ///    level (`AUTH_MFA_REQUIRED`), login age (`AUTH_REAUTHENTICATION_REQUIRED`).
 ///
