@@ -179,6 +179,11 @@ impl SessionRegistry {
     /// the policy's lifetime and inactivity timeout), most recently active
     /// first, at most 1000. Compare each [`SessionRecord::session_hash`] with
     /// the current session's to mark "this device".
+    ///
+    /// The registry does not see the user store: sessions ended by a role
+    /// change or [`UserStore::revoke_all_sessions`](crate::UserStore::revoke_all_sessions)
+    /// fail their next check but stay listed until signed out here; pair a
+    /// revoke-all with [`SessionRegistry::sign_out_everywhere`].
     pub fn list(&self, user: &UserId) -> Result<Vec<SessionRecord>> {
         let now = self.clock.now();
         let rows = on_pool(&self.pool, |ops| ops.list_sessions(user))?;

@@ -80,9 +80,10 @@ impl ValidatedSession {
         self.auth_age
     }
 
-    /// What did not match the session's client binding, when the
-    /// requirement's policy is [`BindingPolicy::Log`] and something did not.
-    /// The check allowed it and logged a warning; the operation may ask for
+    /// What did not match the session's client binding (the claims', or the
+    /// registry's client at creation), when the requirement's policy allowed
+    /// it: [`BindingPolicy::Log`], or [`BindingPolicy::StepUp`] after a
+    /// step-up login. The check logged a warning; the operation may ask for
     /// more, or record it.
     pub fn binding_mismatch(&self) -> Option<BindingMismatch> {
         self.binding_mismatch
@@ -268,6 +269,9 @@ impl Validator {
     ///
     /// With a registry every check reads it, so [`Validator::cache`] no longer
     /// answers non-sensitive checks: activity must be seen to be recorded.
+    /// A registry from [`UserStore::registry`](crate::UserStore::registry)
+    /// reads the user's state from `zt_users` itself, in the same statement,
+    /// instead of asking the validator's directory: give both the same store.
     #[cfg(feature = "store")]
     #[cfg_attr(docsrs, doc(cfg(feature = "store")))]
     #[must_use]
@@ -621,7 +625,7 @@ impl Validator {
                 mismatch = %mismatch,
                 operation = requirement.operation.unwrap_or_default(),
                 request_id = context.request_id().map(RequestId::as_str).unwrap_or_default(),
-                "session binding mismatch allowed by the log policy"
+                "session binding mismatch allowed by the binding policy"
             );
         }
         if let Some(activity) = activity.as_mut() {

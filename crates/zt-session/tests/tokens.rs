@@ -201,10 +201,10 @@ fn bad_tokens_are_denied_with_their_reason() {
         &crit,
         &long,
         &rsa.sign(&with(&|c| {
-            c.as_object_mut().unwrap().remove("sid").map(drop).unwrap_or_default()
+            c.as_object_mut().unwrap().remove("sid");
         })),
         &rsa.sign(&with(&|c| {
-            c.as_object_mut().unwrap().remove("exp").map(drop).unwrap_or_default()
+            c.as_object_mut().unwrap().remove("exp");
         })),
         &rsa.sign(&with(&|c| c["sub"] = json!({"id": 1}))),
     ] {
