@@ -276,6 +276,9 @@ fn unsafe_configurations_are_refused() {
         "ftp://idp.example.com/jwks",
         "idp.example.com",
         "https://idp.example.com/a b",
+        "http://127.0.0.1:80@idp.example.com/jwks",
+        "http://127.0.0.1@idp.example.com/jwks",
+        "http://localhost/jwks",
     ] {
         assert_eq!(
             JwksSource::url(url).unwrap_err().kind(),

@@ -322,6 +322,10 @@ impl JwksSource {
             false
         } else if let Some(rest) = url.strip_prefix("http://") {
             let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+            if authority.contains('@') {
+                // `http://127.0.0.1:80@elsewhere/` goes elsewhere.
+                return Err(invalid("must not hold credentials"));
+            }
             let host = match authority.strip_prefix('[') {
                 Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
                 None => authority.rsplit_once(':').map_or(authority, |(host, _)| host),
