@@ -1,6 +1,7 @@
 //! The example app as a synchronous HTTP service with JSON endpoints,
 //! trusted-proxy client IPs and problem+json errors; see
-//! `zt_examples::http` for the routes.
+//! `zt_examples::http` for the routes. Sessions are JWTs signed by a
+//! stand-in identity provider that serves its JWKS on another port.
 //!
 //! `cargo run --example http_service [-- --listen 127.0.0.1:8080 --trusted-proxy 10.0.0.0/8 --database-url URL]`
 // An example talks to the terminal.
@@ -34,11 +35,13 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             app.users.create_user(&user, None, &role)?;
         }
     }
+    let app_jwks = app.idp.jwks_url();
     let service = Service::start(&Arc::new(app), &listen, ClientIpResolver::from_cidrs(&proxies)?, 4)?;
     println!(
-        "listening on http://{}  (users: alice, bob; POST /login {{\"user_id\":\"alice\"}})",
+        "listening on http://{}  (users: alice, bob; POST /login {{\"user_id\":\"alice\"}} for a token)",
         service.address()
     );
+    println!("the identity provider's keys: {}", app_jwks);
     service.wait();
     Ok(())
 }

@@ -302,7 +302,7 @@ fn the_database_down_is_a_503_with_a_reference(db: &TestDatabase) {
     );
     assert_problem(&signup, 503);
     assert_eq!(signup.json["title"], "Service unavailable");
-    // Without claims no session is checked: the missing session is the answer.
+    // A token that does not verify needs no database to be refused.
     let guarded = service.send(
         "POST",
         "/projects",
@@ -311,6 +311,7 @@ fn the_database_down_is_a_503_with_a_reference(db: &TestDatabase) {
         &[],
     );
     assert_problem(&guarded, 401);
+    assert_eq!(guarded.json["reauthenticate"], true);
     // With claims, the check cannot reach the user store, and fails closed.
     let claims = zt_types::SessionClaims::new(
         zt_types::SessionId::parse("sess_1").unwrap(),
@@ -368,7 +369,72 @@ fn a_trusted_proxy_is_believed_from_the_right(db: &TestDatabase) {
     assert_eq!(row.peer_ip, Some("127.0.0.1".parse().unwrap()));
 }
 
+/// A token with `part` (0 header, 1 payload) replaced by `json`, its
+/// signature kept.
+fn with_part(token: &str, part: usize, json: &serde_json::Value) -> String {
+    use base64::Engine as _;
+    let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+    parts[part] = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json.to_string());
+    parts.join(".")
+}
+
+fn decode_part(token: &str, part: usize) -> serde_json::Value {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token.split('.').nth(part).unwrap())
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+fn forged_tokens_are_refused(db: &TestDatabase) {
+    let service = Harness::start(db, &[]);
+    let alice = service.login("alice", 0);
+    let header = decode_part(&alice, 0);
+    assert_eq!(
+        (header["alg"].as_str(), header["typ"].as_str()),
+        (Some("EdDSA"), Some("JWT"))
+    );
+    let mut claims = decode_part(&alice, 1);
+    assert_eq!(claims["sub"], "alice");
+    assert_eq!(claims["iss"].as_str(), Some(service.app.idp.issuer()));
+
+    // Alice makes herself bob, an admin; the signature no longer matches.
+    claims["sub"] = json!("bob");
+    claims["https://zt.example/roles"] = json!(["admin"]);
+    let tampered = with_part(&alice, 1, &claims);
+    // The algorithm `none`, and an HMAC "signed" with nothing the server has.
+    let unsigned = format!(
+        "{}.",
+        with_part(&alice, 0, &json!({"alg": "none", "typ": "JWT"}))
+            .rsplit_once('.')
+            .unwrap()
+            .0
+    );
+    let hmac = with_part(&alice, 0, &json!({"alg": "HS256", "kid": header["kid"]}));
+    let unknown_key = with_part(&alice, 0, &json!({"alg": "EdDSA", "kid": "someone-else"}));
+    for forged in [&tampered, &unsigned, &hmac, &unknown_key] {
+        let reply = service.send("POST", "/admin/users/carol/disable", Some(forged), None, &[]);
+        assert_problem(&reply, 401);
+        assert_eq!(reply.json["reauthenticate"], true);
+    }
+    // Nothing happened to carol, and alice's real token still works.
+    let carol = service.login("carol", 0);
+    assert_eq!(
+        service
+            .send("POST", "/projects", Some(&carol), Some(json!({"name": "n"})), &[])
+            .status,
+        201
+    );
+    assert_eq!(
+        service
+            .send("POST", "/projects", Some(&alice), Some(json!({"name": "n"})), &[])
+            .status,
+        201
+    );
+}
+
 zt_testkit::backend_tests!(
+    forged_tokens_are_refused,
     projects_are_created_renamed_and_deleted,
     a_demotion_takes_effect_at_the_next_request,
     disabled_and_revoked_sessions_lose_access,

@@ -136,7 +136,10 @@ fn run() -> Result<(), BoxError> {
         rows.push(durable_write(&args.pg, scale)?);
     }
     if wanted("session revalidation (PostgreSQL)") {
-        rows.push(session_check(&args.pg, scale)?);
+        rows.push(session_check(&args.pg, scale, false)?);
+    }
+    if wanted("session check with registry (PostgreSQL)") {
+        rows.push(session_check(&args.pg, scale, true)?);
     }
     if wanted("batched audit throughput (PostgreSQL), then verification") {
         let (batched, verify) = batched_pg(&args.pg, scale, &args.out)?;
@@ -281,18 +284,28 @@ fn durable_write(admin_url: &str, scale: Scale) -> Result<Row, BoxError> {
     ))
 }
 
-fn session_check(admin_url: &str, scale: Scale) -> Result<Row, BoxError> {
-    let url = fresh_database(admin_url, "session")?;
+/// A session check, with or without the session registry (NIST AAL2
+/// timeouts; sessions registered beforehand, so that checks within the
+/// touch interval write nothing), beside a plain primary-key lookup.
+fn session_check(admin_url: &str, scale: Scale, registry: bool) -> Result<Row, BoxError> {
+    let url = fresh_database(admin_url, if registry { "registry" } else { "session" })?;
     let pool = Pool::connect_with(&url.parse()?, &PoolConfig::new().max_size(2))?;
     let store = zt_session::UserStore::new(pool);
     store.migrate()?;
+    let sessions = store.registry().with_policy(zt_session::RegistryPolicy::aal2());
+    if registry {
+        sessions.migrate()?;
+    }
     let users: Vec<UserId> = (0..1000)
         .map(|i| UserId::parse(format!("user-{i}")))
         .collect::<Result<_, _>>()?;
     for user in &users {
         store.create_user(user, None, &Role::user())?;
     }
-    let validator = zt_session::Validator::new(store);
+    let mut validator = zt_session::Validator::new(store);
+    if registry {
+        validator = validator.with_registry(sessions.clone());
+    }
     let requirement = zt_session::Requirement::moderate();
     let claims: Vec<SessionClaims> = users
         .iter()
@@ -308,6 +321,11 @@ fn session_check(admin_url: &str, scale: Scale) -> Result<Row, BoxError> {
         })
         .collect::<Result<_, BoxError>>()?;
     let context = RequestContext::new().with_ip("203.0.113.7".parse()?);
+    if registry {
+        for session in &claims {
+            sessions.register(session, &context)?;
+        }
+    }
     let mut raw_conn = PgConnection::establish(&url)?;
     let denials = std::cell::Cell::new(0usize);
     let (zt, baseline) = interleaved(
@@ -337,7 +355,11 @@ fn session_check(admin_url: &str, scale: Scale) -> Result<Row, BoxError> {
         return Err(format!("{denials} session checks failed").into());
     }
     Ok(Row::new(
-        "session revalidation (PostgreSQL)",
+        if registry {
+            "session check with registry (PostgreSQL)"
+        } else {
+            "session revalidation (PostgreSQL)"
+        },
         "us per check",
         zt.as_secs_f64() * 1e6,
         baseline.as_secs_f64() * 1e6,

@@ -5,8 +5,13 @@
 use std::path::Path;
 
 fn main() {
-    for backend in ["postgres", "sqlite"] {
-        let dir = Path::new("migrations").join(backend);
+    for (set, backend) in [
+        ("migrations", "postgres"),
+        ("migrations", "sqlite"),
+        ("registry-migrations", "postgres"),
+        ("registry-migrations", "sqlite"),
+    ] {
+        let dir = Path::new(set).join(backend);
         println!("cargo:rerun-if-changed={}", dir.display());
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;

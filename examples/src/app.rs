@@ -11,7 +11,7 @@ use zt_error_codes::{Category, ErrorCode};
 use zt_errors::{CodedError, Problem, Sanitizer};
 use zt_guard::{Action, AnyConnection, BoxError, Guard, Tx};
 use zt_monitoring::{AlertRule, Condition, Monitor, Selector, SinkOptions, Timing, TracingSink};
-use zt_session::{Requirement, UserStore, Validator};
+use zt_session::{Requirement, TokenVerifier, UserStore, Validator};
 use zt_types::{Email, RequestContext, Role, SessionClaims, UserId};
 
 use crate::idp::IdentityProvider;
@@ -63,6 +63,8 @@ pub struct App {
     pub monitor: Monitor,
     /// The stand-in identity provider.
     pub idp: IdentityProvider,
+    /// Verifies the provider's tokens, with its key set fetched over HTTP.
+    pub tokens: TokenVerifier,
 }
 
 /// Creating and renaming: any signed-in user whose login is at most an hour old.
@@ -94,7 +96,8 @@ impl App {
     }
 
     /// Wires the crates together on `pool` without touching the database,
-    /// so that the app starts even while its database is down.
+    /// so that the app starts even while its database is down. The stand-in
+    /// identity provider starts with it, on a free port of 127.0.0.1.
     pub fn with_pool(pool: Pool, key: &ChainKey) -> Result<Self, BoxError> {
         let audit = AuditLog::new(pool.clone(), key);
         let users = UserStore::new(pool);
@@ -118,13 +121,15 @@ impl App {
             .build()?;
         let guard =
             Guard::new(Validator::new(users.clone()), audit.clone(), Sanitizer::new()).with_monitor(monitor.clone());
-        let idp = IdentityProvider::new(users.clone());
+        let idp = IdentityProvider::start(users.clone())?;
+        let tokens = idp.verifier()?;
         Ok(Self {
             guard,
             users,
             audit,
             monitor,
             idp,
+            tokens,
         })
     }
 

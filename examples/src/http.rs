@@ -4,7 +4,7 @@
 //!
 //! | method and path | body | answer |
 //! |---|---|---|
-//! | `POST /login` | `{"user_id", "mfa"?, "minutes_ago"?}` | `{"token"}` (the stand-in identity provider) |
+//! | `POST /login` | `{"user_id", "mfa"?, "minutes_ago"?}` | `{"token"}`: a JWT from the stand-in identity provider |
 //! | `POST /projects` | `{"name"}` | 201, the project |
 //! | `PATCH /projects/{id}` | `{"name"}` | 200, the project |
 //! | `DELETE /projects/{id}` | | 204 |
@@ -13,7 +13,12 @@
 //! | `POST /admin/users/{id}/revoke-sessions` | | 204 |
 //! | `POST /newsletter` | `{"email"}` | 201 |
 //!
-//! Sessions travel as `Authorization: Bearer <token>`.
+//! Sessions travel as `Authorization: Bearer <token>`, a JWT that the app's
+//! [`zt_session::TokenVerifier`] checks against the provider's JWKS (fetched
+//! over HTTP, cached) before the session is checked against the database. A
+//! token that does not verify is a 401 (`SESSION_INVALID` or
+//! `SESSION_EXPIRED` in the server's log); no token at all, too
+//! (`SESSION_MISSING`).
 
 use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -171,8 +176,9 @@ fn route(app: &App, request: &mut Request, context: &RequestContext) -> Result<R
     let method = request.method().clone();
     let path = request.url().split('?').next().unwrap_or("").to_owned();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let claims = bearer(app, request);
-    let claims = claims.as_ref();
+    let token = bearer(request);
+    // The routes that act for a session verify its token first.
+    let session = || session(app, token.as_deref(), context);
     match (method, segments.as_slice()) {
         (Method::Post, ["login"]) => {
             #[derive(Deserialize)]
@@ -202,19 +208,22 @@ fn route(app: &App, request: &mut Request, context: &RequestContext) -> Result<R
             Ok(Reply::Json(200, serde_json::json!({ "token": token })))
         }
         (Method::Post, ["projects"]) => {
+            let claims = session()?;
             let body: NameBody = json_body(app, request, context)?;
-            let project = app.create_project(claims, context, &body.name)?;
+            let project = app.create_project(claims.as_ref(), context, &body.name)?;
             Ok(Reply::Json(201, serde_json::to_value(project).unwrap_or_default()))
         }
         (Method::Patch, ["projects", id]) => {
+            let claims = session()?;
             let id = project_id(app, context, id)?;
             let body: NameBody = json_body(app, request, context)?;
-            let project = app.rename_project(claims, context, id, &body.name)?;
+            let project = app.rename_project(claims.as_ref(), context, id, &body.name)?;
             Ok(Reply::Json(200, serde_json::to_value(project).unwrap_or_default()))
         }
         (Method::Delete, ["projects", id]) => {
+            let claims = session()?;
             let id = project_id(app, context, id)?;
-            app.delete_project(claims, context, id)?;
+            app.delete_project(claims.as_ref(), context, id)?;
             Ok(Reply::Empty(204))
         }
         (Method::Post, ["admin", "users", user, "role"]) => {
@@ -222,20 +231,23 @@ fn route(app: &App, request: &mut Request, context: &RequestContext) -> Result<R
             struct RoleBody {
                 role: String,
             }
+            let claims = session()?;
             let user = UserId::parse(*user).map_err(|e| invalid(app, context, "user", e))?;
             let body: RoleBody = json_body(app, request, context)?;
             let role = Role::parse(body.role).map_err(|e| invalid(app, context, "role", e))?;
-            app.set_user_role(claims, context, &user, &role)?;
+            app.set_user_role(claims.as_ref(), context, &user, &role)?;
             Ok(Reply::Empty(204))
         }
         (Method::Post, ["admin", "users", user, "disable"]) => {
+            let claims = session()?;
             let user = UserId::parse(*user).map_err(|e| invalid(app, context, "user", e))?;
-            app.disable_user(claims, context, &user)?;
+            app.disable_user(claims.as_ref(), context, &user)?;
             Ok(Reply::Empty(204))
         }
         (Method::Post, ["admin", "users", user, "revoke-sessions"]) => {
+            let claims = session()?;
             let user = UserId::parse(*user).map_err(|e| invalid(app, context, "user", e))?;
-            app.revoke_sessions(claims, context, &user)?;
+            app.revoke_sessions(claims.as_ref(), context, &user)?;
             Ok(Reply::Empty(204))
         }
         (Method::Post, ["newsletter"]) => {
@@ -259,13 +271,30 @@ struct NameBody {
     name: String,
 }
 
-fn bearer(app: &App, request: &Request) -> Option<SessionClaims> {
+/// The bearer token, if the request carries one.
+fn bearer(request: &Request) -> Option<String> {
     let header = request
         .headers()
         .iter()
         .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case("Authorization"))?;
     let token = header.value.as_str().strip_prefix("Bearer ")?;
-    app.idp.claims(token.trim())
+    Some(token.trim().to_owned())
+}
+
+/// The session of the bearer token: none without a token (the guard denies
+/// it as missing), its claims once it verifies, and a problem when it does
+/// not, logged by the validator like any other denial.
+fn session(app: &App, token: Option<&str>, context: &RequestContext) -> Result<Option<SessionClaims>, Problem> {
+    let Some(token) = token else {
+        return Ok(None);
+    };
+    match app.tokens.verify(token) {
+        Ok(verified) => Ok(Some(verified.into_claims())),
+        Err(denial) => {
+            let denial = app.guard.validator().report(denial, context);
+            Err(app.guard.sanitizer().sanitize_as(denial.code(), &denial, Some(context)))
+        }
+    }
 }
 
 fn json_body<T: serde::de::DeserializeOwned>(

@@ -1,18 +1,57 @@
-//! A stand-in identity provider, for the examples only: it issues session
-//! tokens and remembers their claims, as Clerk or an OIDC provider would.
+//! A stand-in identity provider, for the examples only: it signs session
+//! tokens (JWTs) with an Ed25519 key generated at start and serves its JWKS
+//! over HTTP on 127.0.0.1, as Clerk, Auth0 or any OIDC provider would.
+//!
+//! Its tokens are laid out as Auth0's are ([`ClaimLayout::auth0`]), with the
+//! user's role under a namespace, and carry zt's session version in a custom
+//! claim, as an app that controls its provider's token template can add
+//! (a Clerk session-token claim, an Auth0 Action, a Keycloak mapper). A
+//! provider that cannot add it still works: the checks then compare the login
+//! time with the instant the user last changed.
 
-use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::Duration;
 
-use zt_session::UserStore;
-use zt_types::{AuthFactors, AuthLevel, SessionClaims, SessionId, Timestamp, UserId};
+use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use zt_session::{ClaimLayout, JwksSource, KeySet, TokenVerifier, UserStore};
+use zt_types::{SessionClaims, Timestamp, UserId};
 
-/// Issues sessions and looks their claims up by token.
-#[derive(Debug)]
+/// The audience of the provider's tokens: this app.
+pub const AUDIENCE: &str = "zt-examples";
+
+/// The namespace of the provider's custom claims.
+pub const NAMESPACE: &str = "https://zt.example";
+
+/// How long a token is good for.
+const TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
+
+/// The PKCS#8 prefix of an Ed25519 private key (RFC 8410); the seed follows.
+const ED25519_PKCS8: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+
+/// Signs sessions, and serves the public key that verifies them.
 pub struct IdentityProvider {
     users: UserStore,
-    sessions: Mutex<HashMap<String, SessionClaims>>,
+    key: EncodingKey,
+    kid: String,
+    jwks: String,
+    issuer: String,
+    /// Maps this provider's tokens onto claims, with the key set in hand.
+    verifier: TokenVerifier,
+    server: Arc<tiny_http::Server>,
+    worker: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for IdentityProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdentityProvider")
+            .field("issuer", &self.issuer)
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
 }
 
 /// How a user signs in.
@@ -24,51 +63,125 @@ pub struct SignIn {
     pub minutes_ago: u64,
 }
 
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 impl IdentityProvider {
-    /// A provider that reads users from `users`.
-    pub fn new(users: UserStore) -> Self {
-        Self {
+    /// A provider that reads users from `users`, with a fresh Ed25519 key,
+    /// serving its JWKS at `http://127.0.0.1:<port>/.well-known/jwks.json`.
+    pub fn start(users: UserStore) -> Result<Self, BoxError> {
+        let mut seed = [0_u8; 32];
+        getrandom::getrandom(&mut seed).map_err(|e| format!("no randomness for the signing key: {e}"))?;
+        let key = EncodingKey::from_ed_der(&[&ED25519_PKCS8[..], &seed].concat());
+        let kid = format!("idp-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let mut jwk = Jwk::from_encoding_key(&key, Algorithm::EdDSA)?;
+        jwk.common.key_id = Some(kid.clone());
+        let jwks = serde_json::json!({ "keys": [jwk] }).to_string();
+
+        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0")?);
+        let address = server
+            .server_addr()
+            .to_ip()
+            .ok_or("the identity provider is not on an IP address")?;
+        let issuer = format!("http://{address}");
+        let worker = {
+            let (server, document) = (Arc::clone(&server), jwks.clone());
+            std::thread::spawn(move || {
+                while let Ok(request) = server.recv() {
+                    let response = if request.url() == "/.well-known/jwks.json" {
+                        tiny_http::Response::from_string(document.clone()).with_header(json_header())
+                    } else {
+                        tiny_http::Response::from_string("{}").with_status_code(404)
+                    };
+                    // The client may have gone; there is no one left to tell.
+                    let _ = request.respond(response);
+                }
+            })
+        };
+        let verifier = Self::verifier_for(&issuer, JwksSource::keys(KeySet::from_json(&jwks)?))?;
+        Ok(Self {
             users,
-            sessions: Mutex::new(HashMap::new()),
-        }
+            key,
+            kid,
+            jwks,
+            issuer,
+            verifier,
+            server,
+            worker: Some(worker),
+        })
     }
 
-    /// Signs `user` in: the session carries the user's role and session
-    /// version of this moment. Returns the bearer token and the claims.
-    pub fn sign_in(
-        &self,
-        user: &UserId,
-        how: SignIn,
-    ) -> Result<(String, SessionClaims), Box<dyn std::error::Error + Send + Sync>> {
+    /// Where the tokens' layout puts each claim.
+    pub fn layout() -> ClaimLayout {
+        ClaimLayout::auth0(NAMESPACE).version_claim([format!("{NAMESPACE}/session_version")])
+    }
+
+    fn verifier_for(issuer: &str, keys: JwksSource) -> Result<TokenVerifier, zt_session::Error> {
+        TokenVerifier::builder(issuer, keys)
+            .audience([AUDIENCE])
+            .layout(Self::layout())
+            .build()
+    }
+
+    /// A verifier of this provider's tokens, as a relying party configures
+    /// one: the key set fetched from [`IdentityProvider::jwks_url`].
+    pub fn verifier(&self) -> Result<TokenVerifier, zt_session::Error> {
+        Self::verifier_for(&self.issuer, JwksSource::url(&self.jwks_url())?)
+    }
+
+    /// The issuer, `http://127.0.0.1:<port>`.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// Where the JWKS is served.
+    pub fn jwks_url(&self) -> String {
+        format!("{}/.well-known/jwks.json", self.issuer)
+    }
+
+    /// The JWKS document.
+    pub fn jwks(&self) -> &str {
+        &self.jwks
+    }
+
+    /// Signs `user` in: the token carries the user's role and session
+    /// version of this moment. Returns the bearer token and its claims.
+    pub fn sign_in(&self, user: &UserId, how: SignIn) -> Result<(String, SessionClaims), BoxError> {
         let state = self.users.user_state(user)?.ok_or("no such user")?;
-        let token = format!("sess_{}", uuid::Uuid::new_v4().simple());
-        let at = Timestamp::now().saturating_sub(Duration::from_secs(how.minutes_ago * 60));
-        let (factors, level) = if how.mfa {
-            (AuthFactors::PASSWORD.union(AuthFactors::OTP), AuthLevel::Aal2)
-        } else {
-            (AuthFactors::PASSWORD, AuthLevel::Aal1)
-        };
-        let claims = SessionClaims::new(
-            SessionId::parse(token.clone())?,
-            user.clone(),
-            state.role().clone(),
-            state.session_version().unwrap_or(0),
-            at,
-        )
-        .with_factors(factors, level);
-        self.sessions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(token.clone(), claims.clone());
+        let now = Timestamp::now().unix_micros() / 1_000_000;
+        let login = now - i64::try_from(how.minutes_ago.saturating_mul(60))?;
+        let amr = if how.mfa { vec!["pwd", "otp"] } else { vec!["pwd"] };
+        let claims = serde_json::json!({
+            "iss": self.issuer,
+            "aud": AUDIENCE,
+            "sub": user.as_str(),
+            "sid": format!("sess_{}", uuid::Uuid::new_v4().simple()),
+            "iat": now,
+            "nbf": now,
+            "exp": now + i64::try_from(TOKEN_LIFETIME.as_secs())?,
+            "auth_time": login,
+            "amr": amr,
+            format!("{NAMESPACE}/roles"): [state.role().as_str()],
+            format!("{NAMESPACE}/session_version"): state.session_version().unwrap_or(0),
+        });
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(self.kid.clone());
+        let token = jsonwebtoken::encode(&header, &claims, &self.key)?;
+        let claims = self.verifier.verify(&token)?.into_claims();
         Ok((token, claims))
     }
+}
 
-    /// The claims of a token, if the provider issued it.
-    pub fn claims(&self, token: &str) -> Option<SessionClaims> {
-        self.sessions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(token)
-            .cloned()
+impl Drop for IdentityProvider {
+    fn drop(&mut self) {
+        self.server.unblock();
+        if let Some(worker) = self.worker.take() {
+            let _ = worker.join();
+        }
     }
+}
+
+fn json_header() -> tiny_http::Header {
+    // Both are ASCII constants.
+    tiny_http::Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..])
+        .unwrap_or_else(|()| unreachable!("a constant, valid header"))
 }

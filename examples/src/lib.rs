@@ -4,8 +4,10 @@
 //! - [`App`]: `createProject` and friends, `setUserRole`, disabling users and
 //!   revoking sessions, and the newsletter signup, each run through a
 //!   [`zt_guard::Guard`].
-//! - [`IdentityProvider`]: issues session tokens the way Clerk or an OIDC
-//!   provider would, for the examples and tests only.
+//! - [`IdentityProvider`]: signs session tokens (JWTs, Ed25519) and serves
+//!   its JWKS over HTTP the way Clerk or an OIDC provider would, for the
+//!   examples and tests only; [`App::tokens`] verifies them with zt-session's
+//!   `TokenVerifier`.
 //! - [`http::Service`]: the app as JSON endpoints over tiny_http.
 //! - [`demo::run`]: the story `cargo run --example demo` tells.
 //! - [`existing_app`]: a diesel app that existed before zt adopts it one
@@ -22,7 +24,7 @@ mod app;
 pub mod demo;
 pub mod existing_app;
 pub mod http;
-mod idp;
+pub mod idp;
 mod schema;
 
 pub use app::{App, Project};

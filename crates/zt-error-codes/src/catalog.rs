@@ -74,8 +74,8 @@ catalog! {
         retryable: false, reauthenticate: true,
         title: "Authentication required",
         message: "Your session has expired. Sign in again to continue.",
-        description: "The session's issue time is older than the requirement's absolute session lifetime.",
-        remediation: "Expected after long sessions. The user signs in again.",
+        description: "The session is older than its absolute lifetime (the requirement's, or the session registry's), made no request for longer than the registry's inactivity timeout, or its identity provider's token has expired.",
+        remediation: "Expected after long or idle sessions. The user signs in again; a client that keeps sending expired tokens is not refreshing them.",
     }
     /// The session was revoked, alone or with all of the user's sessions.
     SessionRevoked {
@@ -83,7 +83,7 @@ catalog! {
         retryable: false, reauthenticate: true,
         title: "Authentication required",
         message: SIGN_IN_AGAIN,
-        description: "The session id's hash is in session_revocations, or the user's session_version moved past the session's.",
+        description: "The session id's hash is in zt_session_revocations, the user's session_version moved past the session's, the session was signed out in the session registry, or (for claims without a version, such as a provider's token) the user changed after the session's login.",
         remediation: "Find who revoked it in the audit log (action REVOKE_SESSION or REVOKE_ALL_SESSIONS). If the user did not expect it, treat the account as possibly compromised.",
     }
     /// The user no longer exists.
@@ -128,8 +128,8 @@ catalog! {
         retryable: false, reauthenticate: true,
         title: "Authentication required",
         message: SIGN_IN_AGAIN,
-        description: "The claims are inconsistent: authenticated_at or issued_at lies beyond the allowed clock skew in the future.",
-        remediation: "Check the server clock and the identity provider's clock. Repeated cases for one user may mean forged claims.",
+        description: "The claims are inconsistent (authenticated_at or issued_at beyond the allowed clock skew in the future, a session version ahead of the user's), the identity provider's token does not verify (malformed, disallowed algorithm, unknown key, bad signature, wrong issuer or audience, not yet valid), or the session registry does not know the session.",
+        remediation: "Check the server clock and the identity provider's clock, issuer and audience settings. Repeated bad signatures, `none` or HMAC algorithms from one client mean forged tokens. An unknown key after the provider rotated its keys heals at the next key-set fetch.",
     }
     /// The session could not be checked, so it was denied.
     SessionCheckFailed {
@@ -137,8 +137,8 @@ catalog! {
         retryable: true, reauthenticate: false,
         title: "Service unavailable",
         message: "The service is temporarily unavailable. Try again later.",
-        description: "Reading the user's state or the revocation list failed; the check failed closed and denied the request.",
-        remediation: "The user store or its database is down or slow. Check the logged cause under this reference id and the database's health.",
+        description: "Reading the user's state, the revocation list or the session registry failed, or the identity provider's key set could not be fetched, or claims without a session version met a directory that keeps no instant to compare them with; the check failed closed and denied the request.",
+        remediation: "The user store, its database or the key set's URL is down or slow, or the directory is misconfigured. Check the logged cause under this reference id and the database's health.",
     }
     /// The operation needs a more recent login.
     AuthReauthenticationRequired {

@@ -36,6 +36,62 @@ impl fmt::Display for BindingMismatch {
     }
 }
 
+/// What was wrong with an identity provider's token, for
+/// [`DenialReason::InvalidToken`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TokenProblem {
+    /// Not a compact JWS of the allowed size; bad base64 or JSON; a missing
+    /// or mistyped claim; an unsupported critical header.
+    Malformed,
+    /// `alg` is `none`, an HMAC algorithm, or not the algorithm of the key
+    /// that `kid` names: algorithms come from the key set, never the token.
+    DisallowedAlgorithm,
+    /// No key of the key set has the token's `kid`, even after a refetch.
+    UnknownKey,
+    /// The signature does not verify: the token was altered or forged.
+    BadSignature,
+    /// `iss` is not the configured issuer.
+    WrongIssuer,
+    /// `aud` names none of the configured audiences (or `azp` no authorized party).
+    WrongAudience,
+    /// `exp` has passed, beyond the leeway.
+    Expired,
+    /// `nbf` or `iat` lies in the future, beyond the leeway.
+    NotYetValid,
+}
+
+impl TokenProblem {
+    /// A short, stable, snake_case name, for logs and tests.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed",
+            Self::DisallowedAlgorithm => "disallowed_algorithm",
+            Self::UnknownKey => "unknown_key",
+            Self::BadSignature => "bad_signature",
+            Self::WrongIssuer => "wrong_issuer",
+            Self::WrongAudience => "wrong_audience",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not_yet_valid",
+        }
+    }
+}
+
+impl fmt::Display for TokenProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Malformed => "token is malformed",
+            Self::DisallowedAlgorithm => "token's algorithm is not allowed for its key",
+            Self::UnknownKey => "token's key id is not in the key set",
+            Self::BadSignature => "token's signature does not verify",
+            Self::WrongIssuer => "token is from another issuer",
+            Self::WrongAudience => "token is for another audience",
+            Self::Expired => "token has expired",
+            Self::NotYetValid => "token is not yet valid",
+        })
+    }
+}
+
 /// Why a session was denied. Each reason maps onto one error code; see
 /// [`DenialReason::code`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,7 +144,9 @@ pub enum DenialReason {
     },
     /// The session was issued before the user's "valid after" instant: a
     /// role change, disable, delete or sign-out-everywhere since then, for a
-    /// directory that keeps an instant instead of a version. `SESSION_REVOKED`.
+    /// directory that keeps an instant instead of a version, or for claims
+    /// without a version (an identity provider's token) compared with the
+    /// instant the user's version last moved. `SESSION_REVOKED`.
     IssuedBeforeValidAfter {
         /// When the session was issued.
         issued_at: Timestamp,
@@ -125,9 +183,40 @@ pub enum DenialReason {
         /// The most the requirement allows.
         max_age: Duration,
     },
-    /// The user's state could not be read, so the check failed closed.
-    /// `SESSION_CHECK_FAILED`, severity critical.
+    /// The user's state could not be read, or a token's keys could not be
+    /// fetched, so the check failed closed. `SESSION_CHECK_FAILED`, severity critical.
     CheckFailed,
+    /// An identity provider's token did not verify. `SESSION_EXPIRED` for
+    /// [`TokenProblem::Expired`], else `SESSION_INVALID`.
+    InvalidToken(TokenProblem),
+    /// The claims carry no session version, and the directory keeps a version
+    /// but no instant to compare them with
+    /// ([`crate::UserState::with_version_changed_at`] or a "valid after"), so
+    /// a change since the session began cannot be ruled out: a configuration
+    /// error. `SESSION_CHECK_FAILED`, severity critical.
+    Unverifiable,
+    /// The session is not in the registry and the registry does not adopt
+    /// unknown sessions. `SESSION_INVALID`.
+    UnknownSession,
+    /// The registry holds this session for another user. `SESSION_INVALID`.
+    SessionOfAnotherUser,
+    /// The session was signed out in the registry. `SESSION_REVOKED`.
+    SignedOut {
+        /// When.
+        at: Timestamp,
+    },
+    /// The session made no request for longer than the registry's inactivity
+    /// timeout. `SESSION_EXPIRED`.
+    Idle {
+        /// When the registry last saw it.
+        last_seen: Timestamp,
+        /// The timeout.
+        timeout: Duration,
+    },
+    /// The client differs from the session's, under
+    /// [`crate::BindingPolicy::StepUp`], and the last full login is older
+    /// than the change. `AUTH_REAUTHENTICATION_REQUIRED`.
+    BindingStepUp(BindingMismatch),
 }
 
 impl DenialReason {
@@ -147,7 +236,11 @@ impl DenialReason {
             Self::InsufficientRole { .. } => ErrorCode::AuthInsufficientRole,
             Self::MfaRequired { .. } => ErrorCode::AuthMfaRequired,
             Self::StaleAuthentication { .. } => ErrorCode::AuthReauthenticationRequired,
-            Self::CheckFailed => ErrorCode::SessionCheckFailed,
+            Self::CheckFailed | Self::Unverifiable => ErrorCode::SessionCheckFailed,
+            Self::InvalidToken(TokenProblem::Expired) | Self::Idle { .. } => ErrorCode::SessionExpired,
+            Self::InvalidToken(_) | Self::UnknownSession | Self::SessionOfAnotherUser => ErrorCode::SessionInvalid,
+            Self::SignedOut { .. } => ErrorCode::SessionRevoked,
+            Self::BindingStepUp(_) => ErrorCode::AuthReauthenticationRequired,
         }
     }
 
@@ -170,6 +263,13 @@ impl DenialReason {
             Self::MfaRequired { .. } => "mfa_required",
             Self::StaleAuthentication { .. } => "stale_authentication",
             Self::CheckFailed => "check_failed",
+            Self::InvalidToken(_) => "invalid_token",
+            Self::Unverifiable => "unverifiable",
+            Self::UnknownSession => "unknown_session",
+            Self::SessionOfAnotherUser => "session_of_another_user",
+            Self::SignedOut { .. } => "signed_out",
+            Self::Idle { .. } => "idle",
+            Self::BindingStepUp(_) => "binding_step_up",
         }
     }
 }
@@ -233,6 +333,23 @@ impl fmt::Display for DenialReason {
                 )
             }
             Self::CheckFailed => f.write_str("user state could not be read"),
+            Self::InvalidToken(problem) => problem.fmt(f),
+            Self::Unverifiable => {
+                f.write_str("claims carry no session version and the directory keeps no valid-after instant")
+            }
+            Self::UnknownSession => f.write_str("session is not in the registry"),
+            Self::SessionOfAnotherUser => f.write_str("registry holds the session for another user"),
+            Self::SignedOut { at } => write!(f, "session was signed out at {at}"),
+            Self::Idle { last_seen, timeout } => {
+                write!(
+                    f,
+                    "session was last seen at {last_seen}, over its inactivity timeout of {}s",
+                    timeout.as_secs()
+                )
+            }
+            Self::BindingStepUp(mismatch) => {
+                write!(f, "{mismatch} changed since the last full login")
+            }
         }
     }
 }
@@ -355,15 +472,16 @@ impl Denial {
     /// What the user can do about it.
     pub fn remedy(&self) -> Remedy {
         match &self.inner.reason {
-            DenialReason::MfaRequired { .. } | DenialReason::StaleAuthentication { .. } => {
-                Remedy::StepUp(self.inner.step_up.unwrap_or(StepUp {
-                    max_age: None,
-                    mfa: false,
-                    min_level: None,
-                }))
-            }
+            DenialReason::MfaRequired { .. }
+            | DenialReason::StaleAuthentication { .. }
+            | DenialReason::BindingStepUp(_) => Remedy::StepUp(self.inner.step_up.unwrap_or(StepUp {
+                max_age: None,
+                mfa: false,
+                min_level: None,
+            })),
             DenialReason::CheckFailed => Remedy::RetryLater,
-            DenialReason::UserMissing
+            DenialReason::Unverifiable
+            | DenialReason::UserMissing
             | DenialReason::UserDeleted
             | DenialReason::UserDisabled
             | DenialReason::InsufficientRole { .. } => Remedy::None,
@@ -375,7 +493,12 @@ impl Denial {
             | DenialReason::SessionRevoked
             | DenialReason::VersionChanged { .. }
             | DenialReason::IssuedBeforeValidAfter { .. }
-            | DenialReason::RoleChanged { .. } => Remedy::SignIn,
+            | DenialReason::RoleChanged { .. }
+            | DenialReason::InvalidToken(_)
+            | DenialReason::UnknownSession
+            | DenialReason::SessionOfAnotherUser
+            | DenialReason::SignedOut { .. }
+            | DenialReason::Idle { .. } => Remedy::SignIn,
         }
     }
 
@@ -472,7 +595,38 @@ mod tests {
                 max_age: Duration::from_secs(1),
             },
             DenialReason::CheckFailed,
+            DenialReason::Unverifiable,
+            DenialReason::UnknownSession,
+            DenialReason::SessionOfAnotherUser,
+            DenialReason::SignedOut { at: Timestamp::now() },
+            DenialReason::Idle {
+                last_seen: Timestamp::now(),
+                timeout: Duration::from_secs(1),
+            },
+            DenialReason::BindingStepUp(BindingMismatch {
+                ip: true,
+                user_agent: false,
+            }),
+            DenialReason::IssuedBeforeValidAfter {
+                issued_at: Timestamp::now(),
+                valid_after: Timestamp::now(),
+            },
         ]
+        .into_iter()
+        .chain(
+            [
+                TokenProblem::Malformed,
+                TokenProblem::DisallowedAlgorithm,
+                TokenProblem::UnknownKey,
+                TokenProblem::BadSignature,
+                TokenProblem::WrongIssuer,
+                TokenProblem::WrongAudience,
+                TokenProblem::Expired,
+                TokenProblem::NotYetValid,
+            ]
+            .map(DenialReason::InvalidToken),
+        )
+        .collect()
     }
 
     #[test]

@@ -11,11 +11,14 @@ use crate::error::Result;
 /// ways, or both:
 ///
 /// - a **session version** (a security stamp) that every change bumps:
-///   [`UserState::new`]; the session's claims carry the version of sign-in;
+///   [`UserState::new`]; the session's claims carry the version of sign-in.
+///   Claims without one (an identity provider's token) are compared with the
+///   instant the version last moved instead, when the directory gives it
+///   ([`UserState::with_version_changed_at`]; the reference store does);
 /// - a **"valid after" instant** that every change moves forward:
 ///   [`UserState::from_valid_after`], for a users table with no version
 ///   column (an `updated_at` or `sessions_valid_after` column serves); a
-///   session issued before it is denied.
+///   session issued before it is denied, with or without a version.
 ///
 /// ```
 /// use zt_session::UserState;
@@ -34,6 +37,7 @@ use crate::error::Result;
 pub struct UserState {
     role: Role,
     session_version: Option<i64>,
+    version_changed_at: Option<Timestamp>,
     valid_after: Option<Timestamp>,
     disabled: bool,
     deleted: bool,
@@ -45,6 +49,7 @@ impl UserState {
         Self {
             role,
             session_version: Some(session_version),
+            version_changed_at: None,
             valid_after: None,
             disabled: false,
             deleted: false,
@@ -58,6 +63,7 @@ impl UserState {
         Self {
             role,
             session_version: None,
+            version_changed_at: None,
             valid_after: valid_after.into(),
             disabled: false,
             deleted: false,
@@ -69,6 +75,16 @@ impl UserState {
     #[must_use]
     pub fn with_valid_after(mut self, valid_after: impl Into<Option<Timestamp>>) -> Self {
         self.valid_after = self.valid_after.max(valid_after.into());
+        self
+    }
+
+    /// Records when the session version last moved (the epoch, or the
+    /// creation, if it never did). Claims that carry a version are judged by
+    /// the version, exactly; claims without one, such as an identity
+    /// provider's token, are denied when issued before this instant.
+    #[must_use]
+    pub fn with_version_changed_at(mut self, changed_at: Timestamp) -> Self {
+        self.version_changed_at = Some(changed_at);
         self
     }
 
@@ -94,6 +110,11 @@ impl UserState {
     /// The current session version (security stamp), when the directory keeps one.
     pub fn session_version(&self) -> Option<i64> {
         self.session_version
+    }
+
+    /// When the session version last moved, when the directory says.
+    pub fn version_changed_at(&self) -> Option<Timestamp> {
+        self.version_changed_at
     }
 
     /// Sessions issued before this instant are denied, when the directory keeps one.

@@ -39,6 +39,11 @@ pub enum ErrorKind {
     Conflict,
     /// A configuration value was rejected, such as a role hierarchy with a duplicate.
     InvalidConfig,
+    /// An identity provider's token did not verify; the denial's
+    /// [`crate::TokenProblem`] says how.
+    InvalidToken,
+    /// The identity provider's key set could not be fetched or read.
+    KeysUnavailable,
 }
 
 impl Error {
@@ -73,6 +78,8 @@ impl Error {
             ErrorKind::NotFound => ErrorCode::ResourceNotFound,
             ErrorKind::Conflict => ErrorCode::ResourceConflict,
             ErrorKind::InvalidConfig => ErrorCode::Internal,
+            ErrorKind::InvalidToken => ErrorCode::SessionInvalid,
+            ErrorKind::KeysUnavailable => ErrorCode::SessionCheckFailed,
         }
     }
 }

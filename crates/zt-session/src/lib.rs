@@ -23,12 +23,22 @@
 //!   `zt_session_revocations` tables, with the admin operations (create, change
 //!   role, disable, enable, delete, revoke one session or all), each an
 //!   [`AdminChange`].
+//! - [`TokenVerifier`] (feature `jwt`): verifies an identity provider's JWT
+//!   (Clerk, Auth0, Ory, Keycloak, any OIDC provider) against its JWKS and
+//!   maps the claims onto [`SessionClaims`], with a
+//!   [`ClaimLayout`] preset per provider.
+//! - [`SessionRegistry`] (opt-in, its own [`REGISTRY_MIGRATIONS`]): one row per
+//!   session for inactivity timeouts ([`RegistryPolicy`] presets for NIST
+//!   AAL2 and AAL3), an absolute lifetime, "list my sessions", "sign out this
+//!   device" and "sign out all other devices", and client changes that may
+//!   mean a stolen session.
 //! - [`Clock`]: the time source, [`SystemClock`] or, in tests, [`ManualClock`].
 //! - [`AuditSink`], [`Denial::audit_event`] and [`AdminChange::audit_event`]:
 //!   denials and admin operations as [`zt_types::AuditEvent`]s, without a
 //!   dependency on zt-audit.
-//! - [`MIGRATIONS`] and [`run_migrations`] create the reference tables; the
-//!   SQL is in the workspace's `migrations/` and is embedded here.
+//! - [`MIGRATIONS`] and [`run_migrations`] create the reference tables,
+//!   [`REGISTRY_MIGRATIONS`] and [`run_registry_migrations`] the registry's;
+//!   the SQL is in the workspace's `migrations/` and is embedded here.
 //!
 //! The usual use, in a server action:
 //!
@@ -83,16 +93,65 @@
 //!
 //! # Session claims from an identity provider
 //!
-//! [`zt_types::SessionClaims`] depends on no provider; its docs hold the
-//! full mapping table. In short:
+//! [`zt_types::SessionClaims`] depends on no provider. With the `jwt`
+//! feature, a [`TokenVerifier`] builds them from the provider's token:
 //!
-//! | claim | OIDC ID token | Clerk session token |
-//! |---|---|---|
-//! | `authenticated_at` | `auth_time` | `iat` minus `fva[0]` minutes (first-factor age) |
-//! | `factors` | `amr`, via [`AuthFactors::from_amr`](zt_types::AuthFactors::from_amr) | `fva[1] != -1` adds an OTP factor |
-//! | `auth_level` | `acr`, or derived from `amr` | AAL2 when `fva[1] != -1`, else AAL1 |
-//! | `role`, `session_version` | read from the [`UserStore`] (or your directory) at sign-in | the same; or custom session claims |
-//! | `issued_at` | the session's creation time | the session's `created_at`, not the token's `iat` |
+#![cfg_attr(feature = "jwt", doc = "```")]
+#![cfg_attr(not(feature = "jwt"), doc = "```ignore")]
+//! use zt_session::{ClaimLayout, JwksSource, Requirement, TokenVerifier, UserStore, Validator};
+//! use zt_types::RequestContext;
+//!
+//! # fn check(store: UserStore, bearer: Option<&str>) -> Result<(), Box<dyn std::error::Error>> {
+//! let verifier = TokenVerifier::builder(
+//!     "https://your-tenant.eu.auth0.com/",
+//!     JwksSource::url("https://your-tenant.eu.auth0.com/.well-known/jwks.json")?,
+//! )
+//! .audience(["https://api.example.com"])
+//! .layout(ClaimLayout::auth0("https://example.com"))
+//! .build()?;
+//! let validator = Validator::new(store);
+//! // Per request: the bearer token, verified, then checked against the database.
+//! let session = validator.validate_token(&verifier, bearer, &Requirement::strict(), &RequestContext::new())?;
+//! # let _ = session; Ok(()) }
+//! ```
+//!
+//! The key set comes from a string, a file or an HTTPS URL; a fetched one is
+//! cached (10 minutes) and refetched when a token names an unknown `kid`
+//! (at most every 30 seconds), so key rotation needs no restart. The
+//! algorithm is the key's, never the token's: `alg: none`, HMAC and a
+//! mismatch with the key are refused. `iss`, `aud` (or Clerk's `azp`),
+//! `exp`, `nbf` and `iat` are checked with a leeway of at most 5 minutes,
+//! and tokens are bounded (8 KiB by default). A token that does not verify
+//! is a [`DenialReason::InvalidToken`] naming its [`TokenProblem`]:
+//! `SESSION_EXPIRED` when expired, `SESSION_INVALID` otherwise; a key set
+//! that cannot be fetched denies every token with `SESSION_CHECK_FAILED`.
+//!
+//! Where each provider puts what zt needs ([`ClaimLayout`]):
+//!
+//! | | OIDC | Clerk | Auth0 | Keycloak | Ory |
+//! |---|---|---|---|---|---|
+//! | user id | `sub` | `sub` | `sub` | `sub` | `sub` |
+//! | session id | `sid` | `sid` | `sid` | `sid`, `session_state` | `sid` |
+//! | login (`authenticated_at`) | `auth_time`, else `iat` | `iat` − `fva[0]` minutes | `auth_time` | `auth_time` | `auth_time` |
+//! | factors, level | `amr`, `acr` | `fva[1] != -1`: OTP, AAL2 | `amr`, `acr` | `amr`, `acr` | `amr`, `acr` (`aal2`) |
+//! | role at issue | none | `metadata.role`, `o.rol`, `org_role` | `<namespace>/roles` | `realm_access.roles` | `ext.role`, `metadata_public.role` |
+//!
+//! A third-party token carries no zt session version, so its claims have
+//! none ([`SessionClaims::from_provider`](zt_types::SessionClaims::from_provider)).
+//! The check then compares the claims' `issued_at` with the instant the
+//! user last changed: the reference store keeps it in `zt_users.valid_after`,
+//! which every role change, disable, enable, delete and revoke-all moves
+//! forward ([`UserState::with_version_changed_at`]). For this to survive
+//! token refreshes (Clerk reissues its token every minute, OIDC providers
+//! refresh theirs), a provider token's `issued_at` is its *login* time, not
+//! its `iat`: a refreshed token of a session from before the change is still
+//! denied, and signing in again cures it. Tokens carry whole seconds, so a
+//! login in the same second as a change counts as before it: fail closed.
+//! Claims that do carry a version (your own sessions, or a provider token
+//! with a custom claim, [`ClaimLayout::version_claim`]) are judged by the
+//! version alone, which is exact. A directory that keeps a version but no
+//! instant cannot check versionless claims, and denies them
+//! ([`DenialReason::Unverifiable`], `SESSION_CHECK_FAILED`).
 //!
 //! Two points matter for these checks:
 //!
@@ -100,10 +159,33 @@
 //!   token refresh must not move it; a step-up login must. Clerk's `fva`
 //!   gives minutes since each factor was verified, so a strict check
 //!   (10 minutes) is cured by Clerk's reverification, which resets `fva`.
-//! - **Absolute lifetime** counts from `issued_at`. Clerk reissues session
-//!   tokens every 60 seconds and OIDC providers refresh ID tokens, so map
-//!   `issued_at` to the session's creation (Clerk's session object, or your
-//!   own session record) if you set [`Requirement::max_session_lifetime`].
+//! - **Absolute lifetime** ([`Requirement::max_session_lifetime`]) counts
+//!   from `issued_at`; the registry's counts from the session's creation.
+//!
+//! # The session registry
+//!
+//! [`SessionRegistry`] keeps one row per session in `zt_sessions`: its
+//! hash, user, creation and last-seen times, the client IP and user agent at
+//! creation and as last seen, how often the client changed, and whether it
+//! was signed out. It is opt-in: its table is in [`REGISTRY_MIGRATIONS`], a
+//! set apart from [`MIGRATIONS`], so an app that does not use it has no
+//! table for it. With [`Validator::with_registry`], every check also:
+//!
+//! - denies a session that is signed out, unknown (or adopts it, for
+//!   provider sessions, [`RegistryPolicy::adopt_unknown`]), past its
+//!   absolute lifetime or idle past its inactivity timeout
+//!   ([`RegistryPolicy::aal2`]: 1 hour idle, 24 hours in all;
+//!   [`RegistryPolicy::aal3`]: 15 minutes, 12 hours; NIST SP 800-63B-4
+//!   §2.2.3 and §2.3.3);
+//! - compares the client with the one at creation and, by the requirement's
+//!   [`BindingPolicy`], logs a difference, asks for a step-up login, or denies;
+//! - records a change of client at once, and the last-seen time at most once
+//!   a minute: most checks are the one `SELECT` below and write nothing.
+//!
+//! "List my sessions" is [`SessionRegistry::list`]; "sign out this device",
+//! [`SessionRegistry::sign_out`]; "sign out all other devices",
+//! [`SessionRegistry::sign_out_others`]. Each has an `_in` form that runs in
+//! the caller's transaction.
 //!
 //! # One query per check
 //!
@@ -111,7 +193,7 @@
 //! with one statement on both backends:
 //!
 //! ```sql
-//! SELECT u.role, u.session_version, u.disabled, u.deleted_at IS NOT NULL,
+//! SELECT u.role, u.session_version, u.valid_after, u.disabled, u.deleted_at IS NOT NULL,
 //!        EXISTS (SELECT 1 FROM zt_session_revocations r WHERE r.session_hash = $1)
 //! FROM zt_users u WHERE u.id = $2
 //! ```
@@ -120,7 +202,9 @@
 //! connection and cached by diesel, with no transaction around it and no
 //! ping of the pooled connection: one round trip. A missing row means the
 //! user is deleted. Sessions are stored only as the SHA-256 of their id
-//! ([`zt_types::SessionHash`]).
+//! ([`zt_types::SessionHash`]). With a registry from
+//! [`UserStore::registry`], the same statement also reads the session's row
+//! (`LEFT JOIN zt_sessions s ON s.session_hash = $1`): still one round trip.
 //!
 //! `session_version` works like ASP.NET Identity's security stamp: every
 //! [`UserStore`] admin operation that changes the user bumps it, so every
@@ -143,14 +227,19 @@
 //! the default, always read the store. A cached answer can be up to the TTL
 //! old: a user demoted or revoked in that window still passes non-sensitive
 //! checks until it expires. Use it for pages that run many cheap checks,
-//! never for anything that changes data.
+//! never for anything that changes data. A validator with a registry reads
+//! on every check, so that activity is seen.
 //!
 //! # Feature flags
 //!
 //! - `sqlite` (default): the reference store on SQLite.
 //! - `postgres`: the reference store on PostgreSQL.
-//! - `store`: the reference store's code, [`UserStore`] and
-//!   [`RevocationList`]; `sqlite` and `postgres` turn it on.
+//! - `store`: the reference store's code, [`UserStore`],
+//!   [`RevocationList`] and [`SessionRegistry`]; `sqlite` and `postgres`
+//!   turn it on.
+//! - `jwt`: [`TokenVerifier`], with `jsonwebtoken` (RustCrypto, no C
+//!   toolchain) and, for key sets fetched over HTTPS, `ureq` with rustls and
+//!   the webpki roots.
 //!
 //! An app that brings its own [`UserDirectory`] can turn every feature off
 //! (`default-features = false`): the validator, the traits and the audit
@@ -158,29 +247,49 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
+// The crate docs name the `jwt` feature's items, which docs built without it lack.
+#![cfg_attr(not(feature = "jwt"), allow(rustdoc::broken_intra_doc_links))]
+// Without a backend, the reference store's queries and the registry's rows
+// have no connection to run on.
+#![cfg_attr(
+    not(any(feature = "sqlite", feature = "postgres")),
+    allow(dead_code, unused_imports, unused_macros)
+)]
 
 mod audit;
 mod cache;
 mod denial;
 mod directory;
 mod error;
+mod registry;
 mod requirement;
 mod role;
 #[cfg(feature = "store")]
 mod schema;
 #[cfg(feature = "store")]
+mod session_registry;
+#[cfg(feature = "store")]
 mod store;
+#[cfg(feature = "jwt")]
+mod token;
 mod validator;
 
 pub use audit::{AuditSink, SESSION_DENIED};
-pub use denial::{BindingMismatch, Denial, DenialReason, Remedy, StepUp};
+pub use denial::{BindingMismatch, Denial, DenialReason, Remedy, StepUp, TokenProblem};
 pub use directory::{AdminChange, AdminOperation, RevocationStore, SessionState, UserDirectory, UserState};
 pub use error::{Error, ErrorKind, Result};
+pub use registry::{RegistryPolicy, SessionRecord};
 pub use requirement::{BindingPolicy, Freshness, Requirement};
 pub use role::{RoleChangePolicy, RoleHierarchy};
 #[cfg(feature = "store")]
 #[cfg_attr(docsrs, doc(cfg(feature = "store")))]
+pub use session_registry::SessionRegistry;
+#[cfg(feature = "store")]
+#[cfg_attr(docsrs, doc(cfg(feature = "store")))]
 pub use store::{RevocationList, Revocations, UserStore};
+#[cfg(feature = "jwt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+pub use token::{Audience, ClaimLayout, JwksSource, KeySet, RoleClaim, TokenVerifier, VerifiedToken, VerifierBuilder};
 pub use validator::{ValidatedSession, Validator};
 #[cfg(feature = "store")]
 pub use zt_db::{AnyConnection, AsConnection, DbConnection, Pool};
@@ -190,7 +299,7 @@ pub use zt_types::{
 };
 
 #[cfg(feature = "store")]
-pub use migrations::{MIGRATIONS, run_migrations};
+pub use migrations::{MIGRATIONS, REGISTRY_MIGRATIONS, run_migrations, run_registry_migrations};
 
 #[cfg(feature = "store")]
 mod migrations {
@@ -198,6 +307,8 @@ mod migrations {
 
     static POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
     static SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+    static POSTGRES_REGISTRY: EmbeddedMigrations = embed_migrations!("registry-migrations/postgres");
+    static SQLITE_REGISTRY: EmbeddedMigrations = embed_migrations!("registry-migrations/sqlite");
 
     /// The reference tables' migrations (`zt_users`, `zt_session_revocations`,
     /// `zt_user_revocations`) for both backends.
@@ -206,6 +317,21 @@ mod migrations {
         postgres: &POSTGRES_MIGRATIONS,
         sqlite: &SQLITE_MIGRATIONS,
     };
+
+    /// The session registry's migrations (`zt_sessions`), for both backends:
+    /// a set of its own, so that an app without the registry has no table for
+    /// it. [`crate::SessionRegistry::migrate`] applies it.
+    pub static REGISTRY_MIGRATIONS: MigrationSet = MigrationSet {
+        name: "zt-session registry",
+        postgres: &POSTGRES_REGISTRY,
+        sqlite: &SQLITE_REGISTRY,
+    };
+
+    /// Applies the registry's pending migrations on `conn`; returns the
+    /// versions applied.
+    pub fn run_registry_migrations(conn: &mut impl AsConnection) -> Result<Vec<String>, zt_db::Error> {
+        zt_db::run_migrations(conn, &REGISTRY_MIGRATIONS)
+    }
 
     /// Applies the reference tables' pending migrations on `conn`, the app's
     /// own connection or pooled connection as it is; returns the versions applied.

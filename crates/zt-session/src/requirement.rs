@@ -20,8 +20,8 @@ use zt_types::{AuthLevel, Role};
 /// AAL3 at least once every 12 hours, regardless of activity (§2.2.3 and
 /// §2.3.3; reauthentication itself is §5.2). SP 800-63B-4 also sets
 /// inactivity timeouts (1 hour at AAL2, 15 minutes at AAL3), which need the
-/// time of last activity: track that in your session layer, this crate sees
-/// only the claims.
+/// time of last activity: the [`crate::SessionRegistry`] tracks it, with the
+/// [`crate::RegistryPolicy::aal2`] and [`crate::RegistryPolicy::aal3`] presets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Freshness {
     max_age: Duration,
@@ -54,7 +54,10 @@ impl Freshness {
 /// was bound to at sign-in ([`zt_types::ClientBinding`]).
 ///
 /// A bound field is a mismatch when the request's value differs, or when the
-/// request has no value for it (such as a context without a client IP).
+/// request has no value for it (such as a context without a client IP). The
+/// binding is the claims' [`zt_types::ClientBinding`] and, with a
+/// [`crate::SessionRegistry`], the client the registry saw at the session's
+/// creation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum BindingPolicy {
@@ -69,6 +72,12 @@ pub enum BindingPolicy {
     Log,
     /// A mismatch denies the check with `SESSION_BINDING_MISMATCH`.
     Strict,
+    /// A mismatch asks for a step-up login (`AUTH_REAUTHENTICATION_REQUIRED`,
+    /// [`crate::Remedy::StepUp`]): with a [`crate::SessionRegistry`], the
+    /// check passes again once the last full login is later than the change
+    /// of client; with claims' own binding, once the step-up issues claims
+    /// bound to the new client.
+    StepUp,
 }
 
 /// What one operation asks of a session, checked by
@@ -85,6 +94,7 @@ pub enum BindingPolicy {
 /// | [`require_mfa`](Self::require_mfa), [`min_auth_level`](Self::min_auth_level) | `AUTH_MFA_REQUIRED` | a step-up login with more factors |
 /// | [`max_session_lifetime`](Self::max_session_lifetime) | `SESSION_EXPIRED` | a new sign-in |
 /// | [`binding`](Self::binding) `Strict` | `SESSION_BINDING_MISMATCH` | a new sign-in |
+/// | [`binding`](Self::binding) `StepUp` | `AUTH_REAUTHENTICATION_REQUIRED` | a step-up login |
 ///
 /// ```
 /// use zt_session::{BindingPolicy, Requirement};

@@ -1,5 +1,6 @@
 //! Diesel schemas of the reference tables, one module per backend, matching
-//! `migrations/<backend>/*_create_zt_users_and_session_revocations`.
+//! `migrations/<backend>/*_create_zt_users_and_session_revocations`,
+//! `*_add_zt_users_valid_after` and the registry's `*_create_zt_sessions`.
 
 /// PostgreSQL.
 #[cfg(feature = "postgres")]
@@ -14,6 +15,7 @@ pub(crate) mod pg {
             created_at -> Timestamptz,
             updated_at -> Timestamptz,
             deleted_at -> Nullable<Timestamptz>,
+            valid_after -> Timestamptz,
         }
     }
 
@@ -32,7 +34,23 @@ pub(crate) mod pg {
         }
     }
 
-    diesel::allow_tables_to_appear_in_same_query!(zt_users, zt_session_revocations, zt_user_revocations);
+    diesel::table! {
+        zt_sessions (session_hash) {
+            session_hash -> Bytea,
+            user_id -> Varchar,
+            created_at -> Timestamptz,
+            last_seen_at -> Timestamptz,
+            created_ip -> Nullable<Varchar>,
+            created_user_agent -> Nullable<Varchar>,
+            last_ip -> Nullable<Varchar>,
+            last_user_agent -> Nullable<Varchar>,
+            client_changes -> Int8,
+            client_changed_at -> Nullable<Timestamptz>,
+            revoked_at -> Nullable<Timestamptz>,
+        }
+    }
+
+    diesel::allow_tables_to_appear_in_same_query!(zt_users, zt_session_revocations, zt_user_revocations, zt_sessions);
 }
 
 /// SQLite.
@@ -48,6 +66,7 @@ pub(crate) mod sqlite {
             created_at -> Text,
             updated_at -> Text,
             deleted_at -> Nullable<Text>,
+            valid_after -> Text,
         }
     }
 
@@ -66,5 +85,21 @@ pub(crate) mod sqlite {
         }
     }
 
-    diesel::allow_tables_to_appear_in_same_query!(zt_users, zt_session_revocations, zt_user_revocations);
+    diesel::table! {
+        zt_sessions (session_hash) {
+            session_hash -> Binary,
+            user_id -> Text,
+            created_at -> Text,
+            last_seen_at -> Text,
+            created_ip -> Nullable<Text>,
+            created_user_agent -> Nullable<Text>,
+            last_ip -> Nullable<Text>,
+            last_user_agent -> Nullable<Text>,
+            client_changes -> BigInt,
+            client_changed_at -> Nullable<Text>,
+            revoked_at -> Nullable<Text>,
+        }
+    }
+
+    diesel::allow_tables_to_appear_in_same_query!(zt_users, zt_session_revocations, zt_user_revocations, zt_sessions);
 }

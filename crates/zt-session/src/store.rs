@@ -2,54 +2,59 @@
 //! `zt_session_revocations` tables on SQLite or PostgreSQL; and the
 //! revocation list alone, for apps with their own users table.
 
+use std::marker::PhantomData;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use diesel::backend::Backend;
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::serialize::ToSql;
-use diesel::sql_types::{BigInt, Binary, Bool, HasSqlType, Text};
+use diesel::sql_types::{BigInt, Binary, Bool, HasSqlType, Nullable, SqlType, Text};
 use zt_db::{AnyConnection, AsConnection, Pool};
 use zt_types::{Email, Role, SessionHash, Timestamp, UserId};
 
 use crate::directory::{AdminChange, AdminOperation, RevocationStore, SessionState, UserDirectory, UserState};
 use crate::error::{Error, Result};
+use crate::registry::{Activity, NewSession, SessionRecord};
 use zt_types::{Clock, SystemClock};
 
 /// The one statement of a session check: the user's state and the session's
 /// revocation, in one indexed round trip.
 ///
 /// ```sql
-/// SELECT u.role, u.session_version, u.disabled, u.deleted_at IS NOT NULL,
+/// SELECT u.role, u.session_version, u.valid_after, u.disabled, u.deleted_at IS NOT NULL,
 ///        EXISTS (SELECT 1 FROM zt_session_revocations r WHERE r.session_hash = $1)
 /// FROM zt_users u WHERE u.id = $2
 /// ```
 ///
 /// Its SQL is fixed, so it has a static query id and diesel prepares it once
 /// per connection and reuses it (`diesel::sql_query` would not be cached).
-/// No row means no such user.
+/// No row means no such user. `T` is the backend's time type.
 #[derive(Debug, Clone, Copy)]
-struct SessionStateQuery<'a> {
+struct SessionStateQuery<'a, T> {
     user_id: &'a str,
     session_hash: &'a [u8],
+    time: PhantomData<T>,
 }
 
-impl QueryId for SessionStateQuery<'_> {
-    type QueryId = SessionStateQuery<'static>;
+/// The user's columns of both checks, and the revocation.
+const STATE_COLUMNS: &str = "SELECT u.role, u.session_version, u.valid_after, u.disabled, u.deleted_at IS NOT NULL, \
+     EXISTS (SELECT 1 FROM zt_session_revocations r WHERE r.session_hash = ";
+
+impl<T: 'static> QueryId for SessionStateQuery<'_, T> {
+    type QueryId = SessionStateQuery<'static, T>;
     const HAS_STATIC_QUERY_ID: bool = true;
 }
 
-impl<DB> QueryFragment<DB> for SessionStateQuery<'_>
+impl<DB, T> QueryFragment<DB> for SessionStateQuery<'_, T>
 where
     DB: Backend + HasSqlType<Text> + HasSqlType<Binary>,
     str: ToSql<Text, DB>,
     [u8]: ToSql<Binary, DB>,
 {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
-        out.push_sql(
-            "SELECT u.role, u.session_version, u.disabled, u.deleted_at IS NOT NULL, \
-             EXISTS (SELECT 1 FROM zt_session_revocations r WHERE r.session_hash = ",
-        );
+        out.push_sql(STATE_COLUMNS);
         out.push_bind_param::<Binary, [u8]>(self.session_hash)?;
         out.push_sql(") FROM zt_users u WHERE u.id = ");
         out.push_bind_param::<Text, str>(self.user_id)?;
@@ -57,30 +62,86 @@ where
     }
 }
 
-impl Query for SessionStateQuery<'_> {
-    type SqlType = (Text, BigInt, Bool, Bool, Bool);
+impl<T: SqlType + diesel::sql_types::SingleValue> Query for SessionStateQuery<'_, T> {
+    type SqlType = (Text, BigInt, T, Bool, Bool, Bool);
 }
 
-impl<Conn> RunQueryDsl<Conn> for SessionStateQuery<'_> {}
+impl<Conn, T> RunQueryDsl<Conn> for SessionStateQuery<'_, T> {}
 
-/// A row of the check: role, session version, disabled, deleted, revoked.
-type StateRow = (String, i64, bool, bool, bool);
+/// The session check with the registry: [`SessionStateQuery`] and the
+/// session's registry row, still one statement and one round trip.
+///
+/// ```sql
+/// SELECT u.role, u.session_version, u.valid_after, u.disabled, u.deleted_at IS NOT NULL,
+///        EXISTS (SELECT 1 FROM zt_session_revocations r WHERE r.session_hash = $1),
+///        s.user_id, s.created_at, s.last_seen_at, s.created_ip, s.created_user_agent,
+///        s.last_ip, s.last_user_agent, s.client_changes, s.client_changed_at, s.revoked_at
+/// FROM zt_users u LEFT JOIN zt_sessions s ON s.session_hash = $2
+/// WHERE u.id = $3
+/// ```
+#[derive(Debug, Clone, Copy)]
+struct RegisteredStateQuery<'a, T> {
+    user_id: &'a str,
+    session_hash: &'a [u8],
+    time: PhantomData<T>,
+}
 
-fn decode_state(row: Option<StateRow>) -> Result<SessionState> {
-    Ok(match row {
-        None => SessionState {
-            user: None,
-            session_revoked: false,
-        },
-        Some((role, version, disabled, deleted, revoked)) => SessionState {
-            user: Some(
-                UserState::new(Role::parse(role)?, version)
-                    .with_disabled(disabled)
-                    .with_deleted(deleted),
-            ),
-            session_revoked: revoked,
-        },
+impl<T: 'static> QueryId for RegisteredStateQuery<'_, T> {
+    type QueryId = RegisteredStateQuery<'static, T>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl<DB, T> QueryFragment<DB> for RegisteredStateQuery<'_, T>
+where
+    DB: Backend + HasSqlType<Text> + HasSqlType<Binary>,
+    str: ToSql<Text, DB>,
+    [u8]: ToSql<Binary, DB>,
+{
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        out.push_sql(STATE_COLUMNS);
+        out.push_bind_param::<Binary, [u8]>(self.session_hash)?;
+        out.push_sql(
+            "), s.user_id, s.created_at, s.last_seen_at, s.created_ip, s.created_user_agent, \
+             s.last_ip, s.last_user_agent, s.client_changes, s.client_changed_at, s.revoked_at \
+             FROM zt_users u LEFT JOIN zt_sessions s ON s.session_hash = ",
+        );
+        out.push_bind_param::<Binary, [u8]>(self.session_hash)?;
+        out.push_sql(" WHERE u.id = ");
+        out.push_bind_param::<Text, str>(self.user_id)?;
+        Ok(())
+    }
+}
+
+impl<T: SqlType + diesel::sql_types::SingleValue> Query for RegisteredStateQuery<'_, T> {
+    type SqlType = (
+        Text,
+        BigInt,
+        T,
+        Bool,
+        Bool,
+        Bool,
+        Nullable<Text>,
+        Nullable<T>,
+        Nullable<T>,
+        Nullable<Text>,
+        Nullable<Text>,
+        Nullable<Text>,
+        Nullable<Text>,
+        Nullable<BigInt>,
+        Nullable<T>,
+        Nullable<T>,
+    );
+}
+
+impl<Conn, T> RunQueryDsl<Conn> for RegisteredStateQuery<'_, T> {}
+
+/// A client IP as stored: the text of `IpAddr`.
+fn decode_ip(text: Option<String>) -> Result<Option<IpAddr>> {
+    text.map(|text| {
+        text.parse()
+            .map_err(|e| Error::new(crate::ErrorKind::Decode, "stored client ip cannot be decoded").with_source(e))
     })
+    .transpose()
 }
 
 /// The reference user store: a [`UserDirectory`] and [`RevocationStore`] on
@@ -118,9 +179,23 @@ impl std::fmt::Debug for UserStore {
     }
 }
 
+/// Which of a user's sessions a sign-out ends.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum SignOut<'a> {
+    /// This one.
+    One(&'a SessionHash),
+    /// All but this one.
+    AllBut(&'a SessionHash),
+    /// All of them.
+    All,
+}
+
+/// The most sessions of one user that a listing returns, newest activity first.
+pub(crate) const MAX_LISTED_SESSIONS: i64 = 1000;
+
 /// The reference tables' operations, implemented for each backend's
 /// connection by `store_ops!`.
-trait Ops {
+pub(crate) trait Ops {
     fn create_user(&mut self, id: &UserId, email: Option<&Email>, role: &Role, at: Timestamp) -> Result<AdminChange>;
     fn change_role(&mut self, nested: bool, id: &UserId, role: &Role, at: Timestamp) -> Result<AdminChange>;
     fn set_disabled(&mut self, nested: bool, id: &UserId, disabled: bool, at: Timestamp) -> Result<AdminChange>;
@@ -139,11 +214,22 @@ trait Ops {
     fn list_revoke(&mut self, id: &UserId, session: &SessionHash, at: Timestamp) -> Result<bool>;
     fn list_revoke_all(&mut self, id: &UserId, at: Timestamp) -> Result<()>;
     fn list_check(&mut self, id: &UserId, session: &SessionHash) -> Result<Revocations>;
+    /// The user's state and the session's registry row, in one statement.
+    fn registered_state(&mut self, id: &UserId, session: &SessionHash)
+    -> Result<(SessionState, Option<SessionRecord>)>;
+    fn session_record(&mut self, session: &SessionHash) -> Result<Option<SessionRecord>>;
+    /// Inserts the session unless it is registered; whether it inserted.
+    fn register(&mut self, new: &NewSession<'_>) -> Result<bool>;
+    fn record_activity(&mut self, session: &SessionHash, activity: &Activity) -> Result<()>;
+    /// The user's sessions not signed out, newest activity first, at most [`MAX_LISTED_SESSIONS`].
+    fn list_sessions(&mut self, id: &UserId) -> Result<Vec<SessionRecord>>;
+    fn sign_out(&mut self, id: &UserId, which: SignOut<'_>, at: Timestamp) -> Result<usize>;
+    fn prune_sessions(&mut self, last_seen_before: Timestamp) -> Result<usize>;
 }
 
 /// The reference tables' operations on `conn`'s backend: the one place
 /// zt-session dispatches on the backend.
-fn ops(conn: AnyConnection<'_>) -> Result<&mut dyn Ops> {
+pub(crate) fn ops(conn: AnyConnection<'_>) -> Result<&mut dyn Ops> {
     match conn {
         #[cfg(feature = "sqlite")]
         AnyConnection::Sqlite(conn) => Ok(conn),
@@ -160,7 +246,7 @@ fn ops(conn: AnyConnection<'_>) -> Result<&mut dyn Ops> {
 }
 
 /// Runs `op` on one of `pool`'s connections.
-fn on_pool<T>(pool: &Pool, op: impl FnOnce(&mut dyn Ops) -> Result<T>) -> Result<T> {
+pub(crate) fn on_pool<T>(pool: &Pool, op: impl FnOnce(&mut dyn Ops) -> Result<T>) -> Result<T> {
     let mut conn = pool.get()?;
     op(ops(conn.connection())?)
 }
@@ -186,6 +272,15 @@ impl UserStore {
     /// The pool.
     pub fn pool(&self) -> &Pool {
         &self.pool
+    }
+
+    /// A [`SessionRegistry`](crate::SessionRegistry) on this store's pool
+    /// and clock that reads the user's state in its own statement: with it, a
+    /// validator's check is one `SELECT` of the user, the revocation and the
+    /// session's row. Its table needs
+    /// [`SessionRegistry::migrate`](crate::SessionRegistry::migrate).
+    pub fn registry(&self) -> crate::SessionRegistry {
+        crate::SessionRegistry::reading_users(self.pool.clone(), Arc::clone(&self.clock))
     }
 
     /// Applies this crate's pending migrations; returns the versions applied.
@@ -469,29 +564,128 @@ impl RevocationStore for RevocationList {
 
 /// The admin operations, written once and instantiated per backend: the
 /// backends differ only in the connection, the schema module, how a time is
-/// bound, how a transaction locks the user's row.
+/// bound and stored, how a transaction locks the user's row.
 macro_rules! store_ops {
     (
         conn = $conn:ty,
         schema = $schema:ident,
         time = $time:path,
         from_time = $from_time:path,
+        time_sql = $time_sql:ty,
+        stored_time = $stored_time:ty,
         transaction = $transaction:ident,
         lock = [$($lock:tt)*] $(,)?
     ) => {
-        use diesel::prelude::*;
-        use zt_types::{Email, Role, SessionHash, Timestamp, UserId};
+        use std::marker::PhantomData;
 
-        use super::{Ops, Revocations, SessionStateQuery, StateRow, decode_state};
+        use diesel::prelude::*;
+        use zt_types::{Email, Role, SessionHash, Timestamp, UserAgent, UserId};
+
+        use super::{
+            MAX_LISTED_SESSIONS, Ops, RegisteredStateQuery, Revocations, SessionStateQuery, SignOut, decode_ip,
+        };
         use crate::directory::{AdminChange, AdminOperation, SessionState, UserState};
         use crate::error::{Error, ErrorKind, Result};
-        use crate::schema::$schema::{zt_session_revocations, zt_user_revocations, zt_users};
+        use crate::registry::{Activity, NewSession, SessionRecord};
+        use crate::schema::$schema::{zt_session_revocations, zt_sessions, zt_user_revocations, zt_users};
 
         /// Role, session version, disabled, deleted.
         type UserRow = (String, i64, bool, bool);
 
+        /// A row of the check: role, session version, valid after, disabled,
+        /// deleted, revoked.
+        type StateRow = (String, i64, $stored_time, bool, bool, bool);
+
+        /// A registry row as the check reads it, every column nullable
+        /// (the left join): user, created, last seen, created ip and user
+        /// agent, last ip and user agent, changes, changed at, revoked at.
+        type JoinedRow = (
+            Option<String>,
+            Option<$stored_time>,
+            Option<$stored_time>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<i64>,
+            Option<$stored_time>,
+            Option<$stored_time>,
+        );
+
+        /// A registry row, read alone.
+        type SessionRow = (
+            Vec<u8>,
+            String,
+            $stored_time,
+            $stored_time,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            i64,
+            Option<$stored_time>,
+            Option<$stored_time>,
+        );
+
         fn not_found(id: &UserId) -> Error {
             Error::new(ErrorKind::NotFound, format!("no live user `{id}`"))
+        }
+
+        fn decode_state(row: Option<StateRow>) -> Result<SessionState> {
+            Ok(match row {
+                None => SessionState { user: None, session_revoked: false },
+                Some((role, version, valid_after, disabled, deleted, revoked)) => SessionState {
+                    user: Some(
+                        UserState::new(Role::parse(role)?, version)
+                            .with_version_changed_at($from_time(valid_after)?)
+                            .with_disabled(disabled)
+                            .with_deleted(deleted),
+                    ),
+                    session_revoked: revoked,
+                },
+            })
+        }
+
+        fn decode_session(row: SessionRow) -> Result<SessionRecord> {
+            let (hash, user, created, seen, created_ip, created_agent, last_ip, last_agent, changes, changed, revoked) = row;
+            let hash: [u8; 32] = hash
+                .try_into()
+                .map_err(|_| Error::new(ErrorKind::Decode, "stored session hash is not 32 bytes"))?;
+            Ok(SessionRecord {
+                session_hash: SessionHash::from_bytes(hash),
+                user_id: UserId::parse(user)?,
+                created_at: $from_time(created)?,
+                last_seen_at: $from_time(seen)?,
+                created_ip: decode_ip(created_ip)?,
+                created_user_agent: created_agent.map(UserAgent::from),
+                last_ip: decode_ip(last_ip)?,
+                last_user_agent: last_agent.map(UserAgent::from),
+                client_changes: changes,
+                client_changed_at: changed.map($from_time).transpose()?,
+                revoked_at: revoked.map($from_time).transpose()?,
+            })
+        }
+
+        /// The registry half of a joined row: `None` when the session has no row.
+        fn decode_joined(session: &SessionHash, row: JoinedRow) -> Result<Option<SessionRecord>> {
+            let (user, created, seen, created_ip, created_agent, last_ip, last_agent, changes, changed, revoked) = row;
+            let (Some(user), Some(created), Some(seen), Some(changes)) = (user, created, seen, changes) else {
+                return Ok(None);
+            };
+            decode_session((
+                session.as_bytes().to_vec(),
+                user,
+                created,
+                seen,
+                created_ip,
+                created_agent,
+                last_ip,
+                last_agent,
+                changes,
+                changed,
+                revoked,
+            ))
+            .map(Some)
         }
 
         /// Reads the user's row, locking it for the rest of the transaction.
@@ -504,9 +698,15 @@ macro_rules! store_ops {
                 .optional()?)
         }
 
+        /// Ends every session issued so far: the version goes up by one and
+        /// "valid after" moves to now.
         fn bump(conn: &mut $conn, id: &UserId, at: Timestamp) -> Result<()> {
             diesel::update(zt_users::table.find(id.as_str()))
-                .set((zt_users::session_version.eq(zt_users::session_version + 1), zt_users::updated_at.eq($time(at))))
+                .set((
+                    zt_users::session_version.eq(zt_users::session_version + 1),
+                    zt_users::updated_at.eq($time(at)),
+                    zt_users::valid_after.eq($time(at)),
+                ))
                 .execute(conn)?;
             Ok(())
         }
@@ -627,11 +827,20 @@ macro_rules! store_ops {
             fn user_state(&mut self, id: &UserId) -> Result<Option<UserState>> {
                 let row = zt_users::table
                     .find(id.as_str())
-                    .select((zt_users::role, zt_users::session_version, zt_users::disabled, zt_users::deleted_at.is_not_null()))
-                    .first::<UserRow>(self)
+                    .select((
+                        zt_users::role,
+                        zt_users::session_version,
+                        zt_users::valid_after,
+                        zt_users::disabled,
+                        zt_users::deleted_at.is_not_null(),
+                    ))
+                    .first::<(String, i64, $stored_time, bool, bool)>(self)
                     .optional()?;
-                row.map(|(role, version, disabled, deleted)| {
-                    Ok(UserState::new(Role::parse(role)?, version).with_disabled(disabled).with_deleted(deleted))
+                row.map(|(role, version, valid_after, disabled, deleted)| {
+                    Ok(UserState::new(Role::parse(role)?, version)
+                        .with_version_changed_at($from_time(valid_after)?)
+                        .with_disabled(disabled)
+                        .with_deleted(deleted))
                 })
                 .transpose()
             }
@@ -642,9 +851,10 @@ macro_rules! store_ops {
             }
 
             fn session_state(&mut self, user: &UserId, session: &SessionHash) -> Result<SessionState> {
-                let query = SessionStateQuery {
+                let query = SessionStateQuery::<$time_sql> {
                     user_id: user.as_str(),
                     session_hash: session.as_bytes(),
+                    time: PhantomData,
                 };
                 decode_state(query.get_result::<StateRow>(self).optional()?)
             }
@@ -686,6 +896,127 @@ macro_rules! store_ops {
                     .optional()?;
                 Ok(Revocations { session_revoked: revoked, revoked_before: before.map($from_time).transpose()? })
             }
+
+            fn registered_state(&mut self, id: &UserId, session: &SessionHash)
+                -> Result<(SessionState, Option<SessionRecord>)>
+            {
+                let query = RegisteredStateQuery::<$time_sql> {
+                    user_id: id.as_str(),
+                    session_hash: session.as_bytes(),
+                    time: PhantomData,
+                };
+                let row = query
+                    .get_result::<(
+                        String, i64, $stored_time, bool, bool, bool,
+                        Option<String>, Option<$stored_time>, Option<$stored_time>,
+                        Option<String>, Option<String>, Option<String>, Option<String>,
+                        Option<i64>, Option<$stored_time>, Option<$stored_time>,
+                    )>(self)
+                    .optional()?;
+                let Some(row) = row else {
+                    return Ok((decode_state(None)?, None));
+                };
+                let (role, version, valid_after, disabled, deleted, revoked,
+                    user, created, seen, created_ip, created_agent, last_ip, last_agent, changes, changed, ended) = row;
+                let state = decode_state(Some((role, version, valid_after, disabled, deleted, revoked)))?;
+                let record = decode_joined(
+                    session,
+                    (user, created, seen, created_ip, created_agent, last_ip, last_agent, changes, changed, ended),
+                )?;
+                Ok((state, record))
+            }
+
+            fn session_record(&mut self, session: &SessionHash) -> Result<Option<SessionRecord>> {
+                zt_sessions::table
+                    .find(&session.as_bytes()[..])
+                    .first::<SessionRow>(self)
+                    .optional()?
+                    .map(decode_session)
+                    .transpose()
+            }
+
+            fn register(&mut self, new: &NewSession<'_>) -> Result<bool> {
+                let ip = new.ip.map(|ip| ip.to_string());
+                let agent = new.user_agent.map(UserAgent::as_str);
+                let inserted = diesel::insert_into(zt_sessions::table)
+                    .values((
+                        zt_sessions::session_hash.eq(&new.session_hash.as_bytes()[..]),
+                        zt_sessions::user_id.eq(new.user_id.as_str()),
+                        zt_sessions::created_at.eq($time(new.created_at)),
+                        zt_sessions::last_seen_at.eq($time(new.seen_at)),
+                        zt_sessions::created_ip.eq(ip.as_deref()),
+                        zt_sessions::created_user_agent.eq(agent),
+                        zt_sessions::last_ip.eq(ip.as_deref()),
+                        zt_sessions::last_user_agent.eq(agent),
+                        zt_sessions::client_changes.eq(0_i64),
+                    ))
+                    .on_conflict_do_nothing()
+                    .execute(self)?;
+                Ok(inserted > 0)
+            }
+
+            fn record_activity(&mut self, session: &SessionHash, activity: &Activity) -> Result<()> {
+                let row = zt_sessions::table.find(&session.as_bytes()[..]);
+                match (&activity.change, activity.seen) {
+                    (Some((ip, agent)), seen) => {
+                        let ip = ip.map(|ip| ip.to_string());
+                        let changed = (
+                            zt_sessions::last_ip.eq(ip.as_deref()),
+                            zt_sessions::last_user_agent.eq(agent.as_ref().map(UserAgent::as_str)),
+                            zt_sessions::client_changes.eq(zt_sessions::client_changes + 1),
+                            zt_sessions::client_changed_at.eq(Some($time(activity.at))),
+                        );
+                        match seen {
+                            Some((now, _)) => diesel::update(row)
+                                .set((changed, zt_sessions::last_seen_at.eq($time(now))))
+                                .execute(self)?,
+                            None => diesel::update(row).set(changed).execute(self)?,
+                        };
+                    }
+                    (None, Some((now, threshold))) => {
+                        // Only a row not seen since the threshold: concurrent
+                        // checks of one session write it once.
+                        diesel::update(row.filter(zt_sessions::last_seen_at.le($time(threshold))))
+                            .set(zt_sessions::last_seen_at.eq($time(now)))
+                            .execute(self)?;
+                    }
+                    (None, None) => {}
+                }
+                Ok(())
+            }
+
+            fn list_sessions(&mut self, id: &UserId) -> Result<Vec<SessionRecord>> {
+                zt_sessions::table
+                    .filter(zt_sessions::user_id.eq(id.as_str()))
+                    .filter(zt_sessions::revoked_at.is_null())
+                    .order((zt_sessions::last_seen_at.desc(), zt_sessions::session_hash))
+                    .limit(MAX_LISTED_SESSIONS)
+                    .load::<SessionRow>(self)?
+                    .into_iter()
+                    .map(decode_session)
+                    .collect()
+            }
+
+            fn sign_out(&mut self, id: &UserId, which: SignOut<'_>, at: Timestamp) -> Result<usize> {
+                let live = zt_sessions::table
+                    .filter(zt_sessions::user_id.eq(id.as_str()))
+                    .filter(zt_sessions::revoked_at.is_null());
+                let ended = Some($time(at));
+                Ok(match which {
+                    SignOut::One(session) => diesel::update(live.filter(zt_sessions::session_hash.eq(&session.as_bytes()[..])))
+                        .set(zt_sessions::revoked_at.eq(ended))
+                        .execute(self)?,
+                    SignOut::AllBut(session) => diesel::update(live.filter(zt_sessions::session_hash.ne(&session.as_bytes()[..])))
+                        .set(zt_sessions::revoked_at.eq(ended))
+                        .execute(self)?,
+                    SignOut::All => diesel::update(live).set(zt_sessions::revoked_at.eq(ended)).execute(self)?,
+                })
+            }
+
+            fn prune_sessions(&mut self, last_seen_before: Timestamp) -> Result<usize> {
+                Ok(diesel::delete(zt_sessions::table.filter(zt_sessions::last_seen_at.lt($time(last_seen_before))))
+                    .execute(self)?)
+            }
         }
     };
 }
@@ -708,6 +1039,8 @@ mod sqlite_ops {
         schema = sqlite,
         time = time,
         from_time = from_time,
+        time_sql = diesel::sql_types::Text,
+        stored_time = String,
         // The immediate transaction takes the write lock first, which locks the row.
         transaction = immediate_transaction,
         lock = [],
@@ -724,6 +1057,7 @@ mod pg_ops {
         diesel::data_types::PgTimestamp(at.unix_micros() - PG_EPOCH_MICROS)
     }
 
+    #[allow(clippy::needless_pass_by_value)] // `Option::map` hands it over by value.
     fn from_time(at: diesel::data_types::PgTimestamp) -> crate::Result<zt_types::Timestamp> {
         Ok(zt_types::Timestamp::from_unix_micros(
             at.0.saturating_add(PG_EPOCH_MICROS),
@@ -735,6 +1069,8 @@ mod pg_ops {
         schema = pg,
         time = time,
         from_time = from_time,
+        time_sql = diesel::sql_types::Timestamptz,
+        stored_time = diesel::data_types::PgTimestamp,
         transaction = transaction,
         lock = [.for_update()],
     }

@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use zt_types::{
     Actor, AuthFactors, AuthLevel, ClientBinding, Neutralized, RequestContext, RequestId, Role, SessionClaims,
-    SessionHash, Severity, Timestamp, UserId,
+    SessionHash, Severity, Timestamp, UserAgent, UserId,
 };
 
 use crate::audit::AuditSink;
 use crate::cache::StateCache;
 use crate::denial::{BindingMismatch, Denial, DenialReason, StepUp};
-use crate::directory::{SessionState, UserDirectory};
+use crate::directory::{SessionState, UserDirectory, UserState};
+use crate::registry::{Activity, SessionRecord, Tracker};
 use crate::requirement::{BindingPolicy, Freshness, Requirement};
 use crate::role::{RoleChangePolicy, RoleHierarchy};
 use zt_types::{Clock, SystemClock};
@@ -24,12 +25,13 @@ pub struct ValidatedSession {
     user_id: UserId,
     role: Role,
     session_hash: SessionHash,
-    session_version: i64,
+    session_version: Option<i64>,
     auth_level: AuthLevel,
     factors: AuthFactors,
     authenticated_at: Timestamp,
     auth_age: Duration,
     binding_mismatch: Option<BindingMismatch>,
+    record: Option<SessionRecord>,
     from_cache: bool,
     checked_at: Timestamp,
 }
@@ -51,8 +53,9 @@ impl ValidatedSession {
         self.session_hash
     }
 
-    /// The user's current session version, equal to the session's.
-    pub fn session_version(&self) -> i64 {
+    /// The user's current session version, equal to the session's, when
+    /// the directory or the claims keep one.
+    pub fn session_version(&self) -> Option<i64> {
         self.session_version
     }
 
@@ -77,12 +80,19 @@ impl ValidatedSession {
         self.auth_age
     }
 
-    /// What did not match the session's client binding, when the
-    /// requirement's policy is [`BindingPolicy::Log`] and something did not.
-    /// The check allowed it and logged a warning; the operation may ask for
+    /// What did not match the session's client binding (the claims', or the
+    /// registry's client at creation), when the requirement's policy allowed
+    /// it: [`BindingPolicy::Log`], or [`BindingPolicy::StepUp`] after a
+    /// step-up login. The check logged a warning; the operation may ask for
     /// more, or record it.
     pub fn binding_mismatch(&self) -> Option<BindingMismatch> {
         self.binding_mismatch
+    }
+
+    /// The session's registry row as the check read it (before the check
+    /// recorded its own activity), with a [`crate::SessionRegistry`].
+    pub fn session_record(&self) -> Option<&SessionRecord> {
+        self.record.as_ref()
     }
 
     /// Whether the user's state came from the cache, for a non-sensitive
@@ -116,8 +126,14 @@ impl ValidatedSession {
 ///    denies (`SESSION_CHECK_FAILED`);
 /// 3. the user exists and is not deleted (`SESSION_USER_DELETED`), is not
 ///    disabled (`SESSION_USER_DISABLED`); the session is not revoked
-///    (`SESSION_REVOKED`); the role has not changed (`SESSION_ROLE_CHANGED`);
-///    the session version is current (`SESSION_REVOKED`);
+///    (`SESSION_REVOKED`); the role at issue, if the claims assert one, has
+///    not changed (`SESSION_ROLE_CHANGED`); the session version is current,
+///    or, for claims without one, the session began after the user's last
+///    change (`SESSION_REVOKED`); with a [`crate::SessionRegistry`], the
+///    session is registered (`SESSION_INVALID`), not signed out
+///    (`SESSION_REVOKED`), within its lifetime and inactivity timeout
+///    (`SESSION_EXPIRED`), and on the client it began on, as the binding
+///    policy asks;
 /// 4. the requirement: minimum role (`AUTH_INSUFFICIENT_ROLE`), factors and
 ///    level (`AUTH_MFA_REQUIRED`), login age (`AUTH_REAUTHENTICATION_REQUIRED`).
 ///
@@ -135,6 +151,7 @@ pub struct Validator {
     ipv6_prefix: u8,
     cache: Option<Arc<StateCache>>,
     sink: Option<Arc<dyn AuditSink>>,
+    registry: Option<Arc<dyn Tracker>>,
 }
 
 impl fmt::Debug for Validator {
@@ -148,6 +165,7 @@ impl fmt::Debug for Validator {
             .field("ipv6_prefix", &self.ipv6_prefix)
             .field("cache", &self.cache)
             .field("audit_sink", &self.sink.is_some())
+            .field("registry", &self.registry)
             .finish_non_exhaustive()
     }
 }
@@ -170,6 +188,7 @@ impl Validator {
             ipv6_prefix: 128,
             cache: None,
             sink: None,
+            registry: None,
         }
     }
 
@@ -242,6 +261,25 @@ impl Validator {
         self
     }
 
+    /// Checks every session against `registry` too: its row must exist (or
+    /// be adopted), not be signed out, be within the policy's lifetime and
+    /// inactivity timeout, and its client is compared with the one at
+    /// creation under the requirement's [`BindingPolicy`]. See
+    /// [`crate::SessionRegistry`].
+    ///
+    /// With a registry every check reads it, so [`Validator::cache`] no longer
+    /// answers non-sensitive checks: activity must be seen to be recorded.
+    /// A registry from [`UserStore::registry`](crate::UserStore::registry)
+    /// reads the user's state from `zt_users` itself, in the same statement,
+    /// instead of asking the validator's directory: give both the same store.
+    #[cfg(feature = "store")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "store")))]
+    #[must_use]
+    pub fn with_registry(mut self, registry: crate::SessionRegistry) -> Self {
+        self.registry = Some(Arc::new(registry));
+        self
+    }
+
     /// The role order.
     pub fn hierarchy(&self) -> &RoleHierarchy {
         &self.hierarchy
@@ -267,10 +305,11 @@ impl Validator {
     ///
     /// For a sensitive requirement this is one read of the user store: on
     /// the reference [`UserStore`](crate::UserStore), one prepared statement
-    /// and one round trip. It never allows on error: a failed read is a
-    /// denial with [`DenialReason::CheckFailed`]. Every denial is logged
-    /// through `tracing` at its code's severity and, with an audit sink, sent
-    /// as an audit event.
+    /// and one round trip, also with a registry from
+    /// [`UserStore::registry`](crate::UserStore::registry). It never allows on
+    /// error: a failed read is a denial with [`DenialReason::CheckFailed`].
+    /// Every denial is logged through `tracing` at its code's severity and,
+    /// with an audit sink, sent as an audit event.
     pub fn validate(
         &self,
         claims: &SessionClaims,
@@ -278,11 +317,85 @@ impl Validator {
         context: &RequestContext,
     ) -> Result<ValidatedSession, Denial> {
         let now = self.clock.now();
+        let mut activity = None;
+        let result = self.check(claims, requirement, context, now, &mut activity);
+        let (Some(registry), Some(mut activity)) = (&self.registry, activity) else {
+            return result;
+        };
+        if result.is_err() {
+            // A denied request keeps no session alive, but a change of client is recorded.
+            activity.seen = None;
+        }
+        match (registry.record(&claims.session_hash(), &activity), result) {
+            (Ok(()), result) => result,
+            (Err(error), Ok(_)) => {
+                let denial = Denial::new(DenialReason::CheckFailed, now)
+                    .for_session(claims.user_id(), claims.session_hash())
+                    .with_operation(requirement.operation)
+                    .with_source(error);
+                Err(self.deny(denial, context))
+            }
+            (Err(error), Err(denial)) => {
+                tracing::error!(
+                    error = %Neutralized(&error.to_string()),
+                    session = %claims.session_hash(),
+                    "the registry could not record a denied session's client change"
+                );
+                Err(denial)
+            }
+        }
+    }
+
+    /// Logs `denial`, made outside [`Validator::validate`] (such as by
+    /// [`crate::TokenVerifier::verify`]), and sends it to the audit sink,
+    /// as the validator's own denials are; returns it.
+    pub fn report(&self, denial: Denial, context: &RequestContext) -> Denial {
+        self.deny(denial, context)
+    }
+
+    /// Verifies a provider's bearer token with `verifier`, then checks its
+    /// claims as [`Validator::validate`] does. No token denies with
+    /// [`DenialReason::Missing`]; a token that does not verify, with
+    /// [`DenialReason::InvalidToken`]; both are logged and audited.
+    #[cfg(feature = "jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+    pub fn validate_token(
+        &self,
+        verifier: &crate::TokenVerifier,
+        token: Option<&str>,
+        requirement: &Requirement,
+        context: &RequestContext,
+    ) -> Result<ValidatedSession, Denial> {
+        let Some(token) = token else {
+            return self.validate_optional(None, requirement, context);
+        };
+        match verifier.verify(token) {
+            Ok(verified) => self.validate(verified.claims(), requirement, context),
+            Err(denial) => Err(self.deny(denial.with_operation(requirement.operation), context)),
+        }
+    }
+
+    #[allow(clippy::too_many_lines)] // The checks in order, as the type's docs list them.
+    fn check(
+        &self,
+        claims: &SessionClaims,
+        requirement: &Requirement,
+        context: &RequestContext,
+        now: Timestamp,
+        activity: &mut Option<Activity>,
+    ) -> Result<ValidatedSession, Denial> {
         let session = claims.session_hash();
         let deny = |reason: DenialReason| {
             let denial = Denial::new(reason, now)
                 .for_session(claims.user_id(), session)
                 .with_operation(requirement.operation);
+            self.deny(denial, context)
+        };
+        let deny_step_up = |reason: DenialReason, step_up: StepUp| {
+            let denial = Denial::new(reason, now)
+                .for_session(claims.user_id(), session)
+                .with_operation(requirement.operation)
+                .with_step_up(step_up);
             self.deny(denial, context)
         };
 
@@ -305,18 +418,27 @@ impl Validator {
                 lifetime,
             }));
         }
-        let mismatch = match (requirement.binding, claims.binding()) {
+        let mut mismatch = match (requirement.binding, claims.binding()) {
             (BindingPolicy::Off, _) | (_, None) => None,
             (_, Some(binding)) => Some(self.compare_binding(binding, context)).filter(|m| m.any()),
         };
-        if let Some(mismatch) = mismatch
-            && requirement.binding == BindingPolicy::Strict
-        {
-            return Err(deny(DenialReason::BindingMismatch(mismatch)));
+        if let Some(found) = mismatch {
+            match requirement.binding {
+                BindingPolicy::Strict => return Err(deny(DenialReason::BindingMismatch(found))),
+                // The step-up issues claims bound to the client it ran on.
+                BindingPolicy::StepUp => {
+                    return Err(deny_step_up(
+                        DenialReason::BindingStepUp(found),
+                        fresh_login(requirement, Duration::ZERO),
+                    ));
+                }
+                _ => {}
+            }
         }
 
         // 2. One read.
-        let (state, from_cache) = match self.read_state(claims.user_id(), &session, requirement.sensitive, now) {
+        let (state, record, from_cache) = match self.read_state(claims.user_id(), &session, requirement.sensitive, now)
+        {
             Ok(read) => read,
             Err(error) => {
                 let denial = Denial::new(DenialReason::CheckFailed, now)
@@ -340,24 +462,20 @@ impl Validator {
         if state.session_revoked {
             return Err(deny(DenialReason::SessionRevoked));
         }
-        if user.role() != claims.role() {
+        if let Some(at_issue) = claims.role()
+            && user.role() != at_issue
+        {
             let promotion_allowed = self.role_change == RoleChangePolicy::AllowPromotion
-                && self.hierarchy.is_promotion(claims.role(), user.role());
+                && self.hierarchy.is_promotion(at_issue, user.role());
             if !promotion_allowed {
                 return Err(deny(DenialReason::RoleChanged {
-                    at_issue: claims.role().clone(),
+                    at_issue: at_issue.clone(),
                     current: user.role().clone(),
                 }));
             }
         }
-        if let Some(current) = user.session_version() {
-            let claimed = claims.session_version();
-            if claimed < current {
-                return Err(deny(DenialReason::VersionChanged { claimed, current }));
-            }
-            if claimed > current {
-                return Err(deny(DenialReason::VersionAhead { claimed, current }));
-            }
+        if let Some(reason) = version_denial(claims, &user) {
+            return Err(deny(reason));
         }
         if let Some(valid_after) = user.valid_after()
             && claims.issued_at() < valid_after
@@ -366,6 +484,94 @@ impl Validator {
                 issued_at: claims.issued_at(),
                 valid_after,
             }));
+        }
+
+        // 3b. The session in the registry.
+        let mut touch = None;
+        let mut touch_record = None;
+        if let Some(registry) = &self.registry {
+            let policy = registry.policy();
+            let record = match record {
+                Some(record) => record,
+                None if policy.adopts_unknown() => match registry.adopt(claims, context, now) {
+                    Ok(record) => record,
+                    Err(error) => {
+                        let denial = Denial::new(DenialReason::CheckFailed, now)
+                            .for_session(claims.user_id(), session)
+                            .with_operation(requirement.operation)
+                            .with_source(error);
+                        return Err(self.deny(denial, context));
+                    }
+                },
+                None => return Err(deny(DenialReason::UnknownSession)),
+            };
+            if record.user_id != *claims.user_id() {
+                return Err(deny(DenialReason::SessionOfAnotherUser));
+            }
+            if let Some(at) = record.revoked_at {
+                return Err(deny(DenialReason::SignedOut { at }));
+            }
+            if let Some(lifetime) = policy.lifetime()
+                && now.duration_since(record.created_at).is_some_and(|age| age > lifetime)
+            {
+                return Err(deny(DenialReason::Expired {
+                    issued_at: record.created_at,
+                    lifetime,
+                }));
+            }
+            if let Some(timeout) = policy.inactivity_timeout()
+                && now
+                    .duration_since(record.last_seen_at)
+                    .is_some_and(|idle| idle > timeout)
+            {
+                return Err(deny(DenialReason::Idle {
+                    last_seen: record.last_seen_at,
+                    timeout,
+                }));
+            }
+            let change = client_change(&record, context);
+            let changed_at = if change.is_some() {
+                Some(now)
+            } else {
+                record.client_changed_at
+            };
+            *activity = Some(Activity {
+                change,
+                seen: None,
+                at: now,
+            });
+            let interval = policy.effective_touch_interval();
+            if now
+                .duration_since(record.last_seen_at)
+                .is_some_and(|since| since >= interval)
+            {
+                touch = Some((now, now.saturating_sub(interval)));
+            }
+            let found = (requirement.binding != BindingPolicy::Off)
+                .then(|| self.compare_created(&record, context))
+                .filter(|m| m.any());
+            if let Some(found) = found {
+                match requirement.binding {
+                    BindingPolicy::Strict => return Err(deny(DenialReason::BindingMismatch(found))),
+                    BindingPolicy::StepUp => {
+                        let since = changed_at.unwrap_or(now);
+                        if claims.authenticated_at() < since {
+                            let max_age = now.duration_since(since).unwrap_or(Duration::ZERO);
+                            return Err(deny_step_up(
+                                DenialReason::BindingStepUp(found),
+                                fresh_login(requirement, max_age),
+                            ));
+                        }
+                    }
+                    _ => {}
+                }
+                let merged = mismatch.unwrap_or_default();
+                mismatch = Some(BindingMismatch {
+                    ip: merged.ip || found.ip,
+                    user_agent: merged.user_agent || found.user_agent,
+                });
+            }
+            touch_record = Some(record);
         }
 
         // 4. What this operation asks for.
@@ -393,16 +599,12 @@ impl Validator {
             .min_auth_level
             .is_some_and(|level| claims.auth_level() < level);
         if factors_short || level_short {
-            let denial = Denial::new(
+            return Err(deny_step_up(
                 DenialReason::MfaRequired {
                     level: claims.auth_level(),
                 },
-                now,
-            )
-            .for_session(claims.user_id(), session)
-            .with_operation(requirement.operation)
-            .with_step_up(step_up());
-            return Err(self.deny(denial, context));
+                step_up(),
+            ));
         }
         // A login in the future within the skew counts as just now.
         let auth_age = now.duration_since(claims.authenticated_at()).unwrap_or(Duration::ZERO);
@@ -413,11 +615,7 @@ impl Validator {
                 age: auth_age,
                 max_age: freshness.as_duration(),
             };
-            let denial = Denial::new(reason, now)
-                .for_session(claims.user_id(), session)
-                .with_operation(requirement.operation)
-                .with_step_up(step_up());
-            return Err(self.deny(denial, context));
+            return Err(deny_step_up(reason, step_up()));
         }
 
         if let Some(mismatch) = mismatch {
@@ -427,23 +625,23 @@ impl Validator {
                 mismatch = %mismatch,
                 operation = requirement.operation.unwrap_or_default(),
                 request_id = context.request_id().map(RequestId::as_str).unwrap_or_default(),
-                "session binding mismatch allowed by the log policy"
+                "session binding mismatch allowed by the binding policy"
             );
         }
-        let (role, session_version) = (
-            user.role().clone(),
-            user.session_version().unwrap_or(claims.session_version()),
-        );
+        if let Some(activity) = activity.as_mut() {
+            activity.seen = touch;
+        }
         Ok(ValidatedSession {
             user_id: claims.user_id().clone(),
-            role,
+            role: user.role().clone(),
             session_hash: session,
-            session_version,
+            session_version: user.session_version().or(claims.session_version()),
             auth_level: claims.auth_level(),
             factors: claims.factors(),
             authenticated_at: claims.authenticated_at(),
             auth_age,
             binding_mismatch: mismatch,
+            record: touch_record,
             from_cache,
             checked_at: now,
         })
@@ -473,18 +671,35 @@ impl Validator {
         session: &SessionHash,
         sensitive: bool,
         now: Timestamp,
-    ) -> crate::Result<(SessionState, bool)> {
+    ) -> crate::Result<(SessionState, Option<SessionRecord>, bool)> {
+        if let Some(registry) = &self.registry {
+            let (state, record) = registry.read(self.directory.as_ref(), user, session)?;
+            return Ok((state, record, false));
+        }
         if !sensitive
             && let Some(cache) = &self.cache
             && let Some(state) = cache.get(user, session, now)
         {
-            return Ok((state, true));
+            return Ok((state, None, true));
         }
         let state = self.directory.session_state(user, session)?;
         if let Some(cache) = &self.cache {
             cache.put(user, *session, &state, now);
         }
-        Ok((state, false))
+        Ok((state, None, false))
+    }
+
+    /// What differs from the client the registry saw at the session's creation.
+    fn compare_created(&self, record: &SessionRecord, context: &RequestContext) -> BindingMismatch {
+        let ip = record.created_ip.is_some_and(|bound| match context.client_ip() {
+            Some(ip) => !same_network(bound, ip, self.ipv4_prefix, self.ipv6_prefix),
+            None => true,
+        });
+        let user_agent = record
+            .created_user_agent
+            .as_ref()
+            .is_some_and(|bound| context.user_agent() != Some(bound));
+        BindingMismatch { ip, user_agent }
     }
 
     fn compare_binding(&self, binding: &ClientBinding, context: &RequestContext) -> BindingMismatch {
@@ -511,6 +726,52 @@ impl Validator {
             }
         }
         denial
+    }
+}
+
+/// The version check. Claims with a version are judged by it; claims
+/// without one by the instant the user's version last moved, and a directory
+/// that keeps a version but neither instant cannot judge them.
+fn version_denial(claims: &SessionClaims, user: &UserState) -> Option<DenialReason> {
+    match (claims.session_version(), user.session_version()) {
+        (Some(claimed), Some(current)) if claimed < current => Some(DenialReason::VersionChanged { claimed, current }),
+        (Some(claimed), Some(current)) if claimed > current => Some(DenialReason::VersionAhead { claimed, current }),
+        (Some(_), _) => None,
+        (None, current) => match user.version_changed_at() {
+            Some(changed) if claims.issued_at() < changed => Some(DenialReason::IssuedBeforeValidAfter {
+                issued_at: claims.issued_at(),
+                valid_after: changed,
+            }),
+            Some(_) => None,
+            None if current.is_some() && user.valid_after().is_none() => Some(DenialReason::Unverifiable),
+            None => None,
+        },
+    }
+}
+
+/// The client of this request, when it differs from the last one the
+/// registry recorded. A request without an IP or user agent changes nothing:
+/// unknown is not a new client.
+fn client_change(record: &SessionRecord, context: &RequestContext) -> Option<(Option<IpAddr>, Option<UserAgent>)> {
+    let ip = context.client_ip().map(|ip| ip.to_canonical());
+    let agent = context.user_agent();
+    let ip_changed = ip.is_some() && ip != record.last_ip.map(|last| last.to_canonical());
+    let agent_changed = agent.is_some() && agent != record.last_user_agent.as_ref();
+    (ip_changed || agent_changed).then(|| {
+        (
+            ip.or(record.last_ip),
+            agent.cloned().or_else(|| record.last_user_agent.clone()),
+        )
+    })
+}
+
+/// A step-up to a login no older than `max_age`, with the requirement's
+/// factors and level.
+fn fresh_login(requirement: &Requirement, max_age: Duration) -> StepUp {
+    StepUp {
+        max_age: Some(max_age),
+        mfa: requirement.mfa,
+        min_level: requirement.min_auth_level,
     }
 }
 

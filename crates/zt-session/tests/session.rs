@@ -44,7 +44,7 @@ fn valid_session_passes_with_current_state(db: &TestDatabase) {
         .unwrap();
     assert_eq!(session.user_id(), &alice);
     assert_eq!(session.role(), &Role::admin());
-    assert_eq!(session.session_version(), 0);
+    assert_eq!(session.session_version(), Some(0));
     assert_eq!(session.session_hash(), claims.session_hash());
     assert_eq!(session.auth_age(), minutes(3));
     assert_eq!(session.checked_at(), f.clock.now());
@@ -350,7 +350,7 @@ fn revoking_all_sessions_ends_every_one(db: &TestDatabase) {
             .validate(&after, &Requirement::new(), &request())
             .unwrap()
             .session_version(),
-        1
+        Some(1)
     );
     // Claims from a version the store never issued are invalid, not revoked.
     let forged = zt_types::SessionClaims::new(
@@ -413,7 +413,7 @@ fn stale_login_on_a_destructive_action_steps_up(db: &TestDatabase) {
         claims.session_id().clone(),
         ivan.clone(),
         Role::admin(),
-        claims.session_version(),
+        claims.session_version().unwrap(),
         f.clock.now(),
     );
     f.validator.validate(&stepped_up, &destroy, &request()).unwrap();

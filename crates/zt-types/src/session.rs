@@ -7,15 +7,23 @@
 //! |---|---|---|
 //! | `session_id` | `sid` | `sid` |
 //! | `user_id` | `sub` | `sub` |
-//! | `role`, `session_version` | your app's claims, or read at sign-in | `metadata.role` / org role, your app's version |
-//! | `issued_at` | `iat` | `iat` |
+//! | `role` | a role claim, if the provider puts one in (optional) | `metadata.role` / org role (optional) |
+//! | `session_version` | none, unless your app adds one | none, unless a custom claim carries it |
 //! | `authenticated_at` | `auth_time` | `iat − fva[0]` minutes (first-factor age) |
+//! | `issued_at` | `authenticated_at` (see below) | `authenticated_at` |
 //! | `factors` | `amr`, via [`AuthFactors::from_amr`] | `fva[1] != -1` adds [`AuthFactors::OTP`] |
 //! | `auth_level` | `acr`, or derived from `amr` | AAL2 when `fva[1] != -1`, else AAL1 |
+//!
+//! zt-session's `TokenVerifier` (its `jwt` feature) does this mapping.
 //!
 //! `session_version` works like ASP.NET Identity's security stamp: the value at
 //! issue is carried in the session, and every role change, disable, delete or
 //! revoke-all bumps the stored value, so that older sessions fail their next check.
+//! A third-party token carries no such version: [`SessionClaims::from_provider`]
+//! builds claims without one, and zt-session then compares `issued_at` with the
+//! user's "valid after" instant instead, which every such change moves forward.
+//! For that comparison to survive token refreshes (Clerk mints a new token every
+//! minute), a provider token's `issued_at` is its *login* time, not its `iat`.
 
 use std::net::IpAddr;
 
@@ -132,8 +140,8 @@ pub struct ClientBinding {
 pub struct SessionClaims {
     session_id: SessionId,
     user_id: UserId,
-    role: Role,
-    session_version: i64,
+    role: Option<Role>,
+    session_version: Option<i64>,
     issued_at: Timestamp,
     authenticated_at: Timestamp,
     auth_level: AuthLevel,
@@ -144,7 +152,7 @@ pub struct SessionClaims {
 impl SessionClaims {
     /// Claims for a session issued at the moment of a password login, at AAL1.
     ///
-    /// `session_version` is the user's version when the session was issued.
+    /// `role` and `session_version` are the user's when the session was issued.
     pub fn new(
         session_id: SessionId,
         user_id: UserId,
@@ -152,11 +160,31 @@ impl SessionClaims {
         session_version: i64,
         authenticated_at: Timestamp,
     ) -> Self {
+        Self::from_provider(session_id, user_id, authenticated_at)
+            .with_role(role)
+            .with_session_version(session_version)
+    }
+
+    /// Claims as a third-party identity provider asserts them: no session
+    /// version and, until [`Self::with_role`], no role. A check then relies
+    /// on the user's "valid after" instant to end sessions that began before
+    /// a role change, disable, delete or revoke-all.
+    ///
+    /// ```
+    /// use zt_types::{Role, SessionClaims, SessionId, Timestamp, UserId};
+    ///
+    /// let login: Timestamp = "2026-11-29T10:00:00Z".parse()?;
+    /// let claims = SessionClaims::from_provider(SessionId::parse("sess_2abc")?, UserId::parse("user_2xyz")?, login)
+    ///     .with_role(Role::admin());
+    /// assert_eq!((claims.role(), claims.session_version()), (Some(&Role::admin()), None));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_provider(session_id: SessionId, user_id: UserId, authenticated_at: Timestamp) -> Self {
         Self {
             session_id,
             user_id,
-            role,
-            session_version,
+            role: None,
+            session_version: None,
             issued_at: authenticated_at,
             authenticated_at,
             auth_level: AuthLevel::Aal1,
@@ -176,6 +204,20 @@ impl SessionClaims {
         }
         self.issued_at = issued_at;
         Ok(self)
+    }
+
+    /// Sets the role the session was issued with.
+    #[must_use]
+    pub fn with_role(mut self, role: Role) -> Self {
+        self.role = Some(role);
+        self
+    }
+
+    /// Sets the user's session version when the session was issued.
+    #[must_use]
+    pub fn with_session_version(mut self, session_version: i64) -> Self {
+        self.session_version = Some(session_version);
+        self
     }
 
     /// Sets the factors and assurance level of the last full login.
@@ -206,13 +248,14 @@ impl SessionClaims {
         &self.user_id
     }
 
-    /// The role when the session was issued.
-    pub fn role(&self) -> &Role {
-        &self.role
+    /// The role when the session was issued, if the claims assert one.
+    pub fn role(&self) -> Option<&Role> {
+        self.role.as_ref()
     }
 
-    /// The user's session version when the session was issued.
-    pub fn session_version(&self) -> i64 {
+    /// The user's session version when the session was issued, if the
+    /// claims carry one; a third-party token does not.
+    pub fn session_version(&self) -> Option<i64> {
         self.session_version
     }
 

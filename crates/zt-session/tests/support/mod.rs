@@ -2,6 +2,9 @@
 //! database, a clock the test moves, and claims as a sign-in would issue them.
 #![allow(dead_code)]
 
+#[cfg(feature = "jwt")]
+pub(crate) mod keys;
+
 use std::sync::{Arc, Mutex};
 
 use diesel::RunQueryDsl;
@@ -64,7 +67,7 @@ pub(crate) fn setup(db: &TestDatabase) -> Fixture {
     let pool = Pool::connect(db.url()).unwrap();
     let clock = Arc::new(ManualClock::new(t0()));
     let store = UserStore::new(pool).with_clock(Arc::clone(&clock));
-    assert_eq!(store.migrate().unwrap(), ["20261129000002"]);
+    assert_eq!(store.migrate().unwrap(), ["20261129000002", "20261130000002"]);
     assert!(store.migrate().unwrap().is_empty(), "migrations apply once");
     let validator = Validator::new(store.clone()).with_clock(Arc::clone(&clock));
     Fixture {

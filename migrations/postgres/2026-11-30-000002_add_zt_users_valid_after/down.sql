@@ -1,0 +1,1 @@
+ALTER TABLE zt_users DROP COLUMN valid_after;
