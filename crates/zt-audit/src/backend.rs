@@ -7,7 +7,7 @@ use zt_types::AuditEvent;
 
 use crate::chain::Chain;
 use crate::error::{Error, ErrorKind, Result};
-use crate::query::{AuditFilter, Page, PageRequest};
+use crate::query::{AuditFilter, AuditRecord, Page, PageRequest};
 use crate::verify::VerifyRow;
 
 /// Where an event landed in the chain.
@@ -58,6 +58,8 @@ pub(crate) trait Store {
     fn count(&mut self, filter: &AuditFilter) -> Result<u64>;
     /// The rows with `after_id < id <= last_id`, in id order.
     fn chain_range(&mut self, after_id: i64, last_id: i64) -> Result<Vec<VerifyRow>>;
+    /// Up to `limit` rows with `id > after_id`, in id order.
+    fn rows_after(&mut self, after_id: i64, limit: i64) -> Result<Vec<AuditRecord>>;
     /// The highest row id.
     fn max_id(&mut self) -> Result<Option<i64>>;
     /// The MAC of row `id`.

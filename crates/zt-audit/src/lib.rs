@@ -8,6 +8,8 @@
 //!   the caller's transaction ([`AuditLog::record_in`]), queries them with an
 //!   [`AuditFilter`] and keyset [`PageRequest`]s, and verifies the chain.
 //! - [`VerifyReport`] names the first row that fails and its [`TamperKind`].
+//! - [`AuditLog::rows_after`] and [`RowVerifier`] follow the log as rows
+//!   commit, checking each one (`zt audit tail`).
 //! - [`SignedCheckpoint`]: an Ed25519-signed statement about the chain, kept
 //!   outside the database, which makes deleting the newest rows detectable.
 //! - [`Pipeline`]: a background batched writer with a durable local spool,
@@ -134,7 +136,7 @@ pub use log::AuditLog;
 pub use pipeline::{Overflow, Pipeline, PipelineConfig, PipelineStats, SubmitMode, TornTail};
 pub use query::{AuditFilter, AuditRecord, Cursor, Order, Page, PageRequest};
 pub use table::{TextTable, records_table};
-pub use verify::{Finding, TamperKind, VerifyReport};
+pub use verify::{Finding, RowVerifier, TamperKind, VerifyReport};
 pub use zt_db::{AsConnection, Pool, PoolConfig};
 pub use zt_types::{Actor, AuditEvent, AuditStatus, RequestContext, Timestamp, UserId};
 

@@ -9,12 +9,12 @@ use zt_db::{AsConnection, Pool};
 use zt_types::{AuditEvent, Timestamp};
 
 use crate::backend::{Head, Recorded, Scope, Store, store};
-use crate::chain::Chain;
+use crate::chain::{Chain, GENESIS_MAC};
 use crate::checkpoint::{CHECKPOINT_VERSION, Checkpoint, SignedCheckpoint};
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::ChainKey;
 use crate::query::{AuditFilter, AuditRecord, Page, PageRequest};
-use crate::verify::{Context, Finding, TamperKind, VerifyReport, VerifyRow, self_consistent, verify_rows};
+use crate::verify::{Context, Finding, RowVerifier, TamperKind, VerifyReport, VerifyRow, self_consistent, verify_rows};
 
 /// The audit log on one database. Cloning shares it.
 ///
@@ -284,6 +284,32 @@ impl AuditLog {
                 None => return Ok(visited),
             }
         }
+    }
+
+    /// Up to `limit` rows after row `after_id`, in chain order: what a
+    /// follower such as `zt audit tail` reads next, a keyset read on the id.
+    /// `limit` is clamped to 1..=10 000.
+    ///
+    /// Reading by id never skips a row that commits later: ids are chain
+    /// positions, taken under the chain head's lock (PostgreSQL) or SQLite's
+    /// write lock, which the writer holds until it commits, so row `n + 1`
+    /// can only commit after row `n` did, and is never visible before it.
+    pub fn rows_after(&self, after_id: i64, limit: u32) -> Result<Vec<AuditRecord>> {
+        let limit = i64::from(limit.clamp(1, PageRequest::MAX_LIMIT));
+        self.with_store(|store| store.rows_after(after_id, limit))
+    }
+
+    /// A [`RowVerifier`] for the rows after row `after_id` (0: from the
+    /// start), under this handle's chain key. It reads row `after_id`'s MAC
+    /// now; if that row is missing, the verifier's first check says so.
+    pub fn row_verifier(&self, after_id: i64) -> Result<RowVerifier> {
+        let chain = self.chain()?.clone();
+        let last_mac = if after_id <= 0 {
+            Some(GENESIS_MAC)
+        } else {
+            self.mac_at(after_id)?
+        };
+        Ok(RowVerifier::new(chain, after_id.max(0), last_mac))
     }
 
     /// The chain head.

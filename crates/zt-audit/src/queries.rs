@@ -3,8 +3,8 @@
 //! `Row`, `decode_record`, `mac_bytes`, `db_time`, `filter_ip`, `selection`)
 //! are that module's own, which is all that differs.
 
-/// Declares `filtered`, `query_page`, `count`, `chain_range`, `max_id` and
-/// `mac_at` for the backend module it is invoked in.
+/// Declares `filtered`, `query_page`, `count`, `chain_range`, `rows_after`,
+/// `max_id` and `mac_at` for the backend module it is invoked in.
 macro_rules! shared_queries {
     (conn = $conn:ty, backend = $backend:ty) => {
         type Boxed<'a> = audit_logs::BoxedQuery<'a, $backend, diesel::dsl::SqlTypeOf<Selection>>;
@@ -96,6 +96,18 @@ macro_rules! shared_queries {
                 .order(audit_logs::id.asc())
                 .load(conn)?;
             Ok(rows.into_iter().map(Row::into_verify_row).collect())
+        }
+
+        /// Up to `limit` rows above position `after_id`, in chain order: a
+        /// keyset read on the primary key.
+        pub(crate) fn rows_after(conn: &mut $conn, after_id: i64, limit: i64) -> Result<Vec<AuditRecord>> {
+            let rows: Vec<Row> = audit_logs::table
+                .select(selection())
+                .filter(audit_logs::id.gt(after_id))
+                .order(audit_logs::id.asc())
+                .limit(limit)
+                .load(conn)?;
+            rows.into_iter().map(decode_record).collect()
         }
 
         /// The highest position stored, if any.

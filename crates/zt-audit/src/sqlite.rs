@@ -369,6 +369,10 @@ impl Store for SqliteConnection {
         chain_range(self, after_id, last_id)
     }
 
+    fn rows_after(&mut self, after_id: i64, limit: i64) -> Result<Vec<AuditRecord>> {
+        rows_after(self, after_id, limit)
+    }
+
     fn max_id(&mut self) -> Result<Option<i64>> {
         max_id(self)
     }

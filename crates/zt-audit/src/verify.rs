@@ -131,12 +131,103 @@ pub(crate) fn self_consistent(chain: &Chain, row: &VerifyRow, shift: i64) -> boo
     let Ok(record) = &row.record else {
         return false;
     };
-    if record.chain_version != CHAIN_VERSION || !row.derived_ok {
+    // A decoded record holds the row's own `prev_mac` and `mac`.
+    row.derived_ok && record_consistent(chain, record, shift)
+}
+
+/// Whether a decoded record's MAC matches its content and its `prev_mac`.
+fn record_consistent(chain: &Chain, record: &AuditRecord, shift: i64) -> bool {
+    if record.chain_version != CHAIN_VERSION {
         return false;
     }
     let mut fields = fields_of(record);
     fields.id = record.id.saturating_add(shift);
-    chain.mac(&fields, &row.prev_mac) == row.mac
+    chain.mac(&fields, &record.prev_mac) == record.mac
+}
+
+/// Checks rows one at a time as they are read in chain order, from a resume
+/// point on: each row's MAC against its content, and its link to the row
+/// before. For followers such as `zt audit tail --verify`; build one with
+/// [`crate::AuditLog::row_verifier`].
+///
+/// Unlike [`crate::AuditLog::verify`], it sees no row ahead, so it names the
+/// first bad row and whether its content or its link failed, without telling
+/// an insertion from a modification.
+#[derive(Debug, Clone)]
+pub struct RowVerifier {
+    chain: Chain,
+    last_id: i64,
+    /// The MAC of row `last_id`, or `None` when that row is missing.
+    last_mac: Option<[u8; 32]>,
+}
+
+impl RowVerifier {
+    pub(crate) fn new(chain: Chain, last_id: i64, last_mac: Option<[u8; 32]>) -> Self {
+        Self {
+            chain,
+            last_id,
+            last_mac,
+        }
+    }
+
+    /// The last row that verified (the resume point before any).
+    pub fn last_id(&self) -> i64 {
+        self.last_id
+    }
+
+    /// Checks the next row, which must be row `last_id() + 1`.
+    pub fn check(&mut self, record: &AuditRecord) -> std::result::Result<(), Finding> {
+        let expected = self.last_id.saturating_add(1);
+        let finding = |row_id, kind, detail: String| Finding { row_id, kind, detail };
+        let Some(last_mac) = self.last_mac else {
+            return Err(finding(
+                self.last_id,
+                TamperKind::Deleted,
+                format!("row {}, the row to continue after, is missing", self.last_id),
+            ));
+        };
+        if record.id > expected {
+            return Err(finding(
+                expected,
+                TamperKind::Deleted,
+                format!("positions {expected} to {} are missing", record.id - 1),
+            ));
+        }
+        if record.id < expected {
+            return Err(finding(
+                record.id,
+                TamperKind::Reordered,
+                format!("row {} came after row {}", record.id, self.last_id),
+            ));
+        }
+        if record.chain_version != CHAIN_VERSION {
+            return Err(finding(
+                record.id,
+                TamperKind::Modified,
+                format!(
+                    "the row claims chain version {}, not {CHAIN_VERSION}",
+                    record.chain_version
+                ),
+            ));
+        }
+        if !record_consistent(&self.chain, record, 0) {
+            return Err(finding(
+                record.id,
+                TamperKind::Modified,
+                "the row's content does not match its MAC".to_owned(),
+            ));
+        }
+        if record.prev_mac != last_mac {
+            return Err(finding(
+                record.id,
+                TamperKind::Reordered,
+                "the row is intact but is not chained to the row before it".to_owned(),
+            ));
+        }
+        self.last_id = record.id;
+        self.last_mac = Some(record.mac);
+        Ok(())
+    }
 }
 
 /// What the verifier knows besides the rows.
