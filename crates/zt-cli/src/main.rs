@@ -48,7 +48,9 @@ enum Command {
 
 #[derive(Args)]
 pub(crate) struct DatabaseArgs {
-    /// `sqlite://path/to/file.db` or `postgres://user@host/db`.
+    /// `sqlite://path/to/file.db`, `postgres://user@host/db`, or libpq
+    /// `key=value` pairs such as `host=db user=app dbname=prod`. Prefer the
+    /// variable: a password on the command line is visible to other users.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub(crate) database_url: String,
 }
