@@ -48,23 +48,22 @@ fn parse(args: &[String]) -> Result<Options, String> {
     })
 }
 
-pub(crate) fn run(args: &[String]) -> Result<(), String> {
-    let options = parse(args)?;
+/// `zt migrate`, with the URL in its environment rather than its arguments,
+/// where other users (`ps`) and error messages would see its password. `zt`
+/// prints it redacted.
+fn command(options: &Options) -> std::process::Command {
     let mut command = cargo();
-    command.args([
-        "run",
-        "--quiet",
-        "--package",
-        "zt-cli",
-        "--",
-        "migrate",
-        "--database-url",
-        &options.url,
-    ]);
+    command.args(["run", "--quiet", "--package", "zt-cli", "--", "migrate"]);
+    command.env("DATABASE_URL", &options.url);
     if let Some(only) = &options.only {
         command.args(["--only", only]);
     }
-    run_step("migrate", &mut command).map_err(|_| "migration failed; the line above says why".to_owned())
+    command
+}
+
+pub(crate) fn run(args: &[String]) -> Result<(), String> {
+    let options = parse(args)?;
+    run_step("migrate", &mut command(&options)).map_err(|_| "migration failed; the line above says why".to_owned())
 }
 
 #[cfg(test)]
@@ -103,6 +102,20 @@ mod tests {
                 only: Some("sessions".into())
             })
         );
+    }
+
+    #[test]
+    fn the_url_travels_in_the_environment() {
+        let options = parse(&args(&["--database-url", "postgres://u:hunter2@db/app"])).unwrap();
+        let command = command(&options);
+        assert!(command.get_args().all(|arg| !arg.to_string_lossy().contains("hunter2")));
+        assert!(
+            command.get_envs().any(|(name, value)| name == "DATABASE_URL"
+                && value.is_some_and(|value| value == "postgres://u:hunter2@db/app"))
+        );
+        // A failure to start names the program only.
+        let error = run_step("x", &mut std::process::Command::new("/nonexistent/zt-xtask-test")).unwrap_err();
+        assert!(!error.contains("hunter2"), "{error}");
     }
 
     #[test]

@@ -4,6 +4,19 @@
 
 use zt_testkit::{Durability, INSTALL_HINT, PgCluster, find_bin_dir};
 
+/// The tests need a `postgres://` URL in `DATABASE_URL`. The message never
+/// quotes it: it may hold a password.
+fn check_test_url(url: &str) -> Result<(), String> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(())
+    } else {
+        Err(
+            "DATABASE_URL must be a postgres:// URL for the tests (its value is not shown: it may hold a password)"
+                .into(),
+        )
+    }
+}
+
 /// The server for one run, if any.
 pub(crate) struct TestServer {
     /// The URL to export as `DATABASE_URL`.
@@ -15,11 +28,7 @@ pub(crate) struct TestServer {
 impl TestServer {
     pub(crate) fn start(durability: Durability) -> Result<Self, String> {
         if let Some(url) = std::env::var("DATABASE_URL").ok().filter(|url| !url.is_empty()) {
-            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-                return Err(format!(
-                    "DATABASE_URL must be a postgres:// URL for the tests, not {url:?}"
-                ));
-            }
+            check_test_url(&url)?;
             eprintln!("xtask: using the PostgreSQL server in DATABASE_URL");
             return Ok(Self {
                 url: Some(url),
@@ -51,6 +60,20 @@ impl TestServer {
         }
         if let Some(cluster) = &self.cluster {
             command.env("ZT_PG_BIN", cluster.bin_dir());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wrong_test_url_is_refused_unseen() {
+        assert!(check_test_url("postgres://u:hunter2@db/x").is_ok());
+        for url in ["host=db password=hunter2", "mysql://u:hunter2@db/x", "hunter2"] {
+            let error = check_test_url(url).unwrap_err();
+            assert!(!error.contains("hunter2"), "{error}");
         }
     }
 }

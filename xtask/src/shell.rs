@@ -17,11 +17,14 @@ pub(crate) fn cargo() -> Command {
 }
 
 /// Runs `command` with a heading, failing with `what` if it fails.
+///
+/// Messages name the program only: a command's arguments and environment
+/// may hold a database URL with its password.
 pub(crate) fn run(what: &str, command: &mut Command) -> Result<(), String> {
     eprintln!("xtask: {what}");
     let status = command
         .status()
-        .map_err(|e| format!("{what}: cannot start {command:?}: {e}"))?;
+        .map_err(|e| format!("{what}: cannot start {}: {e}", command.get_program().to_string_lossy()))?;
     if status.success() {
         Ok(())
     } else {

@@ -101,6 +101,8 @@ pub(crate) trait Store {
     fn mac_at(&mut self, chain_id: i16, seq: i64) -> Result<Option<[u8; 32]>>;
     /// The row with the highest id.
     fn newest_row(&mut self) -> Result<Option<VerifyRow>>;
+    /// Each chain's last position among the rows with an id up to `id`.
+    fn positions_at_id(&mut self, id: i64) -> Result<Vec<(i16, i64)>>;
     /// Creates the heads of the chains unpinned writers share, in a
     /// transaction of their own, before writers need them.
     fn ensure_chains(&mut self, chains: i16) -> Result<()>;

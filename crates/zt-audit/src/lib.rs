@@ -8,6 +8,8 @@
 //!   the caller's transaction ([`AuditLog::record_in`]), queries them with an
 //!   [`AuditFilter`] and keyset [`PageRequest`]s, and verifies the chain.
 //! - [`VerifyReport`] names the first row that fails and its [`TamperKind`].
+//! - [`AuditLog::rows_after`] with a [`FollowCursor`], and [`RowVerifier`],
+//!   follow the log as rows commit, checking each one (`zt audit tail`).
 //! - [`SignedCheckpoint`]: an Ed25519-signed statement about the chain, kept
 //!   outside the database, which makes deleting the newest rows detectable.
 //! - [`Pipeline`]: a background batched writer with a durable local spool,
@@ -143,6 +145,7 @@ mod backend;
 mod chain;
 mod checkpoint;
 mod error;
+mod follow;
 #[cfg(any(feature = "sqlite", test))]
 mod ip_key;
 mod key;
@@ -162,6 +165,7 @@ pub use backend::{Head, Recorded};
 pub use chain::{CHAIN_VERSION, GENESIS_MAC};
 pub use checkpoint::{CHECKPOINT_VERSION, ChainState, Checkpoint, SignedCheckpoint};
 pub use error::{Error, ErrorKind, Result, classify};
+pub use follow::{FollowCursor, RowVerifier};
 pub use key::{ChainKey, KEY_ENV, generate_signing_key, signing_key_from_file, verifying_key_from_file};
 pub use log::{AuditLog, DEFAULT_CHAINS};
 pub use pipeline::{Overflow, Pipeline, PipelineConfig, PipelineStats, SubmitMode, TornTail};

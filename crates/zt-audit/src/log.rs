@@ -206,7 +206,7 @@ impl AuditLog {
         Self::build(pool.into(), None, String::new(), 1)
     }
 
-    fn chain(&self) -> Result<&Chain> {
+    pub(crate) fn chain(&self) -> Result<&Chain> {
         self.inner.chain.as_ref().ok_or_else(|| {
             Error::new(
                 ErrorKind::InvalidKey,
@@ -251,7 +251,7 @@ impl AuditLog {
     }
 
     /// Runs `op` on a pooled connection's store.
-    fn with_store<T>(&self, op: impl FnOnce(&mut dyn Store) -> Result<T>) -> Result<T> {
+    pub(crate) fn with_store<T>(&self, op: impl FnOnce(&mut dyn Store) -> Result<T>) -> Result<T> {
         let mut conn = self.inner.pool.get()?;
         op(store(conn.connection())?)
     }

@@ -625,6 +625,10 @@ impl Store for PgConnection {
         newest_row(self)
     }
 
+    fn positions_at_id(&mut self, id: i64) -> Result<Vec<(i16, i64)>> {
+        positions_at_id(self, id)
+    }
+
     fn ensure_chains(&mut self, chains: i16) -> Result<()> {
         ensure_heads(self, 1, chains.max(1))
     }

@@ -140,6 +140,19 @@ macro_rules! shared_queries {
             Ok(row.map(Row::into_verify_row))
         }
 
+        /// Each chain's last position among the rows with an id up to `id`.
+        pub(crate) fn positions_at_id(conn: &mut $conn, id: i64) -> Result<Vec<(i16, i64)>> {
+            let rows: Vec<(i16, Option<i64>)> = audit_logs::table
+                .filter(audit_logs::id.le(id))
+                .group_by(audit_logs::chain_id)
+                .select((audit_logs::chain_id, diesel::dsl::max(audit_logs::chain_seq)))
+                .load(conn)?;
+            Ok(rows
+                .into_iter()
+                .filter_map(|(chain, seq)| Some((chain, seq?)))
+                .collect())
+        }
+
         /// The chain ids that have rows, by a skip scan of the position
         /// index: one probe per chain, not a pass over the rows.
         pub(crate) fn chain_ids(conn: &mut $conn) -> Result<Vec<i16>> {

@@ -466,6 +466,10 @@ impl Store for SqliteConnection {
         newest_row(self)
     }
 
+    fn positions_at_id(&mut self, id: i64) -> Result<Vec<(i16, i64)>> {
+        positions_at_id(self, id)
+    }
+
     fn ensure_chains(&mut self, _chains: i16) -> Result<()> {
         // Unpinned writers share chain 1, which the migration creates.
         Ok(())

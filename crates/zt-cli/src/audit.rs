@@ -27,18 +27,24 @@ fn connect(url: &str) -> Result<Pool> {
     }
     Pool::connect_with(
         &url,
-        &PoolConfig::new()
-            .max_size(2)
-            .connection_timeout(Duration::from_secs(10)),
+        &cli_pool().max_size(2).connection_timeout(Duration::from_secs(10)),
     )
     .map_err(|e| anyhow!("{e}"))
+}
+
+/// A pool that opens connections only when asked. r2d2 would otherwise open
+/// its idle connection on a background thread, and a command that ends while
+/// libpq is still connecting there can abort in libpq's Kerberos set-up as
+/// the process exits.
+pub(crate) fn cli_pool() -> PoolConfig {
+    PoolConfig::new().min_idle(Some(0))
 }
 
 /// `zt migrate [--only audit|sessions]`: applies zt-audit's and
 /// zt-session's migrations, or one set of them; prints one line per set.
 pub(crate) fn migrate(url: &str, only: Option<MigrationSetName>) -> Result<Outcome> {
     let parsed: DatabaseUrl = url.parse().map_err(|e| anyhow!("{e}"))?;
-    let pool = Pool::connect_with(&parsed, &PoolConfig::new().max_size(1)).map_err(|e| anyhow!("{e}"))?;
+    let pool = Pool::connect_with(&parsed, &cli_pool().max_size(1)).map_err(|e| anyhow!("{e}"))?;
     let sets = [
         (MigrationSetName::Audit, "audit", &zt_audit::MIGRATIONS),
         (MigrationSetName::Sessions, "sessions", &zt_session::MIGRATIONS),
@@ -66,8 +72,9 @@ pub(crate) fn run(command: AuditCommand) -> Result<Outcome> {
             newest_first,
             format,
         } => {
-            let log = AuditLog::read_only(connect(&database.database_url)?);
+            // The input is checked before the database is touched.
             let filter = build_filter(&filters)?;
+            let log = AuditLog::read_only(connect(&database.database_url)?);
             let order = if newest_first {
                 Order::NewestFirst
             } else {
@@ -139,6 +146,7 @@ pub(crate) fn run(command: AuditCommand) -> Result<Outcome> {
             );
             Ok(Outcome::Ok)
         }
+        AuditCommand::Tail(args) => crate::tail::run(&args),
         AuditCommand::Keygen {
             chain_key,
             signing_key,
@@ -178,7 +186,7 @@ fn write_secret(path: &Path, text: &str) -> Result<()> {
     Ok(())
 }
 
-fn chain_key(key: &KeyArgs) -> Result<ChainKey> {
+pub(crate) fn chain_key(key: &KeyArgs) -> Result<ChainKey> {
     match &key.key_file {
         Some(path) => ChainKey::from_file(path),
         None => ChainKey::from_env(),
@@ -239,8 +247,8 @@ fn progress_bar(total: u64, what: &str) -> ProgressBar {
 }
 
 fn export(url: &str, filters: &Filters, format: ExportFormat, output: Option<&Path>) -> Result<Outcome> {
-    let log = AuditLog::read_only(connect(url)?);
     let filter = build_filter(filters)?;
+    let log = AuditLog::read_only(connect(url)?);
     let sink: Box<dyn Write> = match output {
         Some(path) => Box::new(File::create(path).with_context(|| format!("cannot create {}", path.display()))?),
         None => Box::new(std::io::stdout().lock()),

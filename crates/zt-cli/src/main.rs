@@ -10,6 +10,9 @@
 mod audit;
 mod codes;
 mod output;
+mod relp;
+mod syslog;
+mod tail;
 mod when;
 
 use std::path::PathBuf;
@@ -44,10 +47,12 @@ enum Command {
 }
 
 #[derive(Args)]
-struct DatabaseArgs {
-    /// `sqlite://path/to/file.db` or `postgres://user@host/db`.
+pub(crate) struct DatabaseArgs {
+    /// `sqlite://path/to/file.db`, `postgres://user@host/db`, or libpq
+    /// `key=value` pairs such as `host=db user=app dbname=prod`. Prefer the
+    /// variable: a password on the command line is visible to other users.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    database_url: String,
+    pub(crate) database_url: String,
 }
 
 #[derive(Args)]
@@ -131,6 +136,13 @@ enum AuditCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Follow the log as rows commit: JSON Lines on stdout, or RFC 5424 syslog.
+    ///
+    /// Reads by id after `--from-id` (default: the current end), every
+    /// `--interval`; survives database and collector restarts, resuming after
+    /// the last row shipped. `--verify` checks each row's MAC and stops with
+    /// exit 1 at the first bad one. A closed stdout ends it with exit 0.
+    Tail(tail::TailArgs),
     /// Generate a chain key, or an Ed25519 key pair for checkpoints.
     Keygen {
         /// Write a new chain (HMAC) key here.
@@ -146,10 +158,10 @@ enum AuditCommand {
 }
 
 #[derive(Args)]
-struct KeyArgs {
+pub(crate) struct KeyArgs {
     /// A file holding the chain key (hex or base64); otherwise `ZT_AUDIT_KEY`.
     #[arg(long)]
-    key_file: Option<PathBuf>,
+    pub(crate) key_file: Option<PathBuf>,
 }
 
 /// The filters shared by `query` and `export`.
@@ -220,7 +232,7 @@ enum CodesCommand {
 }
 
 /// What a command reports back: success, or a log that failed verification.
-enum Outcome {
+pub(crate) enum Outcome {
     Ok,
     Tampered,
 }

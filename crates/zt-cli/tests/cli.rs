@@ -319,7 +319,10 @@ fn errors_are_one_line_with_exit_code_2(db: &TestDatabase) {
 fn migrate_only_one_set(db: &TestDatabase) {
     let pool = Pool::connect_with(&db.url().parse().unwrap(), &PoolConfig::new()).unwrap();
     let audit = stdout(zt(db).args(["migrate", "--only", "audit"]));
-    assert!(audit.contains("audit: applied 20261129000001, 20261130000001"), "{audit}");
+    assert!(
+        audit.contains("audit: applied 20261129000001, 20261130000001"),
+        "{audit}"
+    );
     assert!(!audit.contains("sessions"), "{audit}");
     assert!(pool.pending_migrations(&zt_audit::MIGRATIONS).unwrap().is_empty());
     assert_eq!(
@@ -328,7 +331,10 @@ fn migrate_only_one_set(db: &TestDatabase) {
     );
 
     let sessions = stdout(zt(db).args(["migrate", "--only=sessions"]));
-    assert!(sessions.contains("sessions: applied 20261129000002, 20261130000002"), "{sessions}");
+    assert!(
+        sessions.contains("sessions: applied 20261129000002, 20261130000002"),
+        "{sessions}"
+    );
     assert!(!sessions.contains("audit"), "{sessions}");
     assert_eq!(
         pool.applied_migrations(&zt_session::MIGRATIONS).unwrap(),

@@ -9,7 +9,7 @@ use diesel::r2d2::{self, ManageConnection, R2D2Connection};
 
 use crate::connection::{AnyConnection, AsConnection, DbConnection};
 use crate::error::{Error, ErrorKind, first_line};
-use crate::url::{Backend, DatabaseUrl};
+use crate::url::{Backend, DatabaseUrl, Secrets};
 
 #[cfg(feature = "postgres")]
 use diesel::PgConnection;
@@ -289,10 +289,11 @@ fn build<C: DbConnection>(
     if !probe {
         return Ok(builder(config, customizer).build_unchecked(manager));
     }
+    // The manager already scrubs libpq's messages; scrubbing again costs nothing.
     let unreachable = |message: String| {
         Error::new(
             ErrorKind::Unreachable,
-            format!("cannot connect to {url}: {}", first_line(&message)),
+            format!("cannot connect to {url}: {}", first_line(&url.scrub(&message))),
         )
     };
     // Open one connection now, for a prompt, clear error.
@@ -365,15 +366,21 @@ impl r2d2::CustomizeConnection<SqliteConnection, r2d2::Error> for SqliteCustomiz
 }
 
 /// zt's connection manager: diesel's, plus discarding a connection that
-/// reported a closed connection, without pinging on checkout.
+/// reported a closed connection, without pinging on checkout, and keeping
+/// the connection string's secrets out of connection errors.
 ///
 /// Diesel's own manager either pings on every checkout, a round trip on every
 /// operation, or keeps a dead connection in the pool forever after a server
 /// restart. This one watches each PostgreSQL connection's query results
 /// through diesel's instrumentation and tells r2d2 to drop it once it has seen
 /// its connection close.
+///
+/// libpq quotes the parts of a connection string it rejects, and r2d2 keeps
+/// the last connection error in its timeout error; this manager masks the
+/// URL's password and secret parameters in every connection error first.
 pub struct Manager<C: R2D2Connection> {
     inner: r2d2::ConnectionManager<C>,
+    secrets: Secrets,
 }
 
 impl<C: R2D2Connection> fmt::Debug for Manager<C> {
@@ -385,8 +392,28 @@ impl<C: R2D2Connection> fmt::Debug for Manager<C> {
 impl<C: DbConnection> Manager<C> {
     /// A manager for `url` (a file path for SQLite).
     pub fn new(url: impl Into<String>) -> Self {
+        let url = url.into();
+        let secrets = match C::BACKEND {
+            Backend::Postgres => Secrets::of_postgres(&url),
+            Backend::Sqlite => Secrets::default(),
+        };
         Self {
             inner: r2d2::ConnectionManager::new(url),
+            secrets,
+        }
+    }
+
+    /// The error with the connection string's secrets masked.
+    fn scrubbed(&self, error: r2d2::Error) -> r2d2::Error {
+        use diesel::ConnectionError;
+        match error {
+            r2d2::Error::ConnectionError(ConnectionError::BadConnection(message)) => {
+                r2d2::Error::ConnectionError(ConnectionError::BadConnection(self.secrets.scrub(&message)))
+            }
+            r2d2::Error::ConnectionError(ConnectionError::InvalidConnectionUrl(message)) => {
+                r2d2::Error::ConnectionError(ConnectionError::InvalidConnectionUrl(self.secrets.scrub(&message)))
+            }
+            other => other,
         }
     }
 }
@@ -396,7 +423,7 @@ impl<C: DbConnection> ManageConnection for Manager<C> {
     type Error = r2d2::Error;
 
     fn connect(&self) -> Result<C, r2d2::Error> {
-        let mut conn = self.inner.connect()?;
+        let mut conn = self.inner.connect().map_err(|e| self.scrubbed(e))?;
         conn.after_connect();
         Ok(conn)
     }
