@@ -1,7 +1,11 @@
-//! Four processes write to one PostgreSQL audit log at once, each with two
-//! threads: through a pipeline, through `record`, and through `record_in`
-//! inside their own transactions beside a business insert. The log then holds
-//! exactly the events they wrote, once each, and verifies as one log.
+//! Many writers on one PostgreSQL audit log.
+//!
+//! - Four processes at once, each with two threads: through a pipeline,
+//!   through `record`, and through `record_in` inside their own transactions
+//!   beside a business insert. The log then holds exactly the events they
+//!   wrote, once each, and verifies as one log.
+//! - Within one process, a transaction that audited and a durable write that
+//!   waits for it in the database do not wait on each other in the process.
 // Tests unwrap: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -9,6 +13,7 @@ use std::collections::{HashMap, HashSet};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use diesel::r2d2::{ConnectionManager, Pool as R2d2Pool};
 use diesel::{Connection, PgConnection, RunQueryDsl};
 use zt_audit::{AuditFilter, AuditLog};
 use zt_db::Pool;
@@ -149,4 +154,62 @@ fn four_processes_write_one_log() {
     let report = log.verify().unwrap();
     assert!(report.is_valid(), "{:?}", report.finding);
     assert_eq!(report.rows_checked, expected.len() as u64);
+}
+
+/// Within one process: a transaction that wrote an audit event
+/// (`record_in`) and so holds the chain head until it commits, and a durable
+/// write (`record`) from another thread that waits for it in the database.
+/// The transaction must be able to audit again and commit; the durable write
+/// then finishes. A handle that kept an in-process lock while waiting in the
+/// database would deadlock here, as the example HTTP service did under load
+/// when a denial (`record`) met actions (`record_in`).
+#[test]
+fn an_open_audited_transaction_is_not_blocked_by_a_waiting_durable_write() {
+    let Some(db) = TestDatabase::postgres() else {
+        return;
+    };
+    let pool: R2d2Pool<ConnectionManager<PgConnection>> = R2d2Pool::builder()
+        .max_size(4)
+        .connection_timeout(Duration::from_secs(10))
+        .build(ConnectionManager::new(db.url()))
+        .unwrap();
+    let log = AuditLog::new(pool.clone(), &zt_e2e::key());
+    log.migrate().unwrap();
+    let event = |n| zt_e2e::writer_event("side-by-side", "SIDE_BY_SIDE", n);
+    let (done, finished) = std::sync::mpsc::channel();
+    let (audited, first_written) = std::sync::mpsc::channel();
+    // Detached threads: if they deadlock, the test fails instead of hanging.
+    {
+        let (log, pool, done) = (log.clone(), pool.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut conn = pool.get().unwrap();
+            conn.transaction(|conn| {
+                log.record_in(conn, &event(1))?;
+                let _ = audited.send(());
+                // Long enough for the durable write to start waiting on this
+                // transaction; if it has not yet, the test passes trivially.
+                std::thread::sleep(Duration::from_millis(500));
+                log.record_in(conn, &event(2)).map(drop)
+            })
+            .unwrap();
+            let _ = done.send("the transaction");
+        });
+    }
+    std::thread::spawn(move || {
+        first_written.recv().unwrap();
+        log.record(&event(3)).unwrap();
+        let _ = done.send("the durable write");
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for _ in 0..2 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            finished.recv_timeout(left).is_ok(),
+            "deadlock: the open transaction waits for the durable write in the process, which waits for the \
+             transaction in the database"
+        );
+    }
+    let log = AuditLog::new(Pool::connect(db.url()).unwrap(), &zt_e2e::key());
+    assert_eq!(log.count(&AuditFilter::new()).unwrap(), 3);
+    assert!(log.verify().unwrap().is_valid());
 }
