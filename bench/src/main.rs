@@ -18,6 +18,7 @@
     clippy::cast_sign_loss
 )]
 
+mod contended;
 mod measure;
 mod raw;
 mod report;
@@ -48,6 +49,8 @@ struct Scale {
     batch_events: usize,
     micro_ops: usize,
     burst_events: usize,
+    contended_rounds: usize,
+    contended_per_round: usize,
 }
 
 const FULL: Scale = Scale {
@@ -58,6 +61,8 @@ const FULL: Scale = Scale {
     batch_events: 200_000,
     micro_ops: 1_000_000,
     burst_events: 1_000_000,
+    contended_rounds: 9,
+    contended_per_round: 1_000,
 };
 
 const QUICK: Scale = Scale {
@@ -68,6 +73,8 @@ const QUICK: Scale = Scale {
     batch_events: 30_000,
     micro_ops: 200_000,
     burst_events: 1_000_000,
+    contended_rounds: 5,
+    contended_per_round: 320,
 };
 
 fn main() -> std::process::ExitCode {
@@ -135,6 +142,11 @@ fn run() -> Result<(), BoxError> {
     if wanted("durable audit write (PostgreSQL)") {
         rows.push(durable_write(&args.pg, scale)?);
     }
+    if wanted("in-transaction audit, N writers (PostgreSQL)") {
+        for writers in contended::WRITERS {
+            rows.push(contended::contended(&args.pg, scale, writers)?);
+        }
+    }
     if wanted("session revalidation (PostgreSQL)") {
         rows.push(session_check(&args.pg, scale, false)?);
     }
@@ -185,7 +197,8 @@ fn run() -> Result<(), BoxError> {
     std::fs::write(args.out.join("results.json"), report::json(&rows))?;
     let markdown = report::markdown(&rows, &machine, args.quick);
     if let Some(path) = &args.markdown {
-        std::fs::write(path, &markdown)?;
+        let existing = std::fs::read_to_string(path).unwrap_or_default();
+        std::fs::write(path, report::keep_soak_section(&existing, markdown.clone()))?;
     }
     println!("{markdown}");
     Ok(())

@@ -17,6 +17,8 @@ pub(crate) enum Direction {
 pub(crate) enum Target {
     /// zt's figure over the baseline's at most this.
     RatioAtMost(f64),
+    /// zt's figure over the baseline's at least this.
+    RatioAtLeast(f64),
     /// zt's figure at most this, in the row's unit.
     AtMost(f64),
     /// zt's figure at least this, in the row's unit.
@@ -27,6 +29,7 @@ impl Target {
     fn describe(self, unit: &str) -> String {
         match self {
             Self::RatioAtMost(ratio) => format!("ratio ≤ {ratio}"),
+            Self::RatioAtLeast(ratio) => format!("ratio ≥ {ratio}"),
             Self::AtMost(value) => format!("≤ {value} {unit}"),
             Self::AtLeast(value) => format!("≥ {value} {unit}"),
         }
@@ -37,6 +40,9 @@ impl Target {
 #[derive(Debug, Clone)]
 pub(crate) struct Row {
     name: &'static str,
+    /// The lowest and highest ratio of one round's figures, for rows
+    /// measured in paired rounds.
+    ratio_spread: Option<(f64, f64)>,
     unit: &'static str,
     zt: f64,
     baseline: f64,
@@ -57,6 +63,7 @@ impl Row {
     ) -> Self {
         Self {
             name,
+            ratio_spread: None,
             unit,
             zt,
             baseline,
@@ -64,6 +71,12 @@ impl Row {
             direction,
             target,
         }
+    }
+
+    /// Adds the spread of the per-round ratios.
+    pub(crate) fn with_ratio_spread(mut self, spread: (f64, f64)) -> Self {
+        self.ratio_spread = Some(spread);
+        self
     }
 
     /// zt over baseline.
@@ -78,6 +91,7 @@ impl Row {
     fn met(&self) -> bool {
         match self.target {
             Target::RatioAtMost(limit) => self.ratio() <= limit,
+            Target::RatioAtLeast(limit) => self.ratio() >= limit,
             Target::AtMost(limit) => self.zt <= limit,
             Target::AtLeast(limit) => self.zt >= limit,
         }
@@ -91,7 +105,7 @@ pub(crate) fn json(rows: &[Row]) -> String {
     let list: Vec<serde_json::Value> = rows
         .iter()
         .map(|row| {
-            serde_json::json!({
+            let mut value = serde_json::json!({
                 "name": row.name,
                 "unit": row.unit,
                 "zt": round(row.zt),
@@ -101,7 +115,11 @@ pub(crate) fn json(rows: &[Row]) -> String {
                 "better": if row.direction == Direction::LowerIsBetter { "lower" } else { "higher" },
                 "target": row.target.describe(row.unit),
                 "met": row.met(),
-            })
+            });
+            if let Some((low, high)) = row.ratio_spread {
+                value["ratio_spread"] = serde_json::json!([round(low), round(high)]);
+            }
+            value
         })
         .collect();
     serde_json::to_string_pretty(&list).unwrap_or_default()
@@ -196,7 +214,9 @@ impl Machine {
 
 fn target_value(row: &Row) -> f64 {
     match row.target {
-        Target::AtLeast(value) | Target::AtMost(value) | Target::RatioAtMost(value) => value,
+        Target::AtLeast(value) | Target::AtMost(value) | Target::RatioAtMost(value) | Target::RatioAtLeast(value) => {
+            value
+        }
     }
 }
 
@@ -210,7 +230,9 @@ pub(crate) fn markdown(rows: &[Row], machine: &Machine, quick: bool) -> String {
          (a throwaway cluster with its default durability, on the same machine) and bundled SQLite {} \
          (WAL, `synchronous = FULL`). Each row measures zt and its raw baseline in the same run; \
          ratio is zt over baseline. Latencies are the median of per-round means, with zt and the \
-         baseline in alternating rounds.\n",
+         baseline in alternating rounds. The in-transaction rows run the same number of transactions \
+         per round, split over the writers, and report the median round's throughput; the lowest and \
+         highest per-round ratio follow their ratio.\n",
         if quick { " --quick" } else { "" },
         machine.cpu,
         machine.cores,
@@ -224,13 +246,16 @@ pub(crate) fn markdown(rows: &[Row], machine: &Machine, quick: bool) -> String {
     for row in rows {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} ({}) | {:.2} | {} | {} |",
+            "| {} | {} | {} | {} ({}) | {:.2}{} | {} | {} |",
             row.name,
             row.unit,
             figure(row.zt),
             figure(row.baseline),
             row.baseline_name,
             row.ratio(),
+            row.ratio_spread
+                .map(|(low, high)| format!(" ({low:.2}–{high:.2})"))
+                .unwrap_or_default(),
             row.target.describe(row.unit),
             if row.met() { "yes" } else { "**no**" },
         );
@@ -260,4 +285,38 @@ pub(crate) fn markdown(rows: &[Row], machine: &Machine, quick: bool) -> String {
     }
     out.push_str("\nThe raw figures are in `target/zt-bench/results.json`.\n");
     out
+}
+
+/// Where `cargo xtask soak` keeps its section of `BENCHMARKS.md`; the same
+/// markers are in `xtask/src/soak.rs`.
+const SOAK_BEGIN: &str = "<!-- soak: begin, written by `cargo xtask soak` -->";
+const SOAK_END: &str = "<!-- soak: end -->";
+
+/// `generated`, followed by the soak section of `existing` (the file as it
+/// was), so that a benchmark run keeps the last soak's figures.
+pub(crate) fn keep_soak_section(existing: &str, mut generated: String) -> String {
+    if let Some(start) = existing.find(SOAK_BEGIN)
+        && let Some(len) = existing[start..].find(SOAK_END)
+    {
+        generated.push('\n');
+        generated.push_str(&existing[start..start + len + SOAK_END.len()]);
+        generated.push('\n');
+    }
+    generated
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_soak_section_is_kept() {
+        let existing = format!("old table\n\n{SOAK_BEGIN}\n## Soak\n\nfigures\n{SOAK_END}\n");
+        let kept = keep_soak_section(&existing, "new table\n".to_owned());
+        assert_eq!(
+            kept,
+            format!("new table\n\n{SOAK_BEGIN}\n## Soak\n\nfigures\n{SOAK_END}\n")
+        );
+        assert_eq!(keep_soak_section("old table\n", "new\n".to_owned()), "new\n");
+    }
 }

@@ -141,3 +141,23 @@ impl Harness {
         self.audit_rows().pop().expect("an audit row")
     }
 }
+
+/// The event that the audit-writer processes of the many-instances test
+/// write as number `n` under `prefix`: its id is derived from both, so the
+/// parent knows every id to expect and a rerun writes the same ids.
+pub fn writer_event(prefix: &str, action: &str, n: u64) -> zt_types::AuditEvent {
+    zt_types::AuditEvent::builder(zt_types::Actor::System, action, "writer")
+        .event_id(zt_types::EventId::from_uuid(writer_event_id(prefix, n)))
+        .resource_id(format!("{prefix}-{n}"))
+        .context(&zt_types::RequestContext::new().with_request_id(zt_types::RequestId::parse(prefix).unwrap()))
+        .build()
+        .unwrap()
+}
+
+/// The id of [`writer_event`]: the FNV-1a hash of `prefix`, then `n`.
+pub fn writer_event_id(prefix: &str, n: u64) -> uuid::Uuid {
+    let hash = prefix.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    uuid::Uuid::from_u64_pair(hash, n)
+}

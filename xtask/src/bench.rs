@@ -5,7 +5,7 @@
 use zt_testkit::Durability;
 
 use crate::postgres::TestServer;
-use crate::shell::{cargo, root, run as run_step};
+use crate::shell::{cargo, root, run as run_step, target_dir};
 
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let quick = match args {
@@ -22,7 +22,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         .url
         .clone()
         .ok_or("the benchmarks need PostgreSQL; ZT_SKIP_POSTGRES=1 cannot skip them")?;
-    let binary = root().join("target/release/zt-bench");
+    let binary = target_dir().join("release/zt-bench");
     let mut bench = std::process::Command::new(binary);
     bench
         .current_dir(root())

@@ -41,5 +41,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     )?;
     // Verified: each crate builds from its own package, migrations included.
     run_step("packaging", cargo().args(["package", "--workspace", "--allow-dirty"]))?;
+    // The service under load through a PostgreSQL restart: no audit row lost.
+    crate::soak::run(&["--minutes".to_owned(), "1".to_owned()])?;
     Ok(())
 }

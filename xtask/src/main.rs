@@ -8,11 +8,15 @@
 //!   migrations, both sets or one (default URL: the README's SQLite file).
 //! - `bench [--quick]`: the performance targets beside their raw baselines;
 //!   writes `target/zt-bench/results.json` and `BENCHMARKS.md`.
+//! - `soak [--minutes N]`: the example HTTP service under mixed load for N
+//!   minutes (default 10) while PostgreSQL restarts; reports latency per
+//!   minute, memory growth and lost audit rows (which fail it) in
+//!   `BENCHMARKS.md`.
 //! - `consumers`: `cargo check` of each package under `tests/consumers/`,
 //!   small crates outside the workspace that use the zt crates with one
 //!   combination of features each.
 //! - `ci`: what `.ci/run` runs: `test`, each backend feature alone, the
-//!   consumers, docs with warnings denied, packaging.
+//!   consumers, docs with warnings denied, packaging, a 1-minute soak.
 #![forbid(unsafe_code)]
 // A task runner reports to the terminal.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -24,11 +28,12 @@ mod consumers;
 mod migrate;
 mod postgres;
 mod shell;
+mod soak;
 mod test;
 
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: cargo xtask <test [--no-lint] [-- FILTER...] | codegen [--check] | migrate [--database-url URL] [--only audit|sessions] | consumers | ci>";
+const USAGE: &str = "usage: cargo xtask <test [--no-lint] [-- FILTER...] | codegen [--check] | migrate [--database-url URL] [--only audit|sessions] | bench [--quick] | soak [--minutes N] | consumers | ci>";
 
 fn main() -> ExitCode {
     // Ctrl-C reaches every process in the foreground group. The children stop;
@@ -45,6 +50,7 @@ fn main() -> ExitCode {
         Some("consumers") => consumers::run(&rest),
         Some("ci") => ci::run(&rest),
         Some("bench") => bench::run(&rest),
+        Some("soak") => soak::run(&rest),
         Some("-h" | "--help") | None => {
             println!("{USAGE}");
             Ok(())

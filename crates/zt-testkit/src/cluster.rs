@@ -1,10 +1,8 @@
 //! A throwaway PostgreSQL cluster from the machine's PostgreSQL install.
 
-use std::io;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::server::{Server, Tools};
 
 /// How to install PostgreSQL, for the error when it is missing.
 pub const INSTALL_HINT: &str = "install the PostgreSQL server binaries (Debian/Ubuntu: `apt-get install postgresql`; \
@@ -17,7 +15,7 @@ pub const INSTALL_HINT: &str = "install the PostgreSQL server binaries (Debian/U
 #[error("{0}")]
 pub struct ClusterError(String);
 
-fn error(message: impl Into<String>) -> ClusterError {
+pub(crate) fn error(message: impl Into<String>) -> ClusterError {
     ClusterError(message.into())
 }
 
@@ -35,117 +33,44 @@ pub enum Durability {
 /// Dropping it stops the server and deletes the directory.
 #[derive(Debug)]
 pub struct PgCluster {
-    bin_dir: PathBuf,
-    data_dir: PathBuf,
+    server: Server,
     root_dir: PathBuf,
-    port: u16,
-    as_postgres_user: bool,
-    running: bool,
-    durability: Durability,
 }
 
 impl PgCluster {
     /// Finds the binaries, runs `initdb` (as the `postgres` user when running
     /// as root, because `initdb` refuses root) and starts the server.
     pub fn start(durability: Durability) -> Result<Self, ClusterError> {
-        let bin_dir =
-            find_bin_dir().ok_or_else(|| error(format!("no PostgreSQL server binaries found: {INSTALL_HINT}")))?;
-        let as_postgres_user = running_as_root();
-        let root_dir = std::env::temp_dir().join(format!("zt-pg-{}-{}", std::process::id(), unique_suffix()));
+        let tools = Tools::find()?;
+        let root_dir = tools.make_root_dir("pg")?;
         let data_dir = root_dir.join("data");
-        std::fs::create_dir_all(&root_dir).map_err(|e| error(format!("cannot create {}: {e}", root_dir.display())))?;
-        let mut cluster = Self {
-            bin_dir,
-            data_dir,
-            root_dir,
-            port: 0,
-            as_postgres_user,
-            running: false,
-            durability,
-        };
-        if as_postgres_user {
-            cluster.run_checked(Command::new("chown").arg("postgres:postgres").arg(&cluster.root_dir))?;
+        let mut server = Server::new(tools, data_dir, root_dir.clone(), root_dir.join("server.log"));
+        if durability == Durability::Fast {
+            server.set("fsync", "off");
+            server.set("synchronous_commit", "off");
+            server.set("full_page_writes", "off");
         }
-        let mut initdb = cluster.pg_command("initdb");
-        initdb.args([
-            "-A",
-            "trust",
-            "-U",
-            "postgres",
-            "-E",
-            "UTF8",
-            "--locale=C",
-            "--no-sync",
-            "-D",
-        ]);
-        initdb.arg(&cluster.data_dir);
-        cluster.run_checked(&mut initdb)?;
+        // From here on, dropping the cluster deletes the directory.
+        let mut cluster = Self { server, root_dir };
+        cluster.server.tools.initdb(&cluster.server.data_dir)?;
         cluster.start_server()?;
         Ok(cluster)
     }
 
     /// Starts the server again after [`PgCluster::stop`], on the same port.
     pub fn start_server(&mut self) -> Result<(), ClusterError> {
-        let mut last_error = None;
-        for _ in 0..5 {
-            if self.port == 0 || last_error.is_some() {
-                self.port = free_port()?;
-            }
-            match self.try_start() {
-                Ok(()) => {
-                    self.running = true;
-                    return Ok(());
-                }
-                Err(e) => last_error = Some(e),
-            }
-        }
-        Err(last_error.unwrap_or_else(|| error("postgres did not start")))
-    }
-
-    fn try_start(&self) -> Result<(), ClusterError> {
-        let mut options = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -k {} -c max_connections=400",
-            self.port,
-            self.root_dir.display()
-        );
-        if self.durability == Durability::Fast {
-            options.push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
-        }
-        let mut start = self.pg_command("pg_ctl");
-        start
-            .arg("-D")
-            .arg(&self.data_dir)
-            .arg("-l")
-            .arg(self.root_dir.join("server.log"));
-        start.args(["-w", "-t", "60", "-o", &options, "start"]);
-        self.run_checked(&mut start).map_err(|e| {
-            let log = std::fs::read_to_string(self.root_dir.join("server.log")).unwrap_or_default();
-            error(format!("{e}\nserver log:\n{log}"))
-        })
+        self.server.start(true)
     }
 
     /// Stops the server, keeping its data: the fault-injection tests stop and
     /// restart it under load.
     pub fn stop(&mut self) -> Result<(), ClusterError> {
-        self.stop_with("fast")
+        self.server.stop("fast")
     }
 
     /// Stops the server at once, as a crash would (`pg_ctl -m immediate`).
     pub fn kill(&mut self) -> Result<(), ClusterError> {
-        self.stop_with("immediate")
-    }
-
-    fn stop_with(&mut self, mode: &str) -> Result<(), ClusterError> {
-        if !self.running {
-            return Ok(());
-        }
-        let mut stop = self.pg_command("pg_ctl");
-        stop.arg("-D")
-            .arg(&self.data_dir)
-            .args(["-w", "-t", "60", "-m", mode, "stop"]);
-        self.run_checked(&mut stop)?;
-        self.running = false;
-        Ok(())
+        self.server.stop("immediate")
     }
 
     /// The URL of the `postgres` database as the `postgres` superuser.
@@ -155,47 +80,29 @@ impl PgCluster {
 
     /// The URL of another database on this cluster.
     pub fn url_for(&self, database: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+        self.server.url_for(database)
     }
 
     /// The server's port.
     pub fn port(&self) -> u16 {
-        self.port
+        self.server.port
     }
 
     /// Whether the server is running.
     pub fn is_running(&self) -> bool {
-        self.running
+        self.server.running
     }
 
     /// The directory with the binaries in use.
     pub fn bin_dir(&self) -> &Path {
-        &self.bin_dir
+        &self.server.tools.bin_dir
     }
 
-    fn pg_command(&self, program: &str) -> Command {
-        let program = self.bin_dir.join(program);
-        if self.as_postgres_user {
-            let mut command = Command::new("runuser");
-            command.args(["-u", "postgres", "--"]).arg(program);
-            command
-        } else {
-            Command::new(program)
-        }
-    }
-
-    fn run_checked(&self, command: &mut Command) -> Result<(), ClusterError> {
-        let output: io::Result<Output> = command.stdin(Stdio::null()).output();
-        match output {
-            Ok(output) if output.status.success() => Ok(()),
-            Ok(output) => Err(error(format!(
-                "{command:?} failed with {}: {}{}",
-                output.status,
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            ))),
-            Err(e) => Err(error(format!("cannot run {command:?}: {e}"))),
-        }
+    /// Runs `sql` on `database` with `psql` and returns what it printed:
+    /// unaligned rows, one a line, columns separated by `|`. For tools that
+    /// check a database without linking a PostgreSQL client library.
+    pub fn psql(&self, database: &str, sql: &str) -> Result<String, ClusterError> {
+        self.server.psql(database, sql)
     }
 }
 
@@ -228,28 +135,4 @@ pub fn find_bin_dir() -> Option<PathBuf> {
         return Some(bin);
     }
     std::env::split_paths(&std::env::var_os("PATH")?).find(|dir| has_tools(dir))
-}
-
-fn running_as_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|output| String::from_utf8_lossy(&output.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
-fn free_port() -> Result<u16, ClusterError> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| error(format!("no free loopback port: {e}")))?;
-    listener
-        .local_addr()
-        .map(|address| address.port())
-        .map_err(|e| error(e.to_string()))
-}
-
-fn unique_suffix() -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!("{nanos:x}")
 }

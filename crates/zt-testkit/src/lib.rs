@@ -2,6 +2,8 @@
 //!
 //! - [`PgCluster`]: a throwaway PostgreSQL server from the machine's install,
 //!   which `cargo xtask test` and the fault-injection tests start.
+//! - [`PgReplicaPair`]: a primary with a synchronous streaming standby, for
+//!   failover tests: stop the primary, promote the standby.
 //! - [`TestDatabase`]: a fresh database per test on SQLite or PostgreSQL, and
 //!   [`backend_tests!`] to run one test body on both.
 //!
@@ -18,7 +20,10 @@
 mod cluster;
 #[cfg(feature = "databases")]
 mod databases;
+mod replica;
+mod server;
 
 pub use cluster::{ClusterError, Durability, INSTALL_HINT, PgCluster, find_bin_dir};
 #[cfg(feature = "databases")]
 pub use databases::{Backend, DATABASE_URL, TestDatabase, skip_postgres};
+pub use replica::{PgReplicaPair, STANDBY_NAME};
