@@ -11,7 +11,9 @@
 //! - [`SignedCheckpoint`]: an Ed25519-signed statement about the chain, kept
 //!   outside the database, which makes deleting the newest rows detectable.
 //! - [`Pipeline`]: a background batched writer with a durable local spool,
-//!   for throughput; it replays the spool after an outage or a crash.
+//!   for throughput; it replays the spool after an outage or a crash. Spool
+//!   records are authenticated with a key derived from the chain key, and a
+//!   damaged segment loses only its damaged records and is kept aside.
 //! - [`MIGRATIONS`] and [`run_migrations`] create the tables; the SQL is in
 //!   the workspace's `migrations/` and is embedded here.
 //!
@@ -178,7 +180,10 @@ pub use checkpoint::{CHECKPOINT_VERSION, ChainState, Checkpoint, SignedCheckpoin
 pub use error::{Error, ErrorKind, Result, classify};
 pub use key::{ChainKey, KEY_ENV, generate_signing_key, signing_key_from_file, verifying_key_from_file};
 pub use log::{AuditLog, DEFAULT_CHAINS};
-pub use pipeline::{Overflow, Pipeline, PipelineConfig, PipelineStats, SubmitMode, TornTail};
+pub use pipeline::{
+    Overflow, Pipeline, PipelineConfig, PipelineStats, SpoolDamage, SpoolDamageKind, SpoolSegment, SubmitMode,
+    encode_spool_segment, read_spool_segment,
+};
 pub use query::{AuditFilter, AuditRecord, Cursor, DamagedField, Order, Page, PageRequest};
 pub use table::{TextTable, records_table};
 pub use verify::{Finding, TamperKind, VerifyReport};

@@ -206,7 +206,7 @@ impl AuditLog {
         Self::build(pool.into(), None, String::new(), 1)
     }
 
-    fn chain(&self) -> Result<&Chain> {
+    pub(crate) fn chain(&self) -> Result<&Chain> {
         self.inner.chain.as_ref().ok_or_else(|| {
             Error::new(
                 ErrorKind::InvalidKey,
