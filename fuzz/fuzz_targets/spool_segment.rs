@@ -67,7 +67,9 @@ fuzz_target!(|data: &[u8]| {
     // A genuine segment damaged by the input, read as (position, xor)
     // pairs after a first byte that may cut the segment short.
     let (events, bytes, starts) = genuine();
-    let Some((&cut, edits)) = data.split_first() else { return };
+    let Some((&cut, edits)) = data.split_first() else {
+        return;
+    };
     let mut damaged = bytes.clone();
     let mut touched = vec![false; damaged.len()];
     for edit in edits.chunks_exact(3) {
@@ -77,7 +79,11 @@ fuzz_target!(|data: &[u8]| {
             touched[position] = true;
         }
     }
-    let length = if cut < 0x80 { damaged.len() } else { damaged.len() * usize::from(cut - 0x80) / 0x80 };
+    let length = if cut < 0x80 {
+        damaged.len()
+    } else {
+        damaged.len() * usize::from(cut - 0x80) / 0x80
+    };
     damaged.truncate(length);
     let read = read_spool_segment(key, &damaged[..]).expect("reading a slice cannot fail");
     check_damage(&read, damaged.len());
@@ -86,7 +92,10 @@ fuzz_target!(|data: &[u8]| {
     // all there and untouched is accepted.
     let mut written = events.iter();
     for event in &read.events {
-        assert!(written.any(|genuine| genuine == event), "an event that was never written was accepted");
+        assert!(
+            written.any(|genuine| genuine == event),
+            "an event that was never written was accepted"
+        );
     }
     for (index, &start) in starts.iter().enumerate() {
         let end = starts.get(index + 1).copied().unwrap_or(bytes.len());

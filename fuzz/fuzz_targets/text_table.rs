@@ -13,7 +13,9 @@ use libfuzzer_sys::fuzz_target;
 use zt_audit::TextTable;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&width, rest)) = data.split_first() else { return };
+    let Some((&width, rest)) = data.split_first() else {
+        return;
+    };
     let text = String::from_utf8_lossy(rest);
     // Cells separated by US, rows by RS: anything else is cell content.
     let rows: Vec<Vec<String>> = text
@@ -28,9 +30,15 @@ fuzz_target!(|data: &[u8]| {
         table.row(row.clone());
     }
     let rendered = table.render(usize::from(width));
-    assert_eq!(rendered.lines().count(), rows.len() + 1, "a cell added or removed a line");
+    assert_eq!(
+        rendered.lines().count(),
+        rows.len() + 1,
+        "a cell added or removed a line"
+    );
     assert!(
-        !rendered.chars().any(|c| c != '\n' && (c.is_control() || c == '\u{2028}' || c == '\u{2029}')),
+        !rendered
+            .chars()
+            .any(|c| c != '\n' && (c.is_control() || c == '\u{2028}' || c == '\u{2029}')),
         "a control character reached the output"
     );
 });
