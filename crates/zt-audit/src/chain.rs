@@ -93,6 +93,16 @@ impl Chain {
         Self { keyed }
     }
 
+    /// A key for another purpose, derived from the chain key: the HMAC of
+    /// `label` under it. Each label must be a distinct, NUL-terminated
+    /// domain that no row encoding starts with (rows start with
+    /// `zt-audit-chain\0`), so a derived key is never a MAC that is stored.
+    pub(crate) fn derive_key(&self, label: &[u8]) -> [u8; 32] {
+        let mut mac = self.keyed.clone();
+        mac.update(label);
+        mac.finalize().into_bytes().into()
+    }
+
     /// The MAC of `fields` chained to `prev_mac`.
     pub(crate) fn mac(&self, fields: &ChainFields<'_>, prev_mac: &[u8; 32]) -> [u8; 32] {
         let mut mac = self.keyed.clone();

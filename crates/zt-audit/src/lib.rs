@@ -13,7 +13,9 @@
 //! - [`SignedCheckpoint`]: an Ed25519-signed statement about the chain, kept
 //!   outside the database, which makes deleting the newest rows detectable.
 //! - [`Pipeline`]: a background batched writer with a durable local spool,
-//!   for throughput; it replays the spool after an outage or a crash.
+//!   for throughput; it replays the spool after an outage or a crash. Spool
+//!   records are authenticated with a key derived from the chain key, and a
+//!   damaged segment loses only its damaged records and is kept aside.
 //! - [`MIGRATIONS`] and [`run_migrations`] create the tables; the SQL is in
 //!   the workspace's `migrations/` and is embedded here.
 //!
@@ -128,6 +130,19 @@
 //! the newest rows of any chain is detected. Rows of a chain with no head
 //! were not written by zt, and are reported.
 //!
+//! The MAC covers parsed values, so verification also checks that each value
+//! is stored exactly as zt writes it: on SQLite, `created_at` in the
+//! fixed-width form of [`Timestamp`], `event_id` as a lowercase hyphenated
+//! UUID, addresses as Rust prints them and `client_ip_bin` derived from
+//! `client_ip`; on both, text that is valid UTF-8, `status` in lowercase, no
+//! NULL where zt writes a value, times within the years 1 to 9999 and host
+//! addresses without a network prefix. A value in another form (the same
+//! instant written `2026-11-29 12:00:00.000000Z`, say, which would sort first
+//! and drop out of `since` filters) is reported as
+//! [`TamperKind::Modified`], naming the field. Queries and exports never stop
+//! at such a row: they list it with the field marked in
+//! [`AuditRecord::damaged`].
+//!
 //! # Feature flags
 //!
 //! - `sqlite` (default): the SQLite backend.
@@ -158,6 +173,7 @@ mod query;
 mod schema;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+mod stored;
 mod table;
 mod verify;
 
@@ -168,8 +184,11 @@ pub use error::{Error, ErrorKind, Result, classify};
 pub use follow::{FollowCursor, RowVerifier};
 pub use key::{ChainKey, KEY_ENV, generate_signing_key, signing_key_from_file, verifying_key_from_file};
 pub use log::{AuditLog, DEFAULT_CHAINS};
-pub use pipeline::{Overflow, Pipeline, PipelineConfig, PipelineStats, SubmitMode, TornTail};
-pub use query::{AuditFilter, AuditRecord, Cursor, Order, Page, PageRequest};
+pub use pipeline::{
+    Overflow, Pipeline, PipelineConfig, PipelineStats, SpoolDamage, SpoolDamageKind, SpoolSegment, SubmitMode,
+    encode_spool_segment, read_spool_segment,
+};
+pub use query::{AuditFilter, AuditRecord, Cursor, DamagedField, Order, Page, PageRequest};
 pub use table::{TextTable, records_table};
 pub use verify::{Finding, TamperKind, VerifyReport};
 pub use zt_db::{AnyConnection, AsConnection, DbConnection, Pool, PoolConfig};

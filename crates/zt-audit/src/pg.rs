@@ -3,8 +3,10 @@
 use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
+use diesel::data_types::PgTimestamp;
+use diesel::deserialize::FromSql;
 use diesel::dsl::sql;
-use diesel::pg::Pg;
+use diesel::pg::{Pg, PgValue};
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::serialize::{IsNull, Output, ToSql};
@@ -18,6 +20,7 @@ use crate::chain::{CHAIN_VERSION, Chain, ChainFields};
 use crate::error::{Error, ErrorKind, Result};
 use crate::query::{AuditFilter, AuditRecord, Cursor, Order, Page, PageRequest};
 use crate::schema::pg::{audit_chain_head, audit_logs};
+use crate::stored::{Decoder, RawText};
 use crate::verify::VerifyRow;
 
 /// The columns read back.
@@ -27,77 +30,149 @@ fn selection() -> Selection {
     Row::as_select()
 }
 
+/// One row as stored: text as bytes, the time as PostgreSQL's microseconds
+/// (so that `infinity` or a year past 9999 is a damaged field, not a failed
+/// query), and every column zt always writes read as nullable.
+/// [`Row::decode`] makes sense of it.
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = audit_logs)]
 #[diesel(check_for_backend(Pg))]
 struct Row {
     id: i64,
-    event_id: Uuid,
-    created_at: DateTime<Utc>,
-    actor_kind: String,
-    user_id: Option<String>,
-    user_email: Option<String>,
-    action: String,
-    resource: String,
-    resource_id: Option<String>,
+    #[diesel(select_expression = audit_logs::event_id.nullable())]
+    #[diesel(select_expression_type = diesel::dsl::Nullable<audit_logs::event_id>)]
+    event_id: Option<Uuid>,
+    #[diesel(select_expression = audit_logs::created_at.nullable())]
+    #[diesel(select_expression_type = diesel::dsl::Nullable<audit_logs::created_at>)]
+    created_at: Option<PgTimestamp>,
+    #[diesel(select_expression = audit_logs::actor_kind.nullable())]
+    #[diesel(select_expression_type = diesel::dsl::Nullable<audit_logs::actor_kind>)]
+    actor_kind: Option<RawText>,
+    user_id: Option<RawText>,
+    user_email: Option<RawText>,
+    #[diesel(select_expression = audit_logs::action.nullable())]
+    #[diesel(select_expression_type = diesel::dsl::Nullable<audit_logs::action>)]
+    action: Option<RawText>,
+    #[diesel(select_expression = audit_logs::resource.nullable())]
+    #[diesel(select_expression_type = diesel::dsl::Nullable<audit_logs::resource>)]
+    resource: Option<RawText>,
+    resource_id: Option<RawText>,
     /// jsonb's own text, which is the canonical form the MAC covers.
-    #[diesel(select_expression = sql::<Text>("metadata::text"))]
-    #[diesel(select_expression_type = diesel::expression::SqlLiteral<Text>)]
-    metadata: String,
+    #[diesel(select_expression = sql::<Nullable<Text>>("metadata::text"))]
+    #[diesel(select_expression_type = diesel::expression::SqlLiteral<Nullable<Text>>)]
+    metadata: Option<RawText>,
     client_ip: Option<IpNetwork>,
     peer_ip: Option<IpNetwork>,
-    user_agent: Option<String>,
-    status: String,
-    error_code: Option<String>,
-    request_id: Option<String>,
-    chain_version: i16,
-    prev_mac: Vec<u8>,
-    mac: Vec<u8>,
-    chain_id: i16,
-    chain_seq: i64,
+    user_agent: Option<RawText>,
+    #[diesel(select_expression = audit_logs::status.nullable())]
+    #[diesel(select_expression_type = diesel::dsl::Nullable<audit_logs::status>)]
+    status: Option<RawText>,
+    error_code: Option<RawText>,
+    request_id: Option<RawText>,
+    #[diesel(select_expression = audit_logs::chain_version.nullable())]
+    #[diesel(select_expression_type = diesel::dsl::Nullable<audit_logs::chain_version>)]
+    chain_version: Option<i16>,
+    #[diesel(select_expression = audit_logs::prev_mac.nullable())]
+    #[diesel(select_expression_type = diesel::dsl::Nullable<audit_logs::prev_mac>)]
+    prev_mac: Option<Vec<u8>>,
+    #[diesel(select_expression = audit_logs::mac.nullable())]
+    #[diesel(select_expression_type = diesel::dsl::Nullable<audit_logs::mac>)]
+    mac: Option<Vec<u8>>,
+    #[diesel(select_expression = audit_logs::chain_id.nullable())]
+    #[diesel(select_expression_type = diesel::dsl::Nullable<audit_logs::chain_id>)]
+    chain_id: Option<i16>,
+    #[diesel(select_expression = audit_logs::chain_seq.nullable())]
+    #[diesel(select_expression_type = diesel::dsl::Nullable<audit_logs::chain_seq>)]
+    chain_seq: Option<i64>,
+}
+
+/// PostgreSQL text as the bytes sent, valid UTF-8 or not (a `SQL_ASCII`
+/// database stores any bytes).
+impl FromSql<Text, Pg> for RawText {
+    fn from_sql(value: PgValue<'_>) -> diesel::deserialize::Result<Self> {
+        Ok(Self(value.as_bytes().to_vec()))
+    }
+}
+
+/// Microseconds from the Unix epoch to PostgreSQL's, 2000-01-01.
+const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+
+/// An address stored as inet: a host address, not a network.
+fn host(d: &mut Decoder, field: &'static str, stored: Option<IpNetwork>) -> Option<IpAddr> {
+    let network = stored?;
+    let full = if network.is_ipv4() { 32 } else { 128 };
+    if network.prefix() != full {
+        d.noncanonical(field, &network.to_string(), &network.ip().to_string());
+    }
+    Some(network.ip())
 }
 
 impl Row {
-    fn into_verify_row(self) -> VerifyRow {
-        let (id, chain, seq) = (self.id, self.chain_id, self.chain_seq);
-        let prev_mac = mac_bytes(&self.prev_mac);
-        let mac = mac_bytes(&self.mac);
-        let record = self.decode(prev_mac, mac);
-        VerifyRow {
-            id,
-            chain,
-            seq,
-            prev_mac: prev_mac.unwrap_or_default(),
-            mac: mac.unwrap_or_default(),
-            record,
-            derived_ok: true,
+    /// Decodes the row, moving its strings. Whatever is not what zt writes
+    /// (bytes that are not UTF-8, a time out of range, a status in another
+    /// spelling, an address with a network prefix) is named in
+    /// [`AuditRecord::damaged`]; the row is never refused.
+    fn decode(self) -> AuditRecord {
+        let mut d = Decoder::default();
+        let event_id = self.event_id.unwrap_or_else(|| {
+            d.damage("event_id", "event_id is NULL");
+            Uuid::nil()
+        });
+        let created_at = match self.created_at {
+            Some(PgTimestamp(pg)) => pg
+                .checked_add(PG_EPOCH_MICROS)
+                .and_then(|micros| zt_types::Timestamp::from_unix_micros(micros).ok())
+                .unwrap_or_else(|| {
+                    let stored = match pg {
+                        i64::MAX => "infinity".to_owned(),
+                        i64::MIN => "-infinity".to_owned(),
+                        other => format!("{other} microseconds after 2000-01-01"),
+                    };
+                    d.damage(
+                        "created_at",
+                        format!("created_at is {stored}, outside the years 1 to 9999"),
+                    );
+                    zt_types::Timestamp::from_unix_micros(0).unwrap_or_else(|_| zt_types::Timestamp::now())
+                }),
+            None => {
+                d.damage("created_at", "created_at is NULL");
+                zt_types::Timestamp::from_unix_micros(0).unwrap_or_else(|_| zt_types::Timestamp::now())
+            }
+        };
+        let actor_kind = d.text("actor_kind", self.actor_kind);
+        let actor_kind = d.actor_kind(&actor_kind);
+        let status = d.text("status", self.status);
+        let status = d.status(&status);
+        let client_ip = host(&mut d, "client_ip", self.client_ip);
+        let peer_ip = host(&mut d, "peer_ip", self.peer_ip);
+        AuditRecord {
+            id: self.id,
+            event_id,
+            created_at,
+            actor_kind,
+            user_id: d.optional_text("user_id", self.user_id),
+            user_email: d.optional_text("user_email", self.user_email),
+            action: d.text("action", self.action),
+            resource: d.text("resource", self.resource),
+            resource_id: d.optional_text("resource_id", self.resource_id),
+            metadata: d.text("metadata", self.metadata),
+            client_ip,
+            peer_ip,
+            user_agent: d.optional_text("user_agent", self.user_agent),
+            status,
+            error_code: d.optional_text("error_code", self.error_code),
+            request_id: d.optional_text("request_id", self.request_id),
+            chain_version: d.integer("chain_version", self.chain_version),
+            chain: d.integer("chain_id", self.chain_id),
+            chain_seq: d.integer("chain_seq", self.chain_seq),
+            prev_mac: d.mac("prev_mac", self.prev_mac),
+            mac: d.mac("mac", self.mac),
+            damaged: d.finish(),
         }
     }
 
-    fn decode(self, prev_mac: Option<[u8; 32]>, mac: Option<[u8; 32]>) -> std::result::Result<AuditRecord, String> {
-        Ok(AuditRecord {
-            id: self.id,
-            event_id: self.event_id,
-            created_at: zt_types::Timestamp::from_chrono(self.created_at).map_err(|e| e.to_string())?,
-            actor_kind: zt_types::ActorKind::parse(&self.actor_kind).map_err(|e| e.to_string())?,
-            user_id: self.user_id,
-            user_email: self.user_email,
-            action: self.action,
-            resource: self.resource,
-            resource_id: self.resource_id,
-            metadata: self.metadata,
-            client_ip: self.client_ip.map(|net| net.ip()),
-            peer_ip: self.peer_ip.map(|net| net.ip()),
-            user_agent: self.user_agent,
-            status: self.status.parse().map_err(|e: zt_types::FieldError| e.to_string())?,
-            error_code: self.error_code,
-            request_id: self.request_id,
-            chain_version: self.chain_version,
-            chain: self.chain_id,
-            chain_seq: self.chain_seq,
-            prev_mac: prev_mac.ok_or("prev_mac is not 32 bytes")?,
-            mac: mac.ok_or("mac is not 32 bytes")?,
-        })
+    fn into_verify_row(self) -> VerifyRow {
+        VerifyRow::from(self.decode())
     }
 }
 
@@ -105,16 +180,8 @@ fn mac_bytes(bytes: &[u8]) -> Option<[u8; 32]> {
     bytes.try_into().ok()
 }
 
-fn decode_record(row: Row) -> Result<AuditRecord> {
-    let id = row.id;
-    let prev_mac = mac_bytes(&row.prev_mac);
-    let mac = mac_bytes(&row.mac);
-    row.decode(prev_mac, mac).map_err(|problem| {
-        Error::new(
-            ErrorKind::Decode,
-            format!("audit row {id} cannot be decoded: {problem}"),
-        )
-    })
+fn decode_record(row: Row) -> AuditRecord {
+    row.decode()
 }
 
 /// A host address as the inet it is stored as.

@@ -50,38 +50,67 @@ macro_rules! shared_queries {
         }
 
         /// One page in time order, keyset-paginated on `(created_at, id)`.
+        ///
+        /// A row whose stored time is damaged sorts where its stored value
+        /// does, which no cursor can name, so a page never ends on one: it
+        /// ends on the last row before it whose time is intact, or, when
+        /// the whole page is damaged, runs on (up to
+        /// [`PageRequest::MAX_LIMIT`] more rows) to the next intact one.
         pub(crate) fn query_page(conn: &mut $conn, filter: &AuditFilter, page: &PageRequest) -> Result<Page> {
-            let mut query = filtered(filter);
-            if let Some(cursor) = page.after {
-                let at = db_time(cursor.created_at);
-                query = match page.order {
-                    Order::OldestFirst => query.filter(
-                        audit_logs::created_at
-                            .gt(at.clone())
-                            .or(audit_logs::created_at.eq(at).and(audit_logs::id.gt(cursor.id))),
-                    ),
-                    Order::NewestFirst => query.filter(
-                        audit_logs::created_at
-                            .lt(at.clone())
-                            .or(audit_logs::created_at.eq(at).and(audit_logs::id.lt(cursor.id))),
-                    ),
-                };
-            }
-            query = match page.order {
-                Order::OldestFirst => query.order((audit_logs::created_at.asc(), audit_logs::id.asc())),
-                Order::NewestFirst => query.order((audit_logs::created_at.desc(), audit_logs::id.desc())),
+            let build = || {
+                let mut query = filtered(filter);
+                if let Some(cursor) = page.after {
+                    let at = db_time(cursor.created_at);
+                    query = match page.order {
+                        Order::OldestFirst => query.filter(
+                            audit_logs::created_at
+                                .gt(at.clone())
+                                .or(audit_logs::created_at.eq(at).and(audit_logs::id.gt(cursor.id))),
+                        ),
+                        Order::NewestFirst => query.filter(
+                            audit_logs::created_at
+                                .lt(at.clone())
+                                .or(audit_logs::created_at.eq(at).and(audit_logs::id.lt(cursor.id))),
+                        ),
+                    };
+                }
+                match page.order {
+                    Order::OldestFirst => query.order((audit_logs::created_at.asc(), audit_logs::id.asc())),
+                    Order::NewestFirst => query.order((audit_logs::created_at.desc(), audit_logs::id.desc())),
+                }
             };
-            let rows: Vec<Row> = query.limit(i64::from(page.limit) + 1).load(conn)?;
-            let mut records = rows.into_iter().map(decode_record).collect::<Result<Vec<_>>>()?;
             let limit = usize::try_from(page.limit).unwrap_or(usize::MAX);
-            let next = (records.len() > limit).then(|| {
-                records.truncate(limit);
-                records.last().map(Cursor::after)
-            });
-            Ok(Page {
-                records,
-                next: next.flatten(),
-            })
+            let rows: Vec<Row> = build().limit(i64::from(page.limit) + 1).load(conn)?;
+            let mut records: Vec<AuditRecord> = rows.into_iter().map(decode_record).collect();
+            if records.len() <= limit {
+                return Ok(Page { records, next: None });
+            }
+            let mut end = records[..limit].iter().rposition(|record| !record.time_damaged());
+            if end.is_none() {
+                let fetch = i64::from(page.limit) + i64::from(PageRequest::MAX_LIMIT) + 1;
+                let rows: Vec<Row> = build().limit(fetch).load(conn)?;
+                records = rows.into_iter().map(decode_record).collect();
+                let whole = usize::try_from(fetch).unwrap_or(usize::MAX);
+                if records.len() < whole {
+                    return Ok(Page { records, next: None });
+                }
+                end = records[..whole - 1]
+                    .iter()
+                    .rposition(|record| !record.time_damaged());
+            }
+            let Some(end) = end else {
+                return Err(Error::new(
+                    ErrorKind::Decode,
+                    format!(
+                        "more than {} rows in a row have a damaged time, so no page can end among them; \
+                         `zt audit verify` names them",
+                        PageRequest::MAX_LIMIT
+                    ),
+                ));
+            };
+            records.truncate(end + 1);
+            let next = records.last().map(Cursor::after);
+            Ok(Page { records, next })
         }
 
         /// How many rows match.

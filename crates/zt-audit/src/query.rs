@@ -14,7 +14,12 @@ use crate::error::{Error, ErrorKind};
 /// One stored audit row, as read back.
 ///
 /// Text fields are plain strings, not the checked types events are built
-/// from: a row is shown as stored, even if someone tampered with it.
+/// from: a row is shown as stored, even if someone tampered with it. A value
+/// that cannot be read as zt writes it (text that is not UTF-8, a time out
+/// of range, a status in another spelling) does not stop the query: it is
+/// listed in [`AuditRecord::damaged`], and the field holds a stand-in (the
+/// text with U+FFFD for invalid bytes, or a placeholder such as the nil UUID
+/// or the Unix epoch).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct AuditRecord {
@@ -62,6 +67,26 @@ pub struct AuditRecord {
     pub prev_mac: [u8; 32],
     /// This row's MAC.
     pub mac: [u8; 32],
+    /// The stored values that could not be read as zt writes them; empty for
+    /// an intact row. Verification reports such a row as modified.
+    pub damaged: Vec<DamagedField>,
+}
+
+/// A stored value of an [`AuditRecord`] that is not what zt writes: not
+/// valid UTF-8, NULL, unparseable, out of range, or in another text form.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct DamagedField {
+    /// The column, such as `user_agent`.
+    pub field: &'static str,
+    /// What is wrong with it, quoting the stored value escaped and cut short.
+    pub problem: String,
+}
+
+impl fmt::Display for DamagedField {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.problem)
+    }
 }
 
 impl AuditRecord {
@@ -69,12 +94,25 @@ impl AuditRecord {
     pub fn metadata_value(&self) -> serde_json::Value {
         serde_json::from_str(&self.metadata).unwrap_or(serde_json::Value::Null)
     }
+
+    /// Whether a stored value could not be read as zt writes it; see
+    /// [`AuditRecord::damaged`].
+    pub fn is_damaged(&self) -> bool {
+        !self.damaged.is_empty()
+    }
+
+    /// Whether the stored time is damaged: the row then sorts where its
+    /// stored value does, which no page cursor can name.
+    pub(crate) fn time_damaged(&self) -> bool {
+        self.damaged.iter().any(|damaged| damaged.field == "created_at")
+    }
 }
 
 impl Serialize for AuditRecord {
-    /// Serializes with the metadata as a JSON object and MACs as hex.
+    /// Serializes with the metadata as a JSON object and MACs as hex; a
+    /// damaged row also has `damaged`, the list of its damaged fields.
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut record = serializer.serialize_struct("AuditRecord", 21)?;
+        let mut record = serializer.serialize_struct("AuditRecord", 22)?;
         record.serialize_field("id", &self.id)?;
         record.serialize_field("event_id", &self.event_id)?;
         record.serialize_field("created_at", &self.created_at)?;
@@ -96,6 +134,11 @@ impl Serialize for AuditRecord {
         record.serialize_field("chain_seq", &self.chain_seq)?;
         record.serialize_field("prev_mac", &hex::encode(self.prev_mac))?;
         record.serialize_field("mac", &hex::encode(self.mac))?;
+        if self.is_damaged() {
+            record.serialize_field("damaged", &self.damaged)?;
+        } else {
+            record.skip_field("damaged")?;
+        }
         record.end()
     }
 }

@@ -1,9 +1,9 @@
 //! The SQLite backend.
 
-use std::net::IpAddr;
-
+use diesel::deserialize::FromSql;
 use diesel::prelude::*;
-use diesel::sqlite::Sqlite;
+use diesel::sql_types::Text;
+use diesel::sqlite::{Sqlite, SqliteValue};
 use uuid::Uuid;
 use zt_types::{AuditEvent, Timestamp};
 
@@ -13,133 +13,173 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::ip_key::{ip_key, ip_key_range};
 use crate::query::{AuditFilter, AuditRecord, Cursor, Order, Page, PageRequest};
 use crate::schema::sqlite::{audit_chain_head, audit_logs};
+use crate::stored::{Decoder, RawText, excerpt};
 use crate::verify::VerifyRow;
 
+/// One row as stored: text as bytes, and every column zt always writes read
+/// as nullable, so that a NULL written by someone who dropped a constraint
+/// is a damaged field, not a failed query. [`Row::decode`] makes sense of it.
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = audit_logs)]
 #[diesel(check_for_backend(Sqlite))]
 struct Row {
     id: i64,
-    event_id: String,
-    created_at: String,
-    actor_kind: String,
-    user_id: Option<String>,
-    user_email: Option<String>,
-    action: String,
-    resource: String,
-    resource_id: Option<String>,
-    metadata: String,
-    client_ip: Option<String>,
+    #[diesel(select_expression = audit_logs::event_id.nullable())]
+    #[diesel(select_expression_type = diesel::dsl::Nullable<audit_logs::event_id>)]
+    event_id: Option<RawText>,
+    #[diesel(select_expression = audit_logs::created_at.nullable())]
+    #[diesel(select_expression_type = diesel::dsl::Nullable<audit_logs::created_at>)]
+    created_at: Option<RawText>,
+    #[diesel(select_expression = audit_logs::actor_kind.nullable())]
+    #[diesel(select_expression_type = diesel::dsl::Nullable<audit_logs::actor_kind>)]
+    actor_kind: Option<RawText>,
+    user_id: Option<RawText>,
+    user_email: Option<RawText>,
+    #[diesel(select_expression = audit_logs::action.nullable())]
+    #[diesel(select_expression_type = diesel::dsl::Nullable<audit_logs::action>)]
+    action: Option<RawText>,
+    #[diesel(select_expression = audit_logs::resource.nullable())]
+    #[diesel(select_expression_type = diesel::dsl::Nullable<audit_logs::resource>)]
+    resource: Option<RawText>,
+    resource_id: Option<RawText>,
+    #[diesel(select_expression = audit_logs::metadata.nullable())]
+    #[diesel(select_expression_type = diesel::dsl::Nullable<audit_logs::metadata>)]
+    metadata: Option<RawText>,
+    client_ip: Option<RawText>,
     client_ip_bin: Option<Vec<u8>>,
-    peer_ip: Option<String>,
-    user_agent: Option<String>,
-    status: String,
-    error_code: Option<String>,
-    request_id: Option<String>,
-    chain_version: i16,
-    prev_mac: Vec<u8>,
-    mac: Vec<u8>,
-    chain_id: i16,
-    chain_seq: i64,
+    peer_ip: Option<RawText>,
+    user_agent: Option<RawText>,
+    #[diesel(select_expression = audit_logs::status.nullable())]
+    #[diesel(select_expression_type = diesel::dsl::Nullable<audit_logs::status>)]
+    status: Option<RawText>,
+    error_code: Option<RawText>,
+    request_id: Option<RawText>,
+    #[diesel(select_expression = audit_logs::chain_version.nullable())]
+    #[diesel(select_expression_type = diesel::dsl::Nullable<audit_logs::chain_version>)]
+    chain_version: Option<i16>,
+    #[diesel(select_expression = audit_logs::prev_mac.nullable())]
+    #[diesel(select_expression_type = diesel::dsl::Nullable<audit_logs::prev_mac>)]
+    prev_mac: Option<Vec<u8>>,
+    #[diesel(select_expression = audit_logs::mac.nullable())]
+    #[diesel(select_expression_type = diesel::dsl::Nullable<audit_logs::mac>)]
+    mac: Option<Vec<u8>>,
+    #[diesel(select_expression = audit_logs::chain_id.nullable())]
+    #[diesel(select_expression_type = diesel::dsl::Nullable<audit_logs::chain_id>)]
+    chain_id: Option<i16>,
+    #[diesel(select_expression = audit_logs::chain_seq.nullable())]
+    #[diesel(select_expression_type = diesel::dsl::Nullable<audit_logs::chain_seq>)]
+    chain_seq: Option<i64>,
+}
+
+/// SQLite text as the bytes stored, valid UTF-8 or not.
+impl FromSql<Text, Sqlite> for RawText {
+    fn from_sql(mut value: SqliteValue<'_, '_, '_>) -> diesel::deserialize::Result<Self> {
+        Ok(Self(value.read_blob().to_vec()))
+    }
+}
+
+/// An `event_id` stored as text: a UUID in its lowercase,
+/// hyphenated form, or the nil UUID as a stand-in.
+fn uuid_text(d: &mut Decoder, text: &str) -> uuid::Uuid {
+    match uuid::Uuid::parse_str(text) {
+        Ok(uuid) => {
+            d.noncanonical("event_id", text, &uuid.hyphenated().to_string());
+            uuid
+        }
+        Err(_) => {
+            d.damage("event_id", format!("event_id {} is not a UUID", excerpt(text)));
+            uuid::Uuid::nil()
+        }
+    }
+}
+
+/// An address stored as text, in the form Rust prints it.
+fn ip_text(d: &mut Decoder, field: &'static str, text: Option<&str>) -> Option<std::net::IpAddr> {
+    let text = text?;
+    match text.parse::<std::net::IpAddr>() {
+        Ok(ip) => {
+            d.noncanonical(field, text, &ip.to_string());
+            Some(ip)
+        }
+        Err(_) => {
+            d.damage(field, format!("{field} {} is not an IP address", excerpt(text)));
+            None
+        }
+    }
 }
 
 fn mac_bytes(bytes: &[u8]) -> Option<[u8; 32]> {
     bytes.try_into().ok()
 }
 
-fn parse_ip(text: Option<&str>, field: &str) -> std::result::Result<Option<IpAddr>, String> {
-    text.map(|text| {
-        text.parse::<IpAddr>()
-            .map_err(|_| format!("{field} {text:?} is not an IP address"))
-    })
-    .transpose()
-}
-
 impl Row {
-    /// Decodes the row, moving its strings; also returns the stored
-    /// `client_ip_bin`, which verification compares with the decoded address.
-    fn decode(self) -> (std::result::Result<AuditRecord, String>, Option<Vec<u8>>) {
-        let Self {
-            id,
+    /// Decodes the row, moving its strings. Whatever is not what zt writes
+    /// (bytes that are not UTF-8, a time or an address in another text form,
+    /// a derived range key that disagrees with its address) is named in
+    /// [`AuditRecord::damaged`]; the row is never refused.
+    fn decode(self) -> AuditRecord {
+        let mut d = Decoder::default();
+        let event_id = d.text("event_id", self.event_id);
+        let event_id = uuid_text(&mut d, &event_id);
+        let created_at_text = d.text("created_at", self.created_at);
+        let created_at = match created_at_text.parse::<Timestamp>() {
+            Ok(at) => {
+                d.noncanonical("created_at", &created_at_text, &at.to_string());
+                at
+            }
+            Err(_) => {
+                d.damage(
+                    "created_at",
+                    format!("created_at {} is not a time", excerpt(&created_at_text)),
+                );
+                Timestamp::from_unix_micros(0).unwrap_or_else(|_| Timestamp::now())
+            }
+        };
+        let actor_kind = d.text("actor_kind", self.actor_kind);
+        let actor_kind = d.actor_kind(&actor_kind);
+        let client_ip = d.optional_text("client_ip", self.client_ip);
+        let client_ip = ip_text(&mut d, "client_ip", client_ip.as_deref());
+        // The derived range key must agree with the address it is derived from.
+        if self.client_ip_bin.as_deref() != client_ip.map(ip_key).as_ref().map(|key| &key[..]) {
+            d.damage("client_ip_bin", "client_ip_bin does not match client_ip");
+        }
+        let peer_ip = d.optional_text("peer_ip", self.peer_ip);
+        let peer_ip = ip_text(&mut d, "peer_ip", peer_ip.as_deref());
+        let status = d.text("status", self.status);
+        let status = d.status(&status);
+        AuditRecord {
+            id: self.id,
             event_id,
             created_at,
             actor_kind,
-            user_id,
-            user_email,
-            action,
-            resource,
-            resource_id,
-            metadata,
+            user_id: d.optional_text("user_id", self.user_id),
+            user_email: d.optional_text("user_email", self.user_email),
+            action: d.text("action", self.action),
+            resource: d.text("resource", self.resource),
+            resource_id: d.optional_text("resource_id", self.resource_id),
+            metadata: d.text("metadata", self.metadata),
             client_ip,
-            client_ip_bin,
             peer_ip,
-            user_agent,
+            user_agent: d.optional_text("user_agent", self.user_agent),
             status,
-            error_code,
-            request_id,
-            chain_version,
-            prev_mac,
-            mac,
-            chain_id,
-            chain_seq,
-        } = self;
-        let record = (|| {
-            Ok(AuditRecord {
-                id,
-                event_id: Uuid::parse_str(&event_id).map_err(|_| "event_id is not a UUID".to_owned())?,
-                created_at: created_at.parse::<Timestamp>().map_err(|e| e.to_string())?,
-                actor_kind: zt_types::ActorKind::parse(&actor_kind).map_err(|e| e.to_string())?,
-                user_id,
-                user_email,
-                action,
-                resource,
-                resource_id,
-                metadata,
-                client_ip: parse_ip(client_ip.as_deref(), "client_ip")?,
-                peer_ip: parse_ip(peer_ip.as_deref(), "peer_ip")?,
-                user_agent,
-                status: status.parse().map_err(|e: zt_types::FieldError| e.to_string())?,
-                error_code,
-                request_id,
-                chain_version,
-                chain: chain_id,
-                chain_seq,
-                prev_mac: mac_bytes(&prev_mac).ok_or("prev_mac is not 32 bytes")?,
-                mac: mac_bytes(&mac).ok_or("mac is not 32 bytes")?,
-            })
-        })();
-        (record, client_ip_bin)
+            error_code: d.optional_text("error_code", self.error_code),
+            request_id: d.optional_text("request_id", self.request_id),
+            chain_version: d.integer("chain_version", self.chain_version),
+            chain: d.integer("chain_id", self.chain_id),
+            chain_seq: d.integer("chain_seq", self.chain_seq),
+            prev_mac: d.mac("prev_mac", self.prev_mac),
+            mac: d.mac("mac", self.mac),
+            damaged: d.finish(),
+        }
     }
 
     fn into_verify_row(self) -> VerifyRow {
-        let (id, chain, seq) = (self.id, self.chain_id, self.chain_seq);
-        let prev_mac = mac_bytes(&self.prev_mac).unwrap_or_default();
-        let mac = mac_bytes(&self.mac).unwrap_or_default();
-        let (record, client_ip_bin) = self.decode();
-        // The derived range key must agree with the address it is derived from.
-        let derived_ok = record
-            .as_ref()
-            .is_ok_and(|record| client_ip_bin.as_deref() == record.client_ip.map(ip_key).as_ref().map(|key| &key[..]));
-        VerifyRow {
-            id,
-            chain,
-            seq,
-            prev_mac,
-            mac,
-            record,
-            derived_ok,
-        }
+        VerifyRow::from(self.decode())
     }
 }
 
-fn decode_record(row: Row) -> Result<AuditRecord> {
-    let id = row.id;
-    row.decode().0.map_err(|problem| {
-        Error::new(
-            ErrorKind::Decode,
-            format!("audit row {id} cannot be decoded: {problem}"),
-        )
-    })
+fn decode_record(row: Row) -> AuditRecord {
+    row.decode()
 }
 
 /// Every column is always bound (NULL, not DEFAULT), so the insert is one

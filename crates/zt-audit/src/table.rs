@@ -65,7 +65,8 @@ impl TextTable {
     }
 }
 
-/// Audit rows as a table: the columns an investigator reads first.
+/// Audit rows as a table: the columns an investigator reads first. A row
+/// with damaged fields (see [`AuditRecord::damaged`]) shows them beside its id.
 pub fn records_table(records: &[AuditRecord]) -> String {
     let mut table = TextTable::new(&[
         "ID",
@@ -89,8 +90,15 @@ pub fn records_table(records: &[AuditRecord]) -> String {
             None => record.resource.clone(),
         };
         let time = record.created_at.to_string();
+        // A damaged row says so, and which fields hold stand-ins.
+        let id = if record.is_damaged() {
+            let fields: Vec<&str> = record.damaged.iter().map(|damaged| damaged.field).collect();
+            format!("{} [damaged: {}]", record.id, fields.join(", "))
+        } else {
+            record.id.to_string()
+        };
         table.row(vec![
-            record.id.to_string(),
+            id,
             time.get(..19).unwrap_or(&time).replace('T', " "),
             actor,
             record.action.clone(),

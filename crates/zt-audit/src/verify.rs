@@ -96,8 +96,9 @@ impl VerifyReport {
     }
 }
 
-/// One stored row as the verifier sees it: the chain columns always, the
-/// rest decoded if possible.
+/// One stored row as the verifier sees it: the chain columns, and the row
+/// decoded with whatever could not be read as zt writes it named in
+/// [`AuditRecord::damaged`].
 #[derive(Debug)]
 pub(crate) struct VerifyRow {
     /// The row id.
@@ -107,11 +108,21 @@ pub(crate) struct VerifyRow {
     pub(crate) seq: i64,
     pub(crate) prev_mac: [u8; 32],
     pub(crate) mac: [u8; 32],
-    /// The decoded row, or why it could not be decoded.
-    pub(crate) record: std::result::Result<AuditRecord, String>,
-    /// Backend-specific derived columns agree with the row (SQLite's
-    /// `client_ip_bin`).
-    pub(crate) derived_ok: bool,
+    /// The decoded row.
+    pub(crate) record: AuditRecord,
+}
+
+impl From<AuditRecord> for VerifyRow {
+    fn from(record: AuditRecord) -> Self {
+        Self {
+            id: record.id,
+            chain: record.chain,
+            seq: record.chain_seq,
+            prev_mac: record.prev_mac,
+            mac: record.mac,
+            record,
+        }
+    }
 }
 
 pub(crate) fn fields_of(record: &AuditRecord) -> ChainFields<'_> {
@@ -140,12 +151,15 @@ pub(crate) fn fields_of(record: &AuditRecord) -> ChainFields<'_> {
 /// Whether the row's MAC matches its content and its stored predecessor MAC.
 /// `shift` recomputes as if the row sat `shift` positions later.
 pub(crate) fn self_consistent(chain: &Chain, row: &VerifyRow, shift: i64) -> bool {
-    let Ok(record) = &row.record else {
+    let record = &row.record;
+    // A value stored in another form than zt writes may still parse to what
+    // the MAC covers: it is tampering all the same.
+    if record.is_damaged() {
         return false;
-    };
+    }
     // Version 1 rows predate chains and belong to chain 1.
     let known_version = record.chain_version == CHAIN_VERSION || (record.chain_version == 1 && record.chain == 1);
-    if !known_version || !row.derived_ok || record.chain != row.chain || record.chain_seq != row.seq {
+    if !known_version || record.chain != row.chain || record.chain_seq != row.seq {
         return false;
     }
     let mut fields = fields_of(record);
@@ -312,8 +326,17 @@ fn classify(
         kind,
         detail: detail.to_owned(),
     };
-    if let Err(problem) = &row.record {
-        return finding(TamperKind::Modified, &format!("the row cannot be decoded: {problem}"));
+    if row.record.is_damaged() {
+        let problems: Vec<&str> = row
+            .record
+            .damaged
+            .iter()
+            .map(|damaged| damaged.problem.as_str())
+            .collect();
+        return finding(
+            TamperKind::Modified,
+            &format!("row {} holds values zt never writes: {}", row.id, problems.join("; ")),
+        );
     }
     let next_links_here = next.is_some_and(|next| next.prev_mac == row.mac);
     let next_links_over = next.is_some_and(|next| next.prev_mac == prev_mac);

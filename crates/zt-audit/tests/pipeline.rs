@@ -1,5 +1,6 @@
-//! The pipeline loses nothing: batching, spooling through outages, replay
-//! after a crash, damaged spool tails, full queues and full disks.
+//! The pipeline loses nothing and accepts nothing forged: batching, spooling
+//! through outages, replay after a crash, damaged and forged spool
+//! segments, spool permissions and names, full queues and full disks.
 // Tests unwrap: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout, clippy::print_stderr)]
 
@@ -13,7 +14,9 @@ use std::time::Duration;
 
 use support::{event, open, raw};
 use uuid::Uuid;
-use zt_audit::{AuditFilter, AuditLog, ErrorKind, Overflow, Pipeline, PipelineConfig, SubmitMode};
+use zt_audit::{
+    AuditFilter, AuditLog, ErrorKind, Overflow, Pipeline, PipelineConfig, SubmitMode, encode_spool_segment,
+};
 use zt_testkit::{Backend, TestDatabase};
 
 fn stored_event_ids(log: &AuditLog) -> HashSet<Uuid> {
@@ -126,36 +129,239 @@ fn torn_tail_keeps_the_good_records(db: &TestDatabase) {
     let pipeline = Pipeline::start(log.clone(), config).unwrap();
     pipeline.flush(Duration::from_secs(30)).unwrap();
     let stats = pipeline.shutdown(Duration::from_secs(30)).unwrap();
-    assert_eq!(stats.corrupt_tails, 1, "{stats:?}");
+    assert_eq!((stats.corrupt_tails, stats.quarantined), (1, 1), "{stats:?}");
     assert_eq!(log.count(&AuditFilter::new()).unwrap(), 50);
     assert!(log.verify().unwrap().is_valid());
+    assert_eq!(quarantined(db).len(), 1, "the torn segment is kept for inspection");
 }
 
-fn corrupt_record_is_reported_not_stored(db: &TestDatabase) {
+/// The files in the spool's quarantine folder.
+fn quarantined(db: &TestDatabase) -> Vec<PathBuf> {
+    let dir = spool_dir(db).join("quarantine");
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries.flatten().map(|entry| entry.path()).collect(),
+        Err(_) => Vec::new(),
+    };
+    files.sort();
+    files
+}
+
+/// Where each record of a spool segment starts: at its marker.
+fn record_starts(bytes: &[u8]) -> Vec<usize> {
+    (8..bytes.len().saturating_sub(3))
+        .filter(|&i| bytes[i..i + 4] == [0xff, b'Z', b'T', b'R'])
+        .collect()
+}
+
+/// Spools `count` events while the tables do not exist, then stops.
+fn spool_while_down(db: &TestDatabase, count: u32) -> (AuditLog, PipelineConfig) {
     let log = AuditLog::new(support::pool(db), &support::key());
     let config = PipelineConfig::new(spool_dir(db)).mode(SubmitMode::Spooled { fsync: false });
     let pipeline = Pipeline::start(log.clone(), config.clone()).unwrap();
-    for i in 0..10 {
+    for i in 0..count {
         pipeline.submit(event(i)).unwrap();
     }
     drop(pipeline);
-    // Flip one byte inside the last record: its checksum no longer matches.
-    let last = segments(&spool_dir(db)).pop().unwrap();
-    let mut bytes = std::fs::read(&last).unwrap();
-    let position = bytes.len() - 5;
-    bytes[position] ^= 0xff;
-    std::fs::write(&last, bytes).unwrap();
+    (log, config)
+}
+
+fn flipped_byte_loses_only_its_record(db: &TestDatabase) {
+    let (log, config) = spool_while_down(db, 10);
+    // Flip one byte inside the first record's payload: before, this lost
+    // the whole segment.
+    let segment = segments(&spool_dir(db)).pop().unwrap();
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let starts = record_starts(&bytes);
+    assert_eq!(starts.len(), 10);
+    bytes[starts[0] + 44 + 20] ^= 0x01;
+    std::fs::write(&segment, bytes).unwrap();
 
     log.migrate().unwrap();
     let pipeline = Pipeline::start(log.clone(), config).unwrap();
     pipeline.flush(Duration::from_secs(30)).unwrap();
     let stats = pipeline.shutdown(Duration::from_secs(30)).unwrap();
-    assert_eq!(stats.corrupt_tails, 1);
-    assert_eq!(
-        log.count(&AuditFilter::new()).unwrap(),
-        9,
-        "the records before the damage are kept"
+    assert_eq!((stats.corrupt_tails, stats.quarantined), (1, 1), "{stats:?}");
+    assert_eq!(stats.replayed, 9, "{stats:?}");
+    let stored = stored_event_ids(&log);
+    assert_eq!(stored.len(), 9, "every intact record is replayed");
+    assert!(
+        !stored.contains(&event(0).event_id().uuid()),
+        "only the damaged record is lost"
     );
+    assert!(log.verify().unwrap().is_valid());
+    assert!(segments(&spool_dir(db)).is_empty());
+    let kept = quarantined(db);
+    assert_eq!(kept.len(), 1, "the damaged segment is kept aside, not deleted");
+    assert_eq!(kept[0].file_name(), segment.file_name());
+    let inspected = zt_audit::read_spool_segment(&support::key(), std::fs::File::open(&kept[0]).unwrap()).unwrap();
+    assert_eq!((inspected.events.len(), inspected.damage.len()), (9, 1));
+    assert_eq!(inspected.damage[0].kind, zt_audit::SpoolDamageKind::FailsAuthentication);
+}
+
+/// An event as an attacker who writes JSON by hand would spool it: backdated,
+/// and with a clear-text password, which `AuditEvent::builder` would redact.
+fn planted_event() -> zt_audit::AuditEvent {
+    let genuine = event(999);
+    let mut json = serde_json::to_value(&genuine).unwrap();
+    json["created_at"] = "2020-01-01T00:00:00.000000Z".into();
+    json["action"] = "GRANT_ADMIN".into();
+    json["metadata"] = r#"{"password": "hunter2"}"#.into();
+    serde_json::from_value(json).unwrap()
+}
+
+/// A segment in the earlier format: records with a CRC and nothing else.
+fn legacy_segment(events: &[&zt_audit::AuditEvent]) -> Vec<u8> {
+    let mut bytes = b"ZTSPOOL1".to_vec();
+    for event in events {
+        let payload = serde_json::to_vec(event).unwrap();
+        bytes.extend_from_slice(&u32::try_from(payload.len()).unwrap().to_le_bytes());
+        bytes.extend_from_slice(&crc32(&payload).to_le_bytes());
+        bytes.extend_from_slice(&payload);
+    }
+    bytes
+}
+
+/// CRC-32 (IEEE), as the earlier spool format used.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for byte in bytes {
+        crc ^= u32::from(*byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+fn forged_segments_are_quarantined_not_replayed(db: &TestDatabase) {
+    let log = open(db);
+    for i in 0..5 {
+        log.record(&event(i)).unwrap();
+    }
+    let planted = planted_event();
+    assert!(planted.metadata().as_str().contains("hunter2"));
+    let dir = spool_dir(db);
+    std::fs::create_dir_all(&dir).unwrap();
+    // Written under a key the attacker made up, and in the old CRC-only format.
+    let stranger = zt_audit::ChainKey::from_bytes(&[7; 32]).unwrap();
+    std::fs::write(
+        dir.join("zt-audit-spool-00000000000000000001.log"),
+        encode_spool_segment(&stranger, std::slice::from_ref(&planted)).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("zt-audit-spool-00000000000000000002.log"),
+        legacy_segment(&[&planted]),
+    )
+    .unwrap();
+
+    let pipeline = Pipeline::start(log.clone(), PipelineConfig::new(&dir)).unwrap();
+    pipeline.flush(Duration::from_secs(30)).unwrap();
+    let stats = pipeline.shutdown(Duration::from_secs(30)).unwrap();
+    assert_eq!((stats.replayed, stats.written), (0, 0), "{stats:?}");
+    assert_eq!((stats.corrupt_tails, stats.quarantined), (2, 2), "{stats:?}");
+    assert!(!stored_event_ids(&log).contains(&planted.event_id().uuid()));
+    assert_eq!(log.count(&AuditFilter::new()).unwrap(), 5);
+    assert!(
+        log.verify().unwrap().is_valid(),
+        "the chain verifies without the forgery"
+    );
+    assert_eq!(quarantined(db).len(), 2);
+    assert!(segments(&dir).is_empty());
+}
+
+fn replay_redacts_again(db: &TestDatabase) {
+    let log = open(db);
+    let planted = planted_event();
+    let dir = spool_dir(db);
+    std::fs::create_dir_all(&dir).unwrap();
+    // Authentic (written under the log's own key), but built without redaction.
+    std::fs::write(
+        dir.join("zt-audit-spool-00000000000000000001.log"),
+        encode_spool_segment(&support::key(), std::slice::from_ref(&planted)).unwrap(),
+    )
+    .unwrap();
+    let pipeline = Pipeline::start(log.clone(), PipelineConfig::new(&dir)).unwrap();
+    pipeline.flush(Duration::from_secs(30)).unwrap();
+    let stats = pipeline.shutdown(Duration::from_secs(30)).unwrap();
+    assert_eq!((stats.replayed, stats.quarantined), (1, 0), "{stats:?}");
+    let page = log
+        .query(&AuditFilter::new(), &zt_audit::PageRequest::first(10))
+        .unwrap();
+    assert_eq!(page.records.len(), 1);
+    assert_eq!(page.records[0].metadata, r#"{"password": "[REDACTED]"}"#);
+}
+
+#[cfg(unix)]
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[cfg(unix)]
+fn spool_files_are_private(db: &TestDatabase) {
+    use std::os::unix::fs::PermissionsExt as _;
+    // A fresh spool: the directory 0700, segments 0600.
+    let (_, _) = spool_while_down(db, 3);
+    let dir = spool_dir(db);
+    assert_eq!(mode(&dir), 0o700);
+    let segment = segments(&dir).pop().unwrap();
+    assert_eq!(mode(&segment), 0o600);
+
+    // An existing directory and segment open to everyone are tightened.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::set_permissions(&segment, std::fs::Permissions::from_mode(0o666)).unwrap();
+    // (The tables still do not exist, so nothing replays the segment away.)
+    let down = AuditLog::new(support::pool(db), &support::key());
+    let pipeline = Pipeline::start(down, PipelineConfig::new(&dir)).unwrap();
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&segment), 0o600);
+    drop(pipeline);
+
+    // A replay policy these events fail, so that they are set aside in
+    // rejected.jsonl: kept, and private too.
+    let log = open(db);
+    let strict = zt_types::EventPolicy::new().max_metadata_bytes(8);
+    let pipeline = Pipeline::start(log.clone(), PipelineConfig::new(&dir).replay_policy(strict)).unwrap();
+    pipeline.flush(Duration::from_secs(30)).unwrap();
+    let stats = pipeline.shutdown(Duration::from_secs(30)).unwrap();
+    assert_eq!((stats.replayed, stats.rejected), (0, 3), "{stats:?}");
+    let rejected = dir.join("rejected.jsonl");
+    assert_eq!(mode(&rejected), 0o600);
+    assert_eq!(std::fs::read_to_string(&rejected).unwrap().lines().count(), 3);
+}
+
+#[cfg(not(unix))]
+fn spool_files_are_private(_db: &TestDatabase) {}
+
+fn malformed_segment_names_are_set_aside(db: &TestDatabase) {
+    let log = open(db);
+    let dir = spool_dir(db);
+    std::fs::create_dir_all(&dir).unwrap();
+    let segment = encode_spool_segment(&support::key(), &[event(1)]).unwrap();
+    // The largest id: the next segment's id would overflow.
+    std::fs::write(dir.join("zt-audit-spool-18446744073709551615.log"), &segment).unwrap();
+    // Too large for a u64, too short, and not digits.
+    std::fs::write(dir.join("zt-audit-spool-99999999999999999999.log"), &segment).unwrap();
+    std::fs::write(dir.join("zt-audit-spool-7.log"), &segment).unwrap();
+    std::fs::write(dir.join("zt-audit-spool-0000000000000000000x.log"), &segment).unwrap();
+    // Not named like a segment at all: left alone.
+    std::fs::write(dir.join("notes.txt"), b"operator notes").unwrap();
+
+    let config = PipelineConfig::new(&dir).mode(SubmitMode::Spooled { fsync: true });
+    let pipeline = Pipeline::start(log.clone(), config).unwrap();
+    pipeline.submit(event(2)).unwrap();
+    pipeline.flush(Duration::from_secs(30)).unwrap();
+    let stats = pipeline.shutdown(Duration::from_secs(30)).unwrap();
+    assert_eq!(stats.quarantined, 4, "{stats:?}");
+    assert_eq!(stats.written, 1, "the pipeline runs on: {stats:?}");
+    assert_eq!(quarantined(db).len(), 4);
+    assert!(dir.join("notes.txt").exists());
+    assert!(log.verify().unwrap().is_valid());
 }
 
 fn full_queue_blocks_then_tells_the_caller(db: &TestDatabase) {
@@ -276,7 +482,12 @@ fn full_disk_is_reported_to_the_caller(db: &TestDatabase) {
     assert!(error.to_string().contains("spool"), "{error}");
     if disk.is_some() {
         assert!(accepted > 0, "some events fit before the disk filled");
-        assert!(error.to_string().contains("No space left"), "{error}");
+        // The file system's words are the source, never repeated in Display.
+        let source = std::error::Error::source(&error)
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        assert!(source.contains("No space left"), "{error}: {source}");
+        assert!(!error.to_string().contains("No space left"), "{error}");
     }
     drop(pipeline);
 }
@@ -353,7 +564,11 @@ zt_testkit::backend_tests!(
     batches_from_four_threads,
     outage_spools_and_replays_in_order,
     torn_tail_keeps_the_good_records,
-    corrupt_record_is_reported_not_stored,
+    flipped_byte_loses_only_its_record,
+    forged_segments_are_quarantined_not_replayed,
+    replay_redacts_again,
+    spool_files_are_private,
+    malformed_segment_names_are_set_aside,
     full_queue_blocks_then_tells_the_caller,
     unwritable_spool_is_a_clear_error,
     full_disk_is_reported_to_the_caller,

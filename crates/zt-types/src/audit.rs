@@ -11,6 +11,7 @@ use crate::actor::Actor;
 use crate::canonical_json::to_canonical_string;
 use crate::error::{FieldError, FieldErrorKind};
 use crate::ids::{EventId, text_type};
+use crate::redact::{KeyClass, KeyRules, normalize_key, scrub_text};
 use crate::request::RequestContext;
 use crate::text::check_printable;
 use crate::timestamp::Timestamp;
@@ -209,39 +210,56 @@ pub const REDACTED: &str = "[REDACTED]";
 
 /// How metadata is cleaned and bounded before it is stored.
 ///
-/// - A member whose key, lowercased with everything but letters and digits
-///   removed, *contains* a redact word has its value replaced with
-///   [`REDACTED`]. The default words are `password`, `passwd`, `passphrase`,
-///   `secret`, `token`, `authorization`, `cookie`, `apikey`, `privatekey` and
-///   `credential`, so `api_key`, `X-Api-Key`, `accessToken` and `Set-Cookie`
-///   are all caught. Over-redaction is the safe side.
-/// - A member whose normalized key *equals* a hash word (default: `sessionid`,
-///   `sid`, `session`) has its value replaced with `sha256:<hex>`, so that
-///   sessions stay correlatable without storing them.
+/// Keys are matched case-insensitively, ignoring separators, in two ways
+/// (see the rules below): a *word* matches anywhere in the key with
+/// everything but ASCII letters and digits removed and lowercased
+/// (`X-Api-Key` reads `apikey`); a *token* matches one whole token of the key,
+/// where tokens are split at separators, at case changes and between letters
+/// and digits (`accessToken` is `access` + `token`, `x_auth` is `x` + `auth`).
+/// Short words that are parts of innocent words are tokens, so `auth` redacts
+/// `X-Auth` and `authToken` but not `author`, and `pass` redacts `db_pass`
+/// but not `passenger`.
+///
+/// - **Redaction.** A member whose key contains a redact word, or has a
+///   redact token, has its value replaced with [`REDACTED`], whatever the
+///   value (an object or an array too). The default words are `password`,
+///   `passwd`, `passphrase`, `passcode`, `pwd`, `secret`, `token`,
+///   `authorization`, `bearer`, `cookie`, `apikey`, `privatekey`, `accesskey`,
+///   `signingkey`, `encryptionkey`, `masterkey`, `sessionkey`, `credential`,
+///   `signature`, `jwt`, `csrf`, `xsrf`, and the cookie prefixes
+///   `aspsessionid`, `aspxauth`, `wordpressloggedin`, `wordpresssec`; the
+///   default tokens are `auth`, `pass`, `pin`, `otp`, `totp`, `hotp`, `cred`,
+///   `creds` and `sig`. So `api_key`, `x-api-key`, `refresh_token`,
+///   `id_token`, `client_secret`, `private_key`, `Set-Cookie`, `XSRF-TOKEN`,
+///   `user_password` and `.ASPXAUTH` are all caught. Over-redaction is the
+///   safe side.
+/// - **Hashing.** A member whose key ends with a hash word (default:
+///   `sessionid`, `sessid`), or whose last token is a hash token (default:
+///   `session`, `sess`, `sid`), has its value replaced with `sha256:<hex>`,
+///   so that sessions stay correlatable without being stored: `session_id`,
+///   `PHPSESSID`, `JSESSIONID`, `ASP.NET_SessionId`, `connect.sid`,
+///   `laravel_session`, `rack.session`, `ci_session`, `_myapp_session`.
+///   Hashing is checked before redaction.
+/// - **Name-value pairs.** An object with a name member (`name`, `key`,
+///   `header`, `field`, `param`) and a `value` or `values` member, such as a
+///   header list's `{"name": "Authorization", "value": "Bearer …"}`, has its
+///   value treated as if the name were its key; so does the second item of
+///   each `[name, value]` pair in an array made only of such pairs.
+/// - **Secrets inside strings.** Every string that is kept has URL
+///   credentials masked (`https://user:[REDACTED]@host`), the values of
+///   secret query, form and `key: value` parameters masked (`?token=…`,
+///   `&api_key=…`, `password=…`, `Authorization: …`, `"token": "…"`), and
+///   bearer tokens and JWTs masked ([`EventPolicy::scrub_strings`]).
 /// - NUL in strings and keys, which PostgreSQL cannot store, becomes U+FFFD.
 /// - Nesting is bounded (default 32 levels) and so is the canonical text
 ///   (default 16 KiB); over either bound is an error naming `metadata`.
 #[derive(Debug, Clone)]
 pub struct EventPolicy {
-    redact_words: Vec<String>,
-    hash_words: Vec<String>,
+    rules: KeyRules,
+    scrub_strings: bool,
     max_metadata_bytes: usize,
     max_depth: usize,
 }
-
-const DEFAULT_REDACT_WORDS: &[&str] = &[
-    "password",
-    "passwd",
-    "passphrase",
-    "secret",
-    "token",
-    "authorization",
-    "cookie",
-    "apikey",
-    "privatekey",
-    "credential",
-];
-const DEFAULT_HASH_WORDS: &[&str] = &["sessionid", "sid", "session"];
 
 static DEFAULT_POLICY: LazyLock<EventPolicy> = LazyLock::new(EventPolicy::new);
 
@@ -260,8 +278,8 @@ impl EventPolicy {
     /// The default policy.
     pub fn new() -> Self {
         Self {
-            redact_words: DEFAULT_REDACT_WORDS.iter().map(|w| (*w).to_owned()).collect(),
-            hash_words: DEFAULT_HASH_WORDS.iter().map(|w| (*w).to_owned()).collect(),
+            rules: KeyRules::defaults(),
+            scrub_strings: true,
             max_metadata_bytes: Self::DEFAULT_MAX_METADATA_BYTES,
             max_depth: Self::DEFAULT_MAX_DEPTH,
         }
@@ -272,21 +290,47 @@ impl EventPolicy {
         &DEFAULT_POLICY
     }
 
-    /// Adds a redact word; it is normalized like keys are.
+    /// Adds a redact word, matched anywhere in the normalized key.
     pub fn redact_key(mut self, word: &str) -> Self {
-        self.redact_words.push(normalize_key(word));
+        self.rules.redact_words.push(normalize_key(word));
         self
     }
 
-    /// Replaces the redact words.
+    /// Replaces the redact words, matched anywhere in the normalized key. The
+    /// redact tokens stay; see [`EventPolicy::redact_tokens`].
     pub fn redact_keys<'a>(mut self, words: impl IntoIterator<Item = &'a str>) -> Self {
-        self.redact_words = words.into_iter().map(normalize_key).collect();
+        self.rules.redact_words = words.into_iter().map(normalize_key).collect();
         self
     }
 
-    /// Replaces the hash words.
+    /// Adds a redact token, matched against each whole token of a key.
+    pub fn redact_token(mut self, token: &str) -> Self {
+        self.rules.redact_tokens.push(normalize_key(token));
+        self
+    }
+
+    /// Replaces the redact tokens.
+    pub fn redact_tokens<'a>(mut self, tokens: impl IntoIterator<Item = &'a str>) -> Self {
+        self.rules.redact_tokens = tokens.into_iter().map(normalize_key).collect();
+        self
+    }
+
+    /// Replaces the hash words, matched at the end of the normalized key.
     pub fn hash_keys<'a>(mut self, words: impl IntoIterator<Item = &'a str>) -> Self {
-        self.hash_words = words.into_iter().map(normalize_key).collect();
+        self.rules.hash_words = words.into_iter().map(normalize_key).collect();
+        self
+    }
+
+    /// Replaces the hash tokens, matched against a key's last token.
+    pub fn hash_tokens<'a>(mut self, tokens: impl IntoIterator<Item = &'a str>) -> Self {
+        self.rules.hash_tokens = tokens.into_iter().map(normalize_key).collect();
+        self
+    }
+
+    /// Whether secrets inside kept strings (URL credentials, secret query
+    /// parameters, bearer tokens, JWTs) are masked. Default: on.
+    pub fn scrub_strings(mut self, on: bool) -> Self {
+        self.scrub_strings = on;
         self
     }
 
@@ -303,6 +347,11 @@ impl EventPolicy {
         self
     }
 
+    /// Whether a member named `key` would be redacted, hashed or kept.
+    fn class_of(&self, key: &str) -> KeyClass {
+        self.rules.classify(key)
+    }
+
     fn apply(&self, value: &mut Value, depth: usize) -> Result<(), FieldError> {
         if depth > self.max_depth {
             return Err(FieldError::new(
@@ -311,23 +360,49 @@ impl EventPolicy {
             ));
         }
         match value {
-            Value::String(text) => replace_nul(text),
+            Value::String(text) => {
+                replace_nul(text);
+                if self.scrub_strings
+                    && let Some(scrubbed) = scrub_text(&self.rules, text)
+                {
+                    *text = scrubbed;
+                }
+            }
             Value::Array(items) => {
-                for item in items {
+                let pairs = !items.is_empty()
+                    && items
+                        .iter()
+                        .all(|item| matches!(item, Value::Array(pair) if pair.len() == 2 && pair[0].is_string()));
+                for item in items.iter_mut() {
+                    if pairs
+                        && let Value::Array(pair) = item
+                        && let Some(name) = pair[0].as_str()
+                    {
+                        let class = self.class_of(name);
+                        if class != KeyClass::Keep {
+                            pair[1] = conceal(class, &pair[1]);
+                        }
+                    }
                     self.apply(item, depth + 1)?;
                 }
             }
             Value::Object(members) => {
+                // A name-value pair: the name's class applies to the value.
+                let pair_class = members
+                    .iter()
+                    .find(|(key, _)| KeyRules::is_pair_name(key))
+                    .and_then(|(_, name)| name.as_str())
+                    .map_or(KeyClass::Keep, |name| self.class_of(name));
                 let entries = std::mem::take(members);
                 for (mut key, mut member) in entries {
                     replace_nul(&mut key);
-                    let normalized = normalize_key(&key);
-                    if self.hash_words.contains(&normalized) {
-                        member = Value::String(hash_value(&member));
-                    } else if self.redact_words.iter().any(|word| normalized.contains(word.as_str())) {
-                        member = Value::String(REDACTED.to_owned());
-                    } else {
-                        self.apply(&mut member, depth + 1)?;
+                    let class = match self.class_of(&key) {
+                        KeyClass::Keep if KeyRules::is_pair_value(&key) => pair_class,
+                        class => class,
+                    };
+                    match class {
+                        KeyClass::Keep => self.apply(&mut member, depth + 1)?,
+                        concealed => member = conceal(concealed, &member),
                     }
                     members.insert(key, member);
                 }
@@ -338,11 +413,12 @@ impl EventPolicy {
     }
 }
 
-fn normalize_key(key: &str) -> String {
-    key.chars()
-        .filter(char::is_ascii_alphanumeric)
-        .map(|c| c.to_ascii_lowercase())
-        .collect()
+/// The value that replaces a secret or a session id.
+fn conceal(class: KeyClass, value: &Value) -> Value {
+    match class {
+        KeyClass::Hash => Value::String(hash_value(value)),
+        KeyClass::Redact | KeyClass::Keep => Value::String(REDACTED.to_owned()),
+    }
 }
 
 fn replace_nul(text: &mut String) {
@@ -351,7 +427,19 @@ fn replace_nul(text: &mut String) {
     }
 }
 
+/// Whether `text` is already what [`hash_value`] makes, so that applying a
+/// policy twice changes nothing.
+fn is_hashed(text: &str) -> bool {
+    text.strip_prefix("sha256:")
+        .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+}
+
 fn hash_value(value: &Value) -> String {
+    if let Value::String(text) = value
+        && (is_hashed(text) || text == REDACTED)
+    {
+        return text.clone();
+    }
     let digest = match value {
         Value::String(text) => Sha256::digest(text.as_bytes()),
         other => Sha256::digest(to_canonical_string(other).as_bytes()),
@@ -450,6 +538,14 @@ impl AuditEvent {
     /// The error code, for failures and denials.
     pub fn error_code(&self) -> Option<&ErrorCodeName> {
         self.error_code.as_ref()
+    }
+
+    /// Applies `policy` to the metadata again: for an event read back from
+    /// outside the process, such as a spool file or an import, that may have
+    /// been built under fewer rules. Already redacted values stay redacted.
+    pub fn reapply_policy(mut self, policy: &EventPolicy) -> Result<Self, FieldError> {
+        self.metadata = Metadata::from_value(self.metadata.to_value(), policy)?;
+        Ok(self)
     }
 }
 
@@ -575,6 +671,78 @@ mod tests {
         let value = event.metadata().to_value();
         assert_eq!(value["session_id"].as_str().unwrap().len(), 7 + 64);
         assert_eq!(value["nested"]["list"][0]["accessToken"], REDACTED);
+    }
+
+    #[test]
+    fn header_lists_and_pairs_are_redacted_by_name() {
+        let event = builder()
+            .metadata(&json!({
+                "headers": [
+                    {"name": "Authorization", "value": "Basic c2VjcmV0"},
+                    {"name": "Accept", "value": "text/html"},
+                    {"key": "X-Api-Key", "values": ["k1", "k2"]},
+                    {"header": "Cookie", "value": "a=b"},
+                    {"name": "PHPSESSID", "value": "s1"},
+                ],
+                "pairs": [["Authorization", "Bearer abc"], ["Accept", "*/*"]],
+                "tags": ["token", "public"],
+            }))
+            .build()
+            .unwrap();
+        let value = event.metadata().to_value();
+        let headers = &value["headers"];
+        assert_eq!(headers[0]["value"], REDACTED);
+        assert_eq!(headers[1]["value"], "text/html");
+        assert_eq!(headers[2]["values"], REDACTED);
+        assert_eq!(headers[3]["value"], REDACTED);
+        assert!(headers[4]["value"].as_str().unwrap().starts_with("sha256:"));
+        assert_eq!(headers[0]["name"], "Authorization");
+        assert_eq!(value["pairs"][0][1], REDACTED);
+        assert_eq!(value["pairs"][1][1], "*/*");
+        // A plain list of strings is not a list of pairs.
+        assert_eq!(value["tags"], json!(["token", "public"]));
+    }
+
+    #[test]
+    fn secrets_inside_strings_are_masked() {
+        let event = builder()
+            .metadata(&json!({
+                "url": "https://ada:hunter2@example.com/cb?code=1&access_token=tok123&state=x",
+                "note": "retrying with password=p4ss",
+            }))
+            .build()
+            .unwrap();
+        let value = event.metadata().to_value();
+        assert_eq!(
+            value["url"],
+            "https://ada:[REDACTED]@example.com/cb?code=1&access_token=[REDACTED]&state=x"
+        );
+        assert_eq!(value["note"], "retrying with password=[REDACTED]");
+        let kept = builder()
+            .metadata(&json!({"url": "https://ada:hunter2@example.com/"}))
+            .build_with(&EventPolicy::new().scrub_strings(false))
+            .unwrap();
+        assert!(kept.metadata().as_str().contains("hunter2"));
+    }
+
+    #[test]
+    fn reapplying_a_policy_redacts_what_slipped_through() {
+        let lax = EventPolicy::new()
+            .redact_keys([])
+            .redact_tokens([])
+            .scrub_strings(false);
+        let event = builder()
+            .metadata(&json!({"password": "p", "auth": "a", "keep": "k"}))
+            .build_with(&lax)
+            .unwrap();
+        assert!(event.metadata().as_str().contains("\"p\""));
+        let again = event.reapply_policy(EventPolicy::default_ref()).unwrap();
+        assert_eq!(
+            again.metadata().as_str(),
+            r#"{"auth": "[REDACTED]", "keep": "k", "password": "[REDACTED]"}"#
+        );
+        let twice = again.clone().reapply_policy(EventPolicy::default_ref()).unwrap();
+        assert_eq!(twice, again);
     }
 
     #[test]

@@ -47,6 +47,7 @@ mod client_ip;
 mod clock;
 mod error;
 mod ids;
+mod redact;
 mod request;
 mod role;
 mod session;

@@ -1,6 +1,7 @@
 //! The pipeline: submit returns quickly, a background writer batches events
 //! into the database, and a durable spool keeps what the database cannot take
-//! yet. Nothing is dropped silently.
+//! yet. Nothing is dropped silently, and nothing is replayed from the spool
+//! that this log's key did not authenticate.
 
 mod spool;
 
@@ -11,12 +12,12 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender, TrySendError};
-use zt_types::AuditEvent;
+use zt_types::{AuditEvent, EventPolicy};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::log::AuditLog;
-use spool::Spool;
-pub use spool::TornTail;
+use spool::{Spool, SpoolKey};
+pub use spool::{SpoolDamage, SpoolDamageKind, SpoolSegment, encode_spool_segment, read_spool_segment};
 
 /// When `submit` may return.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +61,7 @@ pub struct PipelineConfig {
     segment_bytes: u64,
     retry_initial: Duration,
     retry_max: Duration,
+    replay_policy: EventPolicy,
 }
 
 impl PipelineConfig {
@@ -77,6 +79,7 @@ impl PipelineConfig {
             segment_bytes: 8 * 1024 * 1024,
             retry_initial: Duration::from_millis(100),
             retry_max: Duration::from_secs(5),
+            replay_policy: EventPolicy::new(),
         }
     }
 
@@ -125,6 +128,14 @@ impl PipelineConfig {
         self.retry_max = max.max(initial);
         self
     }
+
+    /// The policy applied again to the metadata of every event replayed
+    /// from the spool, before it is written. Default: the default
+    /// [`EventPolicy`], the one [`AuditEvent::builder`] applies.
+    pub fn replay_policy(mut self, policy: EventPolicy) -> Self {
+        self.replay_policy = policy;
+        self
+    }
 }
 
 /// Counters of a running pipeline. Each is also exported through the
@@ -150,8 +161,16 @@ pub struct PipelineStats {
     pub retries: u64,
     /// Events the database refused for good; they are in `rejected.jsonl`.
     pub rejected: u64,
-    /// Damaged spool tails found and skipped.
+    /// Damaged stretches of spool segments found and skipped: a torn tail, a
+    /// flipped byte, a record forged or written under another key. Each
+    /// usually costs one record; every intact record around it is replayed.
     pub corrupt_tails: u64,
+    /// Spool files moved to the spool's `quarantine/` folder: segments that
+    /// held damage (after their intact records were replayed), segments of
+    /// the earlier unauthenticated format, and files named like segments
+    /// with names the spool never hands out. They are kept for inspection
+    /// ([`read_spool_segment`]) and never deleted by the pipeline.
+    pub quarantined: u64,
     /// Events in the queue now.
     pub queue_depth: u64,
     /// Bytes in the spool now.
@@ -170,6 +189,7 @@ struct Counters {
     retries: AtomicU64,
     rejected: AtomicU64,
     corrupt_tails: AtomicU64,
+    quarantined: AtomicU64,
 }
 
 // Events are the common case; boxing them would allocate on every submit.
@@ -196,6 +216,27 @@ struct Shared {
 }
 
 /// A background audit writer with a durable spool.
+///
+/// # The spool
+///
+/// Each spooled event is one record, authenticated with an HMAC-SHA256
+/// under a key derived from the log's chain key, so someone who can write
+/// the spool directory but does not hold the chain key cannot plant an
+/// event: a record that fails authentication is never replayed. A damaged
+/// record (a flipped byte, a torn write, a forgery) is skipped alone; every
+/// intact record of its segment is replayed, and the segment is then moved
+/// to the `quarantine/` folder of the spool directory, counted in
+/// [`PipelineStats::corrupt_tails`] and [`PipelineStats::quarantined`], and
+/// logged. [`read_spool_segment`] reads a quarantined segment for
+/// inspection. Replayed events have their metadata redacted again
+/// ([`PipelineConfig::replay_policy`]).
+///
+/// The directory is created with mode 0700 and its files 0600; an existing
+/// directory open to others is tightened, or refused if others may write it
+/// and it cannot be. Segments of the earlier, unauthenticated format and
+/// files named like segments with names the spool never hands out are
+/// quarantined unread: drain the spool (shut down with the database
+/// reachable) before upgrading from a version that wrote them.
 ///
 /// ```
 /// use zt_audit::{AuditLog, ChainKey, Pipeline, PipelineConfig, SubmitMode};
@@ -233,17 +274,27 @@ impl Pipeline {
     /// Opens the spool and starts the writer. Events left in the spool by an
     /// earlier run are replayed first, in order, skipping any the database
     /// already has.
+    ///
+    /// Spool records are authenticated with a key derived from the log's
+    /// chain key, so `log` must hold the key ([`ErrorKind::InvalidKey`] for a
+    /// read-only handle), and a spool left by a run under another key is
+    /// quarantined, not replayed. The spool directory is created, or
+    /// tightened, to mode 0700; one that others may write and that cannot be
+    /// tightened is refused with [`ErrorKind::Spool`].
     pub fn start(log: AuditLog, config: PipelineConfig) -> Result<Self> {
         let fsync = matches!(config.mode, SubmitMode::Spooled { fsync: true });
-        let spool = Spool::open(&config.spool_dir, fsync, config.segment_bytes)?;
+        let key = SpoolKey::derive(log.chain()?);
+        let (spool, quarantined) = Spool::open(&config.spool_dir, key, fsync, config.segment_bytes)?;
         let (sender, queue) = crossbeam_channel::bounded(config.queue_capacity);
         let (done_tx, done) = crossbeam_channel::bounded(1);
         let needs_replay = AtomicBool::new(spool.has_sealed());
+        let counters = Counters::default();
+        counters.quarantined.store(quarantined, Ordering::Relaxed);
         let shared = Arc::new(Shared {
             log,
             spool,
             config,
-            counters: Counters::default(),
+            counters,
             needs_replay,
             failure: Mutex::new(None),
             queue,
@@ -381,6 +432,7 @@ impl Pipeline {
             retries: load(&c.retries),
             rejected: load(&c.rejected),
             corrupt_tails: load(&c.corrupt_tails),
+            quarantined: load(&c.quarantined),
             queue_depth: self.shared.queue.len() as u64,
             spool_bytes: self.shared.spool.bytes(),
         }
@@ -557,13 +609,16 @@ impl<'a> Writer<'a> {
         self.shared.spool.rotate()?;
         for segment in self.shared.spool.sealed() {
             let read = self.shared.spool.read(segment)?;
-            if let Some(torn) = &read.torn {
-                self.shared.counters.corrupt_tails.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!("zt_audit_pipeline_corrupt_tails_total").increment(1);
-                tracing::warn!(target: "zt::audit", path = %torn.path.display(), offset = torn.offset, reason = %torn.reason,
-                    kept = read.events.len(), "damaged spool tail skipped; the records before it are replayed");
+            // Redacted again: the spool is outside the process, and the
+            // event may have been built under fewer rules.
+            let mut events = Vec::with_capacity(read.events.len());
+            for event in read.events {
+                match event.clone().reapply_policy(&self.shared.config.replay_policy) {
+                    Ok(redacted) => events.push(redacted),
+                    Err(error) => self.reject(&event, &Error::from(error), None, "the replay policy"),
+                }
             }
-            for chunk in read.events.chunks(self.shared.config.batch_size) {
+            for chunk in events.chunks(self.shared.config.batch_size) {
                 match self.shared.log.record_batch(chunk) {
                     Ok(recorded) => self.count_written(&recorded, true),
                     Err(error) if is_transient(&error) => {
@@ -573,7 +628,11 @@ impl<'a> Writer<'a> {
                     Err(error) => self.reject_individually(chunk.to_vec(), &error),
                 }
             }
-            self.shared.spool.remove(segment);
+            if read.damage.is_empty() {
+                self.shared.spool.remove(segment);
+            } else {
+                self.quarantine(segment, &read.damage, events.len());
+            }
         }
         if self.degraded {
             tracing::info!(target: "zt::audit", "audit database reachable again; spool replayed");
@@ -581,6 +640,29 @@ impl<'a> Writer<'a> {
         self.degraded = false;
         self.backoff = self.shared.config.retry_initial;
         Ok(())
+    }
+
+    /// Sets a replayed segment that held damage aside, and reports each
+    /// damaged stretch.
+    fn quarantine(&self, segment: u64, damage: &[SpoolDamage], kept: usize) {
+        let counters = &self.shared.counters;
+        counters.corrupt_tails.fetch_add(damage.len() as u64, Ordering::Relaxed);
+        metrics::counter!("zt_audit_pipeline_corrupt_tails_total").increment(damage.len() as u64);
+        counters.quarantined.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("zt_audit_pipeline_quarantined_total").increment(1);
+        let moved = self.shared.spool.quarantine(segment);
+        let to = moved
+            .as_ref()
+            .map_or_else(ToString::to_string, |path| path.display().to_string());
+        for stretch in damage {
+            tracing::warn!(target: "zt::audit", segment, offset = stretch.offset, length = stretch.length,
+                reason = %stretch.kind, kept, quarantined_to = %to,
+                "damaged spool records skipped; every intact record of the segment was replayed, and the segment set aside");
+        }
+        if let Err(error) = moved {
+            tracing::error!(target: "zt::audit", segment, error = %error,
+                "a damaged spool segment could not be set aside; it stays in the spool and is read again at the next start");
+        }
     }
 
     fn count_written(&self, recorded: &[crate::backend::Recorded], replayed: bool) {
@@ -609,22 +691,24 @@ impl<'a> Writer<'a> {
                     self.enter_degraded(&error);
                     self.defer(vec![(event, None)]);
                 }
-                Err(error) => {
-                    self.shared.counters.rejected.fetch_add(1, Ordering::Relaxed);
-                    metrics::counter!("zt_audit_pipeline_rejected_total").increment(1);
-                    let path = self.shared.config.spool_dir.join("rejected.jsonl");
-                    let line = serde_json::json!({ "error": error.to_string(), "event": event });
-                    let saved = std::fs::OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(&path)
-                        .and_then(|mut file| std::io::Write::write_all(&mut file, format!("{line}\n").as_bytes()));
-                    tracing::error!(target: "zt::audit", event_id = %event.event_id(), error = %error,
-                        batch_error = %batch_error, saved_to = %path.display(), saved = saved.is_ok(),
-                        "the audit database refused an event");
-                }
+                Err(error) => self.reject(&event, &error, Some(batch_error), "the audit database"),
             }
         }
+    }
+
+    /// Sets aside an event that `by` refused for good, in `rejected.jsonl`
+    /// beside the spool (readable by its owner only).
+    fn reject(&self, event: &AuditEvent, error: &Error, batch_error: Option<&Error>, by: &str) {
+        self.shared.counters.rejected.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("zt_audit_pipeline_rejected_total").increment(1);
+        let path = self.shared.config.spool_dir.join("rejected.jsonl");
+        let line = serde_json::json!({ "error": error.to_string(), "event": event });
+        let saved = spool::private_file(&path, false)
+            .and_then(|mut file| std::io::Write::write_all(&mut file, format!("{line}\n").as_bytes()));
+        let batch_error = batch_error.map(ToString::to_string).unwrap_or_default();
+        tracing::error!(target: "zt::audit", event_id = %event.event_id(), error = %error,
+            batch_error = %batch_error, saved_to = %path.display(), saved = saved.is_ok(),
+            refused_by = by, "an audit event was refused and set aside");
     }
 
     /// Brings everything accepted so far into the database, retrying until

@@ -41,6 +41,24 @@ pub(crate) fn raw(db: &TestDatabase, sql: &str) -> Result<usize, diesel::result:
     }
 }
 
+/// Runs several statements on one connection of its own, such as a pragma
+/// and the statements it should apply to.
+pub(crate) fn raw_batch(db: &TestDatabase, sql: &str) {
+    use diesel::connection::SimpleConnection;
+    match db.backend() {
+        Backend::Sqlite => {
+            let path = db.url().trim_start_matches("sqlite://");
+            let mut conn = SqliteConnection::establish(path).unwrap();
+            conn.batch_execute(&format!("PRAGMA busy_timeout = 5000; {sql}"))
+                .unwrap();
+        }
+        Backend::Postgres => {
+            let mut conn = PgConnection::establish(db.url()).unwrap();
+            conn.batch_execute(sql).unwrap();
+        }
+    }
+}
+
 /// Turns the append-only triggers off, as a database superuser can.
 pub(crate) fn disable_triggers(db: &TestDatabase) {
     match db.backend() {
