@@ -130,14 +130,13 @@ impl AuditLog {
                 continue;
             }
             let last = head.seq.min(after.saturating_add(limit));
-            for row in self.with_store(|store| store.chain_range(head.chain, after, last))? {
-                rows.push(row.record.map_err(|problem| {
-                    Error::new(
-                        ErrorKind::Decode,
-                        format!("audit row {} cannot be decoded: {problem}", row.id),
-                    )
-                })?);
-            }
+            // A damaged row is shipped as stored, its damage listed; the
+            // verifier refuses it.
+            rows.extend(
+                self.with_store(|store| store.chain_range(head.chain, after, last))?
+                    .into_iter()
+                    .map(|row| row.record),
+            );
         }
         // Within a chain ids grow with positions, so each chain's rows stay a
         // prefix after its cursor whatever is cut here.
@@ -221,6 +220,13 @@ impl RowVerifier {
                 record.chain_seq,
                 TamperKind::Reordered,
                 format!("position {} came after position {last}", record.chain_seq),
+            ));
+        }
+        if let Some(damage) = record.damaged.first() {
+            return Err(finding(
+                record.chain_seq,
+                TamperKind::Modified,
+                format!("{}: {}", damage.field, damage.problem),
             ));
         }
         let known_version = record.chain_version == CHAIN_VERSION || (record.chain_version == 1 && chain == 1);
