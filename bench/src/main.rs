@@ -472,7 +472,8 @@ fn batched_pg(admin_url: &str, scale: Scale, out: &std::path::Path) -> Result<(R
             let rows = diesel::sql_query(format!(
                 "SELECT id, event_id, created_at, actor_kind, user_id, user_email, action, resource, resource_id, \
                  metadata::text AS metadata, client_ip, peer_ip, user_agent, status, error_code, request_id, \
-                 chain_version, prev_mac, mac FROM audit_logs WHERE id > {after} AND id <= {} ORDER BY id",
+                 chain_version, prev_mac, mac, chain_id, chain_seq FROM audit_logs WHERE id > {after} AND id <= {} \
+                 ORDER BY id",
                 after + 5000
             ))
             .load::<RawRead>(&mut raw_conn)
@@ -535,6 +536,10 @@ struct RawRead {
     prev_mac: Vec<u8>,
     #[diesel(sql_type = diesel::sql_types::Bytea)]
     mac: Vec<u8>,
+    #[diesel(sql_type = diesel::sql_types::Int2)]
+    chain_id: i16,
+    #[diesel(sql_type = diesel::sql_types::Int8)]
+    chain_seq: i64,
 }
 
 fn batched_sqlite(scale: Scale, out: &std::path::Path) -> Result<Row, BoxError> {

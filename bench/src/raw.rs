@@ -28,6 +28,8 @@ pub(crate) mod pg {
             chain_version -> Int2,
             prev_mac -> Bytea,
             mac -> Bytea,
+            chain_id -> Int2,
+            chain_seq -> Int8,
         }
     }
 
@@ -64,6 +66,8 @@ pub(crate) mod sqlite {
             chain_version -> SmallInt,
             prev_mac -> Binary,
             mac -> Binary,
+            chain_id -> SmallInt,
+            chain_seq -> BigInt,
         }
     }
 }
@@ -93,6 +97,8 @@ pub(crate) struct PgRow {
     chain_version: i16,
     prev_mac: Vec<u8>,
     mac: Vec<u8>,
+    chain_id: i16,
+    chain_seq: i64,
 }
 
 impl PgRow {
@@ -115,9 +121,11 @@ impl PgRow {
             status: event.status().as_str().to_owned(),
             error_code: event.error_code().map(ToString::to_string),
             request_id: context.request_id().map(ToString::to_string),
-            chain_version: 1,
+            chain_version: 2,
             prev_mac: vec![7; 32],
             mac: vec![9; 32],
+            chain_id: 1,
+            chain_seq: id,
         }
     }
 }
@@ -146,6 +154,8 @@ pub(crate) struct SqliteRow {
     chain_version: i16,
     prev_mac: Vec<u8>,
     mac: Vec<u8>,
+    chain_id: i16,
+    chain_seq: i64,
 }
 
 impl SqliteRow {
@@ -172,9 +182,11 @@ impl SqliteRow {
             status: event.status().as_str().to_owned(),
             error_code: event.error_code().map(ToString::to_string),
             request_id: context.request_id().map(ToString::to_string),
-            chain_version: 1,
+            chain_version: 2,
             prev_mac: vec![7; 32],
             mac: vec![9; 32],
+            chain_id: 1,
+            chain_seq: id,
         }
     }
 }
