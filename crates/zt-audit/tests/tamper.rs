@@ -22,12 +22,12 @@ fn seeded(db: &TestDatabase) -> AuditLog {
     log
 }
 
-fn assert_finding(log: &AuditLog, row_id: i64, kind: TamperKind) {
+fn assert_finding(log: &AuditLog, position: i64, kind: TamperKind) {
     let report = log.verify().unwrap();
     let finding = report
         .finding
-        .unwrap_or_else(|| panic!("tampering at row {row_id} went unnoticed"));
-    assert_eq!((finding.position, finding.kind), (row_id, kind), "{}", finding.detail);
+        .unwrap_or_else(|| panic!("tampering at position {position} went unnoticed"));
+    assert_eq!((finding.position, finding.kind), (position, kind), "{}", finding.detail);
 }
 
 /// Moves every row from `from` on by `by` positions, ids and chain

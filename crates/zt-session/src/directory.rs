@@ -147,7 +147,7 @@ pub struct SessionState {
 /// [`crate::Validator`].
 ///
 /// The reference implementation is [`UserStore`](crate::UserStore), on the
-/// reference `users` and `session_revocations` tables. An app with its own
+/// reference `zt_users` and `zt_session_revocations` tables. An app with its own
 /// users table implements this trait instead:
 ///
 /// - Read the user and the revocation *together*: one query, or one snapshot.

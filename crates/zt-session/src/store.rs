@@ -145,7 +145,7 @@ fn decode_ip(text: Option<String>) -> Result<Option<IpAddr>> {
 }
 
 /// The reference user store: a [`UserDirectory`] and [`RevocationStore`] on
-/// the `users` and `session_revocations` tables, with the admin operations
+/// the `zt_users` and `zt_session_revocations` tables, with the admin operations
 /// that keep sessions honest. Cloning shares the pool.
 ///
 /// Every admin operation that changes a user bumps the user's
