@@ -14,7 +14,7 @@ use zt_audit::{
 use zt_db::{DatabaseUrl, Pool, PoolConfig};
 use zt_types::{AuditStatus, Timestamp};
 
-use crate::output::{RECORD_COLUMNS, default_format, record_cells};
+use crate::output::{RECORD_COLUMNS, default_format, record_cells, spreadsheet_safe};
 use crate::{AuditCommand, ExportFormat, Filters, Format, KeyArgs, MigrationSetName, Outcome, when};
 
 fn connect(url: &str) -> Result<Pool> {
@@ -100,7 +100,7 @@ pub(crate) fn run(command: AuditCommand) -> Result<Outcome> {
                     let mut writer = csv::Writer::from_writer(std::io::stdout().lock());
                     writer.write_record(RECORD_COLUMNS)?;
                     for record in &page.records {
-                        writer.write_record(record_cells(record))?;
+                        writer.write_record(record_cells(record).iter().map(|cell| spreadsheet_safe(cell)))?;
                     }
                     writer.flush()?;
                 }
@@ -112,7 +112,8 @@ pub(crate) fn run(command: AuditCommand) -> Result<Outcome> {
             filters,
             format,
             output,
-        } => export(&database.database_url, &filters, format, output.as_deref()),
+            force,
+        } => export(&database.database_url, &filters, format, output.as_deref(), force),
         AuditCommand::Verify {
             database,
             key,
@@ -174,6 +175,26 @@ pub(crate) fn run(command: AuditCommand) -> Result<Outcome> {
 }
 
 /// Writes a key file readable by its owner only.
+/// An export's file: evidence with personal data in it, so readable by its
+/// owner only; an existing file, perhaps a key, is kept unless `force`.
+fn create_output(path: &Path, force: bool) -> Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).mode(0o600);
+    if force {
+        options.create(true).truncate(true);
+    } else {
+        options.create_new(true);
+    }
+    options.open(path).with_context(|| {
+        if path.exists() && !force {
+            format!("{} exists; pass --force to replace it", path.display())
+        } else {
+            format!("cannot create {}", path.display())
+        }
+    })
+}
+
 fn write_secret(path: &Path, text: &str) -> Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()
@@ -246,11 +267,11 @@ fn progress_bar(total: u64, what: &str) -> ProgressBar {
     bar
 }
 
-fn export(url: &str, filters: &Filters, format: ExportFormat, output: Option<&Path>) -> Result<Outcome> {
+fn export(url: &str, filters: &Filters, format: ExportFormat, output: Option<&Path>, force: bool) -> Result<Outcome> {
     let filter = build_filter(filters)?;
     let log = AuditLog::read_only(connect(url)?);
     let sink: Box<dyn Write> = match output {
-        Some(path) => Box::new(File::create(path).with_context(|| format!("cannot create {}", path.display()))?),
+        Some(path) => Box::new(create_output(path, force)?),
         None => Box::new(std::io::stdout().lock()),
     };
     let mut sink = BufWriter::new(sink);
@@ -268,7 +289,7 @@ fn export(url: &str, filters: &Filters, format: ExportFormat, output: Option<&Pa
             writer.write_record(RECORD_COLUMNS)?;
             let written = log.for_each(&filter, |record| {
                 writer
-                    .write_record(record_cells(record))
+                    .write_record(record_cells(record).iter().map(|cell| spreadsheet_safe(cell)))
                     .map_err(std::io::Error::from)?;
                 bar.inc(1);
                 Ok(())

@@ -100,9 +100,13 @@ enum AuditCommand {
         /// The output format.
         #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
         format: ExportFormat,
-        /// Write to this file instead of stdout.
+        /// Write to this file instead of stdout; it is created readable by its
+        /// owner only, and an existing file is kept unless `--force`.
         #[arg(long, short)]
         output: Option<PathBuf>,
+        /// Replace an existing output file.
+        #[arg(long, requires = "output")]
+        force: bool,
     },
     /// Prove the log was not altered, or name the first row that was.
     Verify {

@@ -56,3 +56,55 @@ pub(crate) fn record_cells(record: &AuditRecord) -> Vec<String> {
         record.event_id.to_string(),
     ]
 }
+
+/// A CSV cell that a spreadsheet opens as text, whoever wrote it:
+/// - control characters and bidirectional overrides are written as `\u{…}`
+///   escapes, so no cell moves the cursor, rings, or reorders what an
+///   investigator reads;
+/// - a cell that starts with `=`, `+`, `-`, `@`, a tab or a carriage return
+///   gets a leading `'` (OWASP's rule against CSV formula injection), so
+///   `=HYPERLINK(...)` in a user agent is shown, not run. A negative number
+///   such as `-5` is prefixed too, and reads `'-5`.
+///
+/// JSON output stays exact; only CSV is made safe this way.
+pub(crate) fn spreadsheet_safe(cell: &str) -> String {
+    let mut safe = String::with_capacity(cell.len() + 1);
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        safe.push('\'');
+    }
+    for character in cell.chars() {
+        if character.is_control() || is_bidi_control(character) {
+            safe.push_str(&format!("\\u{{{:04x}}}", u32::from(character)));
+        } else {
+            safe.push(character);
+        }
+    }
+    safe
+}
+
+/// The characters that reorder text around them: embeddings, overrides and
+/// isolates (U+202A–U+202E, U+2066–U+2069), and the directional marks.
+fn is_bidi_control(character: char) -> bool {
+    matches!(character, '\u{200e}' | '\u{200f}' | '\u{061c}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cells_are_spreadsheet_safe() {
+        assert_eq!(
+            spreadsheet_safe("=HYPERLINK(\"http://x\")"),
+            "'=HYPERLINK(\"http://x\")"
+        );
+        for start in ["+1", "-1", "@SUM(A1)", "\tx", "\rx"] {
+            assert!(spreadsheet_safe(start).starts_with('\''), "{start:?}");
+        }
+        assert_eq!(spreadsheet_safe("alice"), "alice");
+        assert_eq!(spreadsheet_safe("a\u{1b}[31mb\u{7}"), "a\\u{001b}[31mb\\u{0007}");
+        assert_eq!(spreadsheet_safe("x\r\ny"), "x\\u{000d}\\u{000a}y");
+        assert_eq!(spreadsheet_safe("abc\u{202e}fed"), "abc\\u{202e}fed");
+        assert_eq!(spreadsheet_safe("\tx"), "'\\u{0009}x");
+    }
+}

