@@ -460,55 +460,7 @@ impl Store for SqliteConnection {
         append(self, chain, event, scope == Scope::Own, target)
     }
 
-    fn append_batch(
-        &mut self,
-        chain: &Chain,
-        events: &[AuditEvent],
-        dedupe: bool,
-        target: Target,
-    ) -> Result<(Vec<Recorded>, Head)> {
-        append_batch(self, chain, events, dedupe, target)
-    }
-
-    fn find_event(&mut self, event_id: &Uuid) -> Result<Option<Recorded>> {
-        find_event(self, event_id)
-    }
-
-    fn read_heads(&mut self) -> Result<Vec<Head>> {
-        read_heads(self)
-    }
-
-    fn chain_ids(&mut self) -> Result<Vec<i16>> {
-        chain_ids(self)
-    }
-
-    fn query_page(&mut self, filter: &AuditFilter, page: &PageRequest) -> Result<Page> {
-        query_page(self, filter, page)
-    }
-
-    fn count(&mut self, filter: &AuditFilter) -> Result<u64> {
-        count(self, filter)
-    }
-
-    fn chain_range(&mut self, chain_id: i16, after: i64, last: i64) -> Result<Vec<VerifyRow>> {
-        chain_range(self, chain_id, after, last)
-    }
-
-    fn max_seq(&mut self, chain_id: i16) -> Result<Option<i64>> {
-        max_seq(self, chain_id)
-    }
-
-    fn mac_at(&mut self, chain_id: i16, seq: i64) -> Result<Option<[u8; 32]>> {
-        mac_at(self, chain_id, seq)
-    }
-
-    fn newest_row(&mut self) -> Result<Option<VerifyRow>> {
-        newest_row(self)
-    }
-
-    fn positions_at_id(&mut self, id: i64) -> Result<Vec<(i16, i64)>> {
-        positions_at_id(self, id)
-    }
+    crate::queries::delegated_store_methods!();
 
     fn ensure_chains(&mut self, _chains: i16) -> Result<()> {
         // Unpinned writers share chain 1, which the migration creates.
