@@ -231,7 +231,7 @@ fn another_key_is_refused_before_anything_is_written() {
     let data_dir = db.scratch_dir();
     run(&db, &data_dir);
     let args = ["--database-url", db.url(), "--data-dir", data_dir.to_str().unwrap()];
-    let other = "ab".repeat(32);
+    let other = "ab12".repeat(16);
     let output = launch_with(&args, Some(&other));
     let log = String::from_utf8(output.stderr).unwrap();
     assert_eq!(output.status.code(), Some(1), "{log}");

@@ -89,6 +89,8 @@ fn four_processes_write_one_log() {
         .unwrap();
     let key_file = db.scratch_dir().join("chain.key");
     std::fs::write(&key_file, zt_e2e::key().to_hex()).unwrap();
+    // A key file others can read is refused.
+    std::fs::set_permissions(&key_file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
 
     let children = WRITERS
         .iter()

@@ -19,8 +19,8 @@ fn keys() -> &'static (ChainKey, ChainKey) {
     static KEYS: OnceLock<(ChainKey, ChainKey)> = OnceLock::new();
     KEYS.get_or_init(|| {
         (
-            ChainKey::from_bytes(&[0x5a; 32]).expect("a 32-byte key"),
-            ChainKey::from_bytes(&[0xa5; 32]).expect("a 32-byte key"),
+            ChainKey::from_bytes(&(0x5a..0x5a + 32).collect::<Vec<u8>>()).expect("a 32-byte key"),
+            ChainKey::from_bytes(&(0xa5..0xa5 + 32).collect::<Vec<u8>>()).expect("a 32-byte key"),
         )
     })
 }

@@ -197,11 +197,11 @@ mod tests {
 
     #[test]
     fn mac_depends_on_every_input() {
-        let chain = Chain::new(&ChainKey::from_bytes(&[1; 32]).unwrap());
+        let chain = Chain::new(&ChainKey::from_bytes(&(1..1 + 32).collect::<Vec<u8>>()).unwrap());
         let base = chain.mac(&fields("{}"), &GENESIS_MAC);
         assert_ne!(base, chain.mac(&fields("{\"a\": 1}"), &GENESIS_MAC));
         assert_ne!(base, chain.mac(&fields("{}"), &[1; 32]));
-        let other_key = Chain::new(&ChainKey::from_bytes(&[2; 32]).unwrap());
+        let other_key = Chain::new(&ChainKey::from_bytes(&(2..2 + 32).collect::<Vec<u8>>()).unwrap());
         assert_ne!(base, other_key.mac(&fields("{}"), &GENESIS_MAC));
         // None and Some("") differ: the presence byte is covered.
         let mut empty_email = fields("{}");
@@ -254,7 +254,7 @@ mod tests {
 
     #[test]
     fn chain_and_version_are_covered() {
-        let chain = Chain::new(&ChainKey::from_bytes(&[1; 32]).unwrap());
+        let chain = Chain::new(&ChainKey::from_bytes(&(1..1 + 32).collect::<Vec<u8>>()).unwrap());
         let mut v2 = fields("{}");
         v2.version = 2;
         let base = chain.mac(&v2, &GENESIS_MAC);

@@ -22,12 +22,21 @@ pub const KEY_ENV: &str = "ZT_AUDIT_KEY";
 pub struct ChainKey(Vec<u8>);
 
 impl ChainKey {
-    /// Wraps raw key bytes.
+    /// Wraps raw key bytes: 32 to 64 of them, not all the same (a key such
+    /// as 32 zero bytes, a placeholder left in a configuration file, has no
+    /// entropy, and anyone could forge its MACs).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
         if !(32..=64).contains(&bytes.len()) {
             return Err(Error::new(
                 ErrorKind::InvalidKey,
                 format!("a chain key must be 32 to 64 bytes, not {}", bytes.len()),
+            ));
+        }
+        if bytes.windows(2).all(|pair| pair[0] == pair[1]) {
+            return Err(Error::new(
+                ErrorKind::InvalidKey,
+                "a chain key must not be one byte repeated: it has no entropy; \
+                 generate one with `zt audit keygen --chain-key FILE`",
             ));
         }
         Ok(Self(bytes.to_vec()))
@@ -50,15 +59,11 @@ impl ChainKey {
         Self::parse(&text)
     }
 
-    /// Reads the key from a file holding its text form.
+    /// Reads the key from a file holding its text form. On Unix a file that
+    /// its group or others can read is refused: the key would no longer be
+    /// the secret that the chain's protection rests on.
     pub fn from_file(path: &Path) -> Result<Self, Error> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Error::new(
-                ErrorKind::InvalidKey,
-                format!("cannot read key file {}: {e}", path.display()),
-            )
-        })?;
-        Self::parse(&text)
+        Self::parse(&read_secret_file(path, "chain")?)
     }
 
     /// Reads the key in `path`; on the very first start, when there is no
@@ -149,13 +154,44 @@ pub fn generate_signing_key() -> Result<SigningKey, Error> {
     Ok(SigningKey::from_bytes(&seed))
 }
 
-fn read_key_bytes(path: &Path, what: &str) -> Result<[u8; 32], Error> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+/// Reads a file that holds a secret, refusing one that others can read.
+fn read_secret_file(path: &Path, what: &str) -> Result<String, Error> {
+    let unreadable = |e: std::io::Error| {
         Error::new(
             ErrorKind::InvalidKey,
             format!("cannot read {what} key file {}: {e}", path.display()),
         )
-    })?;
+    };
+    let file = std::fs::File::open(path).map_err(unreadable)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = file.metadata().map_err(unreadable)?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(Error::new(
+                ErrorKind::InvalidKey,
+                format!(
+                    "the {what} key file {} has mode {mode:03o}; only its owner may read it (chmod 600)",
+                    path.display()
+                ),
+            ));
+        }
+    }
+    std::io::read_to_string(file).map_err(unreadable)
+}
+
+fn read_key_bytes(path: &Path, what: &str) -> Result<[u8; 32], Error> {
+    // A public key is no secret; a signing key is.
+    let text = if what == "public" {
+        std::fs::read_to_string(path).map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidKey,
+                format!("cannot read {what} key file {}: {e}", path.display()),
+            )
+        })?
+    } else {
+        read_secret_file(path, what)?
+    };
     let text = text.trim();
     let bytes = hex::decode(text)
         .ok()
@@ -180,13 +216,46 @@ mod tests {
 
     #[test]
     fn key_text_forms_and_bounds() {
-        let hex_key = "00".repeat(32);
+        let hex_key = "0001".repeat(16);
         assert!(ChainKey::parse(&hex_key).is_ok());
-        let b64 = base64::engine::general_purpose::STANDARD.encode([7u8; 48]);
+        let b64 = base64::engine::general_purpose::STANDARD.encode((0..48).collect::<Vec<u8>>());
         assert!(ChainKey::parse(&format!(" {b64}\n")).is_ok());
         assert_eq!(ChainKey::parse("abcd").unwrap_err().kind(), ErrorKind::InvalidKey);
         let key = ChainKey::generate().unwrap();
         assert!(!format!("{key:?}").contains(&key.to_hex()));
         assert_eq!(ChainKey::parse(&key.to_hex()).unwrap().id(), key.id());
+    }
+
+    #[test]
+    fn keys_without_entropy_are_refused() {
+        for byte in [0_u8, 0x5a, 0xff] {
+            for len in [32, 48, 64] {
+                let error = ChainKey::from_bytes(&vec![byte; len]).unwrap_err();
+                assert_eq!(error.kind(), ErrorKind::InvalidKey);
+                assert!(error.to_string().contains("no entropy"), "{error}");
+            }
+        }
+        assert!(ChainKey::parse(&"00".repeat(32)).is_err());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn key_files_others_can_read_are_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir().join(format!("zt-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("chain.key");
+        let _ = std::fs::remove_file(&path);
+        let key = ChainKey::load_or_create(&path).unwrap();
+        assert_eq!(ChainKey::from_file(&path).unwrap().id(), key.id());
+        for mode in [0o640, 0o604, 0o644] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let error = ChainKey::from_file(&path).unwrap_err().to_string();
+            assert!(error.contains("only its owner may read it"), "{error}");
+            assert!(!error.contains(&key.to_hex()), "{error}");
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(signing_key_from_file(&path).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

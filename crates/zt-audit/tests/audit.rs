@@ -350,7 +350,7 @@ fn a_changed_key_is_refused_before_anything_is_written(db: &TestDatabase) {
     use diesel::Connection;
     let log = open(db);
     log.record(&event(1)).unwrap();
-    let other = zt_audit::ChainKey::from_bytes(&[7; 32]).unwrap();
+    let other = zt_audit::ChainKey::from_bytes(&(7..7 + 32).collect::<Vec<u8>>()).unwrap();
     let wrong = AuditLog::new(support::pool(db), &other);
     let error = wrong.check_key().unwrap_err();
     assert_eq!(error.kind(), ErrorKind::InvalidKey);

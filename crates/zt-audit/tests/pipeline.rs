@@ -247,7 +247,7 @@ fn forged_segments_are_quarantined_not_replayed(db: &TestDatabase) {
     let dir = spool_dir(db);
     std::fs::create_dir_all(&dir).unwrap();
     // Written under a key the attacker made up, and in the old CRC-only format.
-    let stranger = zt_audit::ChainKey::from_bytes(&[7; 32]).unwrap();
+    let stranger = zt_audit::ChainKey::from_bytes(&(7..7 + 32).collect::<Vec<u8>>()).unwrap();
     std::fs::write(
         dir.join("zt-audit-spool-00000000000000000001.log"),
         encode_spool_segment(&stranger, std::slice::from_ref(&planted)).unwrap(),

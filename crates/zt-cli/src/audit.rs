@@ -55,9 +55,9 @@ pub(crate) fn migrate(url: &str, only: Option<MigrationSetName>) -> Result<Outco
         }
         let applied = pool.run_migrations(set).map_err(|e| anyhow!("{e}"))?;
         if applied.is_empty() {
-            println!("{parsed}: {label}: up to date, nothing to apply");
+            writeln!(std::io::stdout(), "{parsed}: {label}: up to date, nothing to apply")?;
         } else {
-            println!("{parsed}: {label}: applied {}", applied.join(", "));
+            writeln!(std::io::stdout(), "{parsed}: {label}: applied {}", applied.join(", "))?;
         }
     }
     Ok(Outcome::Ok)
@@ -86,10 +86,10 @@ pub(crate) fn run(command: AuditCommand) -> Result<Outcome> {
             match format.unwrap_or_else(default_format) {
                 Format::Table => {
                     let total = log.count(&filter).map_err(|e| anyhow!("{e}"))?;
-                    print!("{}", zt_audit::records_table(&page.records));
-                    println!("{} of {total} matching rows", page.records.len());
+                    write!(std::io::stdout(), "{}", zt_audit::records_table(&page.records))?;
+                    writeln!(std::io::stdout(), "{} of {total} matching rows", page.records.len())?;
                 }
-                Format::Json => println!("{}", serde_json::to_string_pretty(&page.records)?),
+                Format::Json => writeln!(std::io::stdout(), "{}", serde_json::to_string_pretty(&page.records)?)?,
                 Format::Jsonl => {
                     let mut out = std::io::stdout().lock();
                     for record in &page.records {
@@ -133,18 +133,21 @@ pub(crate) fn run(command: AuditCommand) -> Result<Outcome> {
             key,
             signing_key,
             out,
+            force,
         } => {
             let log = AuditLog::new(connect(&database.database_url)?, &chain_key(&key)?);
             let signing_key = signing_key_from_file(&signing_key).map_err(|e| anyhow!("{e}"))?;
+            // Opened before anything is signed, so a refusal costs nothing.
+            let mut file = create_output(&out, force)?;
             let checkpoint = log.checkpoint(&signing_key).map_err(|e| anyhow!("{e}"))?;
-            std::fs::write(&out, checkpoint.to_json() + "\n")
+            writeln!(file, "{}", checkpoint.to_json())
                 .with_context(|| format!("cannot write {}", out.display()))?;
-            println!(
+            writeln!(std::io::stdout(), 
                 "checkpoint of {} rows in {} chain(s) written to {}",
                 checkpoint.checkpoint.row_count,
                 checkpoint.checkpoint.heads().iter().filter(|head| head.seq > 0).count(),
                 out.display()
-            );
+            )?;
             Ok(Outcome::Ok)
         }
         AuditCommand::Tail(args) => crate::tail::run(&args),
@@ -156,18 +159,18 @@ pub(crate) fn run(command: AuditCommand) -> Result<Outcome> {
             if let Some(path) = chain_key {
                 let key = ChainKey::generate().map_err(|e| anyhow!("{e}"))?;
                 write_secret(&path, &key.to_hex())?;
-                println!("chain key {} written to {}", key.id(), path.display());
+                writeln!(std::io::stdout(), "chain key {} written to {}", key.id(), path.display())?;
             }
             if let (Some(secret), Some(public)) = (signing_key, public_key) {
                 let key = generate_signing_key().map_err(|e| anyhow!("{e}"))?;
                 write_secret(&secret, &hex::encode(key.to_bytes()))?;
-                std::fs::write(&public, hex::encode(key.verifying_key().as_bytes()) + "\n")
+                writeln!(create_output(&public, false)?, "{}", hex::encode(key.verifying_key().as_bytes()))
                     .with_context(|| format!("cannot write {}", public.display()))?;
-                println!(
+                writeln!(std::io::stdout(), 
                     "signing key written to {}, public key to {}",
                     secret.display(),
                     public.display()
-                );
+                )?;
             }
             Ok(Outcome::Ok)
         }
@@ -298,7 +301,8 @@ fn export(url: &str, filters: &Filters, format: ExportFormat, output: Option<&Pa
             written
         }
     }
-    .map_err(|e| anyhow!("{e}"))?;
+    // Kept whole, so that a closed stdout is still seen as one.
+    .map_err(anyhow::Error::new)?;
     sink.flush()?;
     bar.finish_and_clear();
     if let Some(path) = output {
@@ -345,10 +349,11 @@ fn verify(
     .map_err(|e| anyhow!("{e}"))?;
     bar.finish_and_clear();
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        writeln!(std::io::stdout(), "{}", serde_json::to_string_pretty(&report)?)?;
     } else {
         match &report.finding {
-            None => println!(
+            None => writeln!(
+                std::io::stdout(),
                 "OK: {} rows in {} chain(s) verified, every chain is intact{}",
                 report.rows_checked,
                 report.chains_checked,
@@ -357,11 +362,15 @@ fn verify(
                 } else {
                     ""
                 }
-            ),
-            Some(finding) => println!(
+            )?,
+            Some(finding) => writeln!(
+                std::io::stdout(),
                 "TAMPERED: chain {} position {}: {}: {}",
-                finding.chain, finding.position, finding.kind, finding.detail
-            ),
+                finding.chain,
+                finding.position,
+                finding.kind,
+                finding.detail
+            )?,
         }
     }
     Ok(if report.is_valid() {

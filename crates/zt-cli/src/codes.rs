@@ -1,5 +1,7 @@
 //! `zt codes list` and `zt codes show`.
 
+use std::io::Write as _;
+
 use anyhow::{Result, anyhow};
 use zt_error_codes::ErrorCode;
 
@@ -29,15 +31,16 @@ fn list(format: Format) -> Result<Outcome> {
                     info.public_message.to_owned(),
                 ]);
             }
-            print!("{}", table.render(80));
+            write!(std::io::stdout(), "{}", table.render(80))?;
         }
-        Format::Json => println!(
+        Format::Json => writeln!(
+            std::io::stdout(),
             "{}",
             serde_json::to_string_pretty(&ErrorCode::ALL.iter().map(|c| json(*c)).collect::<Vec<_>>())?
-        ),
+        )?,
         Format::Jsonl => {
             for code in ErrorCode::ALL {
-                println!("{}", json(*code));
+                writeln!(std::io::stdout(), "{}", json(*code))?;
             }
         }
         Format::Csv => {
@@ -79,15 +82,15 @@ fn show(reason: &str) -> Result<Outcome> {
     let code = ErrorCode::from_reason(&reason.trim().to_ascii_uppercase())
         .ok_or_else(|| anyhow!("unknown error code {reason:?}; `zt codes list` shows them all"))?;
     let info = code.info();
-    println!("{}", info.reason);
-    println!("  category:        {}", info.category);
-    println!("  severity:        {}", info.severity);
-    println!("  HTTP status:     {}", info.http_status);
-    println!("  retryable:       {}", if info.retryable { "yes" } else { "no" });
-    println!("  sign in again:   {}", if info.reauthenticate { "yes" } else { "no" });
-    println!("  public title:    {}", info.public_title);
-    println!("  public message:  {}", info.public_message);
-    println!("  meaning:         {}", info.description);
-    println!("  what to do:      {}", info.remediation);
+    writeln!(std::io::stdout(), "{}", info.reason)?;
+    writeln!(std::io::stdout(), "  category:        {}", info.category)?;
+    writeln!(std::io::stdout(), "  severity:        {}", info.severity)?;
+    writeln!(std::io::stdout(), "  HTTP status:     {}", info.http_status)?;
+    writeln!(std::io::stdout(), "  retryable:       {}", if info.retryable { "yes" } else { "no" })?;
+    writeln!(std::io::stdout(), "  sign in again:   {}", if info.reauthenticate { "yes" } else { "no" })?;
+    writeln!(std::io::stdout(), "  public title:    {}", info.public_title)?;
+    writeln!(std::io::stdout(), "  public message:  {}", info.public_message)?;
+    writeln!(std::io::stdout(), "  meaning:         {}", info.description)?;
+    writeln!(std::io::stdout(), "  what to do:      {}", info.remediation)?;
     Ok(Outcome::Ok)
 }

@@ -136,9 +136,12 @@ enum AuditCommand {
         /// The Ed25519 signing key (hex or base64).
         #[arg(long)]
         signing_key: PathBuf,
-        /// Where to write the checkpoint JSON.
+        /// Where to write the checkpoint JSON (created 0600).
         #[arg(long)]
         out: PathBuf,
+        /// Replace `--out` if it exists.
+        #[arg(long)]
+        force: bool,
     },
     /// Follow the log as rows commit: JSON Lines on stdout, or RFC 5424 syslog.
     ///
@@ -251,10 +254,12 @@ fn main() -> ExitCode {
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
         Ok(Outcome::Tampered) => ExitCode::from(1),
+        // The reader went away (`zt audit query | head`): nothing is wrong.
+        Err(error) if stdout_closed(&error) => ExitCode::SUCCESS,
         Err(error) => {
-            // One line, control characters escaped. zt's errors already carry
-            // their cause in their message, so the chain is not repeated.
-            let line = error.to_string();
+            // One line, control characters escaped, with the causes after
+            // the context: "--since: \"99d9\" has no known unit; ...".
+            let line = format!("{error:#}");
             eprintln!(
                 "zt: error: {}",
                 zt_types::neutralize(line.lines().next().unwrap_or("unknown error"))
@@ -262,4 +267,23 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Whether `error` is a write to a closed pipe, however it was wrapped.
+fn stdout_closed(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        let kind = if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            Some(io.kind())
+        } else if let Some(json) = cause.downcast_ref::<serde_json::Error>() {
+            json.io_error_kind()
+        } else if let Some(csv) = cause.downcast_ref::<csv::Error>() {
+            match csv.kind() {
+                csv::ErrorKind::Io(io) => Some(io.kind()),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        kind == Some(std::io::ErrorKind::BrokenPipe)
+    })
 }

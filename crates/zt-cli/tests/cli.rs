@@ -11,7 +11,7 @@ use zt_db::{DatabaseUrl, Pool, PoolConfig};
 use zt_testkit::{Backend, TestDatabase};
 use zt_types::{Actor, AuditEvent, AuditStatus, RequestContext, Timestamp, UserId};
 
-const KEY_HEX: &str = "0101010101010101010101010101010101010101010101010101010101010101";
+const KEY_HEX: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
 
 fn zt(db: &TestDatabase) -> Command {
     let mut command = Command::cargo_bin("zt").unwrap();
@@ -413,7 +413,93 @@ fn export_keeps_existing_files_unless_forced(db: &TestDatabase) {
     assert!(std::fs::read_to_string(&key).unwrap().contains("\"STEP\""));
 }
 
+/// A careless operator: a placeholder key, a key file others can read, a
+/// checkpoint written over an existing file, an absurd time, and a reader
+/// that goes away early.
+fn careless_operators_get_clear_refusals(db: &TestDatabase) {
+    use std::os::unix::fs::PermissionsExt;
+    stdout(zt(db).arg("migrate"));
+    let log = log(db);
+    for i in 0..300 {
+        log.record(&event("1", "STEP", Duration::from_secs(1_000 - i))).unwrap();
+    }
+    let refused = |command: &mut Command, expected: &str| {
+        let output = command.output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert_eq!(output.status.code(), Some(2), "{command:?}: {stderr}");
+        assert!(stderr.contains(expected), "{command:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    };
+    // A key of one repeated byte has no entropy.
+    refused(
+        zt(db).env("ZT_AUDIT_KEY", "00".repeat(32)).args(["audit", "verify"]),
+        "no entropy",
+    );
+    // A key file its group or others can read is refused, naming the fix.
+    let dir = db.scratch_dir();
+    let key_file = dir.join("shared.key");
+    std::fs::write(&key_file, KEY_HEX).unwrap();
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    refused(
+        zt(db).args(["audit", "verify", "--key-file"]).arg(&key_file),
+        "chmod 600",
+    );
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    stdout(zt(db).args(["audit", "verify", "--key-file"]).arg(&key_file));
+
+    // A checkpoint never replaces a file unless asked.
+    let (secret, public, existing) = (dir.join("sign.key"), dir.join("sign.pub"), dir.join("notes.txt"));
+    stdout(
+        zt(db)
+            .args(["audit", "keygen", "--signing-key"])
+            .arg(&secret)
+            .arg("--public-key")
+            .arg(&public),
+    );
+    std::fs::write(&existing, "keep me").unwrap();
+    refused(
+        zt(db)
+            .args(["audit", "checkpoint", "--signing-key"])
+            .arg(&secret)
+            .arg("--out")
+            .arg(&existing),
+        "pass --force",
+    );
+    assert_eq!(std::fs::read_to_string(&existing).unwrap(), "keep me");
+    stdout(
+        zt(db)
+            .args(["audit", "checkpoint", "--force", "--signing-key"])
+            .arg(&secret)
+            .arg("--out")
+            .arg(&existing),
+    );
+    assert!(std::fs::read_to_string(&existing).unwrap().contains("signature"));
+
+    // Times: bounded, and the error lists the accepted forms.
+    for since in ["99999999999d", "18446744073709551615s", "last tuesday"] {
+        refused(zt(db).args(["audit", "query", "--since", since]), "such as 90s");
+    }
+
+    // A reader that stops early (`| head -1`) ends every format quietly.
+    for format in ["jsonl", "json", "csv", "table"] {
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("zt"))
+            .env("DATABASE_URL", db.url())
+            .args(["audit", "query", "--limit", "300", "--format", format])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Close the read end at once: every write then meets a broken pipe.
+        drop(child.stdout.take());
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{format}: {stderr}");
+        assert!(stderr.is_empty(), "{format}: {stderr}");
+    }
+}
+
 zt_testkit::backend_tests!(
+    careless_operators_get_clear_refusals,
     csv_exports_are_spreadsheet_safe,
     export_keeps_existing_files_unless_forced,
     migrate_only_one_set,

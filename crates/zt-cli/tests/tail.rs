@@ -18,7 +18,7 @@ use zt_db::{DatabaseUrl, Pool, PoolConfig};
 use zt_testkit::{Backend, TestDatabase};
 use zt_types::{Actor, AuditEvent, AuditStatus, RequestContext, RequestId, UserId};
 
-const KEY_HEX: &str = "0202020202020202020202020202020202020202020202020202020202020202";
+const KEY_HEX: &str = "202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f";
 
 fn key() -> ChainKey {
     ChainKey::parse(KEY_HEX).unwrap()

@@ -153,6 +153,9 @@ impl ClientIpResolver {
 
     /// A resolver that trusts the proxies in CIDR notation, such as `10.0.0.0/8`
     /// or `2001:db8::/32`. A bare address trusts that one host.
+    ///
+    /// A whole address family (`0.0.0.0/0`, `::/0`) is refused: trusting
+    /// every address lets any client write its own IP into the header.
     pub fn from_cidrs<I, S>(cidrs: I) -> Result<Self, FieldError>
     where
         I: IntoIterator<Item = S>,
@@ -161,12 +164,22 @@ impl ClientIpResolver {
         let nets = cidrs
             .into_iter()
             .map(|cidr| {
-                cidr.as_ref().trim().parse::<IpNetwork>().map_err(|_| {
+                let net = cidr.as_ref().trim().parse::<IpNetwork>().map_err(|_| {
                     FieldError::new(
                         "trusted_proxies",
                         FieldErrorKind::InvalidFormat("an IP address or CIDR block"),
                     )
-                })
+                })?;
+                if net.prefix() == 0 {
+                    return Err(FieldError::new(
+                        "trusted_proxies",
+                        FieldErrorKind::InvalidFormat(
+                            "a range narrower than a whole address family (0.0.0.0/0 and ::/0 \
+                             would let any client choose its IP); name the proxies' own addresses",
+                        ),
+                    ));
+                }
+                Ok(net)
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self::new(nets))
@@ -579,6 +592,15 @@ mod tests {
             assert_eq!(got.source, case.want_source, "{}", case.name);
             assert_eq!(got.anomaly, case.want_anomaly, "{}", case.name);
         }
+    }
+
+    #[test]
+    fn a_whole_address_family_is_not_a_proxy() {
+        for everyone in ["0.0.0.0/0", "::/0", " 0.0.0.0/0 "] {
+            let error = ClientIpResolver::from_cidrs(["10.0.0.0/8", everyone]).unwrap_err();
+            assert!(error.to_string().contains("whole address family"), "{error}");
+        }
+        assert!(ClientIpResolver::from_cidrs(["0.0.0.0/1", "::/1"]).is_ok());
     }
 
     #[test]

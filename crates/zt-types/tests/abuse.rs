@@ -68,7 +68,8 @@ proptest! {
 
     #[test]
     fn huge_headers_are_bounded(repeat in 1usize..5_000, peer in peer()) {
-        let resolver = ClientIpResolver::from_cidrs(["0.0.0.0/0", "::/0"]).unwrap();
+        // Every peer trusted: a whole family is refused by name, so halves.
+        let resolver = ClientIpResolver::from_cidrs(["0.0.0.0/1", "128.0.0.0/1", "::/1", "8000::/1"]).unwrap();
         let line = "1.2.3.4, ".repeat(repeat);
         let resolved = resolver.resolve(peer, [line.as_str()]);
         if line.len() > ClientIpResolver::DEFAULT_MAX_HEADER_BYTES || repeat > ClientIpResolver::DEFAULT_MAX_HOPS {

@@ -899,7 +899,7 @@ mod tests {
     use zt_types::Actor;
 
     fn key() -> ChainKey {
-        ChainKey::from_bytes(&[9; 32]).unwrap()
+        ChainKey::from_bytes(&(9..9 + 32).collect::<Vec<u8>>()).unwrap()
     }
 
     fn events(count: usize) -> Vec<AuditEvent> {
@@ -981,7 +981,7 @@ mod tests {
     #[test]
     fn records_under_another_key_or_format_are_refused() {
         let written = events(2);
-        let stranger = ChainKey::from_bytes(&[10; 32]).unwrap();
+        let stranger = ChainKey::from_bytes(&(10..10 + 32).collect::<Vec<u8>>()).unwrap();
         let forged = encode_spool_segment(&stranger, &written).unwrap();
         let segment = read(&forged);
         assert!(segment.events.is_empty());

@@ -10,7 +10,7 @@ use zt_types::{Actor, AuditEvent, AuditStatus, Email, RequestContext, RequestId,
 
 /// The chain key every test uses.
 pub(crate) fn key() -> ChainKey {
-    ChainKey::from_bytes(&[42; 32]).unwrap()
+    ChainKey::from_bytes(&(42..42 + 32).collect::<Vec<u8>>()).unwrap()
 }
 
 pub(crate) fn pool(db: &TestDatabase) -> Pool {
