@@ -24,6 +24,23 @@ static APP_MIGRATIONS: zt_db::MigrationSet = zt_db::MigrationSet {
     name: "example app",
     postgres: &POSTGRES_MIGRATIONS,
     sqlite: &SQLITE_MIGRATIONS,
+    runtime_privileges: &[
+        zt_db::RuntimePrivilege {
+            kind: "TABLE",
+            object: "projects",
+            privileges: "SELECT, INSERT, UPDATE, DELETE",
+        },
+        zt_db::RuntimePrivilege {
+            kind: "SEQUENCE",
+            object: "projects_id_seq",
+            privileges: "USAGE",
+        },
+        zt_db::RuntimePrivilege {
+            kind: "TABLE",
+            object: "newsletter_subscribers",
+            privileges: "SELECT, INSERT",
+        },
+    ],
 };
 
 /// Runs the same diesel code on whichever backend the action's connection

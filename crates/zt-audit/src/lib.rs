@@ -206,6 +206,26 @@ pub static MIGRATIONS: MigrationSet = MigrationSet {
     name: "zt-audit",
     postgres: &POSTGRES_MIGRATIONS,
     sqlite: &SQLITE_MIGRATIONS,
+    // Rows are only ever added and read: no UPDATE, DELETE or TRUNCATE, and
+    // not owning the table, the app cannot turn the triggers off either.
+    runtime_privileges: &[
+        zt_db::RuntimePrivilege {
+            kind: "TABLE",
+            object: "audit_logs",
+            privileges: "SELECT, INSERT",
+        },
+        zt_db::RuntimePrivilege {
+            kind: "SEQUENCE",
+            object: "audit_logs_id_seq",
+            privileges: "USAGE",
+        },
+        // Writers move their chain's head, and create a head on first use.
+        zt_db::RuntimePrivilege {
+            kind: "TABLE",
+            object: "audit_chain_head",
+            privileges: "SELECT, INSERT, UPDATE",
+        },
+    ],
 };
 
 /// Applies the audit tables' pending migrations on `conn`, the app's own

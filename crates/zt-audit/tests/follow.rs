@@ -69,7 +69,10 @@ fn row_verifier_streams_and_names_the_first_bad_row(db: &TestDatabase) {
     let finding = gap.check(&rows[2]).unwrap_err();
     assert_eq!((finding.position, finding.kind), (2, TamperKind::Deleted));
     // Another key did not write this log.
-    let other = AuditLog::new(log.pool().clone(), &ChainKey::from_bytes(&(7..7 + 32).collect::<Vec<u8>>()).unwrap());
+    let other = AuditLog::new(
+        log.pool().clone(),
+        &ChainKey::from_bytes(&(7..7 + 32).collect::<Vec<u8>>()).unwrap(),
+    );
     let finding = other
         .row_verifier(&after(&log, 0))
         .unwrap()

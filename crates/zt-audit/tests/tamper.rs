@@ -249,7 +249,10 @@ fn rewritten_chain_misses_its_checkpoint(db: &TestDatabase) {
 
 fn wrong_key_fails_every_row(db: &TestDatabase) {
     let log = seeded(db);
-    let stranger = AuditLog::new(log.pool().clone(), &zt_audit::ChainKey::from_bytes(&(7..7 + 32).collect::<Vec<u8>>()).unwrap());
+    let stranger = AuditLog::new(
+        log.pool().clone(),
+        &zt_audit::ChainKey::from_bytes(&(7..7 + 32).collect::<Vec<u8>>()).unwrap(),
+    );
     let report = stranger.verify().unwrap();
     assert_eq!(report.finding.unwrap().position, 1);
 }

@@ -11,11 +11,11 @@ use zt_audit::{
     AuditFilter, AuditLog, ChainKey, Order, PageRequest, SignedCheckpoint, generate_signing_key, signing_key_from_file,
     verifying_key_from_file,
 };
-use zt_db::{DatabaseUrl, Pool, PoolConfig};
+use zt_db::{DatabaseUrl, MigrationSet, Pool, PoolConfig, RuntimeRole};
 use zt_types::{AuditStatus, Timestamp};
 
 use crate::output::{RECORD_COLUMNS, default_format, record_cells, spreadsheet_safe};
-use crate::{AuditCommand, ExportFormat, Filters, Format, KeyArgs, MigrationSetName, Outcome, when};
+use crate::{AuditCommand, ExportFormat, Filters, Format, KeyArgs, MigrateArgs, MigrationSetName, Outcome, when};
 
 fn connect(url: &str) -> Result<Pool> {
     let url: DatabaseUrl = url.parse().map_err(|e| anyhow!("{e}"))?;
@@ -40,25 +40,55 @@ pub(crate) fn cli_pool() -> PoolConfig {
     PoolConfig::new().min_idle(Some(0))
 }
 
-/// `zt migrate [--only audit|sessions]`: applies zt-audit's and
-/// zt-session's migrations, or one set of them; prints one line per set.
-pub(crate) fn migrate(url: &str, only: Option<MigrationSetName>) -> Result<Outcome> {
+/// `zt migrate [--only audit|sessions] [--runtime-role ROLE [--print-sql]]`:
+/// applies zt-audit's and zt-session's migrations, or one set of them, and
+/// prints one line per set; then sets up the runtime role.
+pub(crate) fn migrate(args: &MigrateArgs) -> Result<Outcome> {
+    let sets = [
+        (MigrationSetName::Audit, "audit", vec![&zt_audit::MIGRATIONS]),
+        (
+            MigrationSetName::Sessions,
+            "sessions",
+            vec![&zt_session::MIGRATIONS, &zt_session::REGISTRY_MIGRATIONS],
+        ),
+    ];
+    let chosen: Vec<_> = sets
+        .iter()
+        .filter(|(name, _, _)| args.only.is_none_or(|only| only == *name))
+        .collect();
+    // The input is checked before the database is touched.
+    let role = args
+        .runtime_role
+        .as_deref()
+        .map(RuntimeRole::new)
+        .transpose()
+        .map_err(|e| anyhow!("--runtime-role: {e}"))?;
+    let privileged: Vec<&MigrationSet> = chosen.iter().flat_map(|(_, _, sets)| sets.iter().copied()).collect();
+    if let (Some(role), true) = (&role, args.print_sql) {
+        write!(std::io::stdout(), "{}", role.sql(&privileged))?;
+        return Ok(Outcome::Ok);
+    }
+    let url = args.database_url.as_deref().unwrap_or_default();
     let parsed: DatabaseUrl = url.parse().map_err(|e| anyhow!("{e}"))?;
     let pool = Pool::connect_with(&parsed, &cli_pool().max_size(1)).map_err(|e| anyhow!("{e}"))?;
-    let sets = [
-        (MigrationSetName::Audit, "audit", &zt_audit::MIGRATIONS),
-        (MigrationSetName::Sessions, "sessions", &zt_session::MIGRATIONS),
-    ];
-    for (name, label, set) in sets {
-        if only.is_some_and(|only| only != name) {
-            continue;
-        }
-        let applied = pool.run_migrations(set).map_err(|e| anyhow!("{e}"))?;
+    for (_, label, sets) in &chosen {
+        // The registry's table is the app's choice, made in its code.
+        let applied = pool.run_migrations(sets[0]).map_err(|e| anyhow!("{e}"))?;
         if applied.is_empty() {
             writeln!(std::io::stdout(), "{parsed}: {label}: up to date, nothing to apply")?;
         } else {
             writeln!(std::io::stdout(), "{parsed}: {label}: applied {}", applied.join(", "))?;
         }
+    }
+    if let Some(role) = role {
+        let mut conn = pool.get().map_err(|e| anyhow!("{e}"))?;
+        let granted = role.apply(&mut conn, &privileged).map_err(|e| anyhow!("{e}"))?;
+        writeln!(
+            std::io::stdout(),
+            "{parsed}: runtime role {}: {}",
+            role.name(),
+            granted.join("; ")
+        )?;
     }
     Ok(Outcome::Ok)
 }
@@ -140,9 +170,9 @@ pub(crate) fn run(command: AuditCommand) -> Result<Outcome> {
             // Opened before anything is signed, so a refusal costs nothing.
             let mut file = create_output(&out, force)?;
             let checkpoint = log.checkpoint(&signing_key).map_err(|e| anyhow!("{e}"))?;
-            writeln!(file, "{}", checkpoint.to_json())
-                .with_context(|| format!("cannot write {}", out.display()))?;
-            writeln!(std::io::stdout(), 
+            writeln!(file, "{}", checkpoint.to_json()).with_context(|| format!("cannot write {}", out.display()))?;
+            writeln!(
+                std::io::stdout(),
                 "checkpoint of {} rows in {} chain(s) written to {}",
                 checkpoint.checkpoint.row_count,
                 checkpoint.checkpoint.heads().iter().filter(|head| head.seq > 0).count(),
@@ -159,14 +189,24 @@ pub(crate) fn run(command: AuditCommand) -> Result<Outcome> {
             if let Some(path) = chain_key {
                 let key = ChainKey::generate().map_err(|e| anyhow!("{e}"))?;
                 write_secret(&path, &key.to_hex())?;
-                writeln!(std::io::stdout(), "chain key {} written to {}", key.id(), path.display())?;
+                writeln!(
+                    std::io::stdout(),
+                    "chain key {} written to {}",
+                    key.id(),
+                    path.display()
+                )?;
             }
             if let (Some(secret), Some(public)) = (signing_key, public_key) {
                 let key = generate_signing_key().map_err(|e| anyhow!("{e}"))?;
                 write_secret(&secret, &hex::encode(key.to_bytes()))?;
-                writeln!(create_output(&public, false)?, "{}", hex::encode(key.verifying_key().as_bytes()))
-                    .with_context(|| format!("cannot write {}", public.display()))?;
-                writeln!(std::io::stdout(), 
+                writeln!(
+                    create_output(&public, false)?,
+                    "{}",
+                    hex::encode(key.verifying_key().as_bytes())
+                )
+                .with_context(|| format!("cannot write {}", public.display()))?;
+                writeln!(
+                    std::io::stdout(),
                     "signing key written to {}, public key to {}",
                     secret.display(),
                     public.display()

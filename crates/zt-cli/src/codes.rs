@@ -86,8 +86,16 @@ fn show(reason: &str) -> Result<Outcome> {
     writeln!(std::io::stdout(), "  category:        {}", info.category)?;
     writeln!(std::io::stdout(), "  severity:        {}", info.severity)?;
     writeln!(std::io::stdout(), "  HTTP status:     {}", info.http_status)?;
-    writeln!(std::io::stdout(), "  retryable:       {}", if info.retryable { "yes" } else { "no" })?;
-    writeln!(std::io::stdout(), "  sign in again:   {}", if info.reauthenticate { "yes" } else { "no" })?;
+    writeln!(
+        std::io::stdout(),
+        "  retryable:       {}",
+        if info.retryable { "yes" } else { "no" }
+    )?;
+    writeln!(
+        std::io::stdout(),
+        "  sign in again:   {}",
+        if info.reauthenticate { "yes" } else { "no" }
+    )?;
     writeln!(std::io::stdout(), "  public title:    {}", info.public_title)?;
     writeln!(std::io::stdout(), "  public message:  {}", info.public_message)?;
     writeln!(std::io::stdout(), "  meaning:         {}", info.description)?;

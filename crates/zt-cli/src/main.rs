@@ -56,17 +56,32 @@ pub(crate) struct DatabaseArgs {
 }
 
 #[derive(Args)]
-struct MigrateArgs {
-    #[command(flatten)]
-    database: DatabaseArgs,
+pub(crate) struct MigrateArgs {
+    /// As for every command; not needed with `--print-sql`.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        hide_env_values = true,
+        required_unless_present = "print_sql"
+    )]
+    pub(crate) database_url: Option<String>,
     /// Apply only this crate's migrations; default: both.
     #[arg(long, value_enum)]
-    only: Option<MigrationSetName>,
+    pub(crate) only: Option<MigrationSetName>,
+    /// Then create this PostgreSQL role, if missing (NOLOGIN), and grant it
+    /// exactly what the app needs at run time: on the audit log, SELECT and
+    /// INSERT only. It must not own the tables, so run `zt migrate` as
+    /// another role, and the app as this one.
+    #[arg(long, value_name = "ROLE")]
+    pub(crate) runtime_role: Option<String>,
+    /// Print the runtime role's SQL instead, and touch nothing.
+    #[arg(long, requires = "runtime_role")]
+    pub(crate) print_sql: bool,
 }
 
 /// One of zt's migration sets, for `zt migrate --only`.
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum MigrationSetName {
+pub(crate) enum MigrationSetName {
     /// zt-audit's: the `audit_logs` table.
     Audit,
     /// zt-session's: `zt_users`, `zt_session_revocations`, `zt_user_revocations`.
@@ -247,7 +262,7 @@ pub(crate) enum Outcome {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Migrate(args) => audit::migrate(&args.database.database_url, args.only),
+        Command::Migrate(args) => audit::migrate(&args),
         Command::Audit(command) => audit::run(*command),
         Command::Codes(command) => codes::run(command),
     };

@@ -498,7 +498,102 @@ fn careless_operators_get_clear_refusals(db: &TestDatabase) {
     }
 }
 
+/// `zt migrate --runtime-role`: the app's role may add and read audit rows,
+/// and nothing else: not update, delete, truncate, or turn the triggers off.
+fn the_runtime_role_cannot_rewrite_history(db: &TestDatabase) {
+    use diesel::{Connection, RunQueryDsl};
+    if db.backend() == Backend::Sqlite {
+        let output = zt(db).args(["migrate", "--runtime-role", "app_rt"]).output().unwrap();
+        assert_eq!(output.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&output.stderr).contains("SQLite has no roles"));
+        return;
+    }
+    // Roles belong to the cluster, shared by every test database: one name each.
+    let unique = db
+        .url()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .trim_start_matches("zt_test_")
+        .to_owned();
+    let role = format!("rt_{unique}");
+    let granted = stdout(zt(db).args(["migrate", "--runtime-role", &role]));
+    assert!(granted.contains("TABLE audit_logs: SELECT, INSERT"), "{granted}");
+
+    let mut conn = diesel::PgConnection::establish(db.url()).unwrap();
+    diesel::sql_query(format!("SET ROLE {role}"))
+        .execute(&mut conn)
+        .unwrap();
+    // What the app does works under the role: the first write creates a head
+    // and takes an id from the sequence.
+    let log = log(db);
+    log.record_in(&mut conn, &event("1", "UNDER_ROLE", Duration::from_secs(1)))
+        .unwrap();
+    for attack in [
+        "UPDATE audit_logs SET action = 'FORGED'",
+        "DELETE FROM audit_logs",
+        "TRUNCATE audit_logs",
+        "ALTER TABLE audit_logs DISABLE TRIGGER USER",
+        "DROP TABLE audit_logs",
+        "ALTER TABLE audit_logs OWNER TO CURRENT_USER",
+    ] {
+        let error = diesel::sql_query(attack).execute(&mut conn).unwrap_err().to_string();
+        assert!(
+            error.contains("permission denied") || error.contains("must be owner"),
+            "{attack}: {error}"
+        );
+    }
+    diesel::sql_query("RESET ROLE").execute(&mut conn).unwrap();
+    stdout(zt(db).args(["audit", "verify"]));
+
+    // Running it again is harmless; a superuser or a table owner is refused.
+    stdout(zt(db).args(["migrate", "--runtime-role", &role]));
+    let superuser = zt(db).args(["migrate", "--runtime-role", "postgres"]).output().unwrap();
+    assert_eq!(superuser.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&superuser.stderr).contains("superuser"));
+    let owner = format!("own_{unique}");
+    diesel::sql_query(format!("CREATE ROLE {owner}"))
+        .execute(&mut conn)
+        .unwrap();
+    diesel::sql_query(format!("ALTER TABLE audit_logs OWNER TO {owner}"))
+        .execute(&mut conn)
+        .unwrap();
+    let owns = zt(db).args(["migrate", "--runtime-role", &owner]).output().unwrap();
+    assert_eq!(owns.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&owns.stderr).contains("owns audit_logs"));
+
+    // Printed, it touches nothing and needs no database.
+    let printed =
+        stdout(
+            zt(db)
+                .env_remove("DATABASE_URL")
+                .args(["migrate", "--runtime-role", "app_rt", "--print-sql"]),
+        );
+    assert!(
+        printed.contains("GRANT SELECT, INSERT ON TABLE audit_logs TO app_rt;"),
+        "{printed}"
+    );
+    let bad = zt(db)
+        .args(["migrate", "--runtime-role", "x; DROP TABLE audit_logs"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+
+    diesel::sql_query("ALTER TABLE audit_logs OWNER TO CURRENT_USER")
+        .execute(&mut conn)
+        .unwrap();
+    for name in [&role, &owner] {
+        diesel::sql_query(format!("DROP OWNED BY {name}"))
+            .execute(&mut conn)
+            .unwrap();
+        diesel::sql_query(format!("DROP ROLE {name}"))
+            .execute(&mut conn)
+            .unwrap();
+    }
+}
+
 zt_testkit::backend_tests!(
+    the_runtime_role_cannot_rewrite_history,
     careless_operators_get_clear_refusals,
     csv_exports_are_spreadsheet_safe,
     export_keeps_existing_files_unless_forced,

@@ -18,8 +18,11 @@ pub enum ErrorKind {
     BackendDisabled,
     /// The server or file could not be reached or opened.
     Unreachable,
-    /// A migration failed.
+    /// A migration, or setting up the runtime role, failed.
     Migration,
+    /// A value given is not acceptable, such as a runtime role that owns
+    /// zt's tables.
+    InvalidInput,
 }
 
 impl Error {

@@ -62,6 +62,7 @@ mod error;
 mod health;
 mod migrate;
 mod pool;
+mod runtime_role;
 mod url;
 
 pub use classify::ErrorClass;
@@ -73,6 +74,7 @@ pub use pool::PgPool;
 pub use pool::{Manager, Pool, PoolConfig, PooledConnection, Synchronous};
 #[cfg(feature = "sqlite")]
 pub use pool::{SqliteCustomizer, SqlitePool};
+pub use runtime_role::{RuntimePrivilege, RuntimeRole};
 pub use url::{Backend, DatabaseUrl};
 
 pub use diesel_migrations::{EmbeddedMigrations, embed_migrations};

@@ -28,6 +28,9 @@ pub struct MigrationSet {
     pub postgres: &'static EmbeddedMigrations,
     /// The SQLite migrations.
     pub sqlite: &'static EmbeddedMigrations,
+    /// What the app needs on this set's objects at run time, and no more;
+    /// see [`crate::RuntimeRole`].
+    pub runtime_privileges: &'static [crate::RuntimePrivilege],
 }
 
 impl std::fmt::Debug for MigrationSet {

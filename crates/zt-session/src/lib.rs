@@ -316,6 +316,24 @@ mod migrations {
         name: "zt-session",
         postgres: &POSTGRES_MIGRATIONS,
         sqlite: &SQLITE_MIGRATIONS,
+        runtime_privileges: &[
+            zt_db::RuntimePrivilege {
+                kind: "TABLE",
+                object: "zt_users",
+                privileges: "SELECT, INSERT, UPDATE",
+            },
+            // Expired revocations are deleted by `prune_revocations`.
+            zt_db::RuntimePrivilege {
+                kind: "TABLE",
+                object: "zt_session_revocations",
+                privileges: "SELECT, INSERT, DELETE",
+            },
+            zt_db::RuntimePrivilege {
+                kind: "TABLE",
+                object: "zt_user_revocations",
+                privileges: "SELECT, INSERT, UPDATE",
+            },
+        ],
     };
 
     /// The session registry's migrations (`zt_sessions`), for both backends:
@@ -325,6 +343,12 @@ mod migrations {
         name: "zt-session registry",
         postgres: &POSTGRES_REGISTRY,
         sqlite: &SQLITE_REGISTRY,
+        // Sessions are touched, signed out and, once stale, deleted.
+        runtime_privileges: &[zt_db::RuntimePrivilege {
+            kind: "TABLE",
+            object: "zt_sessions",
+            privileges: "SELECT, INSERT, UPDATE, DELETE",
+        }],
     };
 
     /// Applies the registry's pending migrations on `conn`; returns the
