@@ -107,4 +107,29 @@ mod tests {
         assert_eq!(spreadsheet_safe("abc\u{202e}fed"), "abc\\u{202e}fed");
         assert_eq!(spreadsheet_safe("\tx"), "'\\u{0009}x");
     }
+
+    proptest::proptest! {
+        /// Whatever a hostile client wrote, a CSV cell is one field that
+        /// reads back as written, opens as text in a spreadsheet, and holds
+        /// no control or reordering character.
+        #[test]
+        fn any_cell_is_one_inert_field(
+            cell in proptest::prop_oneof![
+                proptest::prelude::any::<String>(),
+                "[=+@\t\r-][\\PC\\p{Cc}\u{202a}-\u{202e}\u{2066}-\u{2069}\",\n]{0,40}",
+            ]
+        ) {
+            let safe = spreadsheet_safe(&cell);
+            proptest::prop_assert!(!safe.starts_with(['=', '+', '-', '@', '\t', '\r']), "{safe:?}");
+            proptest::prop_assert!(!safe.chars().any(|c| c.is_control() || is_bidi_control(c)), "{safe:?}");
+            let mut writer = csv::Writer::from_writer(Vec::new());
+            writer.write_record([safe.as_str(), "next"]).unwrap();
+            let bytes = writer.into_inner().unwrap();
+            let mut reader = csv::ReaderBuilder::new().has_headers(false).from_reader(bytes.as_slice());
+            let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+            proptest::prop_assert_eq!(records.len(), 1);
+            proptest::prop_assert_eq!(&records[0][0], safe.as_str());
+            proptest::prop_assert_eq!(&records[0][1], "next");
+        }
+    }
 }
