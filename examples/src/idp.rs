@@ -2,6 +2,9 @@
 //! tokens (JWTs) with an Ed25519 key generated at start and serves its JWKS
 //! over HTTP on 127.0.0.1, as Clerk, Auth0 or any OIDC provider would.
 //!
+//! It signs in anyone who asks, as any user, with MFA if they say so: it
+//! stands in for a provider's real sign-in, for the examples and tests only.
+//!
 //! Its tokens are laid out as Auth0's are ([`ClaimLayout::auth0`]), with the
 //! user's role under a namespace, and carry zt's session version in a custom
 //! claim, as an app that controls its provider's token template can add
@@ -9,14 +12,14 @@
 //! provider that cannot add it still works: the checks then compare the login
 //! time with the instant the user last changed.
 
-use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use zt_session::{ClaimLayout, JwksSource, KeySet, TokenVerifier, UserStore};
 use zt_types::{SessionClaims, Timestamp, UserId};
+
+use crate::server::{Limits, Response, Server};
 
 /// The audience of the provider's tokens: this app.
 pub const AUDIENCE: &str = "zt-examples";
@@ -41,8 +44,8 @@ pub struct IdentityProvider {
     issuer: String,
     /// Maps this provider's tokens onto claims, with the key set in hand.
     verifier: TokenVerifier,
-    server: Arc<tiny_http::Server>,
-    worker: Option<JoinHandle<()>>,
+    /// Serves the JWKS; dropping it stops serving.
+    server: Server,
 }
 
 impl std::fmt::Debug for IdentityProvider {
@@ -50,6 +53,7 @@ impl std::fmt::Debug for IdentityProvider {
         f.debug_struct("IdentityProvider")
             .field("issuer", &self.issuer)
             .field("kid", &self.kid)
+            .field("jwks_server", &self.server)
             .finish_non_exhaustive()
     }
 }
@@ -59,8 +63,14 @@ impl std::fmt::Debug for IdentityProvider {
 pub struct SignIn {
     /// Whether a second factor was used.
     pub mfa: bool,
-    /// How long ago the login happened, to stage a stale session.
+    /// How long ago the login happened, to stage a stale session; at most
+    /// [`SignIn::MAX_MINUTES_AGO`].
     pub minutes_ago: u64,
+}
+
+impl SignIn {
+    /// The oldest login that can be staged: 30 days, in minutes.
+    pub const MAX_MINUTES_AGO: u64 = 30 * 24 * 60;
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -77,26 +87,15 @@ impl IdentityProvider {
         jwk.common.key_id = Some(kid.clone());
         let jwks = serde_json::json!({ "keys": [jwk] }).to_string();
 
-        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0")?);
-        let address = server
-            .server_addr()
-            .to_ip()
-            .ok_or("the identity provider is not on an IP address")?;
-        let issuer = format!("http://{address}");
-        let worker = {
-            let (server, document) = (Arc::clone(&server), jwks.clone());
-            std::thread::spawn(move || {
-                while let Ok(request) = server.recv() {
-                    let response = if request.url() == "/.well-known/jwks.json" {
-                        tiny_http::Response::from_string(document.clone()).with_header(json_header())
-                    } else {
-                        tiny_http::Response::from_string("{}").with_status_code(404)
-                    };
-                    // The client may have gone; there is no one left to tell.
-                    let _ = request.respond(response);
-                }
-            })
-        };
+        let document = jwks.clone();
+        let server = Server::bind("127.0.0.1:0", Limits::new().max_connections(16), move |request| {
+            if request.method() == "GET" && request.path() == "/.well-known/jwks.json" {
+                Response::new(200).with_body("application/json", document.clone())
+            } else {
+                Response::new(404).with_body("application/json", "{}")
+            }
+        })?;
+        let issuer = format!("http://{}", server.address());
         let verifier = Self::verifier_for(&issuer, JwksSource::keys(KeySet::from_json(&jwks)?))?;
         Ok(Self {
             users,
@@ -106,7 +105,6 @@ impl IdentityProvider {
             issuer,
             verifier,
             server,
-            worker: Some(worker),
         })
     }
 
@@ -147,8 +145,21 @@ impl IdentityProvider {
     /// version of this moment. Returns the bearer token and its claims.
     pub fn sign_in(&self, user: &UserId, how: SignIn) -> Result<(String, SessionClaims), BoxError> {
         let state = self.users.user_state(user)?.ok_or("no such user")?;
+        if how.minutes_ago > SignIn::MAX_MINUTES_AGO {
+            return Err(format!("minutes_ago {} is beyond {}", how.minutes_ago, SignIn::MAX_MINUTES_AGO).into());
+        }
         let now = Timestamp::now().unix_micros() / 1_000_000;
-        let login = now - i64::try_from(how.minutes_ago.saturating_mul(60))?;
+        // Bounded above, so none of these fail; checked all the same.
+        let login = how
+            .minutes_ago
+            .checked_mul(60)
+            .and_then(|seconds| i64::try_from(seconds).ok())
+            .and_then(|seconds| now.checked_sub(seconds))
+            .ok_or("minutes_ago out of range")?;
+        let expires = i64::try_from(TOKEN_LIFETIME.as_secs())
+            .ok()
+            .and_then(|lifetime| now.checked_add(lifetime))
+            .ok_or("token lifetime out of range")?;
         let amr = if how.mfa { vec!["pwd", "otp"] } else { vec!["pwd"] };
         let claims = serde_json::json!({
             "iss": self.issuer,
@@ -157,7 +168,7 @@ impl IdentityProvider {
             "sid": format!("sess_{}", uuid::Uuid::new_v4().simple()),
             "iat": now,
             "nbf": now,
-            "exp": now + i64::try_from(TOKEN_LIFETIME.as_secs())?,
+            "exp": expires,
             "auth_time": login,
             "amr": amr,
             format!("{NAMESPACE}/roles"): [state.role().as_str()],
@@ -169,19 +180,4 @@ impl IdentityProvider {
         let claims = self.verifier.verify(&token)?.into_claims();
         Ok((token, claims))
     }
-}
-
-impl Drop for IdentityProvider {
-    fn drop(&mut self) {
-        self.server.unblock();
-        if let Some(worker) = self.worker.take() {
-            let _ = worker.join();
-        }
-    }
-}
-
-fn json_header() -> tiny_http::Header {
-    // Both are ASCII constants.
-    tiny_http::Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..])
-        .unwrap_or_else(|()| unreachable!("a constant, valid header"))
 }

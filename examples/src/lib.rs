@@ -8,7 +8,10 @@
 //!   its JWKS over HTTP the way Clerk or an OIDC provider would, for the
 //!   examples and tests only; [`App::tokens`] verifies them with zt-session's
 //!   `TokenVerifier`.
-//! - [`http::Service`]: the app as JSON endpoints over tiny_http.
+//! - [`http::Service`]: the app as JSON endpoints, over [`server::Server`],
+//!   a small HTTP/1.1 server bounded against slow, oversized and panicking
+//!   requests. Its `POST /login` is a stand-in that signs anyone in as any
+//!   user, so it listens only on loopback unless told otherwise.
 //! - [`demo::run`]: the story `cargo run --example demo` tells.
 //! - [`existing_app`]: a diesel app that existed before zt adopts it one
 //!   crate at a time (`cargo run --example existing_app`).
@@ -26,6 +29,7 @@ pub mod existing_app;
 pub mod http;
 pub mod idp;
 mod schema;
+pub mod server;
 
 pub use app::{App, Project};
 pub use idp::{IdentityProvider, SignIn};

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde_json::Value;
 use zt_audit::{AuditFilter, AuditRecord, PageRequest};
 use zt_examples::App;
-use zt_examples::http::Service;
+use zt_examples::http::{Service, ServiceOptions};
 use zt_testkit::TestDatabase;
 use zt_types::{ClientIpResolver, Role, UserId};
 
@@ -39,7 +39,7 @@ pub struct Harness {
 
 /// The chain key of the tests.
 pub fn key() -> zt_audit::ChainKey {
-    zt_audit::ChainKey::from_bytes(&[9; 32]).unwrap()
+    zt_audit::ChainKey::from_bytes(&(9..9 + 32).collect::<Vec<u8>>()).unwrap()
 }
 
 impl Harness {
@@ -58,11 +58,21 @@ impl Harness {
     /// Starts the service on an app built elsewhere, such as one whose
     /// database is down.
     pub fn with_app(app: App, proxies: &[&str]) -> Self {
-        let app = Arc::new(app);
         let resolver = ClientIpResolver::from_cidrs(proxies).unwrap();
-        let service = Service::start(&app, "127.0.0.1:0", resolver, 2).unwrap();
+        Self::with_options(app, ServiceOptions::new().resolver(resolver))
+    }
+
+    /// Starts the service on `app` with `options`, on 127.0.0.1.
+    pub fn with_options(app: App, options: ServiceOptions) -> Self {
+        let app = Arc::new(app);
+        let service = Service::start(&app, "127.0.0.1:0", options).unwrap();
         let agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
         Self { app, service, agent }
+    }
+
+    /// The address the service listens on, for clients that speak raw TCP.
+    pub fn address(&self) -> std::net::SocketAddr {
+        self.service.address()
     }
 
     fn url(&self, path: &str) -> String {
@@ -116,15 +126,20 @@ impl Harness {
 
     /// Signs `user` in through `POST /login`; returns the token.
     pub fn login(&self, user: &str, minutes_ago: u64) -> String {
-        let reply = self.send(
+        let reply = self.try_login(user, minutes_ago);
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        reply.json["token"].as_str().unwrap().to_owned()
+    }
+
+    /// Sends `POST /login` for `user`, whatever the answer.
+    pub fn try_login(&self, user: &str, minutes_ago: u64) -> Reply {
+        self.send(
             "POST",
             "/login",
             None,
             Some(serde_json::json!({ "user_id": user, "minutes_ago": minutes_ago })),
             &[],
-        );
-        assert_eq!(reply.status, 200, "{}", reply.text);
-        reply.json["token"].as_str().unwrap().to_owned()
+        )
     }
 
     /// Every audit row, oldest first.
