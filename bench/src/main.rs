@@ -266,7 +266,7 @@ fn durable_write(admin_url: &str, scale: Scale) -> Result<Row, BoxError> {
             .execute(&mut raw_conn)?;
     }
     let failures = std::cell::Cell::new(0usize);
-    let (zt, baseline) = interleaved(
+    let measured = interleaved(
         scale.durable_rounds,
         scale.durable_per_round,
         |i| failures.set(failures.get() + usize::from(log.record(&all[i]).is_err())),
@@ -289,12 +289,13 @@ fn durable_write(admin_url: &str, scale: Scale) -> Result<Row, BoxError> {
     Ok(Row::new(
         "durable audit write (PostgreSQL, autocommit)",
         "ms per write",
-        zt.as_secs_f64() * 1e3,
-        baseline.as_secs_f64() * 1e3,
+        measured.zt.as_secs_f64() * 1e3,
+        measured.baseline.as_secs_f64() * 1e3,
         "plain diesel insert of the same row",
         Direction::LowerIsBetter,
         report::Target::RatioAtMost(1.25),
-    ))
+    )
+    .with_ratio_spread(measured.spread))
 }
 
 /// A session check, with or without the session registry (NIST AAL2
@@ -341,7 +342,7 @@ fn session_check(admin_url: &str, scale: Scale, registry: bool) -> Result<Row, B
     }
     let mut raw_conn = PgConnection::establish(&url)?;
     let denials = std::cell::Cell::new(0usize);
-    let (zt, baseline) = interleaved(
+    let measured = interleaved(
         scale.session_rounds,
         scale.session_per_round,
         |i| {
@@ -374,12 +375,13 @@ fn session_check(admin_url: &str, scale: Scale, registry: bool) -> Result<Row, B
             "session revalidation (PostgreSQL)"
         },
         "us per check",
-        zt.as_secs_f64() * 1e6,
-        baseline.as_secs_f64() * 1e6,
+        measured.zt.as_secs_f64() * 1e6,
+        measured.baseline.as_secs_f64() * 1e6,
         "plain diesel primary-key lookup of the user",
         Direction::LowerIsBetter,
         report::Target::RatioAtMost(1.3),
-    ))
+    )
+    .with_ratio_spread(measured.spread))
 }
 
 fn pipeline(log: &AuditLog, spool: PathBuf) -> Result<Pipeline, BoxError> {
@@ -611,7 +613,7 @@ fn sanitize(scale: Scale) -> Row {
         Box::new("duplicate key value violates unique constraint \"newsletter_subscribers_pkey\"".to_owned()),
     );
     let sink = std::cell::Cell::new(0u64);
-    let (zt, baseline) = interleaved(
+    let measured = interleaved(
         5,
         scale.micro_ops / 5,
         |_| sink.set(sink.get().wrapping_add(u64::from(sanitizer.sanitize(&error).status()))),
@@ -621,12 +623,13 @@ fn sanitize(scale: Scale) -> Row {
     Row::new(
         "sanitize one error (reference id included, no sink I/O)",
         "us per error",
-        zt.as_secs_f64() * 1e6,
-        baseline.as_secs_f64() * 1e6,
+        measured.zt.as_secs_f64() * 1e6,
+        measured.baseline.as_secs_f64() * 1e6,
         "generating the UUIDv7 reference id alone",
         Direction::LowerIsBetter,
         report::Target::AtMost(2.0),
     )
+    .with_ratio_spread(measured.spread)
 }
 
 fn monitor_record(scale: Scale) -> Result<Row, BoxError> {

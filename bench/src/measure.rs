@@ -3,6 +3,17 @@
 
 use std::time::{Duration, Instant};
 
+/// What [`interleaved`] measured.
+pub(crate) struct Interleaved {
+    /// The median of zt's per-round mean times per operation.
+    pub(crate) zt: Duration,
+    /// The median of the baseline's.
+    pub(crate) baseline: Duration,
+    /// The lowest and highest ratio of one round of zt to the baseline's
+    /// round beside it: the noise the median hides.
+    pub(crate) spread: (f64, f64),
+}
+
 /// The median of per-round mean times per operation of `zt` and `baseline`,
 /// run alternately for `rounds` rounds of `per_round` operations each.
 pub(crate) fn interleaved(
@@ -10,7 +21,7 @@ pub(crate) fn interleaved(
     per_round: usize,
     mut zt: impl FnMut(usize),
     mut baseline: impl FnMut(usize),
-) -> (Duration, Duration) {
+) -> Interleaved {
     let mut zt_means = Vec::with_capacity(rounds);
     let mut baseline_means = Vec::with_capacity(rounds);
     let mut next = 0usize;
@@ -35,7 +46,16 @@ pub(crate) fn interleaved(
             }
         }
     }
-    (median(zt_means), median(baseline_means))
+    let ratios = zt_means
+        .iter()
+        .zip(&baseline_means)
+        .map(|(zt, baseline)| zt.as_secs_f64() / baseline.as_secs_f64().max(1e-12));
+    let spread = ratios.fold((f64::INFINITY, 0.0_f64), |(low, high), ratio| (low.min(ratio), high.max(ratio)));
+    Interleaved {
+        zt: median(zt_means),
+        baseline: median(baseline_means),
+        spread,
+    }
 }
 
 fn median(mut values: Vec<Duration>) -> Duration {

@@ -231,8 +231,9 @@ pub(crate) fn markdown(rows: &[Row], machine: &Machine, quick: bool) -> String {
          (WAL, `synchronous = FULL`). Each row measures zt and its raw baseline in the same run; \
          ratio is zt over baseline. Latencies are the median of per-round means, with zt and the \
          baseline in alternating rounds. The in-transaction rows run the same number of transactions \
-         per round, split over the writers, and report the median round's throughput; the lowest and \
-         highest per-round ratio follow their ratio.\n",
+         per round, split over the writers, and report the median round's throughput. Where a row runs \
+         in rounds, the lowest and highest ratio of one round to the baseline's round beside it follow \
+         its ratio: the noise that the median hides.\n",
         if quick { " --quick" } else { "" },
         machine.cpu,
         machine.cores,

@@ -317,8 +317,10 @@ impl Validator {
         context: &RequestContext,
     ) -> Result<ValidatedSession, Denial> {
         let now = self.clock.now();
+        // Hashed once: the check and the registry's write both key on it.
+        let session = claims.session_hash();
         let mut activity = None;
-        let result = self.check(claims, requirement, context, now, &mut activity);
+        let result = self.check(claims, session, requirement, context, now, &mut activity);
         let (Some(registry), Some(mut activity)) = (&self.registry, activity) else {
             return result;
         };
@@ -326,11 +328,11 @@ impl Validator {
             // A denied request keeps no session alive, but a change of client is recorded.
             activity.seen = None;
         }
-        match (registry.record(&claims.session_hash(), &activity), result) {
+        match (registry.record(&session, &activity), result) {
             (Ok(()), result) => result,
             (Err(error), Ok(_)) => {
                 let denial = Denial::new(DenialReason::CheckFailed, now)
-                    .for_session(claims.user_id(), claims.session_hash())
+                    .for_session(claims.user_id(), session)
                     .with_operation(requirement.operation)
                     .with_source(error);
                 Err(self.deny(denial, context))
@@ -338,7 +340,7 @@ impl Validator {
             (Err(error), Err(denial)) => {
                 tracing::error!(
                     error = %Neutralized(&error.to_string()),
-                    session = %claims.session_hash(),
+                    session = %session,
                     "the registry could not record a denied session's client change"
                 );
                 Err(denial)
@@ -379,12 +381,12 @@ impl Validator {
     fn check(
         &self,
         claims: &SessionClaims,
+        session: SessionHash,
         requirement: &Requirement,
         context: &RequestContext,
         now: Timestamp,
         activity: &mut Option<Activity>,
     ) -> Result<ValidatedSession, Denial> {
-        let session = claims.session_hash();
         let deny = |reason: DenialReason| {
             let denial = Denial::new(reason, now)
                 .for_session(claims.user_id(), session)
