@@ -156,6 +156,7 @@
     allow(dead_code, unused_imports, unused_macros)
 )]
 
+mod auto_checkpoint;
 mod backend;
 mod chain;
 mod checkpoint;
@@ -177,6 +178,7 @@ mod stored;
 mod table;
 mod verify;
 
+pub use auto_checkpoint::{AutoCheckpoint, CheckpointDir, CheckpointSink, SinkError};
 pub use backend::{Head, Recorded};
 pub use chain::{CHAIN_VERSION, GENESIS_MAC};
 pub use checkpoint::{CHECKPOINT_VERSION, ChainState, Checkpoint, SignedCheckpoint};

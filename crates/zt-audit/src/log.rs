@@ -8,6 +8,7 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 use zt_db::{AsConnection, Pool};
 use zt_types::{AuditEvent, Timestamp};
 
+use crate::auto_checkpoint::{AutoCheckpoint, AutoHandle};
 use crate::backend::{Head, Recorded, Scope, Store, Target, store};
 use crate::chain::Chain;
 use crate::checkpoint::{CHECKPOINT_VERSION, ChainState, Checkpoint, SignedCheckpoint};
@@ -57,6 +58,8 @@ struct Inner {
     /// index. PostgreSQL appends compare-and-swap against it, so that the
     /// common case is one round trip.
     heads: Vec<Mutex<Option<Head>>>,
+    /// Automatic checkpoints, if asked for.
+    auto: Option<AutoHandle>,
 }
 
 /// How many chains unpinned writers share on PostgreSQL unless configured:
@@ -105,8 +108,12 @@ impl AuditLog {
     }
 
     fn build(pool: Pool, chain: Option<Chain>, key_id: String, chains: i16) -> Self {
+        Self::build_with(pool, chain, key_id, chains, None)
+    }
+
+    fn build_with(pool: Pool, chain: Option<Chain>, key_id: String, chains: i16, auto: Option<AutoCheckpoint>) -> Self {
         Self {
-            inner: Arc::new(Inner {
+            inner: Arc::new_cyclic(|weak| Inner {
                 pool,
                 chain,
                 key_id,
@@ -114,9 +121,32 @@ impl AuditLog {
                 chains,
                 chains_ready: AtomicBool::new(false),
                 heads: (0..chains).map(|_| Mutex::new(None)).collect(),
+                auto: auto.map(|config| AutoHandle::start(config, weak.clone(), take_checkpoint)),
             }),
             pinned: None,
         }
+    }
+
+    /// Signs checkpoints without being asked, as `auto` says: every hour by
+    /// default, or every N rows this process writes, whichever comes first,
+    /// and hands each to its sink, such as a [`crate::CheckpointDir`] on a
+    /// volume the database's writers cannot reach. A background thread
+    /// takes them, and ends with the last handle of this log.
+    ///
+    /// `zt audit verify --checkpoints DIR` then checks the log against the
+    /// newest, so that rows cut from the end of a chain show.
+    #[must_use]
+    pub fn with_auto_checkpoints(self, auto: AutoCheckpoint) -> Self {
+        let inner = &self.inner;
+        let mut log = Self::build_with(
+            inner.pool.clone(),
+            inner.chain.clone(),
+            inner.key_id.clone(),
+            inner.chains,
+            Some(auto),
+        );
+        log.pinned = self.pinned;
+        log
     }
 
     /// Spreads unpinned writes over `chains` hash chains, 1 to 1024.
@@ -130,7 +160,14 @@ impl AuditLog {
     pub fn with_chains(self, chains: u16) -> Self {
         let chains = i16::try_from(chains.clamp(1, 1024)).unwrap_or(1);
         let inner = &self.inner;
-        let mut log = Self::build(inner.pool.clone(), inner.chain.clone(), inner.key_id.clone(), chains);
+        let auto = inner.auto.as_ref().map(|auto| auto.config.clone());
+        let mut log = Self::build_with(
+            inner.pool.clone(),
+            inner.chain.clone(),
+            inner.key_id.clone(),
+            chains,
+            auto,
+        );
         log.pinned = self.pinned;
         log
     }
@@ -173,6 +210,13 @@ impl AuditLog {
         };
         let slot = self.inner.heads.get(usize::try_from(index - 1).ok()?)?;
         *slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Counts rows written, for automatic checkpoints.
+    fn written(&self, rows: u64) {
+        if let Some(auto) = &self.inner.auto {
+            auto.written(rows);
+        }
     }
 
     /// Remembers the head a write left, for the next write's hint.
@@ -329,6 +373,7 @@ impl AuditLog {
 
     fn remember_recorded(&self, recorded: &Recorded) {
         if !recorded.duplicate {
+            self.written(1);
             self.remember(Head {
                 chain: recorded.chain,
                 seq: recorded.seq,
@@ -387,6 +432,9 @@ impl AuditLog {
                 store.append_batch(chain, events, dedupe, target)
             })?;
             self.remember(head);
+            self.written(
+                u64::try_from(recorded.iter().filter(|recorded| !recorded.duplicate).count()).unwrap_or(u64::MAX),
+            );
             Ok(recorded)
         };
         match attempt(false) {
@@ -450,7 +498,27 @@ impl AuditLog {
         checkpoint: Option<(&SignedCheckpoint, &VerifyingKey)>,
         progress: impl FnMut(u64),
     ) -> Result<VerifyReport> {
-        self.verify_chains(None, checkpoint, progress)
+        self.verify_chains(None, checkpoint, false, progress)
+    }
+
+    /// Incremental verification: checks the checkpoint's signature with
+    /// `trusted`, then verifies only the rows written after it, each chain
+    /// from the position and MAC the checkpoint states (chains it does not
+    /// state, from their start). Its cost grows with the new rows, not with
+    /// the log. The rows it covers are not read again: verify the whole log
+    /// now and then, or keep them in a verified archive once pruned.
+    ///
+    /// A chain whose head went back behind the checkpoint is reported as
+    /// [`TamperKind::TruncatedAfterCheckpoint`]; a first new row that is not
+    /// chained to the checkpoint's MAC, as whatever broke the link.
+    pub fn verify_from(
+        &self,
+        checkpoint: &SignedCheckpoint,
+        trusted: &VerifyingKey,
+        only: Option<i16>,
+        progress: impl FnMut(u64),
+    ) -> Result<VerifyReport> {
+        self.verify_chains(only, Some((checkpoint, trusted)), true, progress)
     }
 
     /// [`AuditLog::verify_with`] for one chain only, such as a tenant's.
@@ -460,13 +528,16 @@ impl AuditLog {
         checkpoint: Option<(&SignedCheckpoint, &VerifyingKey)>,
         progress: impl FnMut(u64),
     ) -> Result<VerifyReport> {
-        self.verify_chains(Some(chain), checkpoint, progress)
+        self.verify_chains(Some(chain), checkpoint, false, progress)
     }
 
+    /// Verifies the chains (or `only` one) against `checkpoint`: as the
+    /// chains' end when `incremental` is false, as their start when true.
     fn verify_chains(
         &self,
         only: Option<i16>,
         checkpoint: Option<(&SignedCheckpoint, &VerifyingKey)>,
+        incremental: bool,
         mut progress: impl FnMut(u64),
     ) -> Result<VerifyReport> {
         let key = self.chain()?;
@@ -489,6 +560,7 @@ impl AuditLog {
                         rows_checked: 0,
                         chains_checked: 0,
                         checkpoint_checked: true,
+                        from_checkpoint: incremental,
                         finding: Some(finding),
                     });
                 }
@@ -507,9 +579,16 @@ impl AuditLog {
             rows_checked: 0,
             chains_checked: 0,
             checkpoint_checked: checkpoint.is_some(),
+            from_checkpoint: incremental,
             finding: None,
         };
         for chain_id in chains {
+            let stated = checkpoint
+                .iter()
+                .flatten()
+                .find(|state| state.chain == chain_id)
+                .map(|state| (state.seq, state.last_mac));
+            let (end, start) = if incremental { (None, stated) } else { (stated, None) };
             let context = Context {
                 chain: key,
                 chain_id,
@@ -517,13 +596,11 @@ impl AuditLog {
                     .iter()
                     .find(|head| head.chain == chain_id)
                     .map(|head| (head.seq, head.mac)),
-                checkpoint: checkpoint
-                    .iter()
-                    .flatten()
-                    .find(|state| state.chain == chain_id)
-                    .map(|state| (state.seq, state.last_mac)),
+                checkpoint: end,
+                start,
             };
-            let outcome = verify_chain(ChainStream::start(self, chain_id), &context, &mut progress)?;
+            let after = start.map_or(0, |(seq, _)| seq);
+            let outcome = verify_chain(ChainStream::start(self, chain_id, after), &context, &mut progress)?;
             report.rows_checked += outcome.rows_checked;
             if outcome.rows_checked > 0 {
                 report.chains_checked += 1;
@@ -589,7 +666,8 @@ struct ChainStream {
 }
 
 impl ChainStream {
-    fn start(log: &AuditLog, chain_id: i16) -> Self {
+    /// Streams the chain's rows after position `after`.
+    fn start(log: &AuditLog, chain_id: i16, after: i64) -> Self {
         let (sender, batches) = std::sync::mpsc::sync_channel(2);
         let log = log.clone();
         std::thread::spawn(move || {
@@ -601,7 +679,7 @@ impl ChainStream {
                     return;
                 }
             };
-            let mut after = 0;
+            let mut after = after;
             while after < last {
                 let upto = after.saturating_add(STREAM_BATCH).min(last);
                 let batch = log.chain_range(chain_id, after, upto);
@@ -638,4 +716,13 @@ impl Iterator for ChainStream {
         }
         self.buffer.pop_front().map(Ok)
     }
+}
+
+/// How the checkpoint thread takes one: as [`AuditLog::checkpoint`] does.
+fn take_checkpoint(inner: &Arc<Inner>, key: &SigningKey) -> Result<SignedCheckpoint> {
+    AuditLog {
+        inner: Arc::clone(inner),
+        pinned: None,
+    }
+    .checkpoint(key)
 }

@@ -85,6 +85,9 @@ pub struct VerifyReport {
     pub chains_checked: u32,
     /// Whether a checkpoint was checked.
     pub checkpoint_checked: bool,
+    /// Whether verification started after a signed checkpoint, reading only
+    /// the rows written since.
+    pub from_checkpoint: bool,
     /// The first failure, or `None` if the log verified.
     pub finding: Option<Finding>,
 }
@@ -176,6 +179,10 @@ pub(crate) struct Context<'a> {
     pub(crate) head: Option<(i64, [u8; 32])>,
     /// The signed checkpoint's position and MAC for this chain, if one is checked.
     pub(crate) checkpoint: Option<(i64, [u8; 32])>,
+    /// Where verification starts, trusted: a signed checkpoint's position
+    /// and MAC. The rows up to it are not read (incremental verification,
+    /// or a log pruned up to it).
+    pub(crate) start: Option<(i64, [u8; 32])>,
 }
 
 /// The outcome of verifying one chain.
@@ -196,8 +203,9 @@ where
     let chain = context.chain;
     let chain_id = context.chain_id;
     let mut rows = rows.peekable();
-    let mut expected = 1i64;
-    let mut prev_mac = GENESIS_MAC;
+    let (start_seq, start_mac) = context.start.unwrap_or((0, GENESIS_MAC));
+    let mut expected = start_seq + 1;
+    let mut prev_mac = start_mac;
     let mut checked = 0u64;
     let found = |checked, position, kind, detail: String| {
         Ok(ChainOutcome {
@@ -277,6 +285,24 @@ where
         );
     }
     match context.head {
+        Some((head_seq, _)) if context.start.is_some() && head_seq < start_seq => {
+            return found(
+                checked,
+                head_seq + 1,
+                TamperKind::TruncatedAfterCheckpoint,
+                format!(
+                    "the checkpoint covers {start_seq} rows of chain {chain_id} but its head is back at position {head_seq}"
+                ),
+            );
+        }
+        None if start_seq > 0 => {
+            return found(
+                checked,
+                1,
+                TamperKind::TruncatedAfterCheckpoint,
+                format!("the checkpoint covers {start_seq} rows of chain {chain_id} but the chain has no head"),
+            );
+        }
         Some((head_seq, _)) if last < head_seq => {
             return found(
                 checked,

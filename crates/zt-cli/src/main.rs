@@ -129,11 +129,20 @@ enum AuditCommand {
         database: DatabaseArgs,
         #[command(flatten)]
         key: KeyArgs,
-        /// A signed checkpoint file to check the log against.
-        #[arg(long, requires = "public_key")]
+        /// A signed checkpoint file to check the log against: rows cut from
+        /// the end of a chain since it was taken show as truncated.
+        #[arg(long, requires = "public_key", conflicts_with_all = ["checkpoints", "from_checkpoint"])]
         checkpoint: Option<PathBuf>,
-        /// The Ed25519 public key (hex or base64) that signed the checkpoint.
-        #[arg(long, requires = "checkpoint")]
+        /// A directory of checkpoints (as `zt audit checkpoint --dir` and
+        /// automatic checkpoints write them): check against the newest.
+        #[arg(long, requires = "public_key", conflicts_with = "from_checkpoint")]
+        checkpoints: Option<PathBuf>,
+        /// Incremental: check this checkpoint's signature, then verify only
+        /// the rows written after it.
+        #[arg(long, requires = "public_key")]
+        from_checkpoint: Option<PathBuf>,
+        /// The Ed25519 public key (hex or base64) that signed the checkpoints.
+        #[arg(long)]
         public_key: Option<PathBuf>,
         /// Verify only this hash chain, such as a tenant's.
         #[arg(long, value_parser = clap::value_parser!(i16).range(1..))]
@@ -152,8 +161,12 @@ enum AuditCommand {
         #[arg(long)]
         signing_key: PathBuf,
         /// Where to write the checkpoint JSON (created 0600).
+        #[arg(long, required_unless_present = "dir", conflicts_with = "dir")]
+        out: Option<PathBuf>,
+        /// Or: a checkpoint directory, where it gets a new file named by its
+        /// time (`zt audit verify --checkpoints DIR` reads the newest).
         #[arg(long)]
-        out: PathBuf,
+        dir: Option<PathBuf>,
         /// Replace `--out` if it exists.
         #[arg(long)]
         force: bool,

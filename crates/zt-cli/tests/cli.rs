@@ -271,6 +271,101 @@ fn checkpoints_catch_truncation(db: &TestDatabase) {
     assert!(text.contains("position 8: truncated_after_checkpoint"), "{text}");
 }
 
+/// `checkpoint --dir`, `verify --checkpoints DIR` (the newest) and
+/// `verify --from-checkpoint FILE` (only the rows since), and the plain
+/// warning of a verification without any.
+fn checkpoint_directories_and_incremental_verification(db: &TestDatabase) {
+    stdout(zt(db).arg("migrate"));
+    let log = log(db);
+    for i in 0..10 {
+        log.record(&event("1", "STEP", Duration::from_secs(100 - i))).unwrap();
+    }
+    let dir = db.scratch_dir();
+    let (secret, public, kept) = (dir.join("cp.key"), dir.join("cp.pub"), dir.join("checkpoints"));
+    stdout(
+        zt(db)
+            .args(["audit", "keygen", "--signing-key"])
+            .arg(&secret)
+            .arg("--public-key")
+            .arg(&public),
+    );
+    let plain = stdout(zt(db).args(["audit", "verify"]));
+    assert!(
+        plain.contains("rows cut from the end of a chain") && plain.contains("would go unseen"),
+        "{plain}"
+    );
+
+    let checkpoint = |db: &TestDatabase| {
+        let said = stdout(
+            zt(db)
+                .args(["audit", "checkpoint", "--signing-key"])
+                .arg(&secret)
+                .arg("--dir")
+                .arg(&kept),
+        );
+        said.trim().rsplit(' ').next().unwrap().to_owned()
+    };
+    let first = checkpoint(db);
+    for i in 10..14 {
+        log.record(&event("1", "STEP", Duration::from_secs(100 - i))).unwrap();
+    }
+    let second = checkpoint(db);
+    assert_ne!(first, second);
+
+    let newest = stdout(
+        zt(db)
+            .args(["audit", "verify", "--checkpoints"])
+            .arg(&kept)
+            .arg("--public-key")
+            .arg(&public),
+    );
+    assert!(
+        newest.contains("OK: 14 rows") && newest.contains("matches the signed checkpoint"),
+        "{newest}"
+    );
+    assert!(!newest.contains("would go unseen"), "{newest}");
+
+    let since = stdout(
+        zt(db)
+            .args(["audit", "verify", "--from-checkpoint"])
+            .arg(&first)
+            .arg("--public-key")
+            .arg(&public),
+    );
+    assert!(
+        since.contains("OK: 4 rows") && since.contains("after the signed checkpoint"),
+        "{since}"
+    );
+
+    // A checkpoint file that is not one, or a key that did not sign it.
+    std::fs::write(dir.join("bogus.json"), "{}").unwrap();
+    let bogus = zt(db)
+        .args(["audit", "verify", "--from-checkpoint"])
+        .arg(dir.join("bogus.json"))
+        .arg("--public-key")
+        .arg(&public)
+        .output()
+        .unwrap();
+    assert_eq!(bogus.status.code(), Some(2));
+    let (other_secret, other_public) = (dir.join("other.key"), dir.join("other.pub"));
+    stdout(
+        zt(db)
+            .args(["audit", "keygen", "--signing-key"])
+            .arg(&other_secret)
+            .arg("--public-key")
+            .arg(&other_public),
+    );
+    let stranger = zt(db)
+        .args(["audit", "verify", "--checkpoints"])
+        .arg(&kept)
+        .arg("--public-key")
+        .arg(&other_public)
+        .output()
+        .unwrap();
+    assert_eq!(stranger.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&stranger.stdout).contains("bad_checkpoint_signature"));
+}
+
 fn errors_are_one_line_with_exit_code_2(db: &TestDatabase) {
     let cases: Vec<Vec<String>> = vec![
         vec![
@@ -593,6 +688,7 @@ fn the_runtime_role_cannot_rewrite_history(db: &TestDatabase) {
 }
 
 zt_testkit::backend_tests!(
+    always:
     the_runtime_role_cannot_rewrite_history,
     careless_operators_get_clear_refusals,
     csv_exports_are_spreadsheet_safe,

@@ -298,6 +298,7 @@ fn closed_stdout_ends_quietly(db: &TestDatabase) {
 }
 
 zt_testkit::backend_tests!(
+    always:
     follows_rows_as_they_commit,
     verify_stops_at_the_first_bad_row,
     closed_stdout_ends_quietly,
