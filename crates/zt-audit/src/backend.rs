@@ -106,6 +106,22 @@ pub(crate) trait Store {
     /// Creates the heads of the chains unpinned writers share, in a
     /// transaction of their own, before writers need them.
     fn ensure_chains(&mut self, chains: i16) -> Result<()>;
+    /// Every prune record, by chain and position.
+    fn prune_records(&mut self) -> Result<Vec<PruneRecord>>;
+    /// The last position of `chain_id` before its first row at or after `before`.
+    fn cut_seq(&mut self, chain_id: i16, before: zt_types::Timestamp) -> Result<Option<i64>>;
+    /// Records a prune and deletes the rows it covers, in one transaction.
+    fn prune(&mut self, record: &PruneRecord, at: zt_types::Timestamp) -> Result<u64>;
+}
+
+/// A prune as stored: the chain, the last position deleted, that row's MAC,
+/// and the tag that authenticates the record (see `retention`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PruneRecord {
+    pub(crate) chain: i16,
+    pub(crate) seq: i64,
+    pub(crate) mac: Vec<u8>,
+    pub(crate) tag: Vec<u8>,
 }
 
 /// The audit store of `conn`'s backend: the one place zt-audit dispatches on

@@ -45,6 +45,9 @@ pub enum ErrorKind {
     Shutdown,
     /// The connection is of a backend this crate was built without.
     BackendDisabled,
+    /// The log does not verify, so an operation that needs an intact log
+    /// (archiving, pruning) refused; `zt audit verify` names the row.
+    Tampered,
 }
 
 impl Error {

@@ -171,6 +171,7 @@ mod pg;
 mod pipeline;
 mod queries;
 mod query;
+mod retention;
 mod schema;
 #[cfg(feature = "sqlite")]
 mod sqlite;
@@ -191,6 +192,7 @@ pub use pipeline::{
     encode_spool_segment, read_spool_segment,
 };
 pub use query::{AuditFilter, AuditRecord, Cursor, DamagedField, Order, Page, PageRequest};
+pub use retention::{ARCHIVE_VERSION, ArchiveHeader, ArchiveSummary, PruneSummary, verify_archive};
 pub use table::{TextTable, records_table};
 pub use verify::{Finding, TamperKind, VerifyReport};
 pub use zt_db::{AnyConnection, AsConnection, DbConnection, Pool, PoolConfig};
@@ -226,6 +228,12 @@ pub static MIGRATIONS: MigrationSet = MigrationSet {
             kind: "TABLE",
             object: "audit_chain_head",
             privileges: "SELECT, INSERT, UPDATE",
+        },
+        // Read to verify; only `zt audit prune`, as the tables' owner, writes it.
+        zt_db::RuntimePrivilege {
+            kind: "TABLE",
+            object: "audit_prunes",
+            privileges: "SELECT",
         },
     ],
 };

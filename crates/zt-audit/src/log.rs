@@ -295,6 +295,11 @@ impl AuditLog {
     }
 
     /// Runs `op` on a pooled connection's store.
+    /// The id of the chain key, as checkpoints state it.
+    pub(crate) fn key_id(&self) -> &str {
+        &self.inner.key_id
+    }
+
     pub(crate) fn with_store<T>(&self, op: impl FnOnce(&mut dyn Store) -> Result<T>) -> Result<T> {
         let mut conn = self.inner.pool.get()?;
         op(store(conn.connection())?)
@@ -567,6 +572,19 @@ impl AuditLog {
             },
             None => None,
         };
+        // Chains pruned start after their newest genuine prune.
+        let pruned = match self.verified_prune_points()? {
+            Ok(points) => points,
+            Err(finding) => {
+                return Ok(VerifyReport {
+                    rows_checked: 0,
+                    chains_checked: 0,
+                    checkpoint_checked: checkpoint.is_some(),
+                    from_checkpoint: incremental,
+                    finding: Some(finding),
+                });
+            }
+        };
         let heads = self.heads()?;
         let mut chains: std::collections::BTreeSet<i16> =
             self.with_store(|store| store.chain_ids())?.into_iter().collect();
@@ -589,6 +607,18 @@ impl AuditLog {
                 .find(|state| state.chain == chain_id)
                 .map(|state| (state.seq, state.last_mac));
             let (end, start) = if incremental { (None, stated) } else { (stated, None) };
+            let prune_point = pruned
+                .iter()
+                .find(|point| point.chain == chain_id)
+                .map(|point| (point.seq, point.last_mac));
+            // The later of the two: rows before a prune are gone by design.
+            let start = match (start, prune_point) {
+                (Some(start), Some(point)) if point.0 > start.0 => Some(point),
+                (None, point) => point,
+                (start, _) => start,
+            };
+            // A checkpoint older than the prune states positions that are gone.
+            let end = end.filter(|(seq, _)| prune_point.is_none_or(|(pruned, _)| *seq > pruned));
             let context = Context {
                 chain: key,
                 chain_id,

@@ -15,11 +15,11 @@ use ipnetwork::IpNetwork;
 use uuid::Uuid;
 use zt_types::AuditEvent;
 
-use crate::backend::{Head, Recorded, Scope, Store, Target};
+use crate::backend::{Head, PruneRecord, Recorded, Scope, Store, Target};
 use crate::chain::{CHAIN_VERSION, Chain, ChainFields};
 use crate::error::{Error, ErrorKind, Result};
 use crate::query::{AuditFilter, AuditRecord, Cursor, Order, Page, PageRequest};
-use crate::schema::pg::{audit_chain_head, audit_logs};
+use crate::schema::pg::{audit_chain_head, audit_logs, audit_prunes};
 use crate::stored::{Decoder, RawText};
 use crate::verify::VerifyRow;
 

@@ -4,8 +4,8 @@
 //! are that module's own, which is all that differs.
 
 /// Declares `filtered`, `query_page`, `count`, `chain_range`, `max_seq`,
-/// `mac_at`, `newest_row`, `chain_ids` and `read_heads` for the backend
-/// module it is invoked in.
+/// `mac_at`, `newest_row`, `chain_ids`, `read_heads`, `prune_records`,
+/// `cut_seq` and `prune` for the backend module it is invoked in.
 macro_rules! shared_queries {
     (conn = $conn:ty, backend = $backend:ty) => {
         type Boxed<'a> = audit_logs::BoxedQuery<'a, $backend, diesel::dsl::SqlTypeOf<Selection>>;
@@ -202,6 +202,61 @@ macro_rules! shared_queries {
             Ok(rows.into_iter().map(|row| row.chain_id).collect())
         }
 
+        /// Every prune record, by chain and position.
+        pub(crate) fn prune_records(conn: &mut $conn) -> Result<Vec<PruneRecord>> {
+            let rows: Vec<(i16, i64, Vec<u8>, Vec<u8>)> = audit_prunes::table
+                .select((
+                    audit_prunes::chain_id,
+                    audit_prunes::upto_seq,
+                    audit_prunes::upto_mac,
+                    audit_prunes::tag,
+                ))
+                .order((audit_prunes::chain_id.asc(), audit_prunes::upto_seq.asc()))
+                .load(conn)?;
+            Ok(rows
+                .into_iter()
+                .map(|(chain, seq, mac, tag)| PruneRecord { chain, seq, mac, tag })
+                .collect())
+        }
+
+        /// The last position of `chain_id` before its first row written at
+        /// or after `before`: the end of the chain's prefix that is older.
+        pub(crate) fn cut_seq(conn: &mut $conn, chain_id: i16, before: zt_types::Timestamp) -> Result<Option<i64>> {
+            let first_kept: Option<i64> = audit_logs::table
+                .filter(audit_logs::chain_id.eq(chain_id))
+                .filter(audit_logs::created_at.ge(db_time(before)))
+                .select(diesel::dsl::min(audit_logs::chain_seq))
+                .first(conn)?;
+            match first_kept {
+                Some(seq) => Ok(Some(seq - 1)),
+                None => max_seq(conn, chain_id),
+            }
+        }
+
+        /// Records the prune of `chain_id` up to `record.seq` and deletes
+        /// those rows, in one transaction; the triggers let exactly these
+        /// deletes through. Returns the rows deleted.
+        pub(crate) fn prune(conn: &mut $conn, record: &PruneRecord, at: zt_types::Timestamp) -> Result<u64> {
+            conn.transaction(|conn| {
+                diesel::insert_into(audit_prunes::table)
+                    .values((
+                        audit_prunes::chain_id.eq(record.chain),
+                        audit_prunes::upto_seq.eq(record.seq),
+                        audit_prunes::upto_mac.eq(&record.mac),
+                        audit_prunes::pruned_at.eq(db_time(at)),
+                        audit_prunes::tag.eq(&record.tag),
+                    ))
+                    .execute(conn)?;
+                let deleted = diesel::delete(
+                    audit_logs::table
+                        .filter(audit_logs::chain_id.eq(record.chain))
+                        .filter(audit_logs::chain_seq.le(record.seq)),
+                )
+                .execute(conn)?;
+                Ok(u64::try_from(deleted).unwrap_or(0))
+            })
+        }
+
         /// Every chain's head, by chain id.
         pub(crate) fn read_heads(conn: &mut $conn) -> Result<Vec<Head>> {
             let rows: Vec<(HeadId, i64, Vec<u8>)> = audit_chain_head::table
@@ -283,6 +338,18 @@ macro_rules! delegated_store_methods {
 
         fn positions_at_id(&mut self, id: i64) -> Result<Vec<(i16, i64)>> {
             positions_at_id(self, id)
+        }
+
+        fn prune_records(&mut self) -> Result<Vec<PruneRecord>> {
+            prune_records(self)
+        }
+
+        fn cut_seq(&mut self, chain_id: i16, before: zt_types::Timestamp) -> Result<Option<i64>> {
+            cut_seq(self, chain_id, before)
+        }
+
+        fn prune(&mut self, record: &PruneRecord, at: zt_types::Timestamp) -> Result<u64> {
+            prune(self, record, at)
         }
     };
 }

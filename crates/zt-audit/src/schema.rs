@@ -1,5 +1,6 @@
 //! Diesel schemas of the audit tables, one module per backend, matching
-//! `migrations/<backend>/*_create_audit_logs` and `*_audit_chains`.
+//! `migrations/<backend>/*_create_audit_logs`, `*_audit_chains` and
+//! `*_audit_prunes`.
 
 /// PostgreSQL.
 #[cfg(feature = "postgres")]
@@ -35,6 +36,16 @@ pub(crate) mod pg {
             id -> Int2,
             seq -> Int8,
             mac -> Bytea,
+        }
+    }
+
+    diesel::table! {
+        audit_prunes (chain_id, upto_seq) {
+            chain_id -> Int2,
+            upto_seq -> Int8,
+            upto_mac -> Bytea,
+            pruned_at -> Timestamptz,
+            tag -> Bytea,
         }
     }
 }
@@ -74,6 +85,16 @@ pub(crate) mod sqlite {
             id -> BigInt,
             seq -> BigInt,
             mac -> Binary,
+        }
+    }
+
+    diesel::table! {
+        audit_prunes (chain_id, upto_seq) {
+            chain_id -> SmallInt,
+            upto_seq -> BigInt,
+            upto_mac -> Binary,
+            pruned_at -> Text,
+            tag -> Binary,
         }
     }
 }

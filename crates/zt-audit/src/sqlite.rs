@@ -7,12 +7,12 @@ use diesel::sqlite::{Sqlite, SqliteValue};
 use uuid::Uuid;
 use zt_types::{AuditEvent, Timestamp};
 
-use crate::backend::{Head, Recorded, Scope, Store, Target};
+use crate::backend::{Head, PruneRecord, Recorded, Scope, Store, Target};
 use crate::chain::{CHAIN_VERSION, Chain, ChainFields, GENESIS_MAC};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ip_key::{ip_key, ip_key_range};
 use crate::query::{AuditFilter, AuditRecord, Cursor, Order, Page, PageRequest};
-use crate::schema::sqlite::{audit_chain_head, audit_logs};
+use crate::schema::sqlite::{audit_chain_head, audit_logs, audit_prunes};
 use crate::stored::{Decoder, RawText, excerpt};
 use crate::verify::VerifyRow;
 

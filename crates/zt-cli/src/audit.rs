@@ -8,8 +8,8 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, anyhow};
 use indicatif::{ProgressBar, ProgressStyle};
 use zt_audit::{
-    AuditFilter, AuditLog, ChainKey, CheckpointDir, Order, PageRequest, SignedCheckpoint, generate_signing_key,
-    signing_key_from_file, verifying_key_from_file,
+    AuditFilter, AuditLog, ChainKey, CheckpointDir, Order, PageRequest, SignedCheckpoint, VerifyReport,
+    generate_signing_key, signing_key_from_file, verify_archive, verifying_key_from_file,
 };
 use zt_db::{DatabaseUrl, MigrationSet, Pool, PoolConfig, RuntimeRole};
 use zt_types::{AuditStatus, Timestamp};
@@ -145,7 +145,20 @@ pub(crate) fn run(command: AuditCommand) -> Result<Outcome> {
             force,
         } => export(&database.database_url, &filters, format, output.as_deref(), force),
         AuditCommand::Verify {
-            database,
+            database_url,
+            key,
+            archive: Some(archive),
+            public_key,
+            json,
+            ..
+        } => {
+            // Checked by clap: an archive comes with a public key.
+            let public = public_key.unwrap_or_default();
+            let _ = database_url;
+            verify_archive_file(&key, &archive, &public, json)
+        }
+        AuditCommand::Verify {
+            database_url,
             key,
             checkpoint,
             checkpoints,
@@ -153,6 +166,7 @@ pub(crate) fn run(command: AuditCommand) -> Result<Outcome> {
             public_key,
             chain,
             json,
+            archive: None,
         } => {
             let using = match (&checkpoint, &checkpoints, &from_checkpoint) {
                 (Some(file), _, _) => CheckpointUse::File(file),
@@ -160,8 +174,30 @@ pub(crate) fn run(command: AuditCommand) -> Result<Outcome> {
                 (_, _, Some(file)) => CheckpointUse::Start(file),
                 _ => CheckpointUse::None,
             };
-            verify(&database.database_url, &key, using, public_key.as_deref(), chain, json)
+            verify(
+                &database_url.unwrap_or_default(),
+                &key,
+                using,
+                public_key.as_deref(),
+                chain,
+                json,
+            )
         }
+        AuditCommand::Archive {
+            database,
+            key,
+            before,
+            out,
+            signing_key,
+            force,
+        } => archive(&database.database_url, &key, &before, &out, &signing_key, force),
+        AuditCommand::Prune {
+            database,
+            key,
+            before,
+            archive,
+            public_key,
+        } => prune(&database.database_url, &key, &before, &archive, &public_key),
         AuditCommand::Checkpoint {
             database,
             key,
@@ -453,6 +489,11 @@ fn verify(
     }
     .map_err(|e| anyhow!("{e}"))?;
     bar.finish_and_clear();
+    print_report(&report, json)
+}
+
+/// Prints a verification report as `zt audit verify` does; exit 1 when tampered.
+fn print_report(report: &VerifyReport, json: bool) -> Result<Outcome> {
     if json {
         writeln!(std::io::stdout(), "{}", serde_json::to_string_pretty(&report)?)?;
     } else {
@@ -493,4 +534,127 @@ fn verify(
     } else {
         Outcome::Tampered
     })
+}
+
+/// Opens an archive, decompressing it when it starts with zstd's magic bytes.
+fn open_archive(path: &Path) -> Result<Box<dyn std::io::BufRead>> {
+    use std::io::{BufRead as _, BufReader};
+    let file = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut reader = BufReader::new(file);
+    let compressed = reader.fill_buf()?.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]);
+    Ok(if compressed {
+        Box::new(BufReader::new(zstd::Decoder::with_buffer(reader)?))
+    } else {
+        Box::new(reader)
+    })
+}
+
+/// `zt audit verify --archive FILE`: the archive alone, no database.
+fn verify_archive_file(key: &KeyArgs, path: &Path, public: &Path, json: bool) -> Result<Outcome> {
+    let key = chain_key(key)?;
+    let trusted = verifying_key_from_file(public).map_err(|e| anyhow!("{e}"))?;
+    let (header, report) =
+        verify_archive(open_archive(path)?, &key, &trusted).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    if !json && report.is_valid() {
+        writeln!(
+            std::io::stdout(),
+            "archive {}: rows written before {}",
+            path.display(),
+            header.before
+        )?;
+    }
+    print_report(&report, json)
+}
+
+/// `zt audit archive --before AGE --out FILE`.
+fn archive(url: &str, key: &KeyArgs, before: &str, out: &Path, signing_key: &Path, force: bool) -> Result<Outcome> {
+    let before = when::parse(before, Timestamp::now()).context("--before")?;
+    let key = chain_key(key)?;
+    let signing_key = signing_key_from_file(signing_key).map_err(|e| anyhow!("{e}"))?;
+    let file = create_output(out, force)?;
+    let log = AuditLog::new(connect(url)?, &key);
+    let compressed = out.extension().is_some_and(|extension| extension == "zst");
+    let written = (|| -> Result<zt_audit::ArchiveSummary> {
+        let mut sink = BufWriter::new(&file);
+        let summary = if compressed {
+            let mut encoder = zstd::Encoder::new(&mut sink, 3)?;
+            let summary = log
+                .archive(before, &signing_key, &mut encoder)
+                .map_err(|e| anyhow!("{e}"))?;
+            encoder.finish()?;
+            summary
+        } else {
+            log.archive(before, &signing_key, &mut sink)
+                .map_err(|e| anyhow!("{e}"))?
+        };
+        sink.flush()?;
+        drop(sink);
+        file.sync_all()?;
+        Ok(summary)
+    })();
+    let summary = match written {
+        Ok(summary) => summary,
+        Err(error) => {
+            // A half-written archive is worse than none.
+            let _ = std::fs::remove_file(out);
+            return Err(error);
+        }
+    };
+    // Read back as an investigator will, before anyone prunes on its strength.
+    let (_, report) =
+        verify_archive(open_archive(out)?, &key, &signing_key.verifying_key()).map_err(|e| anyhow!("{e}"))?;
+    if !report.is_valid() {
+        return Err(anyhow!(
+            "the archive written to {} does not verify: {:?}",
+            out.display(),
+            report.finding
+        ));
+    }
+    writeln!(
+        std::io::stdout(),
+        "archived {} rows written before {} to {}, verified against its signed checkpoint",
+        summary.rows,
+        before,
+        out.display()
+    )?;
+    Ok(Outcome::Ok)
+}
+
+/// `zt audit prune --before AGE --archive FILE --public-key PUB`.
+fn prune(url: &str, key: &KeyArgs, before: &str, archive: &Path, public: &Path) -> Result<Outcome> {
+    let before = when::parse(before, Timestamp::now()).context("--before")?;
+    let key = chain_key(key)?;
+    let trusted = verifying_key_from_file(public).map_err(|e| anyhow!("{e}"))?;
+    // Nothing is deleted on the strength of an archive that does not verify.
+    let (header, report) =
+        verify_archive(open_archive(archive)?, &key, &trusted).map_err(|e| anyhow!("{}: {e}", archive.display()))?;
+    if !report.is_valid() {
+        writeln!(std::io::stdout(), "the archive does not verify; nothing was deleted")?;
+        return print_report(&report, false);
+    }
+    if header.before > before {
+        return Err(anyhow!(
+            "the archive holds rows written up to {}, after --before {before}; nothing was deleted",
+            header.before
+        ));
+    }
+    let log = AuditLog::new(connect(url)?, &key);
+    let summary = log.prune(&header, &trusted).map_err(|e| anyhow!("{e}"))?;
+    let chains: Vec<String> = summary
+        .chains
+        .iter()
+        .map(|state| format!("{}:{}", state.chain, state.seq))
+        .collect();
+    writeln!(
+        std::io::stdout(),
+        "pruned {} rows written before {}; verification now starts after {}",
+        summary.rows,
+        header.before,
+        if chains.is_empty() {
+            "nothing new".to_owned()
+        } else {
+            chains.join(", ")
+        }
+    )?;
+    Ok(Outcome::Ok)
 }

@@ -125,14 +125,24 @@ enum AuditCommand {
     },
     /// Prove the log was not altered, or name the first row that was.
     Verify {
-        #[command(flatten)]
-        database: DatabaseArgs,
+        /// As for every command; not needed with `--archive`.
+        #[arg(
+            long,
+            env = "DATABASE_URL",
+            hide_env_values = true,
+            required_unless_present = "archive"
+        )]
+        database_url: Option<String>,
         #[command(flatten)]
         key: KeyArgs,
         /// A signed checkpoint file to check the log against: rows cut from
         /// the end of a chain since it was taken show as truncated.
-        #[arg(long, requires = "public_key", conflicts_with_all = ["checkpoints", "from_checkpoint"])]
+        #[arg(long, requires = "public_key", conflicts_with_all = ["checkpoints", "from_checkpoint", "archive"])]
         checkpoint: Option<PathBuf>,
+        /// Verify an archive (`zt audit archive`) on its own, without the
+        /// database: its checkpoint's signature, then every row's MAC.
+        #[arg(long, requires = "public_key", conflicts_with_all = ["checkpoints", "from_checkpoint"])]
+        archive: Option<PathBuf>,
         /// A directory of checkpoints (as `zt audit checkpoint --dir` and
         /// automatic checkpoints write them): check against the newest.
         #[arg(long, requires = "public_key", conflicts_with = "from_checkpoint")]
@@ -150,6 +160,44 @@ enum AuditCommand {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Write the rows older than a time to an archive (JSON Lines; zstd when
+    /// the name ends in `.zst`) with a signed checkpoint at the cut, then
+    /// verify the archive as written.
+    Archive {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        key: KeyArgs,
+        /// The cut: rows written before it, such as `365d` or an RFC 3339 time.
+        #[arg(long)]
+        before: String,
+        /// The archive file, created 0600.
+        #[arg(long)]
+        out: PathBuf,
+        /// The Ed25519 signing key for the checkpoint at the cut.
+        #[arg(long)]
+        signing_key: PathBuf,
+        /// Replace `--out` if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Delete the rows an archive holds, once the archive verifies, through
+    /// the one path the append-only triggers allow; the prune is audited.
+    Prune {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        key: KeyArgs,
+        /// The cut, as given to `archive`; an archive reaching past it is refused.
+        #[arg(long)]
+        before: String,
+        /// The archive written by `zt audit archive`.
+        #[arg(long)]
+        archive: PathBuf,
+        /// The Ed25519 public key of the archive's checkpoint.
+        #[arg(long)]
+        public_key: PathBuf,
     },
     /// Sign a checkpoint of the chain as it is now; keep the file outside the database.
     Checkpoint {

@@ -415,7 +415,7 @@ fn migrate_only_one_set(db: &TestDatabase) {
     let pool = Pool::connect_with(&db.url().parse().unwrap(), &PoolConfig::new()).unwrap();
     let audit = stdout(zt(db).args(["migrate", "--only", "audit"]));
     assert!(
-        audit.contains("audit: applied 20261129000001, 20261130000001"),
+        audit.contains("audit: applied 20261129000001, 20261130000001, 20261130000004"),
         "{audit}"
     );
     assert!(!audit.contains("sessions"), "{audit}");

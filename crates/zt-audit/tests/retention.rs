@@ -1,0 +1,204 @@
+//! Retention: archive the oldest rows with a signed checkpoint at the cut,
+//! verify the archive alone, prune exactly those rows through the one path
+//! the triggers allow, and keep verifying what is left.
+// Tests unwrap: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use support::{disable_triggers, event, key, open, raw, start};
+use zt_audit::{AuditFilter, AuditLog, SigningKey, TamperKind, verify_archive};
+use zt_testkit::TestDatabase;
+
+const ROWS: u32 = 30;
+const ARCHIVED: u32 = 20;
+
+fn signing_key() -> SigningKey {
+    SigningKey::from_bytes(&(9..9 + 32).collect::<Vec<u8>>().try_into().unwrap())
+}
+
+fn seeded(db: &TestDatabase) -> AuditLog {
+    let log = open(db);
+    for i in 0..ROWS {
+        log.record(&event(i)).unwrap();
+    }
+    log
+}
+
+/// The cut: rows `0..ARCHIVED` were written before it.
+fn cut() -> zt_types::Timestamp {
+    start().saturating_add(Duration::from_secs(u64::from(ARCHIVED)))
+}
+
+fn archive(log: &AuditLog) -> (Vec<u8>, zt_audit::ArchiveSummary) {
+    let mut out = Vec::new();
+    let summary = log.archive(cut(), &signing_key(), &mut out).unwrap();
+    (out, summary)
+}
+
+fn archive_prune_and_keep_verifying(db: &TestDatabase) {
+    let log = seeded(db);
+    let (bytes, summary) = archive(&log);
+    assert_eq!(summary.rows, u64::from(ARCHIVED));
+    assert_eq!(bytes.iter().filter(|&&b| b == b'\n').count(), ARCHIVED as usize + 1);
+    let trusted = signing_key().verifying_key();
+    let (header, report) = verify_archive(bytes.as_slice(), &key(), &trusted).unwrap();
+    assert!(report.is_valid(), "{:?}", report.finding);
+    assert_eq!(report.rows_checked, u64::from(ARCHIVED));
+
+    // A plain DELETE is still refused, pruned range or not.
+    assert!(raw(db, "DELETE FROM audit_logs WHERE id = 3").is_err());
+    assert!(raw(db, "DELETE FROM audit_logs WHERE id = 25").is_err());
+
+    let pruned = log.prune(&header, &trusted).unwrap();
+    assert_eq!(pruned.rows, u64::from(ARCHIVED));
+    let left = log.count(&AuditFilter::new()).unwrap();
+    assert_eq!(
+        left,
+        u64::from(ROWS - ARCHIVED) + 1,
+        "the rest, and the prune's own event"
+    );
+    let prune_event = log
+        .query(
+            &AuditFilter::new().action("AUDIT_PRUNE"),
+            &zt_audit::PageRequest::first(10),
+        )
+        .unwrap()
+        .records;
+    assert_eq!(prune_event.len(), 1);
+    assert_eq!(prune_event[0].metadata_value()["rows"], u64::from(ARCHIVED));
+
+    // Verification starts after the cut, and finds tampering in what is left.
+    let report = log.verify().unwrap();
+    assert!(report.is_valid(), "{:?}", report.finding);
+    assert_eq!(report.rows_checked, left);
+    // Rows after the prune point are still append-only.
+    assert!(raw(db, "DELETE FROM audit_logs WHERE id = 25").is_err());
+    disable_triggers(db);
+    raw(db, "UPDATE audit_logs SET action = action || 'X' WHERE id = 25").unwrap();
+    let finding = log.verify().unwrap().finding.unwrap();
+    assert_eq!(
+        (finding.position, finding.kind),
+        (25, TamperKind::Modified),
+        "{finding}"
+    );
+
+    // Pruning the same archive again deletes nothing more.
+    raw(
+        db,
+        "UPDATE audit_logs SET action = substr(action, 1, length(action) - 1) WHERE id = 25",
+    )
+    .unwrap();
+    assert_eq!(log.prune(&header, &trusted).unwrap().rows, 0);
+}
+
+fn a_second_archive_starts_at_the_prune(db: &TestDatabase) {
+    let log = seeded(db);
+    let (_, first) = archive(&log);
+    let trusted = signing_key().verifying_key();
+    log.prune(&first.header, &trusted).unwrap();
+    let mut out = Vec::new();
+    let later = start().saturating_add(Duration::from_secs(u64::from(ROWS) - 5));
+    let second = log.archive(later, &signing_key(), &mut out).unwrap();
+    assert_eq!(second.rows, u64::from(ROWS - ARCHIVED - 5));
+    assert_eq!(second.header.start[0].seq, i64::from(ARCHIVED));
+    let (header, report) = verify_archive(out.as_slice(), &key(), &trusted).unwrap();
+    assert!(report.is_valid(), "{:?}", report.finding);
+    log.prune(&header, &trusted).unwrap();
+    assert!(log.verify().unwrap().is_valid());
+}
+
+fn tampered_archives_are_named(db: &TestDatabase) {
+    let log = seeded(db);
+    let (bytes, _) = archive(&log);
+    let text = String::from_utf8(bytes).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let trusted = signing_key().verifying_key();
+    let check = |lines: &[String]| verify_archive(lines.join("\n").as_bytes(), &key(), &trusted).unwrap().1;
+
+    let mut edited: Vec<String> = lines.iter().map(|line| (*line).to_owned()).collect();
+    edited[5] = edited[5]
+        .replace("UPDATE_PROJECT", "DELETE_PROJECT")
+        .replace("CREATE_PROJECT", "DELETE_PROJECT");
+    let finding = check(&edited).finding.unwrap();
+    assert_eq!((finding.position, finding.kind), (5, TamperKind::Modified), "{finding}");
+
+    let mut dropped: Vec<String> = lines.iter().map(|line| (*line).to_owned()).collect();
+    dropped.remove(7);
+    assert_eq!(check(&dropped).finding.unwrap().kind, TamperKind::Deleted);
+
+    let mut cut_short: Vec<String> = lines.iter().map(|line| (*line).to_owned()).collect();
+    cut_short.pop();
+    assert_eq!(
+        check(&cut_short).finding.unwrap().kind,
+        TamperKind::TruncatedAfterCheckpoint
+    );
+
+    let stranger = SigningKey::from_bytes(&[3; 32]).verifying_key();
+    let whole = lines.join("\n");
+    let (_, report) = verify_archive(whole.as_bytes(), &key(), &stranger).unwrap();
+    assert_eq!(report.finding.unwrap().kind, TamperKind::BadCheckpointSignature);
+    // Nor does a stranger's archive prune anything.
+    let (header, _) = verify_archive(whole.as_bytes(), &key(), &trusted).unwrap();
+    assert!(log.prune(&header, &stranger).is_err());
+    assert_eq!(log.count(&AuditFilter::new()).unwrap(), u64::from(ROWS));
+
+    assert!(verify_archive(&b"not an archive\n"[..], &key(), &trusted).is_err());
+}
+
+fn rows_deleted_outside_prune_are_found(db: &TestDatabase) {
+    let log = seeded(db);
+    // An attacker who owns the tables records a prune of their own, with no
+    // valid tag, and deletes the oldest rows through the triggers' way out.
+    raw(
+        db,
+        "INSERT INTO audit_prunes (chain_id, upto_seq, upto_mac, pruned_at, tag) \
+         SELECT chain_id, chain_seq, mac, created_at, mac FROM audit_logs WHERE id = 10",
+    )
+    .unwrap();
+    raw(db, "DELETE FROM audit_logs WHERE id <= 10").unwrap();
+    let finding = log.verify().unwrap().finding.unwrap();
+    assert_eq!(
+        (finding.position, finding.kind),
+        (10, TamperKind::Inserted),
+        "{finding}"
+    );
+    assert!(finding.detail.contains("prune record"), "{finding}");
+    // And prune records cannot be taken back.
+    assert!(raw(db, "DELETE FROM audit_prunes").is_err());
+}
+
+fn a_changed_log_is_not_pruned(db: &TestDatabase) {
+    let log = seeded(db);
+    let (bytes, _) = archive(&log);
+    let trusted = signing_key().verifying_key();
+    let (header, _) = verify_archive(bytes.as_slice(), &key(), &trusted).unwrap();
+    // The row at the cut is rewritten after the archive was taken.
+    disable_triggers(db);
+    raw(
+        db,
+        &format!("UPDATE audit_logs SET mac = prev_mac WHERE id = {ARCHIVED}"),
+    )
+    .unwrap();
+    let error = log.prune(&header, &trusted).unwrap_err();
+    assert!(error.to_string().contains("is not the row"), "{error}");
+    assert_eq!(
+        log.count(&AuditFilter::new()).unwrap(),
+        u64::from(ROWS),
+        "nothing deleted"
+    );
+    // Nor is a log that does not verify archived.
+    let mut out = Vec::new();
+    let refused = log.archive(cut(), &signing_key(), &mut out).unwrap_err();
+    assert_eq!(refused.kind(), zt_audit::ErrorKind::Tampered, "{refused}");
+}
+
+zt_testkit::backend_tests!(
+    archive_prune_and_keep_verifying,
+    a_second_archive_starts_at_the_prune,
+    tampered_archives_are_named,
+    rows_deleted_outside_prune_are_found,
+    a_changed_log_is_not_pruned,
+);
