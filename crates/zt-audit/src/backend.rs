@@ -112,6 +112,10 @@ pub(crate) trait Store {
     fn cut_seq(&mut self, chain_id: i16, before: zt_types::Timestamp) -> Result<Option<i64>>;
     /// Records a prune and deletes the rows it covers, in one transaction.
     fn prune(&mut self, record: &PruneRecord, at: zt_types::Timestamp) -> Result<u64>;
+    /// The erasures of `chain_id` at positions `after < seq <= last`.
+    fn erasures(&mut self, chain_id: i16, after: i64, last: i64) -> Result<Vec<(i64, Vec<u8>)>>;
+    /// Records an erasure and empties the row's personal fields, in one transaction.
+    fn erase(&mut self, chain_id: i16, seq: i64, commitment: &[u8; 32], at: zt_types::Timestamp) -> Result<()>;
 }
 
 /// A prune as stored: the chain, the last position deleted, that row's MAC,

@@ -11,8 +11,17 @@ use crate::key::ChainKey;
 
 /// The version of the encoding below that new rows get, stored in each row's
 /// `chain_version`. Version 1 rows (written before chains) encode no chain id
-/// and belong to chain 1; version 2 rows encode their chain id.
-pub const CHAIN_VERSION: i16 = 2;
+/// and belong to chain 1; version 2 rows encode their chain id; version 3
+/// rows encode, in place of the personal fields (email, metadata, client and
+/// peer IP, user agent), a keyed commitment to them, so that those fields can
+/// be erased and the row still verifies against the commitment kept at
+/// erasure.
+pub const CHAIN_VERSION: i16 = 3;
+
+/// The first version whose personal fields can be erased.
+pub(crate) const ERASABLE_VERSION: i16 = 3;
+
+const PERSONAL_LABEL: &[u8] = b"zt-audit-personal\0";
 
 /// The MAC before the first row.
 pub const GENESIS_MAC: [u8; 32] = [0; 32];
@@ -44,6 +53,9 @@ pub(crate) struct ChainFields<'a> {
     pub(crate) status: &'a str,
     pub(crate) error_code: Option<&'a str>,
     pub(crate) request_id: Option<&'a str>,
+    /// The commitment to the personal fields kept when they were erased
+    /// (version 3); `None` computes it from the fields.
+    pub(crate) erased: Option<[u8; 32]>,
 }
 
 impl<'a> ChainFields<'a> {
@@ -69,6 +81,7 @@ impl<'a> ChainFields<'a> {
             status: event.status().as_str(),
             error_code: event.error_code().map(zt_types::ErrorCodeName::as_str),
             request_id: context.request_id().map(zt_types::RequestId::as_str),
+            erased: None,
         }
     }
 }
@@ -78,6 +91,8 @@ impl<'a> ChainFields<'a> {
 #[derive(Clone)]
 pub(crate) struct Chain {
     keyed: Hmac<Sha256>,
+    /// Keyed for the commitments to personal fields.
+    personal: Hmac<Sha256>,
 }
 
 impl std::fmt::Debug for Chain {
@@ -90,7 +105,25 @@ impl Chain {
     pub(crate) fn new(key: &ChainKey) -> Self {
         // HMAC takes keys of any length, so this cannot fail.
         let keyed = <Hmac<Sha256> as Mac>::new_from_slice(key.bytes()).unwrap_or_else(|_| unreachable!());
-        Self { keyed }
+        let mut derive = keyed.clone();
+        derive.update(PERSONAL_LABEL);
+        let personal_key: [u8; 32] = derive.finalize().into_bytes().into();
+        let personal = <Hmac<Sha256> as Mac>::new_from_slice(&personal_key).unwrap_or_else(|_| unreachable!());
+        Self { keyed, personal }
+    }
+
+    /// The keyed commitment to a row's personal fields, bound to its event
+    /// id: what a version 3 MAC covers in their place.
+    pub(crate) fn personal_commitment(&self, fields: &ChainFields<'_>) -> [u8; 32] {
+        let mut commitment = self.personal.clone();
+        let sink = &mut |bytes: &[u8]| commitment.update(bytes);
+        sink(&fields.event_id);
+        optional_text(sink, fields.user_email);
+        text(sink, fields.metadata);
+        address(sink, fields.client_ip);
+        address(sink, fields.peer_ip);
+        optional_text(sink, fields.user_agent);
+        commitment.finalize().into_bytes().into()
     }
 
     /// A key for another purpose, derived from the chain key: the HMAC of
@@ -105,14 +138,22 @@ impl Chain {
 
     /// The MAC of `fields` chained to `prev_mac`.
     pub(crate) fn mac(&self, fields: &ChainFields<'_>, prev_mac: &[u8; 32]) -> [u8; 32] {
+        let commitment = (fields.version >= ERASABLE_VERSION)
+            .then(|| fields.erased.unwrap_or_else(|| self.personal_commitment(fields)));
         let mut mac = self.keyed.clone();
-        encode(fields, prev_mac, &mut |bytes| mac.update(bytes));
+        encode(fields, commitment.as_ref(), prev_mac, &mut |bytes| mac.update(bytes));
         mac.finalize().into_bytes().into()
     }
 }
 
-/// Feeds the canonical encoding to `sink`, piece by piece.
-pub(crate) fn encode(fields: &ChainFields<'_>, prev_mac: &[u8; 32], sink: &mut dyn FnMut(&[u8])) {
+/// Feeds the canonical encoding to `sink`, piece by piece. From version 3
+/// on, `personal` (the commitment to the personal fields) takes their place.
+pub(crate) fn encode(
+    fields: &ChainFields<'_>,
+    personal: Option<&[u8; 32]>,
+    prev_mac: &[u8; 32],
+    sink: &mut dyn FnMut(&[u8]),
+) {
     sink(DOMAIN);
     sink(&fields.version.to_be_bytes());
     if fields.version >= 2 {
@@ -123,14 +164,24 @@ pub(crate) fn encode(fields: &ChainFields<'_>, prev_mac: &[u8; 32], sink: &mut d
     sink(&fields.created_at_micros.to_be_bytes());
     text(sink, fields.actor_kind);
     optional_text(sink, fields.user_id);
-    optional_text(sink, fields.user_email);
-    text(sink, fields.action);
-    text(sink, fields.resource);
-    optional_text(sink, fields.resource_id);
-    text(sink, fields.metadata);
-    address(sink, fields.client_ip);
-    address(sink, fields.peer_ip);
-    optional_text(sink, fields.user_agent);
+    match personal {
+        Some(commitment) => {
+            sink(commitment);
+            text(sink, fields.action);
+            text(sink, fields.resource);
+            optional_text(sink, fields.resource_id);
+        }
+        None => {
+            optional_text(sink, fields.user_email);
+            text(sink, fields.action);
+            text(sink, fields.resource);
+            optional_text(sink, fields.resource_id);
+            text(sink, fields.metadata);
+            address(sink, fields.client_ip);
+            address(sink, fields.peer_ip);
+            optional_text(sink, fields.user_agent);
+        }
+    }
     text(sink, fields.status);
     optional_text(sink, fields.error_code);
     optional_text(sink, fields.request_id);
@@ -192,6 +243,7 @@ mod tests {
             status: "success",
             error_code: None,
             request_id: None,
+            erased: None,
         }
     }
 
@@ -212,7 +264,9 @@ mod tests {
     #[test]
     fn encoding_follows_the_documented_layout() {
         let mut bytes = Vec::new();
-        encode(&fields("{}"), &GENESIS_MAC, &mut |piece| bytes.extend_from_slice(piece));
+        encode(&fields("{}"), None, &GENESIS_MAC, &mut |piece| {
+            bytes.extend_from_slice(piece)
+        });
 
         // Built by hand from the specification in the crate docs.
         let mut expected = b"zt-audit-chain\0".to_vec();
@@ -245,7 +299,7 @@ mod tests {
         let mut v2 = fields("{}");
         (v2.version, v2.chain) = (2, 7);
         let mut bytes = Vec::new();
-        encode(&v2, &GENESIS_MAC, &mut |piece| bytes.extend_from_slice(piece));
+        encode(&v2, None, &GENESIS_MAC, &mut |piece| bytes.extend_from_slice(piece));
         let mut expected_v2 = b"zt-audit-chain\0".to_vec();
         expected_v2.extend_from_slice(&[0, 2, 0, 7]); // version 2, chain 7
         expected_v2.extend_from_slice(&expected[b"zt-audit-chain\0".len() + 2..]);
@@ -262,5 +316,42 @@ mod tests {
         other_chain.chain = 2;
         assert_ne!(base, chain.mac(&other_chain, &GENESIS_MAC));
         assert_ne!(base, chain.mac(&fields("{}"), &GENESIS_MAC), "v1 and v2 differ");
+    }
+
+    #[test]
+    fn version_3_covers_personal_fields_through_their_commitment() {
+        let chain = Chain::new(&ChainKey::from_bytes(&(1..1 + 32).collect::<Vec<u8>>()).unwrap());
+        let mut v3 = fields("{\"ip\": \"10.0.0.1\"}");
+        (v3.version, v3.user_email, v3.user_agent) = (3, Some("a@example.com"), Some("Mozilla"));
+        let base = chain.mac(&v3, &GENESIS_MAC);
+        // Each personal field is covered, through the commitment.
+        for change in 0..5 {
+            let mut changed = v3;
+            match change {
+                0 => changed.user_email = Some("b@example.com"),
+                1 => changed.metadata = "{}",
+                2 => changed.client_ip = None,
+                3 => changed.peer_ip = Some("10.0.0.2".parse().unwrap()),
+                _ => changed.user_agent = None,
+            }
+            assert_ne!(base, chain.mac(&changed, &GENESIS_MAC), "change {change}");
+        }
+        // Erased: the fields are gone, the kept commitment stands in for them.
+        let commitment = chain.personal_commitment(&v3);
+        let mut erased = v3;
+        (erased.user_email, erased.metadata, erased.client_ip, erased.user_agent) = (None, "{}", None, None);
+        erased.erased = Some(commitment);
+        assert_eq!(base, chain.mac(&erased, &GENESIS_MAC));
+        // The commitment is bound to the row's event: another row's does not fit.
+        let mut other_event = v3;
+        other_event.event_id = [8; 16];
+        assert_ne!(commitment, chain.personal_commitment(&other_event));
+        // And the encoding carries the commitment where the fields were.
+        let mut bytes = Vec::new();
+        encode(&v3, Some(&commitment), &GENESIS_MAC, &mut |piece| {
+            bytes.extend_from_slice(piece)
+        });
+        assert!(bytes.windows(32).any(|window| window == commitment));
+        assert!(!bytes.windows(7).any(|window| window == b"Mozilla"));
     }
 }

@@ -12,11 +12,11 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::chain::{CHAIN_VERSION, Chain, GENESIS_MAC};
+use crate::chain::{Chain, GENESIS_MAC};
 use crate::error::{Error, ErrorKind, Result};
 use crate::log::AuditLog;
 use crate::query::{AuditRecord, PageRequest};
-use crate::verify::{Finding, TamperKind, fields_of};
+use crate::verify::{Finding, TamperKind, VerifyRow, self_consistent};
 
 /// Where a follower is: the last position it has of each chain. Its text
 /// form, `1:120,7:33`, resumes a follower exactly (`zt audit tail --from`).
@@ -133,7 +133,7 @@ impl AuditLog {
             // A damaged row is shipped as stored, its damage listed; the
             // verifier refuses it.
             rows.extend(
-                self.with_store(|store| store.chain_range(head.chain, after, last))?
+                self.chain_range(head.chain, after, last)?
                     .into_iter()
                     .map(|row| row.record),
             );
@@ -229,8 +229,8 @@ impl RowVerifier {
                 format!("{}: {}", damage.field, damage.problem),
             ));
         }
-        let known_version = record.chain_version == CHAIN_VERSION || (record.chain_version == 1 && chain == 1);
-        if !known_version || self.chain.mac(&fields_of(record), &record.prev_mac) != record.mac {
+        let row = VerifyRow::from(record.clone());
+        if !self_consistent(&self.chain, &row, 0) {
             return Err(finding(
                 record.chain_seq,
                 TamperKind::Modified,

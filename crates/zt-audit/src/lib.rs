@@ -75,8 +75,8 @@
 //! big-endian):
 //!
 //! 1. the bytes `zt-audit-chain` and a NUL byte;
-//! 2. the encoding version, `u16` = 2 (stored in `chain_version`);
-//! 3. the chain id, `i16` (version 2 only);
+//! 2. the encoding version, `u16` = 3 (stored in `chain_version`);
+//! 3. the chain id, `i16` (versions 2 and 3);
 //! 4. the position in the chain, `i64`;
 //! 5. `event_id`, the 16 bytes of the UUID;
 //! 6. `created_at`, microseconds since the Unix epoch, `i64`;
@@ -96,6 +96,16 @@
 //! `0` byte when absent, `4` and the 4 bytes of an IPv4 address, or `6` and
 //! the 16 bytes of an IPv6 address. Each row also stores the previous MAC in
 //! `prev_mac`, so a verifier can tell a modified row from a missing one.
+//!
+//! Version 3 replaces the personal fields (`user_email` in item 7, items 9
+//! and 10, and `user_agent` in item 11) with one 32-byte *commitment*, placed
+//! right after `user_id`: `HMAC-SHA256(personal key, event_id ||
+//! user_email || metadata || client_ip || peer_ip || user_agent)` in the
+//! encodings above, where the personal key is `HMAC-SHA256(key,
+//! "zt-audit-personal\0")`. [`AuditLog::erase_personal_data`] empties those
+//! fields and keeps the commitment in `audit_erasures`; the erased row then
+//! verifies against it. Version 2 rows encode the fields themselves and
+//! cannot be erased.
 //!
 //! Version 1 rows, written before chains existed, omit item 3, belong to
 //! chain 1, and keep verifying: their position is their row id. The row id
@@ -192,7 +202,7 @@ pub use pipeline::{
     encode_spool_segment, read_spool_segment,
 };
 pub use query::{AuditFilter, AuditRecord, Cursor, DamagedField, Order, Page, PageRequest};
-pub use retention::{ARCHIVE_VERSION, ArchiveHeader, ArchiveSummary, PruneSummary, verify_archive};
+pub use retention::{ARCHIVE_VERSION, ArchiveHeader, ArchiveSummary, ErasureSummary, PruneSummary, verify_archive};
 pub use table::{TextTable, records_table};
 pub use verify::{Finding, TamperKind, VerifyReport};
 pub use zt_db::{AnyConnection, AsConnection, DbConnection, Pool, PoolConfig};

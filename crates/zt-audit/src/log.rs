@@ -677,8 +677,27 @@ impl AuditLog {
         Ok(checkpoint.sign(signing_key))
     }
 
-    fn chain_range(&self, chain_id: i16, after: i64, last: i64) -> Result<Vec<VerifyRow>> {
-        self.with_store(|store| store.chain_range(chain_id, after, last))
+    /// The rows of `chain_id` at positions `after + 1 ..= last`, with the
+    /// commitments of erased rows filled in: rows as verification sees them.
+    pub(crate) fn chain_range(&self, chain_id: i16, after: i64, last: i64) -> Result<Vec<VerifyRow>> {
+        self.with_store(|store| {
+            let mut rows = store.chain_range(chain_id, after, last)?;
+            let erasures = match store.erasures(chain_id, after, last) {
+                Ok(erasures) => erasures,
+                // A log migrated before erasure existed has erased nothing.
+                Err(error) if crate::retention::is_missing_table(&error, "audit_erasures") => Vec::new(),
+                Err(error) => return Err(error),
+            };
+            for (seq, commitment) in erasures {
+                let Ok(commitment) = <[u8; 32]>::try_from(commitment.as_slice()) else {
+                    continue;
+                };
+                if let Some(row) = rows.iter_mut().find(|row| row.seq == seq) {
+                    row.record.erasure = Some(commitment);
+                }
+            }
+            Ok(rows)
+        })
     }
 
     fn max_seq(&self, chain_id: i16) -> Result<Option<i64>> {

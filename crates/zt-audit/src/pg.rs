@@ -19,7 +19,7 @@ use crate::backend::{Head, PruneRecord, Recorded, Scope, Store, Target};
 use crate::chain::{CHAIN_VERSION, Chain, ChainFields};
 use crate::error::{Error, ErrorKind, Result};
 use crate::query::{AuditFilter, AuditRecord, Cursor, Order, Page, PageRequest};
-use crate::schema::pg::{audit_chain_head, audit_logs, audit_prunes};
+use crate::schema::pg::{audit_chain_head, audit_erasures, audit_logs, audit_prunes};
 use crate::stored::{Decoder, RawText};
 use crate::verify::VerifyRow;
 
@@ -168,6 +168,7 @@ impl Row {
             prev_mac: d.mac("prev_mac", self.prev_mac),
             mac: d.mac("mac", self.mac),
             damaged: d.finish(),
+            erasure: None,
         }
     }
 
@@ -621,6 +622,23 @@ struct RowId {
 type HeadId = i16;
 
 /// A time as this backend stores it.
+/// Empties the personal fields of one row, as erasure does.
+fn empty_personal_fields(conn: &mut PgConnection, chain_id: i16, seq: i64) -> Result<usize> {
+    Ok(diesel::update(
+        audit_logs::table
+            .filter(audit_logs::chain_id.eq(chain_id))
+            .filter(audit_logs::chain_seq.eq(seq)),
+    )
+    .set((
+        audit_logs::user_email.eq(None::<String>),
+        audit_logs::metadata.eq(sql::<Jsonb>("'{}'::jsonb")),
+        audit_logs::client_ip.eq(None::<IpNetwork>),
+        audit_logs::peer_ip.eq(None::<IpNetwork>),
+        audit_logs::user_agent.eq(None::<String>),
+    ))
+    .execute(conn)?)
+}
+
 fn db_time(at: zt_types::Timestamp) -> DateTime<Utc> {
     at.to_chrono()
 }

@@ -257,6 +257,50 @@ macro_rules! shared_queries {
             })
         }
 
+        /// The erasures recorded for `chain_id` at positions `after + 1 ..= last`:
+        /// each position and the commitment kept for it.
+        pub(crate) fn erasures(conn: &mut $conn, chain_id: i16, after: i64, last: i64) -> Result<Vec<(i64, Vec<u8>)>> {
+            Ok(audit_erasures::table
+                .filter(audit_erasures::chain_id.eq(chain_id))
+                .filter(
+                    audit_erasures::chain_seq
+                        .gt(after)
+                        .and(audit_erasures::chain_seq.le(last)),
+                )
+                .select((audit_erasures::chain_seq, audit_erasures::commitment))
+                .load(conn)?)
+        }
+
+        /// Records the erasure of the row at `seq` of `chain_id` with its
+        /// commitment, then empties its personal fields, in one transaction;
+        /// the triggers let exactly this update through.
+        pub(crate) fn erase(
+            conn: &mut $conn,
+            chain_id: i16,
+            seq: i64,
+            commitment: &[u8; 32],
+            at: zt_types::Timestamp,
+        ) -> Result<()> {
+            conn.transaction(|conn| {
+                diesel::insert_into(audit_erasures::table)
+                    .values((
+                        audit_erasures::chain_id.eq(chain_id),
+                        audit_erasures::chain_seq.eq(seq),
+                        audit_erasures::commitment.eq(&commitment[..]),
+                        audit_erasures::erased_at.eq(db_time(at)),
+                    ))
+                    .execute(conn)?;
+                let updated = empty_personal_fields(conn, chain_id, seq)?;
+                if updated != 1 {
+                    return Err(Error::new(
+                        ErrorKind::Database,
+                        format!("chain {chain_id} has no row at position {seq} to erase"),
+                    ));
+                }
+                Ok(())
+            })
+        }
+
         /// Every chain's head, by chain id.
         pub(crate) fn read_heads(conn: &mut $conn) -> Result<Vec<Head>> {
             let rows: Vec<(HeadId, i64, Vec<u8>)> = audit_chain_head::table
@@ -350,6 +394,14 @@ macro_rules! delegated_store_methods {
 
         fn prune(&mut self, record: &PruneRecord, at: zt_types::Timestamp) -> Result<u64> {
             prune(self, record, at)
+        }
+
+        fn erasures(&mut self, chain_id: i16, after: i64, last: i64) -> Result<Vec<(i64, Vec<u8>)>> {
+            erasures(self, chain_id, after, last)
+        }
+
+        fn erase(&mut self, chain_id: i16, seq: i64, commitment: &[u8; 32], at: zt_types::Timestamp) -> Result<()> {
+            erase(self, chain_id, seq, commitment, at)
         }
     };
 }

@@ -70,6 +70,9 @@ pub struct AuditRecord {
     /// The stored values that could not be read as zt writes them; empty for
     /// an intact row. Verification reports such a row as modified.
     pub damaged: Vec<DamagedField>,
+    /// The commitment kept when the row's personal fields were erased, if
+    /// they were; filled in where rows are verified.
+    pub(crate) erasure: Option<[u8; 32]>,
 }
 
 /// A stored value of an [`AuditRecord`] that is not what zt writes: not
@@ -101,6 +104,13 @@ impl AuditRecord {
         !self.damaged.is_empty()
     }
 
+    /// Whether the row's personal fields (email, metadata, IPs, user agent)
+    /// were erased (`AuditLog::erase_personal_data`), as far as the read that
+    /// returned it looked: verification, `follow` and archives do.
+    pub fn is_erased(&self) -> bool {
+        self.erasure.is_some()
+    }
+
     /// Whether the stored time is damaged: the row then sorts where its
     /// stored value does, which no page cursor can name.
     pub(crate) fn time_damaged(&self) -> bool {
@@ -112,7 +122,7 @@ impl Serialize for AuditRecord {
     /// Serializes with the metadata as a JSON object and MACs as hex; a
     /// damaged row also has `damaged`, the list of its damaged fields.
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut record = serializer.serialize_struct("AuditRecord", 22)?;
+        let mut record = serializer.serialize_struct("AuditRecord", 23)?;
         record.serialize_field("id", &self.id)?;
         record.serialize_field("event_id", &self.event_id)?;
         record.serialize_field("created_at", &self.created_at)?;
@@ -138,6 +148,11 @@ impl Serialize for AuditRecord {
             record.serialize_field("damaged", &self.damaged)?;
         } else {
             record.skip_field("damaged")?;
+        }
+        if self.is_erased() {
+            record.serialize_field("erased", &true)?;
+        } else {
+            record.skip_field("erased")?;
         }
         record.end()
     }

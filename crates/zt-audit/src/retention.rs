@@ -73,6 +73,31 @@ struct ArchivedRow {
     prev_mac: [u8; 32],
     #[serde(with = "crate::checkpoint::hex_mac")]
     mac: [u8; 32],
+    /// The commitment kept when the personal fields were erased.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "optional_hex")]
+    erased: Option<[u8; 32]>,
+}
+
+mod optional_hex {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(value: &Option<[u8; 32]>, serializer: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(bytes) => serializer.serialize_some(&hex::encode(bytes)),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<[u8; 32]>, D::Error> {
+        let text: Option<String> = Option::deserialize(deserializer)?;
+        text.map(|text| {
+            hex::decode(&text)
+                .ok()
+                .and_then(|bytes| bytes.try_into().ok())
+                .ok_or_else(|| serde::de::Error::custom("not 32 hex bytes"))
+        })
+        .transpose()
+    }
 }
 
 impl From<&AuditRecord> for ArchivedRow {
@@ -99,6 +124,7 @@ impl From<&AuditRecord> for ArchivedRow {
             request_id: record.request_id.clone(),
             prev_mac: record.prev_mac,
             mac: record.mac,
+            erased: record.erasure,
         }
     }
 }
@@ -128,6 +154,7 @@ impl From<ArchivedRow> for VerifyRow {
             prev_mac: row.prev_mac,
             mac: row.mac,
             damaged: Vec::new(),
+            erasure: row.erased,
         })
     }
 }
@@ -140,6 +167,19 @@ pub struct ArchiveSummary {
     pub rows: u64,
     /// The header, with the checkpoint at the cut.
     pub header: ArchiveHeader,
+}
+
+/// What [`crate::AuditLog::erase_personal_data`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ErasureSummary {
+    /// Rows whose personal fields were erased now.
+    pub erased: u64,
+    /// Rows erased before.
+    pub already_erased: u64,
+    /// Rows written before erasure was possible (chain version below 3),
+    /// left as they are: erasing them would break their MAC.
+    pub legacy: u64,
 }
 
 /// What [`crate::AuditLog::prune`] deleted.
@@ -164,10 +204,10 @@ pub(crate) fn prune_tag(chain: &Chain, chain_id: i16, seq: i64, mac: &[u8]) -> [
     tag.finalize().into_bytes().into()
 }
 
-/// Whether `error` says `audit_prunes` does not exist.
-fn is_missing_table(error: &Error) -> bool {
+/// Whether `error` says `table` does not exist.
+pub(crate) fn is_missing_table(error: &Error, table: &str) -> bool {
     let text = error.to_string();
-    text.contains("audit_prunes") && (text.contains("does not exist") || text.contains("no such table"))
+    text.contains(table) && (text.contains("does not exist") || text.contains("no such table"))
 }
 
 /// Each chain's newest prune point, authenticated: `Ok` with the points, or
@@ -213,7 +253,7 @@ impl crate::AuditLog {
         let records = match self.with_store(|store| store.prune_records()) {
             Ok(records) => records,
             // A log migrated before retention existed has never been pruned.
-            Err(error) if is_missing_table(&error) => Vec::new(),
+            Err(error) if is_missing_table(&error, "audit_prunes") => Vec::new(),
             Err(error) => return Err(error),
         };
         Ok(prune_points(chain, &records))
@@ -294,7 +334,7 @@ impl crate::AuditLog {
             let mut after = from.seq;
             while after < to.seq {
                 let upto = after.saturating_add(5_000).min(to.seq);
-                for row in self.with_store(|store| store.chain_range(to.chain, after, upto))? {
+                for row in self.chain_range(to.chain, after, upto)? {
                     if row.seq != expected || row.prev_mac != prev_mac || !self_consistent(chain, &row, 0) {
                         return Err(Error::new(
                             ErrorKind::Tampered,
@@ -380,6 +420,71 @@ impl crate::AuditLog {
             .build()?;
         self.record(&event)?;
         Ok(PruneSummary { rows, chains: plan })
+    }
+}
+
+impl crate::AuditLog {
+    /// Erases the personal data of `user_id` from the log: in each of the
+    /// user's rows, the email, the metadata, the client and peer IPs and the
+    /// user agent. The user id, the action, the resource, the time and the
+    /// outcome stay, and every erased row still verifies: its MAC (chain
+    /// version 3) covers those fields through a keyed commitment, which is
+    /// kept in `audit_erasures`. Records the erasure as an `AUDIT_ERASE`
+    /// event.
+    ///
+    /// A row that does not verify is not erased (`Tampered`): erasing would
+    /// hide the tampering. Rows written before version 3 are left and counted
+    /// in [`ErasureSummary::legacy`]; archive and prune them to remove them.
+    pub fn erase_personal_data(&self, user_id: &str) -> Result<ErasureSummary> {
+        let chain = self.chain()?;
+        let mut positions = Vec::new();
+        self.for_each(&crate::AuditFilter::new().user(user_id), |record| {
+            positions.push((record.chain, record.chain_seq));
+            Ok(())
+        })?;
+        let mut summary = ErasureSummary {
+            erased: 0,
+            already_erased: 0,
+            legacy: 0,
+        };
+        let at = Timestamp::now();
+        for (chain_id, seq) in positions {
+            let Some(row) = self.chain_range(chain_id, seq - 1, seq)?.into_iter().next() else {
+                continue;
+            };
+            if row.record.is_erased() {
+                summary.already_erased += 1;
+                continue;
+            }
+            if row.record.chain_version < crate::chain::ERASABLE_VERSION {
+                summary.legacy += 1;
+                continue;
+            }
+            if !self_consistent(chain, &row, 0) {
+                return Err(Error::new(
+                    ErrorKind::Tampered,
+                    format!(
+                        "cannot erase row {} (chain {chain_id} position {seq}): it does not verify, and erasing \
+                         it would hide that; run `zt audit verify`",
+                        row.id
+                    ),
+                ));
+            }
+            let commitment = chain.personal_commitment(&crate::verify::fields_of(&row.record));
+            self.with_store(|store| store.erase(chain_id, seq, &commitment, at))?;
+            summary.erased += 1;
+        }
+        let event = zt_types::AuditEvent::builder(zt_types::Actor::System, "AUDIT_ERASE", "audit_logs")
+            .resource_id(user_id)
+            .metadata(&serde_json::json!({
+                "erased": summary.erased,
+                "already_erased": summary.already_erased,
+                "legacy": summary.legacy,
+            }))
+            .status(AuditStatus::Success)
+            .build()?;
+        self.record(&event)?;
+        Ok(summary)
     }
 }
 

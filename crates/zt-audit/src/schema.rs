@@ -1,6 +1,6 @@
 //! Diesel schemas of the audit tables, one module per backend, matching
 //! `migrations/<backend>/*_create_audit_logs`, `*_audit_chains` and
-//! `*_audit_prunes`.
+//! `*_audit_retention`.
 
 /// PostgreSQL.
 #[cfg(feature = "postgres")]
@@ -46,6 +46,15 @@ pub(crate) mod pg {
             upto_mac -> Bytea,
             pruned_at -> Timestamptz,
             tag -> Bytea,
+        }
+    }
+
+    diesel::table! {
+        audit_erasures (chain_id, chain_seq) {
+            chain_id -> Int2,
+            chain_seq -> Int8,
+            commitment -> Bytea,
+            erased_at -> Timestamptz,
         }
     }
 }
@@ -95,6 +104,15 @@ pub(crate) mod sqlite {
             upto_mac -> Binary,
             pruned_at -> Text,
             tag -> Binary,
+        }
+    }
+
+    diesel::table! {
+        audit_erasures (chain_id, chain_seq) {
+            chain_id -> SmallInt,
+            chain_seq -> BigInt,
+            commitment -> Binary,
+            erased_at -> Text,
         }
     }
 }

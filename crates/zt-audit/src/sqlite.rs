@@ -12,7 +12,7 @@ use crate::chain::{CHAIN_VERSION, Chain, ChainFields, GENESIS_MAC};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ip_key::{ip_key, ip_key_range};
 use crate::query::{AuditFilter, AuditRecord, Cursor, Order, Page, PageRequest};
-use crate::schema::sqlite::{audit_chain_head, audit_logs, audit_prunes};
+use crate::schema::sqlite::{audit_chain_head, audit_erasures, audit_logs, audit_prunes};
 use crate::stored::{Decoder, RawText, excerpt};
 use crate::verify::VerifyRow;
 
@@ -170,6 +170,7 @@ impl Row {
             prev_mac: d.mac("prev_mac", self.prev_mac),
             mac: d.mac("mac", self.mac),
             damaged: d.finish(),
+            erasure: None,
         }
     }
 
@@ -428,6 +429,24 @@ pub(crate) fn append_batch(
 type HeadId = i64;
 
 /// A time as this backend stores it: the fixed-width text, which sorts in time order.
+/// Empties the personal fields of one row, as erasure does.
+fn empty_personal_fields(conn: &mut SqliteConnection, chain_id: i16, seq: i64) -> Result<usize> {
+    Ok(diesel::update(
+        audit_logs::table
+            .filter(audit_logs::chain_id.eq(chain_id))
+            .filter(audit_logs::chain_seq.eq(seq)),
+    )
+    .set((
+        audit_logs::user_email.eq(None::<String>),
+        audit_logs::metadata.eq("{}"),
+        audit_logs::client_ip.eq(None::<String>),
+        audit_logs::client_ip_bin.eq(None::<Vec<u8>>),
+        audit_logs::peer_ip.eq(None::<String>),
+        audit_logs::user_agent.eq(None::<String>),
+    ))
+    .execute(conn)?)
+}
+
 fn db_time(at: Timestamp) -> String {
     at.to_string()
 }

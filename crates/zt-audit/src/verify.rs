@@ -4,7 +4,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::chain::{CHAIN_VERSION, Chain, ChainFields, GENESIS_MAC};
+use crate::chain::{CHAIN_VERSION, Chain, ChainFields, ERASABLE_VERSION, GENESIS_MAC};
 use crate::error::Result;
 use crate::query::AuditRecord;
 
@@ -148,6 +148,7 @@ pub(crate) fn fields_of(record: &AuditRecord) -> ChainFields<'_> {
         status: record.status.as_str(),
         error_code: record.error_code.as_deref(),
         request_id: record.request_id.as_deref(),
+        erased: record.erasure,
     }
 }
 
@@ -160,8 +161,20 @@ pub(crate) fn self_consistent(chain: &Chain, row: &VerifyRow, shift: i64) -> boo
     if record.is_damaged() {
         return false;
     }
+    // An erased row holds no personal data: the kept commitment speaks for it.
+    if record.is_erased()
+        && (record.chain_version < ERASABLE_VERSION
+            || record.user_email.is_some()
+            || record.metadata != "{}"
+            || record.client_ip.is_some()
+            || record.peer_ip.is_some()
+            || record.user_agent.is_some())
+    {
+        return false;
+    }
     // Version 1 rows predate chains and belong to chain 1.
-    let known_version = record.chain_version == CHAIN_VERSION || (record.chain_version == 1 && record.chain == 1);
+    let known_version =
+        (2..=CHAIN_VERSION).contains(&record.chain_version) || (record.chain_version == 1 && record.chain == 1);
     if !known_version || record.chain != row.chain || record.chain_seq != row.seq {
         return false;
     }

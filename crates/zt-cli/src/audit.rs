@@ -191,6 +191,20 @@ pub(crate) fn run(command: AuditCommand) -> Result<Outcome> {
             signing_key,
             force,
         } => archive(&database.database_url, &key, &before, &out, &signing_key, force),
+        AuditCommand::Erase { database, key, user } => {
+            let log = AuditLog::new(connect(&database.database_url)?, &chain_key(&key)?);
+            let summary = log.erase_personal_data(&user).map_err(|e| anyhow!("{e}"))?;
+            writeln!(
+                std::io::stdout(),
+                "erased the personal data of {} row(s) of user {}; {} erased before; {} written before \
+                 erasure was possible were left (archive and prune them)",
+                summary.erased,
+                zt_types::neutralize(&user),
+                summary.already_erased,
+                summary.legacy
+            )?;
+            Ok(Outcome::Ok)
+        }
         AuditCommand::Prune {
             database,
             key,

@@ -182,6 +182,18 @@ enum AuditCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Erase a user's personal data (email, metadata, client and peer IP,
+    /// user agent) from their rows; the rows keep verifying, and the erasure
+    /// is audited.
+    Erase {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        key: KeyArgs,
+        /// The user whose data goes.
+        #[arg(long)]
+        user: String,
+    },
     /// Delete the rows an archive holds, once the archive verifies, through
     /// the one path the append-only triggers allow; the prune is audited.
     Prune {
