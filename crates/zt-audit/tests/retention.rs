@@ -195,7 +195,46 @@ fn a_changed_log_is_not_pruned(db: &TestDatabase) {
     assert_eq!(refused.kind(), zt_audit::ErrorKind::Tampered, "{refused}");
 }
 
+/// Write, checkpoint, archive, prune, erase and tamper, with a verification
+/// after each step giving what it should.
+fn the_whole_life_cycle(db: &TestDatabase) {
+    let log = seeded(db);
+    let trusted = signing_key().verifying_key();
+    let dir = zt_audit::CheckpointDir::new(db.scratch_dir().join("checkpoints")).unwrap();
+    dir.write(&log.checkpoint(&signing_key()).unwrap()).unwrap();
+    let (_, newest) = dir.newest().unwrap().unwrap();
+    assert!(log.verify_with(Some((&newest, &trusted)), |_| {}).unwrap().is_valid());
+
+    let (bytes, _) = archive(&log);
+    let (header, archived) = verify_archive(bytes.as_slice(), &key(), &trusted).unwrap();
+    assert!(archived.is_valid());
+    log.prune(&header, &trusted).unwrap();
+    let after_prune = log.verify().unwrap();
+    assert!(after_prune.is_valid(), "{:?}", after_prune.finding);
+    // The checkpoint from before the prune still holds for what is left.
+    assert!(log.verify_with(Some((&newest, &trusted)), |_| {}).unwrap().is_valid());
+
+    let erased = log.erase_personal_data("2").unwrap();
+    assert!(erased.erased > 0);
+    let since = log.checkpoint(&signing_key()).unwrap();
+    assert!(log.verify().unwrap().is_valid());
+    for i in ROWS..ROWS + 3 {
+        log.record(&event(i)).unwrap();
+    }
+    let incremental = log.verify_from(&since, &trusted, None, |_| {}).unwrap();
+    assert!(
+        incremental.is_valid() && incremental.rows_checked == 3,
+        "{incremental:?}"
+    );
+
+    disable_triggers(db);
+    raw(db, "UPDATE audit_logs SET resource = 'tampered' WHERE id = 27").unwrap();
+    let finding = log.verify().unwrap().finding.unwrap();
+    assert_eq!(finding.kind, TamperKind::Modified, "{finding}");
+}
+
 zt_testkit::backend_tests!(
+    the_whole_life_cycle,
     archive_prune_and_keep_verifying,
     a_second_archive_starts_at_the_prune,
     tampered_archives_are_named,

@@ -152,10 +152,8 @@ pub(crate) fn run(command: AuditCommand) -> Result<Outcome> {
             json,
             ..
         } => {
-            // Checked by clap: an archive comes with a public key.
-            let public = public_key.unwrap_or_default();
             let _ = database_url;
-            verify_archive_file(&key, &archive, &public, json)
+            verify_archive_file(&key, &archive, public_key.as_deref(), json)
         }
         AuditCommand::Verify {
             database_url,
@@ -190,7 +188,14 @@ pub(crate) fn run(command: AuditCommand) -> Result<Outcome> {
             out,
             signing_key,
             force,
-        } => archive(&database.database_url, &key, &before, &out, &signing_key, force),
+        } => archive(
+            &database.database_url,
+            &key,
+            &before,
+            &out,
+            signing_key.as_deref(),
+            force,
+        ),
         AuditCommand::Erase { database, key, user } => {
             let log = AuditLog::new(connect(&database.database_url)?, &chain_key(&key)?);
             let summary = log.erase_personal_data(&user).map_err(|e| anyhow!("{e}"))?;
@@ -211,7 +216,7 @@ pub(crate) fn run(command: AuditCommand) -> Result<Outcome> {
             before,
             archive,
             public_key,
-        } => prune(&database.database_url, &key, &before, &archive, &public_key),
+        } => prune(&database.database_url, &key, &before, &archive, public_key.as_deref()),
         AuditCommand::Checkpoint {
             database,
             key,
@@ -564,9 +569,12 @@ fn open_archive(path: &Path) -> Result<Box<dyn std::io::BufRead>> {
 }
 
 /// `zt audit verify --archive FILE`: the archive alone, no database.
-fn verify_archive_file(key: &KeyArgs, path: &Path, public: &Path, json: bool) -> Result<Outcome> {
+fn verify_archive_file(key: &KeyArgs, path: &Path, public: Option<&Path>, json: bool) -> Result<Outcome> {
     let key = chain_key(key)?;
-    let trusted = verifying_key_from_file(public).map_err(|e| anyhow!("{e}"))?;
+    let trusted = match public {
+        Some(public) => verifying_key_from_file(public).map_err(|e| anyhow!("{e}"))?,
+        None => named_key(&read_archive_header(path)?)?,
+    };
     let (header, report) =
         verify_archive(open_archive(path)?, &key, &trusted).map_err(|e| anyhow!("{}: {e}", path.display()))?;
     if !json && report.is_valid() {
@@ -581,10 +589,22 @@ fn verify_archive_file(key: &KeyArgs, path: &Path, public: &Path, json: bool) ->
 }
 
 /// `zt audit archive --before AGE --out FILE`.
-fn archive(url: &str, key: &KeyArgs, before: &str, out: &Path, signing_key: &Path, force: bool) -> Result<Outcome> {
+fn archive(
+    url: &str,
+    key: &KeyArgs,
+    before: &str,
+    out: &Path,
+    signing_key: Option<&Path>,
+    force: bool,
+) -> Result<Outcome> {
     let before = when::parse(before, Timestamp::now()).context("--before")?;
     let key = chain_key(key)?;
-    let signing_key = signing_key_from_file(signing_key).map_err(|e| anyhow!("{e}"))?;
+    let one_time = signing_key.is_none();
+    let signing_key = match signing_key {
+        Some(path) => signing_key_from_file(path),
+        None => generate_signing_key(),
+    }
+    .map_err(|e| anyhow!("{e}"))?;
     let file = create_output(out, force)?;
     let log = AuditLog::new(connect(url)?, &key);
     let compressed = out.extension().is_some_and(|extension| extension == "zst");
@@ -631,14 +651,26 @@ fn archive(url: &str, key: &KeyArgs, before: &str, out: &Path, signing_key: &Pat
         before,
         out.display()
     )?;
+    if one_time {
+        writeln!(
+            std::io::stdout(),
+            "NOTE: signed with a one-time key ({}); pass --signing-key to sign with a key you keep",
+            summary.header.checkpoint.public_key
+        )?;
+    }
     Ok(Outcome::Ok)
 }
 
 /// `zt audit prune --before AGE --archive FILE --public-key PUB`.
-fn prune(url: &str, key: &KeyArgs, before: &str, archive: &Path, public: &Path) -> Result<Outcome> {
+fn prune(url: &str, key: &KeyArgs, before: &str, archive: &Path, public: Option<&Path>) -> Result<Outcome> {
     let before = when::parse(before, Timestamp::now()).context("--before")?;
     let key = chain_key(key)?;
-    let trusted = verifying_key_from_file(public).map_err(|e| anyhow!("{e}"))?;
+    let trusted = match public {
+        Some(public) => verifying_key_from_file(public).map_err(|e| anyhow!("{e}"))?,
+        // The rows' MACs, under the chain key, vouch for the archive; the
+        // key it names only has to match its own signature.
+        None => named_key(&read_archive_header(archive)?)?,
+    };
     // Nothing is deleted on the strength of an archive that does not verify.
     let (header, report) =
         verify_archive(open_archive(archive)?, &key, &trusted).map_err(|e| anyhow!("{}: {e}", archive.display()))?;
@@ -671,4 +703,21 @@ fn prune(url: &str, key: &KeyArgs, before: &str, archive: &Path, public: &Path) 
         }
     )?;
     Ok(Outcome::Ok)
+}
+
+/// The header of an archive, read alone.
+fn read_archive_header(path: &Path) -> Result<zt_audit::ArchiveHeader> {
+    let mut first = String::new();
+    // A header is a few KiB; a longer first line is no archive.
+    std::io::BufRead::read_line(&mut std::io::Read::take(open_archive(path)?, 1 << 20), &mut first)?;
+    serde_json::from_str(&first).map_err(|e| anyhow!("{} is not a zt audit archive: {e}", path.display()))
+}
+
+/// The public key an archive's checkpoint names.
+fn named_key(header: &zt_audit::ArchiveHeader) -> Result<zt_audit::VerifyingKey> {
+    let bytes: [u8; 32] = hex::decode(&header.checkpoint.public_key)
+        .ok()
+        .and_then(|bytes| bytes.try_into().ok())
+        .ok_or_else(|| anyhow!("the archive names no valid public key; pass --public-key"))?;
+    zt_audit::VerifyingKey::from_bytes(&bytes).map_err(|e| anyhow!("the archive's public key: {e}"))
 }

@@ -141,7 +141,8 @@ enum AuditCommand {
         checkpoint: Option<PathBuf>,
         /// Verify an archive (`zt audit archive`) on its own, without the
         /// database: its checkpoint's signature, then every row's MAC.
-        #[arg(long, requires = "public_key", conflicts_with_all = ["checkpoints", "from_checkpoint"])]
+        /// Without `--public-key`, the key the archive names is used.
+        #[arg(long, conflicts_with_all = ["checkpoints", "from_checkpoint"])]
         archive: Option<PathBuf>,
         /// A directory of checkpoints (as `zt audit checkpoint --dir` and
         /// automatic checkpoints write them): check against the newest.
@@ -175,9 +176,11 @@ enum AuditCommand {
         /// The archive file, created 0600.
         #[arg(long)]
         out: PathBuf,
-        /// The Ed25519 signing key for the checkpoint at the cut.
+        /// The Ed25519 signing key for the checkpoint at the cut; without
+        /// it, a one-time key signs it, and only the chain key's MACs vouch
+        /// for the archive.
         #[arg(long)]
-        signing_key: PathBuf,
+        signing_key: Option<PathBuf>,
         /// Replace `--out` if it exists.
         #[arg(long)]
         force: bool,
@@ -207,9 +210,11 @@ enum AuditCommand {
         /// The archive written by `zt audit archive`.
         #[arg(long)]
         archive: PathBuf,
-        /// The Ed25519 public key of the archive's checkpoint.
+        /// The Ed25519 public key of the archive's checkpoint; without it,
+        /// the key the archive names is used, and only the chain key's MACs
+        /// vouch for the rows.
         #[arg(long)]
-        public_key: PathBuf,
+        public_key: Option<PathBuf>,
     },
     /// Sign a checkpoint of the chain as it is now; keep the file outside the database.
     Checkpoint {
