@@ -110,8 +110,17 @@ pub(crate) trait Store {
     fn prune_records(&mut self) -> Result<Vec<PruneRecord>>;
     /// The last position of `chain_id` before its first row at or after `before`.
     fn cut_seq(&mut self, chain_id: i16, before: zt_types::Timestamp) -> Result<Option<i64>>;
-    /// Records a prune and deletes the rows it covers, in one transaction.
-    fn prune(&mut self, record: &PruneRecord, at: zt_types::Timestamp) -> Result<u64>;
+    /// Records a prune (once).
+    fn record_prune(&mut self, record: &PruneRecord, at: zt_types::Timestamp) -> Result<()>;
+    /// Drops the whole partitions (PostgreSQL, partitioned log) that hold
+    /// only rows that recorded prunes cover and lie before `before`;
+    /// returns the rows they held. Zero elsewhere.
+    fn drop_pruned_partitions(&mut self, before: zt_types::Timestamp) -> Result<u64>;
+    /// Deletes the rows of a chain up to a position a recorded prune covers.
+    fn delete_pruned(&mut self, chain_id: i16, seq: i64) -> Result<u64>;
+    /// Partitions the log by month (PostgreSQL), creating this month's and
+    /// `months_ahead` more; returns the partitions created.
+    fn partition_by_month(&mut self, months_ahead: u32) -> Result<Vec<String>>;
     /// The erasures of `chain_id` at positions `after < seq <= last`.
     fn erasures(&mut self, chain_id: i16, after: i64, last: i64) -> Result<Vec<(i64, Vec<u8>)>>;
     /// Records an erasure and empties the row's personal fields, in one transaction.

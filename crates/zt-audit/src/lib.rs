@@ -177,6 +177,8 @@ mod ip_key;
 mod key;
 mod log;
 #[cfg(feature = "postgres")]
+mod partitions;
+#[cfg(feature = "postgres")]
 mod pg;
 mod pipeline;
 mod queries;

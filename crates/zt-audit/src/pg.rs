@@ -666,6 +666,14 @@ impl Store for PgConnection {
 
     crate::queries::delegated_store_methods!();
 
+    fn drop_pruned_partitions(&mut self, before: zt_types::Timestamp) -> Result<u64> {
+        crate::partitions::drop_pruned(self, before)
+    }
+
+    fn partition_by_month(&mut self, months_ahead: u32) -> Result<Vec<String>> {
+        crate::partitions::partition_by_month(self, months_ahead)
+    }
+
     fn ensure_chains(&mut self, chains: i16) -> Result<()> {
         ensure_heads(self, 1, chains.max(1))
     }

@@ -5,7 +5,7 @@
 
 /// Declares `filtered`, `query_page`, `count`, `chain_range`, `max_seq`,
 /// `mac_at`, `newest_row`, `chain_ids`, `read_heads`, `prune_records`,
-/// `cut_seq` and `prune` for the backend module it is invoked in.
+/// `cut_seq`, `record_prune`, `delete_pruned`, `erasures` and `erase` for the backend module it is invoked in.
 macro_rules! shared_queries {
     (conn = $conn:ty, backend = $backend:ty) => {
         type Boxed<'a> = audit_logs::BoxedQuery<'a, $backend, diesel::dsl::SqlTypeOf<Selection>>;
@@ -233,28 +233,33 @@ macro_rules! shared_queries {
             }
         }
 
-        /// Records the prune of `chain_id` up to `record.seq` and deletes
-        /// those rows, in one transaction; the triggers let exactly these
-        /// deletes through. Returns the rows deleted.
-        pub(crate) fn prune(conn: &mut $conn, record: &PruneRecord, at: zt_types::Timestamp) -> Result<u64> {
-            conn.transaction(|conn| {
-                diesel::insert_into(audit_prunes::table)
-                    .values((
-                        audit_prunes::chain_id.eq(record.chain),
-                        audit_prunes::upto_seq.eq(record.seq),
-                        audit_prunes::upto_mac.eq(&record.mac),
-                        audit_prunes::pruned_at.eq(db_time(at)),
-                        audit_prunes::tag.eq(&record.tag),
-                    ))
-                    .execute(conn)?;
-                let deleted = diesel::delete(
-                    audit_logs::table
-                        .filter(audit_logs::chain_id.eq(record.chain))
-                        .filter(audit_logs::chain_seq.le(record.seq)),
-                )
+        /// Records a prune: from then on the triggers let the deletes of the
+        /// rows it covers through, and verification starts after it. Does
+        /// nothing when the same prune is recorded already.
+        pub(crate) fn record_prune(conn: &mut $conn, record: &PruneRecord, at: zt_types::Timestamp) -> Result<()> {
+            diesel::insert_into(audit_prunes::table)
+                .values((
+                    audit_prunes::chain_id.eq(record.chain),
+                    audit_prunes::upto_seq.eq(record.seq),
+                    audit_prunes::upto_mac.eq(&record.mac),
+                    audit_prunes::pruned_at.eq(db_time(at)),
+                    audit_prunes::tag.eq(&record.tag),
+                ))
+                .on_conflict_do_nothing()
                 .execute(conn)?;
-                Ok(u64::try_from(deleted).unwrap_or(0))
-            })
+            Ok(())
+        }
+
+        /// Deletes the rows of `chain_id` up to `seq`, which a recorded prune
+        /// covers; returns how many.
+        pub(crate) fn delete_pruned(conn: &mut $conn, chain_id: i16, seq: i64) -> Result<u64> {
+            let deleted = diesel::delete(
+                audit_logs::table
+                    .filter(audit_logs::chain_id.eq(chain_id))
+                    .filter(audit_logs::chain_seq.le(seq)),
+            )
+            .execute(conn)?;
+            Ok(u64::try_from(deleted).unwrap_or(0))
         }
 
         /// The erasures recorded for `chain_id` at positions `after + 1 ..= last`:
@@ -392,8 +397,12 @@ macro_rules! delegated_store_methods {
             cut_seq(self, chain_id, before)
         }
 
-        fn prune(&mut self, record: &PruneRecord, at: zt_types::Timestamp) -> Result<u64> {
-            prune(self, record, at)
+        fn record_prune(&mut self, record: &PruneRecord, at: zt_types::Timestamp) -> Result<()> {
+            record_prune(self, record, at)
+        }
+
+        fn delete_pruned(&mut self, chain_id: i16, seq: i64) -> Result<u64> {
+            delete_pruned(self, chain_id, seq)
         }
 
         fn erasures(&mut self, chain_id: i16, after: i64, last: i64) -> Result<Vec<(i64, Vec<u8>)>> {

@@ -383,23 +383,27 @@ impl crate::AuditLog {
                 .iter()
                 .find(|point| point.chain == state.chain)
                 .map_or(0, |point| point.seq);
-            if state.seq <= pruned {
+            if state.seq < pruned || state.seq == 0 {
                 continue;
             }
-            let stored = self.with_store(|store| store.mac_at(state.chain, state.seq))?;
-            if stored != Some(state.last_mac) {
-                return Err(Error::new(
-                    ErrorKind::Checkpoint,
-                    format!(
-                        "cannot prune: chain {} position {} is not the row the archive's checkpoint states",
-                        state.chain, state.seq
-                    ),
-                ));
+            // Pruned before: its leftover rows, if a run stopped half way, go now.
+            if state.seq > pruned {
+                let stored = self.with_store(|store| store.mac_at(state.chain, state.seq))?;
+                if stored != Some(state.last_mac) {
+                    return Err(Error::new(
+                        ErrorKind::Checkpoint,
+                        format!(
+                            "cannot prune: chain {} position {} is not the row the archive's checkpoint states",
+                            state.chain, state.seq
+                        ),
+                    ));
+                }
             }
             plan.push(state);
         }
         let at = Timestamp::now();
-        let mut rows = 0;
+        // First every prune is recorded, so that whole partitions of pruned
+        // rows can go at once; then the rows left in other partitions.
         for state in &plan {
             let record = PruneRecord {
                 chain: state.chain,
@@ -407,7 +411,17 @@ impl crate::AuditLog {
                 mac: state.last_mac.to_vec(),
                 tag: prune_tag(chain, state.chain, state.seq, &state.last_mac).to_vec(),
             };
-            rows += self.with_store(|store| store.prune(&record, at))?;
+            self.with_store(|store| store.record_prune(&record, at))?;
+        }
+        let mut rows = self.with_store(|store| store.drop_pruned_partitions(header.before))?;
+        for state in &plan {
+            rows += self.with_store(|store| store.delete_pruned(state.chain, state.seq))?;
+        }
+        if rows == 0 {
+            return Ok(PruneSummary {
+                rows,
+                chains: Vec::new(),
+            });
         }
         let metadata = serde_json::json!({
             "rows": rows,
@@ -485,6 +499,21 @@ impl crate::AuditLog {
             .build()?;
         self.record(&event)?;
         Ok(summary)
+    }
+}
+
+impl crate::AuditLog {
+    /// Partitions `audit_logs` by month on PostgreSQL, once (moving the rows
+    /// in one transaction that holds the table: run it at a quiet time), and
+    /// makes sure this month's partition and the `months_ahead` next exist.
+    /// Run it monthly, such as from cron with `zt audit partition`: a row of a
+    /// month without a partition lands in the default partition, which is
+    /// never dropped. [`AuditLog::prune`](crate::AuditLog::prune) then drops
+    /// whole months whose rows are all pruned. Returns the partitions created.
+    ///
+    /// Grants on the table are carried over. On SQLite it is `InvalidInput`.
+    pub fn partition_by_month(&self, months_ahead: u32) -> Result<Vec<String>> {
+        self.with_store(|store| store.partition_by_month(months_ahead.min(120)))
     }
 }
 

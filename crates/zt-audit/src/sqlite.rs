@@ -481,6 +481,18 @@ impl Store for SqliteConnection {
 
     crate::queries::delegated_store_methods!();
 
+    fn drop_pruned_partitions(&mut self, _before: Timestamp) -> Result<u64> {
+        // SQLite has no partitions: pruned rows are deleted one by one.
+        Ok(0)
+    }
+
+    fn partition_by_month(&mut self, _months_ahead: u32) -> Result<Vec<String>> {
+        Err(Error::new(
+            ErrorKind::InvalidInput,
+            "partitions are PostgreSQL's; a SQLite log prunes by deleting rows",
+        ))
+    }
+
     fn ensure_chains(&mut self, _chains: i16) -> Result<()> {
         // Unpinned writers share chain 1, which the migration creates.
         Ok(())

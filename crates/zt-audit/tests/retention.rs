@@ -233,7 +233,127 @@ fn the_whole_life_cycle(db: &TestDatabase) {
     assert_eq!(finding.kind, TamperKind::Modified, "{finding}");
 }
 
+/// On PostgreSQL the log can be partitioned by month; a prune then drops
+/// whole months. On SQLite partitioning is a clear refusal.
+fn partitioned_logs_drop_whole_months(db: &TestDatabase) {
+    use zt_types::{Actor, AuditEvent};
+    let log = open(db);
+    if db.backend() == zt_testkit::Backend::Sqlite {
+        assert_eq!(
+            log.partition_by_month(2).unwrap_err().kind(),
+            zt_audit::ErrorKind::InvalidInput
+        );
+        return;
+    }
+    let at = |month: u32, i: u32| -> zt_types::Timestamp {
+        format!("2026-{month:02}-{:02}T12:00:00Z", i + 1).parse().unwrap()
+    };
+    for month in [9, 10, 11] {
+        for i in 0..5 {
+            let event = AuditEvent::builder(Actor::System, "STEP", "months")
+                .metadata(&serde_json::json!({ "month": month, "i": i }))
+                .created_at(at(month, i))
+                .build()
+                .unwrap();
+            log.record(&event).unwrap();
+        }
+    }
+    // The app's runtime role keeps its grants through the conversion.
+    let role = format!(
+        "rt_{}",
+        db.url().rsplit('/').next().unwrap().trim_start_matches("zt_test_")
+    );
+    {
+        let mut conn = log.pool().get().unwrap();
+        zt_db::RuntimeRole::new(&role)
+            .unwrap()
+            .apply(&mut conn, &[&zt_audit::MIGRATIONS])
+            .unwrap();
+    }
+    let created = log.partition_by_month(2).unwrap();
+    for name in [
+        "audit_logs_default",
+        "audit_logs_y2026m09",
+        "audit_logs_y2026m10",
+        "audit_logs_y2026m11",
+    ] {
+        assert!(created.iter().any(|created| created == name), "{name}: {created:?}");
+    }
+    assert!(
+        log.partition_by_month(2).unwrap().len() <= 1,
+        "a second run creates at most a new month"
+    );
+    let report = log.verify().unwrap();
+    assert!(report.is_valid() && report.rows_checked == 15, "{report:?}");
+    // Writes go on, replays are still recognized, and the role may still write.
+    let again = AuditEvent::builder(Actor::System, "STEP", "months")
+        .created_at(at(11, 20))
+        .build()
+        .unwrap();
+    log.record(&again).unwrap();
+    assert!(log.record(&again).unwrap().duplicate);
+    {
+        use diesel::RunQueryDsl;
+        let mut conn = diesel::Connection::establish(db.url())
+            .map(|c: diesel::PgConnection| c)
+            .unwrap();
+        diesel::sql_query(format!("SET ROLE {role}"))
+            .execute(&mut conn)
+            .unwrap();
+        log.record_in(
+            &mut conn,
+            &AuditEvent::builder(Actor::System, "AS_ROLE", "months").build().unwrap(),
+        )
+        .unwrap();
+        assert!(
+            diesel::sql_query("TRUNCATE audit_logs_y2026m09")
+                .execute(&mut conn)
+                .is_err()
+        );
+        diesel::sql_query("RESET ROLE").execute(&mut conn).unwrap();
+        assert!(
+            diesel::sql_query("TRUNCATE audit_logs_y2026m09")
+                .execute(&mut conn)
+                .is_err(),
+            "nor its owner"
+        );
+        assert!(
+            diesel::sql_query("DELETE FROM audit_logs_y2026m10")
+                .execute(&mut conn)
+                .is_err()
+        );
+    }
+
+    let mut out = Vec::new();
+    let cut: zt_types::Timestamp = "2026-11-01T00:00:00Z".parse().unwrap();
+    let archived = log.archive(cut, &signing_key(), &mut out).unwrap();
+    assert_eq!(archived.rows, 10);
+    let pruned = log.prune(&archived.header, &signing_key().verifying_key()).unwrap();
+    assert_eq!(pruned.rows, 10);
+    assert!(
+        raw(db, "SELECT 1 FROM audit_logs_y2026m09").is_err(),
+        "September's partition is gone"
+    );
+    assert!(raw(db, "SELECT 1 FROM audit_logs_y2026m10").is_err(), "and October's");
+    let report = log.verify().unwrap();
+    assert!(report.is_valid(), "{:?}", report.finding);
+    assert_eq!(
+        report.rows_checked,
+        5 + 2 + 1,
+        "November's, the two written since, and the prune's event"
+    );
+    use diesel::RunQueryDsl;
+    let mut conn: diesel::PgConnection = diesel::Connection::establish(db.url()).unwrap();
+    diesel::sql_query(format!("DROP OWNED BY {role}"))
+        .execute(&mut conn)
+        .unwrap();
+    diesel::sql_query(format!("DROP ROLE {role}"))
+        .execute(&mut conn)
+        .unwrap();
+}
+
 zt_testkit::backend_tests!(
+    partitioned_logs_drop_whole_months,
     the_whole_life_cycle,
     archive_prune_and_keep_verifying,
     a_second_archive_starts_at_the_prune,

@@ -196,6 +196,23 @@ pub(crate) fn run(command: AuditCommand) -> Result<Outcome> {
             signing_key.as_deref(),
             force,
         ),
+        AuditCommand::Partition {
+            database,
+            key,
+            months_ahead,
+        } => {
+            let log = AuditLog::new(connect(&database.database_url)?, &chain_key(&key)?);
+            let created = log.partition_by_month(months_ahead).map_err(|e| anyhow!("{e}"))?;
+            if created.is_empty() {
+                writeln!(
+                    std::io::stdout(),
+                    "every partition up to {months_ahead} month(s) ahead exists"
+                )?;
+            } else {
+                writeln!(std::io::stdout(), "created {}", created.join(", "))?;
+            }
+            Ok(Outcome::Ok)
+        }
         AuditCommand::Erase { database, key, user } => {
             let log = AuditLog::new(connect(&database.database_url)?, &chain_key(&key)?);
             let summary = log.erase_personal_data(&user).map_err(|e| anyhow!("{e}"))?;

@@ -185,6 +185,18 @@ enum AuditCommand {
         #[arg(long)]
         force: bool,
     },
+    /// PostgreSQL: partition `audit_logs` by month (once; it holds the table
+    /// while rows move), and create this month's and the next partitions.
+    /// Run it monthly; `prune` then drops whole months.
+    Partition {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        key: KeyArgs,
+        /// How many months ahead to create partitions for.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=120))]
+        months_ahead: u32,
+    },
     /// Erase a user's personal data (email, metadata, client and peer IP,
     /// user agent) from their rows; the rows keep verifying, and the erasure
     /// is audited.
