@@ -22,6 +22,7 @@ mod contended;
 mod measure;
 mod raw;
 mod report;
+mod scale;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -92,6 +93,8 @@ struct Args {
     out: PathBuf,
     markdown: Option<PathBuf>,
     quick: bool,
+    /// `--scale [ROWS]`: the 10-million-row figures instead of the targets.
+    scale: Option<usize>,
     rss_child: bool,
     /// Runs only the benchmarks whose step name contains this, for profiling.
     only: Option<String>,
@@ -103,6 +106,7 @@ fn parse_args() -> Result<Args, BoxError> {
         out: PathBuf::from("target/zt-bench"),
         markdown: None,
         quick: false,
+        scale: None,
         rss_child: false,
         only: None,
     };
@@ -110,6 +114,8 @@ fn parse_args() -> Result<Args, BoxError> {
     while let Some(flag) = iter.next() {
         match flag.as_str() {
             "--quick" => args.quick = true,
+            "--scale" => args.scale = Some(10_000_000),
+            "--scale-rows" => args.scale = Some(iter.next().ok_or("--scale-rows needs a count")?.parse()?),
             "--rss-child" => args.rss_child = true,
             "--only" => args.only = Some(iter.next().ok_or("--only needs a name")?),
             "--pg" => args.pg = iter.next().ok_or("--pg needs a URL")?,
@@ -131,6 +137,18 @@ fn run() -> Result<(), BoxError> {
         return rss_child(&args.pg, scale.burst_events);
     }
     std::fs::create_dir_all(&args.out)?;
+    if let Some(total) = args.scale {
+        let section = scale::run(&args.pg, total)?;
+        println!("{section}");
+        if let Some(path) = &args.markdown {
+            let existing = std::fs::read_to_string(path).unwrap_or_default();
+            std::fs::write(
+                path,
+                report::with_section(&existing, scale::SCALE_BEGIN, scale::SCALE_END, &section),
+            )?;
+        }
+        return Ok(());
+    }
     let mut rows = Vec::new();
     let wanted = |name: &str| {
         let wanted = args.only.as_deref().is_none_or(|only| name.contains(only));
@@ -205,7 +223,7 @@ fn run() -> Result<(), BoxError> {
 }
 
 /// A fresh database on the benchmark server; returns its URL.
-fn fresh_database(admin_url: &str, name: &str) -> Result<String, BoxError> {
+pub(crate) fn fresh_database(admin_url: &str, name: &str) -> Result<String, BoxError> {
     let mut admin = PgConnection::establish(admin_url)?;
     let database = format!("zt_bench_{name}_{}", uuid::Uuid::new_v4().simple());
     diesel::sql_query(format!("CREATE DATABASE {database}")).execute(&mut admin)?;
@@ -213,7 +231,7 @@ fn fresh_database(admin_url: &str, name: &str) -> Result<String, BoxError> {
     Ok(format!("{base}/{database}"))
 }
 
-fn key() -> ChainKey {
+pub(crate) fn key() -> ChainKey {
     // A fixed key keeps runs comparable; it protects nothing here.
     ChainKey::from_bytes(&(1..1 + 32).collect::<Vec<u8>>()).unwrap_or_else(|_| unreachable!())
 }

@@ -50,7 +50,9 @@ pub(crate) fn interleaved(
         .iter()
         .zip(&baseline_means)
         .map(|(zt, baseline)| zt.as_secs_f64() / baseline.as_secs_f64().max(1e-12));
-    let spread = ratios.fold((f64::INFINITY, 0.0_f64), |(low, high), ratio| (low.min(ratio), high.max(ratio)));
+    let spread = ratios.fold((f64::INFINITY, 0.0_f64), |(low, high), ratio| {
+        (low.min(ratio), high.max(ratio))
+    });
     Interleaved {
         zt: median(zt_means),
         baseline: median(baseline_means),

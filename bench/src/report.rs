@@ -293,17 +293,40 @@ pub(crate) fn markdown(rows: &[Row], machine: &Machine, quick: bool) -> String {
 const SOAK_BEGIN: &str = "<!-- soak: begin, written by `cargo xtask soak` -->";
 const SOAK_END: &str = "<!-- soak: end -->";
 
-/// `generated`, followed by the soak section of `existing` (the file as it
-/// was), so that a benchmark run keeps the last soak's figures.
+/// `generated`, followed by the soak and scale sections of `existing` (the
+/// file as it was), so that a benchmark run keeps the last soak's and scale
+/// run's figures.
 pub(crate) fn keep_soak_section(existing: &str, mut generated: String) -> String {
-    if let Some(start) = existing.find(SOAK_BEGIN)
-        && let Some(len) = existing[start..].find(SOAK_END)
-    {
-        generated.push('\n');
-        generated.push_str(&existing[start..start + len + SOAK_END.len()]);
-        generated.push('\n');
+    for (begin, end) in [
+        (SOAK_BEGIN, SOAK_END),
+        (crate::scale::SCALE_BEGIN, crate::scale::SCALE_END),
+    ] {
+        if let Some(start) = existing.find(begin)
+            && let Some(len) = existing[start..].find(end)
+        {
+            generated.push('\n');
+            generated.push_str(&existing[start..start + len + end.len()]);
+            generated.push('\n');
+        }
     }
     generated
+}
+
+/// `existing` with the section between `begin` and `end` replaced by
+/// `section`, or with it appended.
+pub(crate) fn with_section(existing: &str, begin: &str, end: &str, section: &str) -> String {
+    let block = format!("{begin}\n{}\n{end}", section.trim_end());
+    if let Some(start) = existing.find(begin)
+        && let Some(len) = existing[start..].find(end)
+    {
+        let stop = start + len + end.len();
+        return format!("{}{block}{}", &existing[..start], &existing[stop..]);
+    }
+    let mut out = existing.trim_end().to_owned();
+    out.push_str("\n\n");
+    out.push_str(&block);
+    out.push('\n');
+    out
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
-//! `cargo xtask bench [--quick]`: every performance target, measured beside
-//! its raw baseline, on a throwaway PostgreSQL with its default durability.
-//! Writes `target/zt-bench/results.json` and `BENCHMARKS.md`.
+//! `cargo xtask bench [--quick | --scale]`: every performance target,
+//! measured beside its raw baseline, on a throwaway PostgreSQL with its
+//! default durability; writes `target/zt-bench/results.json` and
+//! `BENCHMARKS.md`. `--scale` (not run in CI) instead loads 10 million rows
+//! and writes the scale section of `BENCHMARKS.md`.
 
 use zt_testkit::Durability;
 
@@ -8,10 +10,10 @@ use crate::postgres::TestServer;
 use crate::shell::{cargo, root, run as run_step, target_dir};
 
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
-    let quick = match args {
-        [] => false,
-        [flag] if flag == "--quick" => true,
-        _ => return Err("usage: cargo xtask bench [--quick]".into()),
+    let mode = match args {
+        [] => None,
+        [flag] if flag == "--quick" || flag == "--scale" => Some(flag.as_str()),
+        _ => return Err("usage: cargo xtask bench [--quick | --scale]".into()),
     };
     run_step(
         "build the benchmarks (release)",
@@ -27,8 +29,8 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     bench
         .current_dir(root())
         .args(["--pg", &url, "--out", "target/zt-bench", "--markdown", "BENCHMARKS.md"]);
-    if quick {
-        bench.arg("--quick");
+    if let Some(flag) = mode {
+        bench.arg(flag);
     }
     run_step("benchmarks", &mut bench)?;
     drop(server);

@@ -6,7 +6,7 @@
 //! - `codegen [--check]`: regenerate the generated files, or check them.
 //! - `migrate [--database-url URL] [--only audit|sessions]`: apply zt's
 //!   migrations, both sets or one (default URL: the README's SQLite file).
-//! - `bench [--quick]`: the performance targets beside their raw baselines;
+//! - `bench [--quick | --scale]`: the performance targets beside their raw baselines (`--scale`: 10 million rows);
 //!   writes `target/zt-bench/results.json` and `BENCHMARKS.md`.
 //! - `soak [--minutes N]`: the example HTTP service under mixed load for N
 //!   minutes (default 10) while PostgreSQL restarts; reports latency per
@@ -33,7 +33,7 @@ mod test;
 
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: cargo xtask <test [--no-lint] [-- FILTER...] | codegen [--check] | migrate [--database-url URL] [--only audit|sessions] | bench [--quick] | soak [--minutes N] | consumers | ci>";
+const USAGE: &str = "usage: cargo xtask <test [--no-lint] [-- FILTER...] | codegen [--check] | migrate [--database-url URL] [--only audit|sessions] | bench [--quick | --scale] | soak [--minutes N] | consumers | ci>";
 
 fn main() -> ExitCode {
     // Ctrl-C reaches every process in the foreground group. The children stop;
