@@ -1,5 +1,6 @@
-//! The seed's `setUserRole`, disabling a user and revoking sessions: each
-//! takes effect at the very next request of the user's existing sessions.
+//! `setUserRole` from the Next.js module zt grew from, disabling a user and
+//! revoking sessions: each takes effect at the very next request of the
+//! user's existing sessions.
 //!
 //! `cargo run --example admin_actions [-- --database-url URL]`
 // An example talks to the terminal.

@@ -1,7 +1,7 @@
-//! The seed's newsletter signup with sanitized errors: a validation error
-//! with a safe field message, a duplicate signup (conflict), and the database
-//! down (a 503 problem with a reference id). The server log, on stderr,
-//! holds what the client never sees.
+//! The newsletter signup of the Next.js module zt grew from, with sanitized
+//! errors: a validation error with a safe field message, a duplicate signup
+//! (conflict), and the database down (a 503 problem with a reference id). The
+//! server log, on stderr, holds what the client never sees.
 //!
 //! `cargo run --example error_handling [-- --database-url URL]`
 // An example talks to the terminal.

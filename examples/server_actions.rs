@@ -1,5 +1,5 @@
-//! The seed's `createProject`, and updating and deleting a project, each an
-//! audited, revalidated, sanitized server action.
+//! `createProject` from the Next.js module zt grew from, and updating and
+//! deleting a project, each an audited, revalidated, sanitized server action.
 //!
 //! `cargo run --example server_actions [-- --database-url URL]`
 // An example talks to the terminal.
@@ -35,6 +35,6 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         &zt_audit::AuditFilter::new().user("alice"),
         &zt_audit::PageRequest::first(20).order(zt_audit::Order::NewestFirst),
     )?;
-    print!("{}", zt_audit::records_table(&page.records));
+    print!("{}", zt_examples::audit_lines(&page.records));
     Ok(())
 }

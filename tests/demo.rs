@@ -47,4 +47,4 @@ fn the_demo_tells_its_story_twice(db: &TestDatabase) {
     }
 }
 
-zt_testkit::backend_tests!(the_demo_tells_its_story_twice);
+zt_testkit::backend_tests!(always: the_demo_tells_its_story_twice);

@@ -184,7 +184,7 @@ fn the_existing_app_adopts_zt_and_runs_again(db: &TestDatabase) {
     );
 }
 
-zt_testkit::backend_tests!(the_existing_app_adopts_zt_and_runs_again);
+zt_testkit::backend_tests!(always: the_existing_app_adopts_zt_and_runs_again);
 
 #[test]
 fn without_arguments_it_runs_on_a_fresh_sqlite_file() {

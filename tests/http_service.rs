@@ -804,6 +804,7 @@ fn the_stand_in_login_stays_on_loopback(db: &TestDatabase) {
 }
 
 zt_testkit::backend_tests!(
+    always:
     an_overflowing_login_is_refused_and_the_service_goes_on,
     slow_clients_hold_only_their_own_connections,
     oversized_headers_are_refused_without_being_read,

@@ -1,5 +1,5 @@
-//! The example app: the seed's server actions, each run through a
-//! [`Guard`], on SQLite or PostgreSQL.
+//! The example app: the server actions of the Next.js module zt grew from,
+//! each run through a [`Guard`], on SQLite or PostgreSQL.
 
 use std::time::Duration;
 

@@ -228,7 +228,7 @@ pub fn run(
     let page = app
         .audit
         .query(&AuditFilter::new().since(started), &PageRequest::first(100))?;
-    write!(out, "{}", indent(&zt_audit::records_table(&page.records)))?;
+    write!(out, "{}", indent(&crate::audit_lines(&page.records)))?;
     let report = app.audit.verify()?;
     match &report.finding {
         None => writeln!(

@@ -1,5 +1,6 @@
-//! The zt examples' shared code: a small app with the seed's server actions,
-//! a stand-in identity provider, a synchronous HTTP service, and the demo.
+//! The zt examples' shared code: a small app with the server actions of the
+//! Next.js module zt grew from, a stand-in identity provider, a synchronous
+//! HTTP service, and the demo.
 //!
 //! - [`App`]: `createProject` and friends, `setUserRole`, disabling users and
 //!   revoking sessions, and the newsletter signup, each run through a
@@ -33,3 +34,27 @@ pub mod server;
 
 pub use app::{App, Project};
 pub use idp::{IdentityProvider, SignIn};
+
+/// Audit rows, one line each, for the examples' output: id, time, actor,
+/// action, resource, status and code, control characters escaped. (`zt
+/// audit query` prints a proper table.)
+pub fn audit_lines(records: &[zt_audit::AuditRecord]) -> String {
+    records
+        .iter()
+        .map(|record| {
+            let time = record.created_at.to_string();
+            let line = format!(
+                "#{} {} {} {} {}{} {}{}",
+                record.id,
+                time.get(..19).unwrap_or(&time).replace('T', " "),
+                record.user_id.as_deref().unwrap_or(record.actor_kind.as_str()),
+                record.action,
+                record.resource,
+                record.resource_id.as_deref().map(|id| format!("/{id}")).unwrap_or_default(),
+                record.status,
+                record.error_code.as_deref().map(|code| format!(" {code}")).unwrap_or_default(),
+            );
+            format!("{}\n", zt_types::neutralize(&line))
+        })
+        .collect()
+}

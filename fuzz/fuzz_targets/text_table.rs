@@ -1,16 +1,13 @@
-//! Fuzzes the plain text table writer that `zt audit query` prints rows
-//! with: no input may panic, and no cell may add a line or smuggle a
-//! control character into the terminal.
+//! Fuzzes the plain text table writer that `zt audit query` and `zt codes
+//! list` print with: no input may panic, and no cell may add a line or
+//! smuggle a control character into the terminal.
 //!
 //! Run with `cargo fuzz run text_table` from the repository root
 //! (cargo-fuzz needs a nightly toolchain, or `RUSTC_BOOTSTRAP=1`).
-//!
-//! (The CSV export is written by the `zt` binary itself, not by a library
-//! function, so it has no target here.)
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use zt_audit::TextTable;
+use zt_cli::table::TextTable;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&width, rest)) = data.split_first() else {
@@ -25,11 +22,11 @@ fuzz_target!(|data: &[u8]| {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0).clamp(1, 16);
     let headers: Vec<String> = (0..columns).map(|i| format!("C{i}")).collect();
     let header_refs: Vec<&str> = headers.iter().map(String::as_str).collect();
-    let mut table = TextTable::new(&header_refs);
+    let mut table = TextTable::new(&header_refs, usize::from(width));
     for row in &rows {
-        table.row(row.clone());
+        table.row(row);
     }
-    let rendered = table.render(usize::from(width));
+    let rendered = table.render();
     assert_eq!(
         rendered.lines().count(),
         rows.len() + 1,

@@ -188,7 +188,6 @@ mod schema;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod stored;
-mod table;
 mod verify;
 
 pub use auto_checkpoint::{AutoCheckpoint, CheckpointDir, CheckpointSink, SinkError};
@@ -205,7 +204,6 @@ pub use pipeline::{
 };
 pub use query::{AuditFilter, AuditRecord, Cursor, DamagedField, Order, Page, PageRequest};
 pub use retention::{ARCHIVE_VERSION, ArchiveHeader, ArchiveSummary, ErasureSummary, PruneSummary, verify_archive};
-pub use table::{TextTable, records_table};
 pub use verify::{Finding, TamperKind, VerifyReport};
 pub use zt_db::{AnyConnection, AsConnection, DbConnection, Pool, PoolConfig};
 pub use zt_types::{Actor, AuditEvent, AuditStatus, FieldError, RequestContext, Timestamp, UserId};

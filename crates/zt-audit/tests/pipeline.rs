@@ -14,10 +14,8 @@ use std::time::Duration;
 
 use support::{event, open, raw};
 use uuid::Uuid;
-use zt_audit::{
-    AuditFilter, AuditLog, ErrorKind, Overflow, Pipeline, PipelineConfig, SubmitMode, encode_spool_segment,
-};
-use zt_testkit::{Backend, TestDatabase};
+use zt_audit::{AuditFilter, AuditLog, ErrorKind, Pipeline, PipelineConfig, SubmitMode, encode_spool_segment};
+use zt_testkit::TestDatabase;
 
 fn stored_event_ids(log: &AuditLog) -> HashSet<Uuid> {
     let mut ids = HashSet::new();
@@ -364,11 +362,13 @@ fn malformed_segment_names_are_set_aside(db: &TestDatabase) {
     assert!(log.verify().unwrap().is_valid());
 }
 
-fn full_queue_blocks_then_tells_the_caller(db: &TestDatabase) {
-    if db.backend() != Backend::Sqlite {
-        // The write lock trick below is SQLite's; PostgreSQL is covered by the outage test.
-        return;
-    }
+/// SQLite only: the write lock trick below is SQLite's; PostgreSQL is
+/// covered by the outage test.
+#[cfg(feature = "sqlite")]
+#[test]
+fn full_queue_blocks_then_tells_the_caller() {
+    use zt_audit::Overflow;
+    let db = &TestDatabase::sqlite();
     let log = open(db);
     let config = PipelineConfig::new(spool_dir(db))
         .queue_capacity(2)
@@ -569,7 +569,6 @@ zt_testkit::backend_tests!(
     replay_redacts_again,
     spool_files_are_private,
     malformed_segment_names_are_set_aside,
-    full_queue_blocks_then_tells_the_caller,
     unwritable_spool_is_a_clear_error,
     full_disk_is_reported_to_the_caller,
     killed_writer_loses_nothing,

@@ -116,7 +116,7 @@ pub(crate) fn run(command: AuditCommand) -> Result<Outcome> {
             match format.unwrap_or_else(default_format) {
                 Format::Table => {
                     let total = log.count(&filter).map_err(|e| anyhow!("{e}"))?;
-                    write!(std::io::stdout(), "{}", zt_audit::records_table(&page.records))?;
+                    write!(std::io::stdout(), "{}", zt_cli::table::records_table(&page.records))?;
                     writeln!(std::io::stdout(), "{} of {total} matching rows", page.records.len())?;
                 }
                 Format::Json => writeln!(std::io::stdout(), "{}", serde_json::to_string_pretty(&page.records)?)?,

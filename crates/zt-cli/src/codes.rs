@@ -5,7 +5,7 @@ use std::io::Write as _;
 use anyhow::{Result, anyhow};
 use zt_error_codes::ErrorCode;
 
-use zt_audit::TextTable;
+use zt_cli::table::TextTable;
 
 use crate::output::default_format;
 use crate::{CodesCommand, Format, Outcome};
@@ -20,10 +20,10 @@ pub(crate) fn run(command: CodesCommand) -> Result<Outcome> {
 fn list(format: Format) -> Result<Outcome> {
     match format {
         Format::Table => {
-            let mut table = TextTable::new(&["CODE", "HTTP", "SEVERITY", "CATEGORY", "PUBLIC MESSAGE"]);
+            let mut table = TextTable::new(&["CODE", "HTTP", "SEVERITY", "CATEGORY", "PUBLIC MESSAGE"], 80);
             for code in ErrorCode::ALL {
                 let info = code.info();
-                table.row(vec![
+                table.row(&[
                     info.reason.to_owned(),
                     info.http_status.to_string(),
                     info.severity.to_string(),
@@ -31,7 +31,7 @@ fn list(format: Format) -> Result<Outcome> {
                     info.public_message.to_owned(),
                 ]);
             }
-            write!(std::io::stdout(), "{}", table.render(80))?;
+            write!(std::io::stdout(), "{}", table.render())?;
         }
         Format::Json => writeln!(
             std::io::stdout(),

@@ -687,8 +687,191 @@ fn the_runtime_role_cannot_rewrite_history(db: &TestDatabase) {
     }
 }
 
+/// `zt audit archive`, `verify --archive` without a database, `prune`, and
+/// `erase`.
+fn archive_prune_and_erase(db: &TestDatabase) {
+    stdout(zt(db).arg("migrate"));
+    let log = log(db);
+    let day = Duration::from_secs(86_400);
+    for i in 0..6 {
+        log.record(&event("1", "OLD", day * (400 - i))).unwrap();
+    }
+    for i in 0..4 {
+        log.record(&event("1", "NEW", day * (4 - i))).unwrap();
+    }
+    let dir = db.scratch_dir();
+    let (secret, public, archive) = (dir.join("cp.key"), dir.join("cp.pub"), dir.join("2025.jsonl.zst"));
+    stdout(
+        zt(db)
+            .args(["audit", "keygen", "--signing-key"])
+            .arg(&secret)
+            .arg("--public-key")
+            .arg(&public),
+    );
+    let archived = stdout(
+        zt(db)
+            .args(["audit", "archive", "--before", "365d", "--signing-key"])
+            .arg(&secret)
+            .arg("--out")
+            .arg(&archive),
+    );
+    assert!(
+        archived.contains("archived 6 rows") && archived.contains("verified"),
+        "{archived}"
+    );
+    let bytes = std::fs::read(&archive).unwrap();
+    assert_eq!(&bytes[..4], &[0x28, 0xb5, 0x2f, 0xfd], "zstd, by the name");
+
+    let alone = stdout(
+        zt(db)
+            .env_remove("DATABASE_URL")
+            .args(["audit", "verify", "--archive"])
+            .arg(&archive)
+            .arg("--public-key")
+            .arg(&public),
+    );
+    assert!(alone.contains("OK: 6 rows"), "{alone}");
+
+    // An archive reaching past the cut asked for prunes nothing.
+    let too_far = zt(db)
+        .args(["audit", "prune", "--before", "500d", "--archive"])
+        .arg(&archive)
+        .arg("--public-key")
+        .arg(&public)
+        .output()
+        .unwrap();
+    assert_eq!(too_far.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&too_far.stderr).contains("nothing was deleted"));
+
+    let pruned = stdout(
+        zt(db)
+            .args(["audit", "prune", "--before", "365d", "--archive"])
+            .arg(&archive)
+            .arg("--public-key")
+            .arg(&public),
+    );
+    assert!(pruned.contains("pruned 6 rows"), "{pruned}");
+    let after = stdout(zt(db).args(["audit", "verify"]));
+    assert!(
+        after.contains("OK: 5 rows"),
+        "four kept and the prune's own event: {after}"
+    );
+    let events = stdout(zt(db).args(["audit", "query", "--format", "jsonl", "--action", "AUDIT_PRUNE"]));
+    assert_eq!(events.lines().count(), 1, "{events}");
+
+    // A user's personal data leaves; the log still verifies.
+    let erased = stdout(zt(db).args(["audit", "erase", "--user", "1"]));
+    assert!(erased.contains("erased the personal data of 4 row(s)"), "{erased}");
+    let rows = stdout(zt(db).args(["audit", "query", "--format", "jsonl", "--user", "1"]));
+    assert!(!rows.contains("203.0.113.9"), "{rows}");
+    let after = stdout(zt(db).args(["audit", "verify"]));
+    assert!(after.contains("OK: 6 rows"), "and the erasure's own event: {after}");
+
+    // A damaged archive is an error, not a verdict.
+    let mut damaged = bytes.clone();
+    let middle = damaged.len() / 2;
+    damaged[middle] ^= 0xff;
+    std::fs::write(dir.join("damaged.jsonl.zst"), &damaged).unwrap();
+    let broken = zt(db)
+        .args(["audit", "verify", "--archive"])
+        .arg(dir.join("damaged.jsonl.zst"))
+        .arg("--public-key")
+        .arg(&public)
+        .output()
+        .unwrap();
+    assert_ne!(broken.status.code(), Some(0));
+}
+
+/// The walk-through, on a SQLite file and on PostgreSQL: checkpoint,
+/// archive everything, prune it, verify; then one remaining row changed.
+fn checkpoint_archive_prune_verify_then_tamper(db: &TestDatabase) {
+    stdout(zt(db).arg("migrate"));
+    let log = log(db);
+    for i in 0..8 {
+        log.record(&event("2", "STEP", Duration::from_secs(60 - i))).unwrap();
+    }
+    let dir = db.scratch_dir();
+    let (secret, public) = (dir.join("cp.key"), dir.join("cp.pub"));
+    stdout(
+        zt(db)
+            .args(["audit", "keygen", "--signing-key"])
+            .arg(&secret)
+            .arg("--public-key")
+            .arg(&public),
+    );
+    stdout(
+        zt(db)
+            .args(["audit", "checkpoint", "--signing-key"])
+            .arg(&secret)
+            .arg("--out")
+            .arg(dir.join("cp.json")),
+    );
+    let archive = dir.join("a.jsonl");
+    let archived = stdout(
+        zt(db)
+            .args(["audit", "archive", "--before", "0s", "--out"])
+            .arg(&archive),
+    );
+    assert!(
+        archived.contains("archived 8 rows") && archived.contains("one-time key"),
+        "{archived}"
+    );
+    let pruned = stdout(
+        zt(db)
+            .args(["audit", "prune", "--before", "0s", "--archive"])
+            .arg(&archive),
+    );
+    assert!(pruned.contains("pruned 8 rows"), "{pruned}");
+    let verified = zt(db).args(["audit", "verify"]).output().unwrap();
+    assert_eq!(
+        verified.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&verified.stdout)
+    );
+    let alone = stdout(
+        zt(db)
+            .env_remove("DATABASE_URL")
+            .args(["audit", "verify", "--archive"])
+            .arg(&archive),
+    );
+    assert!(alone.contains("OK: 8 rows"), "{alone}");
+
+    // One remaining row (the prune's own event), changed with the triggers gone.
+    {
+        use diesel::{Connection, RunQueryDsl};
+        let sql = "UPDATE audit_logs SET action = 'FORGED'";
+        match db.backend() {
+            Backend::Sqlite => {
+                let mut conn = diesel::SqliteConnection::establish(db.url().trim_start_matches("sqlite://")).unwrap();
+                diesel::sql_query("DROP TRIGGER audit_logs_no_update")
+                    .execute(&mut conn)
+                    .unwrap();
+                diesel::sql_query(sql).execute(&mut conn).unwrap();
+            }
+            Backend::Postgres => {
+                let mut conn = diesel::PgConnection::establish(db.url()).unwrap();
+                diesel::sql_query("ALTER TABLE audit_logs DISABLE TRIGGER USER")
+                    .execute(&mut conn)
+                    .unwrap();
+                diesel::sql_query(sql).execute(&mut conn).unwrap();
+            }
+        }
+    }
+    let tampered = zt(db).args(["audit", "verify"]).output().unwrap();
+    assert_eq!(
+        tampered.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&tampered.stdout)
+    );
+}
+
 zt_testkit::backend_tests!(
     always:
+    archive_prune_and_erase,
+    checkpoint_archive_prune_verify_then_tamper,
+    checkpoint_directories_and_incremental_verification,
     the_runtime_role_cannot_rewrite_history,
     careless_operators_get_clear_refusals,
     csv_exports_are_spreadsheet_safe,

@@ -105,6 +105,7 @@ impl RuntimeRole {
     /// (`InvalidInput`): either could turn the audit log's triggers off. On
     /// SQLite, which has no roles, it is `InvalidInput` too: protect the
     /// database file with file permissions instead.
+    #[cfg_attr(not(feature = "postgres"), allow(unused_variables))]
     pub fn apply(&self, conn: &mut impl crate::AsConnection, sets: &[&MigrationSet]) -> Result<Vec<String>, Error> {
         match conn.as_connection() {
             #[cfg(feature = "sqlite")]

@@ -1,5 +1,4 @@
 //! zt-errors' sanitizer reports to a monitor through its hook.
-#![cfg(feature = "errors")]
 // Helpers outside `#[test]` functions unwrap too: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

@@ -1,7 +1,6 @@
 //! The Sentry sink, built from a DSN, sends real envelopes through its own
 //! ureq transport to a local HTTP server that parses them. The same over TLS
 //! is in `https.rs`.
-#![cfg(feature = "sentry")]
 // Helpers outside `#[test]` functions unwrap too: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

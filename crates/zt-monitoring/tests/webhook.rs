@@ -1,5 +1,4 @@
 //! The webhook sink against a local HTTP server.
-#![cfg(feature = "webhook")]
 // Helpers outside `#[test]` functions unwrap too: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

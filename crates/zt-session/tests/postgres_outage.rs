@@ -1,7 +1,6 @@
 //! Failing closed for real: a private PostgreSQL server is stopped between
 //! two checks. The check is denied with `SESSION_CHECK_FAILED`, quickly, and
 //! the first check after the restart succeeds again.
-#![cfg(feature = "postgres")]
 // Tests unwrap: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

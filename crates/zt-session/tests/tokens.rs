@@ -3,26 +3,22 @@
 //! presets, a JWKS over real HTTP with key rotation, and tokens without a
 //! session version checked against the user's "valid after" instant on both
 //! backends.
-#![cfg(all(feature = "jwt", feature = "sqlite", feature = "postgres"))]
 // Tests unwrap: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use support::keys::{JwksServer, TestKey, b64, jwks};
-use support::{setup, t0};
+use support::t0;
 use zt_error_codes::ErrorCode;
 use zt_session::{
-    ClaimLayout, DenialReason, ErrorKind, JwksSource, KeySet, ManualClock, Remedy, Requirement, Result, SessionState,
-    TokenProblem, TokenVerifier, UserDirectory, UserState, Validator,
+    ClaimLayout, DenialReason, ErrorKind, JwksSource, KeySet, ManualClock, Remedy, TokenProblem, TokenVerifier,
 };
-use zt_testkit::TestDatabase;
-use zt_types::{AuthLevel, Clock, RequestContext, Role, SessionHash, Timestamp, UserId};
+use zt_types::{AuthLevel, Clock, Role, Timestamp, UserId};
 
 const ISSUER: &str = "https://idp.example.com";
 const AUDIENCE: &str = "zt-api";
@@ -544,185 +540,199 @@ fn an_unreachable_jwks_fails_closed() {
     assert_eq!(denial.store_error().unwrap().kind(), ErrorKind::KeysUnavailable);
 }
 
-/// An app's directory that keeps a version but no "valid after" instant.
-struct VersionOnly;
+/// Tokens without a session version, checked against the reference store's
+/// "valid after" instant on each backend this crate was built with.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod valid_after {
+    use std::sync::Arc;
 
-impl UserDirectory for VersionOnly {
-    fn session_state(&self, _user: &UserId, _session: &SessionHash) -> Result<SessionState> {
-        Ok(SessionState {
-            user: Some(UserState::new(Role::user(), 3)),
-            session_revoked: false,
-        })
-    }
-}
+    use zt_session::{Requirement, Result, SessionState, UserDirectory, UserState, Validator};
+    use zt_testkit::TestDatabase;
+    use zt_types::{RequestContext, SessionHash};
 
-fn tokens_without_a_version_end_at_valid_after(db: &TestDatabase) {
-    let f = setup(db);
-    let clock: &ManualClock = &f.clock;
-    let key = TestKey::ed("ed-1");
-    let verifier = TokenVerifier::builder(ISSUER, JwksSource::json(&jwks(&[&key])).unwrap())
-        .audience([AUDIENCE])
-        .layout(ClaimLayout::auth0("https://zt.example.com"))
-        .clock(Arc::clone(&f.clock))
-        .build()
-        .unwrap();
-    let alice = f.user("alice", Role::admin());
-    let request = RequestContext::new().with_ip("203.0.113.7".parse().unwrap());
-    let token_at = |now: Timestamp, login: Timestamp, role: &str| {
-        let mut claims = claims_at(now);
-        claims["auth_time"] = json!(secs(login));
-        claims["https://zt.example.com/roles"] = json!([role]);
-        key.sign(&claims)
-    };
-    let check = |token: &str| {
-        f.validator
-            .validate_token(&verifier, Some(token), &Requirement::new(), &request)
-    };
+    use super::support::setup;
+    use super::*;
 
-    // Signed in a minute from now, on a whole second.
-    clock.advance(Duration::from_secs(60));
-    let login = clock.now();
-    let token = token_at(login, login, "admin");
-    let session = check(&token).unwrap();
-    assert_eq!((session.role(), session.session_version()), (&Role::admin(), Some(0)));
+    /// An app's directory that keeps a version but no "valid after" instant.
+    struct VersionOnly;
 
-    // A demotion moves valid_after: the session and its refreshed tokens end.
-    clock.advance(Duration::from_secs(300));
-    let change = f.store.change_role(&alice, &Role::user()).unwrap();
-    let state = f.store.user_state(&alice).unwrap().unwrap();
-    assert_eq!(state.version_changed_at(), Some(change.at));
-    clock.advance(Duration::from_secs(60));
-    let refreshed = token_at(clock.now(), login, "user");
-    let denial = check(&refreshed).unwrap_err();
-    assert_eq!(
-        denial.reason(),
-        &DenialReason::IssuedBeforeValidAfter {
-            issued_at: login,
-            valid_after: change.at
+    impl UserDirectory for VersionOnly {
+        fn session_state(&self, _user: &UserId, _session: &SessionHash) -> Result<SessionState> {
+            Ok(SessionState {
+                user: Some(UserState::new(Role::user(), 3)),
+                session_revoked: false,
+            })
         }
-    );
-    assert_eq!(denial.code(), ErrorCode::SessionRevoked);
-    // A token still asserting the old role is caught by the role first.
-    assert_eq!(
-        check(&token_at(clock.now(), login, "admin")).unwrap_err().code(),
-        ErrorCode::SessionRoleChanged
-    );
-    // Signing in again works.
-    let again = clock.now();
-    check(&token_at(again, again, "user")).unwrap();
+    }
 
-    // Revoke-all and disable move it too; a login in the same second as the
-    // change counts as before it (tokens carry whole seconds): fail closed.
-    clock.advance(Duration::from_millis(1500));
-    f.store.revoke_all_sessions(&alice).unwrap();
-    let same_second = Timestamp::from_unix_micros(secs(clock.now()) * 1_000_000).unwrap();
-    assert_eq!(
-        check(&token_at(clock.now(), same_second, "user")).unwrap_err().code(),
-        ErrorCode::SessionRevoked
-    );
-    clock.advance(Duration::from_secs(1));
-    check(&token_at(clock.now(), clock.now(), "user")).unwrap();
+    fn tokens_without_a_version_end_at_valid_after(db: &TestDatabase) {
+        let f = setup(db);
+        let clock: &ManualClock = &f.clock;
+        let key = TestKey::ed("ed-1");
+        let verifier = TokenVerifier::builder(ISSUER, JwksSource::json(&jwks(&[&key])).unwrap())
+            .audience([AUDIENCE])
+            .layout(ClaimLayout::auth0("https://zt.example.com"))
+            .clock(Arc::clone(&f.clock))
+            .build()
+            .unwrap();
+        let alice = f.user("alice", Role::admin());
+        let request = RequestContext::new().with_ip("203.0.113.7".parse().unwrap());
+        let token_at = |now: Timestamp, login: Timestamp, role: &str| {
+            let mut claims = claims_at(now);
+            claims["auth_time"] = json!(secs(login));
+            claims["https://zt.example.com/roles"] = json!([role]);
+            key.sign(&claims)
+        };
+        let check = |token: &str| {
+            f.validator
+                .validate_token(&verifier, Some(token), &Requirement::new(), &request)
+        };
 
-    // No token, and a token that does not verify, are denied and logged.
-    assert_eq!(
-        f.validator
-            .validate_token(&verifier, None, &Requirement::new(), &request)
-            .unwrap_err()
-            .code(),
-        ErrorCode::SessionMissing
-    );
-    let (denial, logs) = support::capture_logs(|| check("not.a.token").unwrap_err());
-    assert_eq!(denial.reason(), &DenialReason::InvalidToken(TokenProblem::Malformed));
-    assert!(logs.iter().any(|(_, message)| message == "session denied"), "{logs:?}");
+        // Signed in a minute from now, on a whole second.
+        clock.advance(Duration::from_secs(60));
+        let login = clock.now();
+        let token = token_at(login, login, "admin");
+        let session = check(&token).unwrap();
+        assert_eq!((session.role(), session.session_version()), (&Role::admin(), Some(0)));
 
-    // A directory that tracks changes by version alone cannot check them: fail closed.
-    let strict = Validator::new(VersionOnly).with_clock(Arc::clone(&f.clock));
-    let denial = strict
-        .validate_token(
-            &verifier,
-            Some(&token_at(clock.now(), clock.now(), "user")),
-            &Requirement::new(),
-            &request,
-        )
-        .unwrap_err();
-    assert_eq!(denial.reason(), &DenialReason::Unverifiable);
-    assert_eq!(
-        (denial.code(), denial.remedy()),
-        (ErrorCode::SessionCheckFailed, Remedy::None)
-    );
-}
+        // A demotion moves valid_after: the session and its refreshed tokens end.
+        clock.advance(Duration::from_secs(300));
+        let change = f.store.change_role(&alice, &Role::user()).unwrap();
+        let state = f.store.user_state(&alice).unwrap().unwrap();
+        assert_eq!(state.version_changed_at(), Some(change.at));
+        clock.advance(Duration::from_secs(60));
+        let refreshed = token_at(clock.now(), login, "user");
+        let denial = check(&refreshed).unwrap_err();
+        assert_eq!(
+            denial.reason(),
+            &DenialReason::IssuedBeforeValidAfter {
+                issued_at: login,
+                valid_after: change.at
+            }
+        );
+        assert_eq!(denial.code(), ErrorCode::SessionRevoked);
+        // A token still asserting the old role is caught by the role first.
+        assert_eq!(
+            check(&token_at(clock.now(), login, "admin")).unwrap_err().code(),
+            ErrorCode::SessionRoleChanged
+        );
+        // Signing in again works.
+        let again = clock.now();
+        check(&token_at(again, again, "user")).unwrap();
 
-fn every_change_moves_valid_after(db: &TestDatabase) {
-    let f = setup(db);
-    let bob = f.user("bob", Role::user());
-    let epoch = Timestamp::from_unix_micros(0).unwrap();
-    assert_eq!(
-        f.store.user_state(&bob).unwrap().unwrap().version_changed_at(),
-        Some(epoch),
-        "no change yet"
-    );
-    let mut last = epoch;
-    for step in 0..5 {
+        // Revoke-all and disable move it too; a login in the same second as the
+        // change counts as before it (tokens carry whole seconds): fail closed.
+        clock.advance(Duration::from_millis(1500));
+        f.store.revoke_all_sessions(&alice).unwrap();
+        let same_second = Timestamp::from_unix_micros(secs(clock.now()) * 1_000_000).unwrap();
+        assert_eq!(
+            check(&token_at(clock.now(), same_second, "user")).unwrap_err().code(),
+            ErrorCode::SessionRevoked
+        );
+        clock.advance(Duration::from_secs(1));
+        check(&token_at(clock.now(), clock.now(), "user")).unwrap();
+
+        // No token, and a token that does not verify, are denied and logged.
+        assert_eq!(
+            f.validator
+                .validate_token(&verifier, None, &Requirement::new(), &request)
+                .unwrap_err()
+                .code(),
+            ErrorCode::SessionMissing
+        );
+        let (denial, logs) = support::capture_logs(|| check("not.a.token").unwrap_err());
+        assert_eq!(denial.reason(), &DenialReason::InvalidToken(TokenProblem::Malformed));
+        assert!(logs.iter().any(|(_, message)| message == "session denied"), "{logs:?}");
+
+        // A directory that tracks changes by version alone cannot check them: fail closed.
+        let strict = Validator::new(VersionOnly).with_clock(Arc::clone(&f.clock));
+        let denial = strict
+            .validate_token(
+                &verifier,
+                Some(&token_at(clock.now(), clock.now(), "user")),
+                &Requirement::new(),
+                &request,
+            )
+            .unwrap_err();
+        assert_eq!(denial.reason(), &DenialReason::Unverifiable);
+        assert_eq!(
+            (denial.code(), denial.remedy()),
+            (ErrorCode::SessionCheckFailed, Remedy::None)
+        );
+    }
+
+    fn every_change_moves_valid_after(db: &TestDatabase) {
+        let f = setup(db);
+        let bob = f.user("bob", Role::user());
+        let epoch = Timestamp::from_unix_micros(0).unwrap();
+        assert_eq!(
+            f.store.user_state(&bob).unwrap().unwrap().version_changed_at(),
+            Some(epoch),
+            "no change yet"
+        );
+        let mut last = epoch;
+        for step in 0..5 {
+            f.clock.advance(Duration::from_secs(10));
+            let change = match step {
+                0 => f.store.change_role(&bob, &Role::admin()),
+                1 => f.store.disable_user(&bob),
+                2 => f.store.enable_user(&bob),
+                3 => f.store.revoke_all_sessions(&bob),
+                _ => f.store.delete_user(&bob),
+            }
+            .unwrap();
+            let valid_after = f.store.user_state(&bob).unwrap().unwrap().version_changed_at().unwrap();
+            assert_eq!(valid_after, f.clock.now(), "step {step}");
+            assert_eq!(change.at, valid_after);
+            assert!(valid_after > last);
+            last = valid_after;
+        }
+        // Claims with a version are judged by it alone: a session begun before
+        // the last change but signed with the current version (an app session
+        // made after the change from an older provider session) passes; without
+        // a version, the same session is denied.
+        let dana = f.user("dana", Role::user());
+        let provider_login = f.clock.now();
         f.clock.advance(Duration::from_secs(10));
-        let change = match step {
-            0 => f.store.change_role(&bob, &Role::admin()),
-            1 => f.store.disable_user(&bob),
-            2 => f.store.enable_user(&bob),
-            3 => f.store.revoke_all_sessions(&bob),
-            _ => f.store.delete_user(&bob),
-        }
-        .unwrap();
-        let valid_after = f.store.user_state(&bob).unwrap().unwrap().version_changed_at().unwrap();
-        assert_eq!(valid_after, f.clock.now(), "step {step}");
-        assert_eq!(change.at, valid_after);
-        assert!(valid_after > last);
-        last = valid_after;
-    }
-    // Claims with a version are judged by it alone: a session begun before
-    // the last change but signed with the current version (an app session
-    // made after the change from an older provider session) passes; without
-    // a version, the same session is denied.
-    let dana = f.user("dana", Role::user());
-    let provider_login = f.clock.now();
-    f.clock.advance(Duration::from_secs(10));
-    let change = f.store.change_role(&dana, &Role::admin()).unwrap();
-    let versioned = zt_types::SessionClaims::new(
-        zt_types::SessionId::parse("sess_d").unwrap(),
-        dana.clone(),
-        Role::admin(),
-        change.session_version,
-        provider_login,
-    );
-    f.validator
-        .validate(&versioned, &Requirement::new(), &RequestContext::new())
-        .unwrap();
-    let unversioned =
-        zt_types::SessionClaims::from_provider(zt_types::SessionId::parse("sess_d").unwrap(), dana, provider_login)
-            .with_role(Role::admin());
-    assert_eq!(
+        let change = f.store.change_role(&dana, &Role::admin()).unwrap();
+        let versioned = zt_types::SessionClaims::new(
+            zt_types::SessionId::parse("sess_d").unwrap(),
+            dana.clone(),
+            Role::admin(),
+            change.session_version,
+            provider_login,
+        );
         f.validator
-            .validate(&unversioned, &Requirement::new(), &RequestContext::new())
-            .unwrap_err()
-            .reason(),
-        &DenialReason::IssuedBeforeValidAfter {
-            issued_at: provider_login,
-            valid_after: change.at
-        }
-    );
+            .validate(&versioned, &Requirement::new(), &RequestContext::new())
+            .unwrap();
+        let unversioned =
+            zt_types::SessionClaims::from_provider(zt_types::SessionId::parse("sess_d").unwrap(), dana, provider_login)
+                .with_role(Role::admin());
+        assert_eq!(
+            f.validator
+                .validate(&unversioned, &Requirement::new(), &RequestContext::new())
+                .unwrap_err()
+                .reason(),
+            &DenialReason::IssuedBeforeValidAfter {
+                issued_at: provider_login,
+                valid_after: change.at
+            }
+        );
 
-    // Revoking one session lists it; the others live on, so valid_after stays.
-    let carol = f.user("carol", Role::user());
-    f.clock.advance(Duration::from_secs(10));
-    f.store
-        .revoke_session(&carol, &zt_types::SessionId::parse("s").unwrap().hash())
-        .unwrap();
-    assert_eq!(
-        f.store.user_state(&carol).unwrap().unwrap().version_changed_at(),
-        Some(epoch)
+        // Revoking one session lists it; the others live on, so valid_after stays.
+        let carol = f.user("carol", Role::user());
+        f.clock.advance(Duration::from_secs(10));
+        f.store
+            .revoke_session(&carol, &zt_types::SessionId::parse("s").unwrap().hash())
+            .unwrap();
+        assert_eq!(
+            f.store.user_state(&carol).unwrap().unwrap().version_changed_at(),
+            Some(epoch)
+        );
+    }
+
+    zt_testkit::backend_tests!(
+        tokens_without_a_version_end_at_valid_after,
+        every_change_moves_valid_after
     );
 }
-
-zt_testkit::backend_tests!(
-    tokens_without_a_version_end_at_valid_after,
-    every_change_moves_valid_after
-);

@@ -148,13 +148,44 @@ fn replace_database(url: &str, database: &str) -> String {
 /// Declares each named test function, `fn name(db: &TestDatabase)`, once per
 /// backend: `sqlite::name` and `postgres::name`.
 ///
+/// Each module is gated on the *calling* crate's backend feature: the macro
+/// emits `#[cfg(feature = "sqlite")] mod sqlite` and
+/// `#[cfg(feature = "postgres")] mod postgres`, and a `cfg` in a macro's
+/// output is evaluated in the crate that calls it. So a suite runs on the
+/// backends its crate was built with: `cargo test -p zt-audit` runs the
+/// SQLite half, `--all-features` both. With neither feature no test is
+/// declared and the functions are still type-checked, so nothing passes
+/// vacuously and nothing warns as unused. A crate without these features
+/// gets an `unexpected_cfgs` warning, never a silently empty suite.
+///
+/// A crate that always builds both backends and has no backend features of
+/// its own (the `zt` command, the end-to-end tests) writes
+/// `backend_tests!(always: name, ...)`, which declares both modules without a
+/// `cfg`.
+///
 /// ```text
 /// fn writes_and_reads(db: &TestDatabase) { /* ... */ }
 /// zt_testkit::backend_tests!(writes_and_reads);
 /// ```
 #[macro_export]
 macro_rules! backend_tests {
+    (always: $($name:ident),* $(,)?) => {
+        $crate::backend_tests!(@sqlite [] $($name),*);
+        $crate::backend_tests!(@postgres [] $($name),*);
+    };
     ($($name:ident),* $(,)?) => {
+        $crate::backend_tests!(@sqlite [#[cfg(feature = "sqlite")]] $($name),*);
+        $crate::backend_tests!(@postgres [#[cfg(feature = "postgres")]] $($name),*);
+        // Without a backend the bodies are still compiled, and used.
+        #[cfg(not(any(feature = "sqlite", feature = "postgres")))]
+        const _: () = {
+            $(
+                let _ = $name;
+            )*
+        };
+    };
+    (@sqlite [$(#[$gate:meta])?] $($name:ident),*) => {
+        $(#[$gate])?
         mod sqlite {
             $(
                 #[test]
@@ -164,6 +195,9 @@ macro_rules! backend_tests {
                 }
             )*
         }
+    };
+    (@postgres [$(#[$gate:meta])?] $($name:ident),*) => {
+        $(#[$gate])?
         mod postgres {
             $(
                 #[test]

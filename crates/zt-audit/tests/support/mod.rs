@@ -2,7 +2,9 @@
 //! SQL for playing the attacker, and event factories.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use diesel::{Connection, PgConnection, RunQueryDsl, SqliteConnection};
+#[cfg(feature = "sqlite")]
+use diesel::SqliteConnection;
+use diesel::{Connection, PgConnection, RunQueryDsl};
 use zt_audit::{AuditLog, ChainKey};
 use zt_db::{DatabaseUrl, Pool, PoolConfig};
 use zt_testkit::{Backend, TestDatabase};
@@ -28,6 +30,9 @@ pub(crate) fn open(db: &TestDatabase) -> AuditLog {
 /// Runs SQL on a connection of its own, as an attacker or admin would.
 pub(crate) fn raw(db: &TestDatabase, sql: &str) -> Result<usize, diesel::result::Error> {
     match db.backend() {
+        #[cfg(not(feature = "sqlite"))]
+        Backend::Sqlite => unreachable!("SQLite tests need the `sqlite` feature"),
+        #[cfg(feature = "sqlite")]
         Backend::Sqlite => {
             let path = db.url().trim_start_matches("sqlite://");
             let mut conn = SqliteConnection::establish(path).unwrap();
@@ -46,6 +51,9 @@ pub(crate) fn raw(db: &TestDatabase, sql: &str) -> Result<usize, diesel::result:
 pub(crate) fn raw_batch(db: &TestDatabase, sql: &str) {
     use diesel::connection::SimpleConnection;
     match db.backend() {
+        #[cfg(not(feature = "sqlite"))]
+        Backend::Sqlite => unreachable!("SQLite tests need the `sqlite` feature"),
+        #[cfg(feature = "sqlite")]
         Backend::Sqlite => {
             let path = db.url().trim_start_matches("sqlite://");
             let mut conn = SqliteConnection::establish(path).unwrap();
@@ -114,6 +122,9 @@ struct Count {
 /// Runs `SELECT COUNT(*) AS n ...` on a connection of its own.
 pub(crate) fn raw_count(db: &TestDatabase, sql: &str) -> i64 {
     match db.backend() {
+        #[cfg(not(feature = "sqlite"))]
+        Backend::Sqlite => unreachable!("SQLite tests need the `sqlite` feature"),
+        #[cfg(feature = "sqlite")]
         Backend::Sqlite => {
             let path = db.url().trim_start_matches("sqlite://");
             let mut conn = SqliteConnection::establish(path).unwrap();
