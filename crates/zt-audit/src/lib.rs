@@ -181,7 +181,7 @@ mod partitions;
 #[cfg(feature = "postgres")]
 mod pg;
 mod pipeline;
-mod queries;
+mod shared_sql;
 mod query;
 mod retention;
 mod schema;

@@ -648,7 +648,7 @@ fn filter_ip<'a>(query: Boxed<'a>, network: IpNetwork) -> Boxed<'a> {
     query.filter(audit_logs::client_ip.is_contained_by_or_eq(network))
 }
 
-crate::queries::shared_queries!(conn = PgConnection, backend = Pg);
+crate::shared_sql::shared_queries!(conn = PgConnection, backend = Pg);
 
 impl Store for PgConnection {
     fn append(
@@ -664,7 +664,7 @@ impl Store for PgConnection {
         append(self, chain, event, hint, target)
     }
 
-    crate::queries::delegated_store_methods!();
+    crate::shared_sql::delegated_store_methods!();
 
     fn drop_pruned_partitions(&mut self, before: zt_types::Timestamp) -> Result<u64> {
         crate::partitions::drop_pruned(self, before)

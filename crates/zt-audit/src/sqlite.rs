@@ -464,7 +464,7 @@ fn selection() -> Selection {
     Row::as_select()
 }
 
-crate::queries::shared_queries!(conn = SqliteConnection, backend = Sqlite);
+crate::shared_sql::shared_queries!(conn = SqliteConnection, backend = Sqlite);
 
 impl Store for SqliteConnection {
     fn append(
@@ -479,7 +479,7 @@ impl Store for SqliteConnection {
         append(self, chain, event, scope == Scope::Own, target)
     }
 
-    crate::queries::delegated_store_methods!();
+    crate::shared_sql::delegated_store_methods!();
 
     fn drop_pruned_partitions(&mut self, _before: Timestamp) -> Result<u64> {
         // SQLite has no partitions: pruned rows are deleted one by one.

@@ -3,7 +3,6 @@
 use std::fs::File;
 use std::io::{BufWriter, IsTerminal, Write};
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::{Context as _, Result, anyhow};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -11,34 +10,12 @@ use zt_audit::{
     AuditFilter, AuditLog, ChainKey, CheckpointDir, Order, PageRequest, SignedCheckpoint, VerifyReport,
     generate_signing_key, signing_key_from_file, verify_archive, verifying_key_from_file,
 };
-use zt_db::{DatabaseUrl, MigrationSet, Pool, PoolConfig, RuntimeRole};
+use zt_db::{DatabaseUrl, MigrationSet, Pool, RuntimeRole};
 use zt_types::{AuditStatus, Timestamp};
 
 use crate::output::{RECORD_COLUMNS, default_format, record_cells, spreadsheet_safe};
+use crate::connect::{chain_key, cli_pool, connect};
 use crate::{AuditCommand, ExportFormat, Filters, Format, KeyArgs, MigrateArgs, MigrationSetName, Outcome, when};
-
-fn connect(url: &str) -> Result<Pool> {
-    let url: DatabaseUrl = url.parse().map_err(|e| anyhow!("{e}"))?;
-    if let Some(path) = url.sqlite_path() {
-        // Opening SQLite creates a missing file; an investigator's typo should not.
-        if !path.exists() {
-            return Err(anyhow!("no SQLite database at {}", path.display()));
-        }
-    }
-    Pool::connect_with(
-        &url,
-        &cli_pool().max_size(2).connection_timeout(Duration::from_secs(10)),
-    )
-    .map_err(|e| anyhow!("{e}"))
-}
-
-/// A pool that opens connections only when asked. r2d2 would otherwise open
-/// its idle connection on a background thread, and a command that ends while
-/// libpq is still connecting there can abort in libpq's Kerberos set-up as
-/// the process exits.
-pub(crate) fn cli_pool() -> PoolConfig {
-    PoolConfig::new().min_idle(Some(0))
-}
 
 /// `zt migrate [--only audit|sessions] [--runtime-role ROLE [--print-sql]]`:
 /// applies zt-audit's and zt-session's migrations, or one set of them, and
@@ -334,14 +311,6 @@ fn write_secret(path: &Path, text: &str) -> Result<()> {
         .with_context(|| format!("cannot create {} (it must not exist yet)", path.display()))?;
     writeln!(file, "{text}")?;
     Ok(())
-}
-
-pub(crate) fn chain_key(key: &KeyArgs) -> Result<ChainKey> {
-    match &key.key_file {
-        Some(path) => ChainKey::from_file(path),
-        None => ChainKey::from_env(),
-    }
-    .map_err(|e| anyhow!("{e}; pass --key-file FILE or set {}", zt_audit::KEY_ENV))
 }
 
 fn build_filter(filters: &Filters) -> Result<AuditFilter> {

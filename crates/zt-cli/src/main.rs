@@ -9,6 +9,7 @@
 
 mod audit;
 mod codes;
+mod connect;
 mod output;
 mod relp;
 mod syslog;

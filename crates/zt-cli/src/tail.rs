@@ -262,7 +262,7 @@ fn transient(error: &zt_audit::Error) -> bool {
 pub(crate) fn run(args: &TailArgs) -> Result<Outcome> {
     let url: DatabaseUrl = args.database.database_url.parse().map_err(|e| anyhow!("{e}"))?;
     let key = if args.verify {
-        Some(crate::audit::chain_key(&args.key)?)
+        Some(crate::connect::chain_key(&args.key)?)
     } else {
         None
     };
@@ -272,7 +272,7 @@ pub(crate) fn run(args: &TailArgs) -> Result<Outcome> {
         bail!("no SQLite database at {}", path.display());
     }
     // One connection, a short wait for it: the loop retries on its own.
-    let config = crate::audit::cli_pool()
+    let config = crate::connect::cli_pool()
         .max_size(1)
         .connection_timeout(Duration::from_secs(5));
     let pool = Pool::connect_with(&url, &config).map_err(|e| anyhow!("{e}"))?;

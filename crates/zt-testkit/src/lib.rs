@@ -20,10 +20,12 @@
 mod cluster;
 #[cfg(feature = "databases")]
 mod databases;
+mod install;
 mod replica;
 mod server;
 
-pub use cluster::{ClusterError, Durability, INSTALL_HINT, PgCluster, find_bin_dir};
+pub use cluster::{Durability, PgCluster};
+pub use install::{ClusterError, INSTALL_HINT, find_bin_dir};
 #[cfg(feature = "databases")]
 pub use databases::{Backend, DATABASE_URL, TestDatabase, skip_postgres};
 pub use replica::{PgReplicaPair, STANDBY_NAME};

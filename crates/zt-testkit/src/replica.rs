@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cluster::{ClusterError, error};
+use crate::install::{ClusterError, error};
 use crate::server::{Server, Tools};
 
 /// The standby's name, in `application_name` and `synchronous_standby_names`.

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::cluster::{ClusterError, INSTALL_HINT, error, find_bin_dir};
+use crate::install::{ClusterError, INSTALL_HINT, error, find_bin_dir};
 
 /// The PostgreSQL binaries, and whether to run them as the `postgres` user
 /// (`initdb` and `postgres` refuse root).

@@ -1,5 +1,5 @@
-//! The read queries both backends share word for word. Each backend module
-//! instantiates them with [`shared_queries!`]; the names inside (`audit_logs`,
+//! The SQL both backends share word for word: the reads, and the retention
+//! and erasure writes. Each backend module instantiates them with [`shared_queries!`]; the names inside (`audit_logs`,
 //! `Row`, `decode_record`, `mac_bytes`, `db_time`, `filter_ip`, `selection`)
 //! are that module's own, which is all that differs.
 
