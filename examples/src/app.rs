@@ -17,10 +17,10 @@ use zt_types::{Email, RequestContext, Role, SessionClaims, UserId};
 use crate::idp::IdentityProvider;
 use crate::schema::{newsletter_subscribers, projects};
 
-/// The example app's own migrations, beside zt's.
 static POSTGRES_MIGRATIONS: zt_db::EmbeddedMigrations = zt_db::embed_migrations!("migrations/postgres");
 static SQLITE_MIGRATIONS: zt_db::EmbeddedMigrations = zt_db::embed_migrations!("migrations/sqlite");
-static APP_MIGRATIONS: zt_db::MigrationSet = zt_db::MigrationSet {
+/// The example app's own migrations, beside zt's.
+pub static APP_MIGRATIONS: zt_db::MigrationSet = zt_db::MigrationSet {
     name: "example app",
     postgres: &POSTGRES_MIGRATIONS,
     sqlite: &SQLITE_MIGRATIONS,

@@ -32,7 +32,7 @@ pub mod idp;
 mod schema;
 pub mod server;
 
-pub use app::{App, Project};
+pub use app::{APP_MIGRATIONS, App, Project};
 pub use idp::{IdentityProvider, SignIn};
 
 /// Audit rows, one line each, for the examples' output: id, time, actor,

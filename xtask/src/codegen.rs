@@ -1,9 +1,12 @@
 //! `cargo xtask codegen [--check]`: writes every generated file, or checks
-//! that the committed ones are current.
+//! that the committed ones are current. `--check` also checks the diesel
+//! schemas written by hand (each crate's `schema.rs`) against the tables
+//! the migrations create: on SQLite, and on PostgreSQL when `DATABASE_URL`
+//! names a server (`cargo xtask test` runs it on both).
 
 use std::fs;
 
-use crate::shell::root;
+use crate::shell::{cargo, root, run as run_step};
 
 /// Each generated file: its path from the root and its content.
 fn generated() -> Vec<(&'static str, String)> {
@@ -33,9 +36,16 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
             eprintln!("xtask: wrote {path}");
         }
     }
-    if stale.is_empty() {
-        Ok(())
-    } else {
-        Err(format!("{} stale: run `cargo xtask codegen`", stale.join(", ")))
+    if !stale.is_empty() {
+        return Err(format!("{} stale: run `cargo xtask codegen`", stale.join(", ")));
     }
+    if check {
+        let mut schema = cargo();
+        schema.args(["test", "--quiet", "-p", "zt-e2e", "--test", "schema"]);
+        if std::env::var_os("DATABASE_URL").is_none_or(|url| url.is_empty()) {
+            schema.env("ZT_SKIP_POSTGRES", "1");
+        }
+        run_step("schema check (each schema.rs against its migrations)", &mut schema)?;
+    }
+    Ok(())
 }
