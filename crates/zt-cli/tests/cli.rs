@@ -51,6 +51,44 @@ fn stdout(command: &mut Command) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
+/// A new Ed25519 key pair from `zt audit keygen`, named `name` in the
+/// test's scratch directory: (signing key, public key).
+fn keygen(db: &TestDatabase, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = db.scratch_dir();
+    let (secret, public) = (dir.join(format!("{name}.key")), dir.join(format!("{name}.pub")));
+    stdout(
+        zt(db)
+            .args(["audit", "keygen", "--signing-key"])
+            .arg(&secret)
+            .arg("--public-key")
+            .arg(&public),
+    );
+    (secret, public)
+}
+
+/// Runs `sql` on the audit log as an attacker with superuser access would:
+/// with the append-only `trigger` dropped (SQLite) or every user trigger
+/// disabled (PostgreSQL).
+fn as_attacker(db: &TestDatabase, sqlite_trigger: &str, sql: &str) {
+    use diesel::{Connection, RunQueryDsl};
+    match db.backend() {
+        Backend::Sqlite => {
+            let mut conn = diesel::SqliteConnection::establish(db.url().trim_start_matches("sqlite://")).unwrap();
+            diesel::sql_query(format!("DROP TRIGGER {sqlite_trigger}"))
+                .execute(&mut conn)
+                .unwrap();
+            diesel::sql_query(sql).execute(&mut conn).unwrap();
+        }
+        Backend::Postgres => {
+            let mut conn = diesel::PgConnection::establish(db.url()).unwrap();
+            diesel::sql_query("ALTER TABLE audit_logs DISABLE TRIGGER USER")
+                .execute(&mut conn)
+                .unwrap();
+            diesel::sql_query(sql).execute(&mut conn).unwrap();
+        }
+    }
+}
+
 fn migrate_and_query(db: &TestDatabase) {
     let first = stdout(zt(db).arg("migrate"));
     assert!(first.contains("applied"), "{first}");
@@ -245,26 +283,7 @@ fn checkpoints_catch_truncation(db: &TestDatabase) {
     assert!(ok.status.success());
     assert!(String::from_utf8_lossy(&ok.stdout).contains("matches the signed checkpoint"));
 
-    let sql = "DELETE FROM audit_logs WHERE id > 7";
-    {
-        use diesel::{Connection, RunQueryDsl};
-        match db.backend() {
-            Backend::Sqlite => {
-                let mut conn = diesel::SqliteConnection::establish(db.url().trim_start_matches("sqlite://")).unwrap();
-                diesel::sql_query("DROP TRIGGER audit_logs_no_delete")
-                    .execute(&mut conn)
-                    .unwrap();
-                diesel::sql_query(sql).execute(&mut conn).unwrap();
-            }
-            Backend::Postgres => {
-                let mut conn = diesel::PgConnection::establish(db.url()).unwrap();
-                diesel::sql_query("ALTER TABLE audit_logs DISABLE TRIGGER USER")
-                    .execute(&mut conn)
-                    .unwrap();
-                diesel::sql_query(sql).execute(&mut conn).unwrap();
-            }
-        }
-    }
+    as_attacker(db, "audit_logs_no_delete", "DELETE FROM audit_logs WHERE id > 7");
     let tampered = verify_with_checkpoint(db);
     assert_eq!(tampered.status.code(), Some(1));
     let text = String::from_utf8_lossy(&tampered.stdout);
@@ -281,14 +300,8 @@ fn checkpoint_directories_and_incremental_verification(db: &TestDatabase) {
         log.record(&event("1", "STEP", Duration::from_secs(100 - i))).unwrap();
     }
     let dir = db.scratch_dir();
-    let (secret, public, kept) = (dir.join("cp.key"), dir.join("cp.pub"), dir.join("checkpoints"));
-    stdout(
-        zt(db)
-            .args(["audit", "keygen", "--signing-key"])
-            .arg(&secret)
-            .arg("--public-key")
-            .arg(&public),
-    );
+    let kept = dir.join("checkpoints");
+    let (secret, public) = keygen(db, "cp");
     let plain = stdout(zt(db).args(["audit", "verify"]));
     assert!(
         plain.contains("rows cut from the end of a chain") && plain.contains("would go unseen"),
@@ -347,14 +360,7 @@ fn checkpoint_directories_and_incremental_verification(db: &TestDatabase) {
         .output()
         .unwrap();
     assert_eq!(bogus.status.code(), Some(2));
-    let (other_secret, other_public) = (dir.join("other.key"), dir.join("other.pub"));
-    stdout(
-        zt(db)
-            .args(["audit", "keygen", "--signing-key"])
-            .arg(&other_secret)
-            .arg("--public-key")
-            .arg(&other_public),
-    );
+    let (_, other_public) = keygen(db, "other");
     let stranger = zt(db)
         .args(["audit", "verify", "--checkpoints"])
         .arg(&kept)
@@ -543,14 +549,8 @@ fn careless_operators_get_clear_refusals(db: &TestDatabase) {
     stdout(zt(db).args(["audit", "verify", "--key-file"]).arg(&key_file));
 
     // A checkpoint never replaces a file unless asked.
-    let (secret, public, existing) = (dir.join("sign.key"), dir.join("sign.pub"), dir.join("notes.txt"));
-    stdout(
-        zt(db)
-            .args(["audit", "keygen", "--signing-key"])
-            .arg(&secret)
-            .arg("--public-key")
-            .arg(&public),
-    );
+    let existing = dir.join("notes.txt");
+    let (secret, _) = keygen(db, "sign");
     std::fs::write(&existing, "keep me").unwrap();
     refused(
         zt(db)
@@ -700,14 +700,8 @@ fn archive_prune_and_erase(db: &TestDatabase) {
         log.record(&event("1", "NEW", day * (4 - i))).unwrap();
     }
     let dir = db.scratch_dir();
-    let (secret, public, archive) = (dir.join("cp.key"), dir.join("cp.pub"), dir.join("2025.jsonl.zst"));
-    stdout(
-        zt(db)
-            .args(["audit", "keygen", "--signing-key"])
-            .arg(&secret)
-            .arg("--public-key")
-            .arg(&public),
-    );
+    let archive = dir.join("2025.jsonl.zst");
+    let (secret, public) = keygen(db, "cp");
     let archived = stdout(
         zt(db)
             .args(["audit", "archive", "--before", "365d", "--signing-key"])
@@ -791,14 +785,7 @@ fn checkpoint_archive_prune_verify_then_tamper(db: &TestDatabase) {
         log.record(&event("2", "STEP", Duration::from_secs(60 - i))).unwrap();
     }
     let dir = db.scratch_dir();
-    let (secret, public) = (dir.join("cp.key"), dir.join("cp.pub"));
-    stdout(
-        zt(db)
-            .args(["audit", "keygen", "--signing-key"])
-            .arg(&secret)
-            .arg("--public-key")
-            .arg(&public),
-    );
+    let (secret, _) = keygen(db, "cp");
     stdout(
         zt(db)
             .args(["audit", "checkpoint", "--signing-key"])
@@ -838,26 +825,7 @@ fn checkpoint_archive_prune_verify_then_tamper(db: &TestDatabase) {
     assert!(alone.contains("OK: 8 rows"), "{alone}");
 
     // One remaining row (the prune's own event), changed with the triggers gone.
-    {
-        use diesel::{Connection, RunQueryDsl};
-        let sql = "UPDATE audit_logs SET action = 'FORGED'";
-        match db.backend() {
-            Backend::Sqlite => {
-                let mut conn = diesel::SqliteConnection::establish(db.url().trim_start_matches("sqlite://")).unwrap();
-                diesel::sql_query("DROP TRIGGER audit_logs_no_update")
-                    .execute(&mut conn)
-                    .unwrap();
-                diesel::sql_query(sql).execute(&mut conn).unwrap();
-            }
-            Backend::Postgres => {
-                let mut conn = diesel::PgConnection::establish(db.url()).unwrap();
-                diesel::sql_query("ALTER TABLE audit_logs DISABLE TRIGGER USER")
-                    .execute(&mut conn)
-                    .unwrap();
-                diesel::sql_query(sql).execute(&mut conn).unwrap();
-            }
-        }
-    }
+    as_attacker(db, "audit_logs_no_update", "UPDATE audit_logs SET action = 'FORGED'");
     let tampered = zt(db).args(["audit", "verify"]).output().unwrap();
     assert_eq!(
         tampered.status.code(),
