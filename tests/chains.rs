@@ -106,7 +106,14 @@ fn a_log_from_before_chains_keeps_verifying(db: &TestDatabase) {
         let event_id = [u8::try_from(seq).unwrap(); 16];
         let uuid = uuid_text(&event_id);
         let micros = 1_764_417_600_000_000 + seq;
-        let mac = v1_mac(&(11..43).collect::<Vec<u8>>(), seq, &event_id, micros, &seq.to_string(), &prev);
+        let mac = v1_mac(
+            &(11..43).collect::<Vec<u8>>(),
+            seq,
+            &event_id,
+            micros,
+            &seq.to_string(),
+            &prev,
+        );
         let created_at = zt_types::Timestamp::from_unix_micros(micros).unwrap().to_string();
         let backend = db.backend();
         let blob = |m: &[u8]| match backend {

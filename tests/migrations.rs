@@ -137,7 +137,10 @@ fn app_and_zt_migrations_coexist(db: &TestDatabase) {
     // zt's sets, in code, on the app's own connection.
     assert!(zt_audit::MIGRATIONS.applied(&mut conn).unwrap().is_empty());
     assert_eq!(zt_session::MIGRATIONS.pending(&mut conn).unwrap(), SESSIONS);
-    assert_eq!(zt_audit::run_migrations(&mut conn).unwrap(), [AUDIT, AUDIT_CHAINS, AUDIT_PRUNES]);
+    assert_eq!(
+        zt_audit::run_migrations(&mut conn).unwrap(),
+        [AUDIT, AUDIT_CHAINS, AUDIT_PRUNES]
+    );
     assert_eq!(zt_session::run_migrations(&mut conn).unwrap(), SESSIONS);
 
     // The app's second migration: diesel sees only the app's versions.
@@ -172,7 +175,10 @@ fn app_and_zt_migrations_coexist(db: &TestDatabase) {
         assert!(zt_db::run_migrations(&mut conn, set).unwrap().is_empty(), "{set:?}");
         assert!(set.pending(&mut conn).unwrap().is_empty(), "{set:?}");
     }
-    assert_eq!(zt_audit::MIGRATIONS.applied(&mut conn).unwrap(), [AUDIT, AUDIT_CHAINS, AUDIT_PRUNES]);
+    assert_eq!(
+        zt_audit::MIGRATIONS.applied(&mut conn).unwrap(),
+        [AUDIT, AUDIT_CHAINS, AUDIT_PRUNES]
+    );
     assert_eq!(count(&mut conn, "SELECT COUNT(*) AS n FROM audit_logs"), 0);
     assert_eq!(count(&mut conn, "SELECT COUNT(*) AS n FROM zt_users"), 0);
     assert_eq!(count(&mut conn, "SELECT COUNT(*) AS n FROM zt_session_revocations"), 0);
@@ -240,7 +246,10 @@ fn earlier_zt_bookkeeping_moves_to_zts_table(db: &TestDatabase) {
     // Counted as applied, before anything moves.
     assert_eq!(zt_session::MIGRATIONS.applied(&mut conn).unwrap(), [SESSIONS[0]]);
     assert_eq!(zt_session::MIGRATIONS.pending(&mut conn).unwrap(), [SESSIONS[1]]);
-    assert_eq!(zt_audit::MIGRATIONS.pending(&mut conn).unwrap(), [AUDIT_CHAINS, AUDIT_PRUNES]);
+    assert_eq!(
+        zt_audit::MIGRATIONS.pending(&mut conn).unwrap(),
+        [AUDIT_CHAINS, AUDIT_PRUNES]
+    );
 
     // zt-session first, then zt-audit: each moves only its own row and
     // applies only what the earlier release did not have (applying the rest
@@ -249,7 +258,10 @@ fn earlier_zt_bookkeeping_moves_to_zts_table(db: &TestDatabase) {
     assert_eq!(versions_in(&mut conn, "__zt_schema_migrations"), SESSIONS);
     assert_eq!(versions_in(&mut conn, "__diesel_schema_migrations"), [APP_FIRST, AUDIT]);
     // The earlier log's rows stay; only the chains and prunes migrations are new.
-    assert_eq!(zt_audit::run_migrations(&mut conn).unwrap(), [AUDIT_CHAINS, AUDIT_PRUNES]);
+    assert_eq!(
+        zt_audit::run_migrations(&mut conn).unwrap(),
+        [AUDIT_CHAINS, AUDIT_PRUNES]
+    );
     assert_eq!(
         versions_in(&mut conn, "__zt_schema_migrations"),
         [AUDIT, SESSIONS[0], AUDIT_CHAINS, SESSIONS[1], AUDIT_PRUNES]
@@ -278,7 +290,10 @@ fn a_row_in_both_tables_is_kept_once(db: &TestDatabase) {
     // A crash between two releases, or a hand-made fix, left zt's version in
     // both tables: zt's row stays, diesel's goes.
     let mut conn = connect(db);
-    assert_eq!(zt_audit::run_migrations(&mut conn).unwrap(), [AUDIT, AUDIT_CHAINS, AUDIT_PRUNES]);
+    assert_eq!(
+        zt_audit::run_migrations(&mut conn).unwrap(),
+        [AUDIT, AUDIT_CHAINS, AUDIT_PRUNES]
+    );
     on_backend!(conn, |c, _app| {
         diesel::sql_query(
             "CREATE TABLE __diesel_schema_migrations (version VARCHAR(50) PRIMARY KEY NOT NULL, \
@@ -293,7 +308,10 @@ fn a_row_in_both_tables_is_kept_once(db: &TestDatabase) {
         .unwrap();
     });
     assert!(zt_audit::run_migrations(&mut conn).unwrap().is_empty());
-    assert_eq!(versions_in(&mut conn, "__zt_schema_migrations"), [AUDIT, AUDIT_CHAINS, AUDIT_PRUNES]);
+    assert_eq!(
+        versions_in(&mut conn, "__zt_schema_migrations"),
+        [AUDIT, AUDIT_CHAINS, AUDIT_PRUNES]
+    );
     assert_eq!(versions_in(&mut conn, "__diesel_schema_migrations"), [APP_FIRST]);
 }
 

@@ -118,9 +118,9 @@ impl App {
     pub fn with_pool(pool: Pool, key: &ChainKey) -> Result<Self, BoxError> {
         let audit = AuditLog::new(pool.clone(), key);
         let users = UserStore::new(pool);
-        // The sanitizer logs every error already; the monitor's log keeps to alerts.
+        // Reports the sanitizer logged already are not logged again.
         let monitor = Monitor::builder()
-            .tracing_sink(TracingSink::new().reports(false), SinkOptions::default())
+            .tracing_sink(TracingSink::new(), SinkOptions::default())
             .rule(
                 AlertRule::new(
                     "database-unavailable",

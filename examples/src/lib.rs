@@ -50,9 +50,17 @@ pub fn audit_lines(records: &[zt_audit::AuditRecord]) -> String {
                 record.user_id.as_deref().unwrap_or(record.actor_kind.as_str()),
                 record.action,
                 record.resource,
-                record.resource_id.as_deref().map(|id| format!("/{id}")).unwrap_or_default(),
+                record
+                    .resource_id
+                    .as_deref()
+                    .map(|id| format!("/{id}"))
+                    .unwrap_or_default(),
                 record.status,
-                record.error_code.as_deref().map(|code| format!(" {code}")).unwrap_or_default(),
+                record
+                    .error_code
+                    .as_deref()
+                    .map(|code| format!(" {code}"))
+                    .unwrap_or_default(),
             );
             format!("{}\n", zt_types::neutralize(&line))
         })

@@ -265,7 +265,7 @@ mod tests {
     fn encoding_follows_the_documented_layout() {
         let mut bytes = Vec::new();
         encode(&fields("{}"), None, &GENESIS_MAC, &mut |piece| {
-            bytes.extend_from_slice(piece)
+            bytes.extend_from_slice(piece);
         });
 
         // Built by hand from the specification in the crate docs.
@@ -349,7 +349,7 @@ mod tests {
         // And the encoding carries the commitment where the fields were.
         let mut bytes = Vec::new();
         encode(&v3, Some(&commitment), &GENESIS_MAC, &mut |piece| {
-            bytes.extend_from_slice(piece)
+            bytes.extend_from_slice(piece);
         });
         assert!(bytes.windows(32).any(|window| window == commitment));
         assert!(!bytes.windows(7).any(|window| window == b"Mozilla"));

@@ -181,10 +181,10 @@ mod partitions;
 #[cfg(feature = "postgres")]
 mod pg;
 mod pipeline;
-mod shared_sql;
 mod query;
 mod retention;
 mod schema;
+mod shared_sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod stored;

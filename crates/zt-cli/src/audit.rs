@@ -13,8 +13,8 @@ use zt_audit::{
 use zt_db::{DatabaseUrl, MigrationSet, Pool, RuntimeRole};
 use zt_types::{AuditStatus, Timestamp};
 
-use crate::output::{RECORD_COLUMNS, default_format, record_cells, spreadsheet_safe};
 use crate::connect::{chain_key, cli_pool, connect};
+use crate::output::{RECORD_COLUMNS, default_format, record_cells, spreadsheet_safe};
 use crate::{AuditCommand, ExportFormat, Filters, Format, KeyArgs, MigrateArgs, MigrationSetName, Outcome, when};
 
 /// `zt migrate [--only audit|sessions] [--runtime-role ROLE [--print-sql]]`:
@@ -407,6 +407,7 @@ fn export(url: &str, filters: &Filters, format: ExportFormat, output: Option<&Pa
 }
 
 /// Which checkpoint `zt audit verify` uses, and how.
+#[derive(Clone, Copy)]
 pub(crate) enum CheckpointUse<'a> {
     /// None: a cut tail would go unseen.
     None,

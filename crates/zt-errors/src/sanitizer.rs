@@ -44,7 +44,9 @@ impl ErrorReport<'_> {
 /// Receives every report, such as a monitor that forwards errors to Sentry.
 /// It runs on the caller's thread, so it must not block.
 pub trait ErrorHook: Send + Sync {
-    /// Called once per sanitized error, after it was logged.
+    /// Called once per sanitized error, after it was logged: by the sanitizer,
+    /// or by its owner for [`Sanitizer::sanitize_logged`]. A hook that logs
+    /// would log it twice; it should count, forward or add fields instead.
     fn on_error(&self, report: &ErrorReport<'_>);
 }
 
@@ -64,8 +66,11 @@ where
 ///    recognizes ([`crate::CodedError`], diesel and r2d2 errors built in);
 /// 2. creates a reference id (a UUIDv7);
 /// 3. logs the code, reference id, severity, request and the full chain
-///    through `tracing`, at the level that matches the severity, with CR, LF
-///    and control characters neutralized;
+///    through `tracing` (target `zt::errors`, message `request failed`), at
+///    the level that matches the severity, with CR, LF and control characters
+///    neutralized; an error its owner already logged, such as a session
+///    denial the validator logged, goes through
+///    [`Sanitizer::sanitize_logged`] and is not logged again;
 /// 4. calls the hooks;
 /// 5. returns the problem, which holds nothing from the chain except the
 ///    field messages that the caller marked safe.
@@ -97,8 +102,8 @@ impl Sanitizer {
         Self::default()
     }
 
-    /// Shows the code in the problem's `code` member. Default: off, as the
-    /// seed asks ("log error codes, don't expose them"). Codes reveal which
+    /// Shows the code in the problem's `code` member. Default: off, by the
+    /// rule zt started from: "log error codes, don't expose them". Codes reveal which
     /// check failed, such as a revoked session versus a deleted account.
     #[must_use]
     pub fn expose_code(mut self, expose: bool) -> Self {
@@ -157,6 +162,39 @@ impl Sanitizer {
         self.report(code, error, context)
     }
 
+    /// Turns `error`, which its owner already logged under `reference`, into
+    /// a problem carrying that reference id: the hooks are called, but
+    /// nothing is logged again. Each event is logged once, by its owner.
+    ///
+    /// zt-guard passes session denials here: the validator logs each denial
+    /// with its code and reason, inside a span that carries the reference id
+    /// the guard chose, so the one log line holds the code, the reference id
+    /// and the request id.
+    ///
+    /// ```
+    /// use zt_error_codes::ErrorCode;
+    /// use zt_errors::{CodedError, Sanitizer};
+    /// use zt_types::ReferenceId;
+    ///
+    /// let reference = ReferenceId::new();
+    /// let error = CodedError::new(ErrorCode::SessionRevoked);
+    /// // The owner logs the event, with the reference id, ...
+    /// tracing::warn!(reference_id = %reference, code = %error.code(), "session denied");
+    /// // ... and the sanitizer only builds the problem.
+    /// let problem = Sanitizer::new().sanitize_logged(error.code(), &error, None, reference);
+    /// assert_eq!(problem.reference(), reference);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn sanitize_logged(
+        &self,
+        code: ErrorCode,
+        error: &(dyn StdError + 'static),
+        context: Option<&RequestContext>,
+        reference: ReferenceId,
+    ) -> Problem {
+        self.finish(code, reference, error, context)
+    }
+
     fn report(&self, code: ErrorCode, error: &(dyn StdError + 'static), context: Option<&RequestContext>) -> Problem {
         let reference = ReferenceId::new();
         let info = code.info();
@@ -186,11 +224,22 @@ impl Sanitizer {
             Severity::Warning => log!(warn),
             Severity::Error | Severity::Critical => log!(error),
         }
+        self.finish(code, reference, error, context)
+    }
+
+    /// Calls the hooks and builds the problem, for an error already logged.
+    fn finish(
+        &self,
+        code: ErrorCode,
+        reference: ReferenceId,
+        error: &(dyn StdError + 'static),
+        context: Option<&RequestContext>,
+    ) -> Problem {
         if !self.hooks.is_empty() {
             let report = ErrorReport {
                 code,
                 reference,
-                severity: info.severity,
+                severity: code.severity(),
                 error,
                 context,
             };
@@ -225,5 +274,56 @@ impl fmt::Display for Chain<'_> {
             link = current.source();
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    use super::*;
+    use crate::CodedError;
+
+    /// Counts the events it sees.
+    #[derive(Clone, Default)]
+    struct Count(Arc<Mutex<usize>>);
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Count {
+        fn on_event(&self, _: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+            *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) += 1;
+        }
+    }
+
+    #[test]
+    fn an_error_its_owner_logged_is_not_logged_again_but_reaches_the_hooks() {
+        let events = Count::default();
+        let hooked = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&hooked);
+        let sanitizer = Sanitizer::new().hook(move |report: &ErrorReport<'_>| {
+            seen.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push((report.code, report.reference));
+        });
+        let subscriber = tracing_subscriber::registry().with(events.clone());
+        let reference = ReferenceId::new();
+        let error = CodedError::new(ErrorCode::SessionRevoked);
+        let (logged, fresh) = tracing::subscriber::with_default(subscriber, || {
+            let logged = sanitizer.sanitize_logged(ErrorCode::SessionRevoked, &error, None, reference);
+            let count = *events.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            assert_eq!(count, 0, "sanitize_logged logs nothing");
+            (logged, sanitizer.sanitize(&error))
+        });
+        assert_eq!(logged.reference(), reference);
+        assert_eq!(*events.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner), 1);
+        let hooked = hooked.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        assert_eq!(
+            *hooked,
+            [
+                (ErrorCode::SessionRevoked, reference),
+                (ErrorCode::SessionRevoked, fresh.reference())
+            ]
+        );
     }
 }

@@ -9,7 +9,7 @@ use zt_db::{AnyConnection, ConnectionVisitor, DbConnection, Pool};
 use zt_error_codes::ErrorCode;
 use zt_errors::{CodedError, Problem, Sanitizer};
 use zt_session::{Requirement, ValidatedSession, Validator};
-use zt_types::{Actor, AuditEvent, AuditStatus, RequestContext, SessionClaims};
+use zt_types::{Actor, AuditEvent, AuditStatus, ReferenceId, RequestContext, SessionClaims};
 
 /// The error a guarded action's body returns: any error. Its code is picked
 /// by the sanitizer, so return a [`CodedError`] where you know the code.
@@ -129,6 +129,12 @@ impl Tx<'_> {
 /// 4. on any error sanitizes it, which logs it in full and reports it to the
 ///    monitor, and returns the client-safe [`Problem`].
 ///
+/// Each event is logged once, by its owner. A denial is the validator's
+/// event (`session denied`), logged inside a `session_check` span (target
+/// `zt::guard`) that carries the action and the reference id the client gets;
+/// the sanitizer does not log it again. Every other error is the sanitizer's
+/// (`request failed`). The monitor counts both and logs neither.
+///
 /// If the audit event cannot be written, the transaction does not commit:
 /// what cannot be audited does not happen.
 #[derive(Clone)]
@@ -230,33 +236,7 @@ impl Guard {
         body: impl FnOnce(&mut Tx<'_>) -> Result<T, BoxError>,
     ) -> Result<T, Problem> {
         let session = match &action.requirement {
-            Some(requirement) => {
-                match self.validator.validate_optional(claims, requirement, context) {
-                    Ok(session) => Some(session),
-                    Err(denial) => {
-                        let actor = denial
-                            .user_id()
-                            .map_or(Actor::Anonymous, |id| Actor::user(id.clone(), None));
-                        let event = self.event(
-                            action,
-                            actor,
-                            context,
-                            AuditStatus::Denied,
-                            action.resource_id.clone(),
-                            None,
-                            Some(denial.code()),
-                        );
-                        if let Err(error) = event.and_then(|event| self.audit.record(&event).map_err(BoxError::from)) {
-                            // The denial stands; the lost audit row is reported on its own.
-                            let failure = CodedError::new(ErrorCode::AuditWriteFailed)
-                                .with_message("the audit event of a denial could not be written")
-                                .with_source(error);
-                            self.sanitizer.sanitize_for(&failure, context);
-                        }
-                        return Err(self.sanitizer.sanitize_as(denial.code(), &denial, Some(context)));
-                    }
-                }
-            }
+            Some(requirement) => Some(self.check_session(action, requirement, claims, context)?),
             None => None,
         };
         let actor = session.as_ref().map_or(Actor::Anonymous, ValidatedSession::actor);
@@ -276,6 +256,55 @@ impl Guard {
             // Nothing committed: the database failed, or the audit write did.
             Err(error) => Err(self.sanitizer.sanitize_for(error.as_ref(), context)),
         }
+    }
+
+    /// Revalidates the session. A denial is logged once, by its owner: the
+    /// validator logs it (code, reason, user, request id) inside a span that
+    /// carries the reference id the client gets, so the sanitizer only builds
+    /// the problem and reports it to the hooks, without logging it again.
+    fn check_session(
+        &self,
+        action: &Action,
+        requirement: &Requirement,
+        claims: Option<&SessionClaims>,
+        context: &RequestContext,
+    ) -> Result<ValidatedSession, Problem> {
+        let reference = ReferenceId::new();
+        // At ERROR level, so that the span, and with it the reference id, is
+        // there whenever the denial's own event is.
+        let span = tracing::error_span!(
+            target: "zt::guard",
+            "session_check",
+            action = action.name,
+            reference_id = %reference
+        );
+        let denial = match span.in_scope(|| self.validator.validate_optional(claims, requirement, context)) {
+            Ok(session) => return Ok(session),
+            Err(denial) => denial,
+        };
+        let actor = denial
+            .user_id()
+            .map_or(Actor::Anonymous, |id| Actor::user(id.clone(), None));
+        let event = self.event(
+            action,
+            actor,
+            context,
+            AuditStatus::Denied,
+            action.resource_id.clone(),
+            None,
+            Some(denial.code()),
+        );
+        if let Err(error) = event.and_then(|event| self.audit.record(&event).map_err(BoxError::from)) {
+            // The denial stands; the lost audit row is another event, which
+            // nobody logged yet: the sanitizer logs it under its own reference id.
+            let failure = CodedError::new(ErrorCode::AuditWriteFailed)
+                .with_message("the audit event of a denial could not be written")
+                .with_source(error);
+            self.sanitizer.sanitize_for(&failure, context);
+        }
+        Err(self
+            .sanitizer
+            .sanitize_logged(denial.code(), &denial, Some(context), reference))
     }
 
     #[allow(clippy::too_many_arguments)]

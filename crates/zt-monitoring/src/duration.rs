@@ -1,45 +1,20 @@
-//! Durations in rule files: `250ms`, `30s`, `5m`, `4h`, `1d`, or sums such as
-//! `1h30m`. A bare number in JSON is seconds.
+//! Durations in rule files, in humantime's grammar, the one the `zt` command
+//! reads too: `250ms`, `30s`, `5m`, `4h`, `1d`, `2w`, sums such as `1h30m`
+//! or `1h 30m`, and long names such as `5 minutes`. A bare number in JSON is
+//! seconds. Formatting writes the compact form (`1h30m`), which parses back.
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serializer};
 
-/// Parses `250ms`, `30s`, `5m`, `4h`, `1d` and sums such as `1h30m`.
+/// The accepted forms, for every error message.
+const FORMS: &str = "use a duration such as 250ms, 30s, 5m, 4h, 1d, 2w or 1h30m";
+
+/// Parses a duration in humantime's grammar; see the module documentation.
 pub(crate) fn parse(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    if text.is_empty() {
-        return Err("empty duration".into());
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
-        if digits == 0 {
-            return Err(format!("invalid duration {text:?}: expected a number"));
-        }
-        let value: u64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("invalid duration {text:?}: number too large"))?;
-        rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
-        let unit = &rest[..unit_len];
-        rest = &rest[unit_len..];
-        let part = match unit {
-            "ms" => Duration::from_millis(value),
-            "s" => Duration::from_secs(value),
-            "m" => Duration::from_secs(value.saturating_mul(60)),
-            "h" => Duration::from_secs(value.saturating_mul(3600)),
-            "d" => Duration::from_secs(value.saturating_mul(86_400)),
-            "" => {
-                return Err(format!("invalid duration {text:?}: missing unit (ms, s, m, h or d)"));
-            }
-            other => return Err(format!("invalid duration {text:?}: unknown unit {other:?}")),
-        };
-        total = total.saturating_add(part);
-    }
-    Ok(total)
+    let shown = zt_types::neutralize(&text.chars().take(64).collect::<String>()).into_owned();
+    humantime::parse_duration(text.trim()).map_err(|error| format!("invalid duration {shown:?} ({error}); {FORMS}"))
 }
 
 /// Formats a duration in the form [`parse`] reads, such as `1h30m` or `250ms`.
@@ -98,9 +73,13 @@ mod tests {
         assert_eq!(parse("30s").unwrap(), Duration::from_secs(30));
         assert_eq!(parse("5m").unwrap(), Duration::from_secs(300));
         assert_eq!(parse("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse("1h 30m").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse("1d").unwrap(), Duration::from_secs(86_400));
-        for bad in ["", "5", "m", "5x", "-5s", "5 m"] {
-            assert!(parse(bad).is_err(), "{bad:?}");
+        assert_eq!(parse("2w").unwrap(), Duration::from_secs(14 * 86_400));
+        assert_eq!(parse(" 5 minutes ").unwrap(), Duration::from_secs(300));
+        for bad in ["", "5", "m", "5x", "-5s", "1 fortnight"] {
+            let error = parse(bad).unwrap_err();
+            assert!(error.contains("such as 250ms"), "{bad:?}: {error}");
         }
     }
 
@@ -110,5 +89,6 @@ mod tests {
             assert_eq!(format(parse(text).unwrap()), text);
         }
         assert_eq!(format(Duration::from_micros(7)), "7us");
+        assert_eq!(parse("7us").unwrap(), Duration::from_micros(7));
     }
 }

@@ -21,12 +21,14 @@
 //!   [`Notification`]s, so 10 000 identical errors make one notification,
 //!   not an **alert storm**. A critical code alerts at once through the
 //!   built-in [`AlertRule::critical`]. Rules come from code or from TOML or
-//!   JSON ([`AlertConfig`]);
+//!   JSON ([`AlertConfig`]), with durations such as `30s`, `1h30m` or `2w`
+//!   (humantime's grammar, which the `zt` command reads too);
 //! - records latency into HDR histograms (p50, p95, p99, max; see
 //!   [`LatencySummary`]) and alerts on slow runs;
 //! - exports counters, gauges and histograms through the `metrics` facade,
 //!   and renders its own figures in the Prometheus text format
-//!   ([`Monitor::render_prometheus`]).
+//!   ([`Monitor::render_prometheus`], through metrics-exporter-prometheus's
+//!   recorder, never installed: no global recorder, no HTTP listener).
 //!
 //! Time comes from a [`Clock`]; tests use a [`ManualClock`] with
 //! [`MonitorBuilder::manual_evaluation`] and [`Monitor::tick`], so every
@@ -104,8 +106,12 @@
 //!
 //! With the `errors` feature, a [`Monitor`] is a `zt_errors::ErrorHook`:
 //! `Sanitizer::new().hook(monitor.clone())` reports every sanitized error.
-//! The sanitizer already logs each error, so configure the tracing sink with
-//! `TracingSink::new().reports(false)` to keep only alerts in the log.
+//! Each event is logged once, by its owner: the sanitizer (or the error's
+//! owner, such as the session validator for a denial) has logged each error
+//! before the monitor sees it, so its reports are marked logged
+//! ([`Report::is_logged`]) and the [`TracingSink`] does not log them again;
+//! the monitor still counts them, alerts on them and hands them to the
+//! other sinks.
 //!
 //! # Feature flags
 //!
@@ -131,44 +137,64 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod alerts;
-mod duration;
-mod error;
+// Modules by job, in layers. A module imports only from the layers below
+// its own, never from beside or above (`tests/layers.rs` checks it):
+//
+//   7. errors_hook            the zt-errors integration
+//   6. monitor                Monitor and MonitorBuilder: wire everything below
+//                             (handle <- evaluator <- builder)
+//   5. prometheus             the text format of the monitor's figures
+//   4. sinks                  the Sink trait and its queues (sinks::queue),
+//                             HTTP(S) (sinks::http), the built-in sinks
+//   3. evaluate, latency      alerts, spikes and snapshots from the counts
+//                             (spike <- alerts <- snapshot); HDR timers
+//   2. rules                  the rule model (rules::model) and its file
+//                             format (rules::config, which imports the model)
+//   1. window                 striped sliding-window counters
+//   0. error, duration, stripe, scrub, report
 #[cfg(feature = "errors")]
 mod errors_hook;
-#[cfg(any(feature = "webhook", feature = "sentry"))]
-mod http;
-mod latency;
 mod monitor;
-mod patterns;
+
 mod prometheus;
-mod report;
-mod rules;
-mod scrub;
-mod sink;
+
 mod sinks;
-mod stripe;
+
+mod evaluate;
+mod latency;
+
+mod rules;
+
 mod window;
 
-pub use alerts::{Alert, AlertStatus, Notification};
+mod duration;
+mod error;
+mod report;
+mod scrub;
+mod stripe;
+
 pub use error::{Error, ErrorKind};
-#[cfg(any(feature = "webhook", feature = "sentry"))]
-#[cfg_attr(docsrs, doc(cfg(any(feature = "webhook", feature = "sentry"))))]
-pub use http::TlsConfig;
+pub use evaluate::alerts::{Alert, AlertStatus, Notification};
+pub use evaluate::snapshot::{CodeSnapshot, Snapshot};
 pub use latency::{LatencySummary, Operation, Timer};
-pub use monitor::{Monitor, MonitorBuilder, MonitorStats};
-pub use patterns::{CodeSnapshot, Snapshot, SpikeConfig};
+pub use monitor::builder::MonitorBuilder;
+pub use monitor::handle::{Monitor, MonitorStats};
 pub use prometheus::PROMETHEUS_CONTENT_TYPE;
 pub use report::Report;
-pub use rules::{AlertConfig, AlertRule, Condition, GroupLabel, InhibitRule, Selector, SlowThreshold, Timing};
+pub use rules::model::{
+    AlertConfig, AlertRule, Condition, GroupLabel, InhibitRule, Selector, SlowThreshold, SpikeConfig, Timing,
+};
 pub use scrub::scrub_pii;
 /// The `sentry-core` this crate is built on, to build [`ClientOptions`](sentry_core::ClientOptions)
 /// or a [`Client`](sentry_core::Client) of exactly the matching version.
 #[cfg(feature = "sentry")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sentry")))]
 pub use sentry_core;
-pub use sink::{Sink, SinkOptions, SinkStats};
+#[cfg(any(feature = "webhook", feature = "sentry"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "webhook", feature = "sentry"))))]
+pub use sinks::http::TlsConfig;
 pub use sinks::memory::{MemoryRecords, MemorySink};
+pub use sinks::queue::{Sink, SinkOptions, SinkStats};
 #[cfg(feature = "sentry")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sentry")))]
 pub use sinks::sentry_sink::{SentrySink, SentrySinkBuilder};

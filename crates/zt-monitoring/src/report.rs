@@ -37,6 +37,7 @@ pub struct Report {
     /// Boxed: most reports have none, and a small report is cheap to queue.
     context: Option<Box<RequestContext>>,
     chain: Vec<String>,
+    logged: bool,
 }
 
 impl Report {
@@ -50,6 +51,7 @@ impl Report {
             recorded_at: None,
             context: None,
             chain: Vec::new(),
+            logged: false,
         }
     }
 
@@ -103,6 +105,17 @@ impl Report {
         self
     }
 
+    /// Marks the report as already logged where it arose: zt-errors'
+    /// sanitizer logs every error it hands to its hooks, or leaves it to the
+    /// error's owner, who did. The [`TracingSink`](crate::TracingSink) then
+    /// does not log it again (each event is logged once, by its owner);
+    /// other sinks get it as usual. Default: not logged.
+    #[must_use]
+    pub fn with_logged(mut self, logged: bool) -> Self {
+        self.logged = logged;
+        self
+    }
+
     pub(crate) fn stamp(&mut self, now: Timestamp) {
         if self.recorded_at.is_none() {
             self.recorded_at = Some(now);
@@ -143,6 +156,12 @@ impl Report {
     /// The internal chain, outermost first, each line neutralized. Never for clients.
     pub fn chain(&self) -> &[String] {
         &self.chain
+    }
+
+    /// Whether the report was already logged where it arose; see
+    /// [`Report::with_logged`].
+    pub fn is_logged(&self) -> bool {
+        self.logged
     }
 }
 

@@ -33,6 +33,8 @@ fn the_sanitizer_hands_every_report_to_the_monitor() {
     let report = &reports[0];
     assert_eq!(report.code(), ErrorCode::AuditWriteFailed);
     assert_eq!(report.reference(), problem.reference());
+    // The sanitizer logged it; the tracing sink will not log it again.
+    assert!(report.is_logged());
     assert_eq!(report.severity(), Severity::Critical);
     assert_eq!(
         report.context().and_then(RequestContext::request_id).unwrap().as_str(),

@@ -101,7 +101,11 @@ fn latency_percentiles_and_metrics() {
         "# TYPE zt_errors_total counter",
         "zt_errors_total{code=\"DB_TIMEOUT\",category=\"database\",severity=\"error\"} 3",
         "zt_errors_total{code=\"INTERNAL\",category=\"internal\",severity=\"error\"} 0",
-        "# TYPE zt_operation_duration_seconds summary",
+        // The exporter renders summaries only from raw samples; the HDR
+        // quantiles are gauges, beside a `_sum` gauge and a `_count` counter.
+        "# TYPE zt_operation_duration_seconds gauge",
+        "zt_operation_duration_seconds_sum{operation=\"db.query\"} 5.05",
+        "# TYPE zt_operation_duration_seconds_count counter",
         "zt_operation_duration_seconds_sum{operation=\"db.query\"} 5.05",
         "zt_operation_duration_seconds_count{operation=\"db.query\"} 100",
         "zt_operation_slow_total{operation=\"db.query\"} 11",
@@ -132,8 +136,9 @@ fn latency_percentiles_and_metrics() {
         let value: f64 = line[prefix.len()..].parse().unwrap();
         assert!((value - expected).abs() <= expected * 0.001, "{line}");
     }
-    // Every sample line is `name{labels} value` or `name value`.
-    for line in text.lines().filter(|line| !line.starts_with('#')) {
+    // Every sample line is `name{labels} value` or `name value`; the exporter
+    // separates families with an empty line, which the format ignores.
+    for line in text.lines().filter(|line| !line.is_empty() && !line.starts_with('#')) {
         let (_, value) = line.rsplit_once(' ').unwrap();
         assert!(value.parse::<f64>().is_ok(), "{line}");
     }

@@ -46,8 +46,13 @@ fn reports_and_alerts_are_logged_with_their_fields() {
             .with_context(context)
             .with_chain(["insert failed\nERROR forged line", "disk full"]),
     );
+    // A report already logged where it arose, such as the sanitizer's, is
+    // counted but not logged again.
+    let logged = ReferenceId::new();
+    monitor.record(Report::new(ErrorCode::DbTimeout, logged).with_logged(true));
     monitor.tick();
     assert!(monitor.flush(Duration::from_secs(10)));
+    assert_eq!(monitor.count(ErrorCode::DbTimeout, Duration::from_secs(60)), 1);
 
     let log = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
     let report_line = log
@@ -67,6 +72,7 @@ fn reports_and_alerts_are_logged_with_their_fields() {
         "{report_line}"
     );
     assert!(!log.lines().any(|line| line.starts_with("ERROR forged line")), "{log}");
+    assert!(!log.contains(&logged.to_string()), "logged twice:\n{log}");
     let alert_line = log
         .lines()
         .find(|line| line.contains("alert firing"))

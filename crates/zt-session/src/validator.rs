@@ -777,8 +777,13 @@ fn fresh_login(requirement: &Requirement, max_age: Duration) -> StepUp {
     }
 }
 
+/// Logs a denial: the one event for it. The validator owns it; zt-guard adds
+/// the reference id the client gets as a field of the span around the check,
+/// and its sanitizer does not log the denial again (ARCHITECTURE.md, "Who
+/// logs what").
 fn log_denial(denial: &Denial, context: &RequestContext) {
     let detail = denial.to_string();
+    let client_ip = context.client_ip().map(tracing::field::display);
     macro_rules! event {
         ($level:expr) => {
             tracing::event!(
@@ -789,6 +794,7 @@ fn log_denial(denial: &Denial, context: &RequestContext) {
                 session = %denial.session_hash().map(|hash| hash.to_string()).unwrap_or_default(),
                 operation = denial.operation().unwrap_or_default(),
                 request_id = context.request_id().map(RequestId::as_str).unwrap_or_default(),
+                client_ip,
                 detail = %Neutralized(&detail),
                 "session denied"
             )

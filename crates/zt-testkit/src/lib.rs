@@ -25,7 +25,7 @@ mod replica;
 mod server;
 
 pub use cluster::{Durability, PgCluster};
-pub use install::{ClusterError, INSTALL_HINT, find_bin_dir};
 #[cfg(feature = "databases")]
 pub use databases::{Backend, DATABASE_URL, TestDatabase, skip_postgres};
+pub use install::{ClusterError, INSTALL_HINT, find_bin_dir};
 pub use replica::{PgReplicaPair, STANDBY_NAME};

@@ -2,10 +2,10 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::alerts::Notification;
 use crate::error::Error;
+use crate::evaluate::alerts::Notification;
 use crate::report::Report;
-use crate::sink::Sink;
+use crate::sinks::queue::Sink;
 
 #[derive(Debug, Default)]
 struct Records {

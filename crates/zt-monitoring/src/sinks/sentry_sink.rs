@@ -12,10 +12,10 @@ use sentry_core::{Client, ClientOptions, Hub};
 use zt_types::Severity;
 
 use crate::error::{Error, ErrorKind};
-use crate::http::{self, TlsConfig};
 use crate::report::Report;
 use crate::scrub::scrub_pii;
-use crate::sink::Sink;
+use crate::sinks::http::{self, TlsConfig};
+use crate::sinks::queue::Sink;
 use crate::sinks::sentry_transport::{Factory, Outcome};
 
 /// Sends each report to Sentry as an event, through a [`sentry_core::Client`].

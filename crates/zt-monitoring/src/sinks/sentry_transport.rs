@@ -15,7 +15,7 @@ use sentry_core::client_report::{Reason as LossReason, Recorder};
 use sentry_core::{Envelope, Transport, TransportFactory, TransportOptions};
 
 use crate::error::{Error, ErrorKind};
-use crate::http;
+use crate::sinks::http;
 
 /// The result of the last envelope sent, for the sink to take.
 pub(crate) type Outcome = Arc<Mutex<Option<Result<(), Error>>>>;

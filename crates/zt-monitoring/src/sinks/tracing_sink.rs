@@ -2,10 +2,10 @@
 
 use zt_types::Severity;
 
-use crate::alerts::{AlertStatus, Notification};
 use crate::error::Error;
+use crate::evaluate::alerts::{AlertStatus, Notification};
 use crate::report::Report;
-use crate::sink::Sink;
+use crate::sinks::queue::Sink;
 
 /// Logs reports under the target `zt::monitoring` and alert notifications
 /// under `zt::alerts`, through `tracing`. The default sink.
@@ -15,9 +15,12 @@ use crate::sink::Sink;
 /// the neutralized chain. Firing notifications are logged at ERROR when
 /// critical or error, WARN otherwise; resolutions at INFO.
 ///
-/// When errors reach the monitor through zt-errors' sanitizer, which logs
-/// each error itself, turn report logging off with
-/// [`TracingSink::reports`]`(false)` to avoid logging every error twice.
+/// Each event is logged once, by its owner: a report that was already
+/// logged where it arose ([`Report::is_logged`]), such as every report that
+/// reaches the monitor through zt-errors' sanitizer, is not logged again; the
+/// monitor still counts it and hands it to the other sinks. So this sink
+/// logs what only the monitor knows: reports recorded directly with
+/// [`Monitor::record`](crate::Monitor::record), and alerts.
 #[derive(Debug, Clone, Copy)]
 pub struct TracingSink {
     reports: bool,
@@ -39,7 +42,7 @@ impl TracingSink {
         Self::default()
     }
 
-    /// Whether to log each report. Default: yes.
+    /// Whether to log each report nobody logged before. Default: yes.
     #[must_use]
     pub fn reports(mut self, on: bool) -> Self {
         self.reports = on;
@@ -61,6 +64,10 @@ impl Sink for TracingSink {
 
     fn accepts_reports(&self) -> bool {
         self.reports
+    }
+
+    fn accepts_logged_reports(&self) -> bool {
+        false
     }
 
     fn accepts_alerts(&self) -> bool {

@@ -7,11 +7,11 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use zt_types::Severity;
 
-use crate::alerts::{AlertStatus, Notification};
 use crate::error::{Error, ErrorKind};
-use crate::http::{self, TlsConfig, redacted_url};
+use crate::evaluate::alerts::{AlertStatus, Notification};
 use crate::report::Report;
-use crate::sink::Sink;
+use crate::sinks::http::{self, TlsConfig, redacted_url};
+use crate::sinks::queue::Sink;
 
 /// The body a [`WebhookSink`] posts.
 #[derive(Debug, Clone, PartialEq, Eq)]

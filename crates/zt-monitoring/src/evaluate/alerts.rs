@@ -17,12 +17,9 @@ use zt_error_codes::ErrorCode;
 use zt_types::{Severity, Timestamp};
 
 use crate::duration;
-use crate::patterns::measure_spike;
-use crate::rules::{AlertRule, Condition, InhibitRule, Selector};
+use crate::evaluate::spike::measure_spike;
+use crate::rules::model::{AlertRule, Condition, InhibitRule, Labels, Selector};
 use crate::window::Windows;
-
-/// Alert labels, such as `code` and `category`, sorted by name.
-pub(crate) type Labels = BTreeMap<String, String>;
 
 /// Whether an alert fires or has resolved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]

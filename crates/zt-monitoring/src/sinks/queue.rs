@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use zt_types::Neutralized;
 
-use crate::alerts::Notification;
 use crate::error::{Chain, Error, ErrorKind};
+use crate::evaluate::alerts::Notification;
 use crate::report::Report;
 
 /// Where reports and alert notifications go: a log, Sentry, a pager.
@@ -53,6 +53,14 @@ pub trait Sink: Send + 'static {
 
     /// Whether the sink wants error reports. Default: yes.
     fn accepts_reports(&self) -> bool {
+        true
+    }
+
+    /// Whether the sink wants the reports that were already logged where they
+    /// arose ([`Report::is_logged`]), such as every report from zt-errors'
+    /// sanitizer. Default: yes. A sink that only logs says no, so that each
+    /// event is logged once; it still gets the reports nobody logged.
+    fn accepts_logged_reports(&self) -> bool {
         true
     }
 
@@ -193,6 +201,7 @@ pub(crate) struct SinkHandle {
     thread: Thread,
     join: Mutex<Option<JoinHandle<()>>>,
     wake_every: u64,
+    logged_reports: bool,
     dropped_key: metrics::Key,
 }
 
@@ -201,6 +210,7 @@ impl SinkHandle {
     /// `stripes` lanes, one per stripe of recording threads.
     pub(crate) fn spawn(sink: Box<dyn Sink>, options: SinkOptions, stripes: usize) -> Result<Self, Error> {
         let name: Arc<str> = Arc::from(sink.name());
+        let logged_reports = sink.accepts_logged_reports();
         let lane_capacity = options.report_capacity.div_ceil(stripes.max(1)).max(1);
         let (lanes, report_rx): (Vec<Lane>, Vec<Receiver<Report>>) = if sink.accepts_reports() {
             (0..stripes.max(1))
@@ -255,6 +265,7 @@ impl SinkHandle {
             join: Mutex::new(Some(join)),
             shared,
             wake_every: u64::try_from(lane_capacity / 2).unwrap_or(u64::MAX).max(1),
+            logged_reports,
         })
     }
 
@@ -264,6 +275,11 @@ impl SinkHandle {
 
     pub(crate) fn accepts_reports(&self) -> bool {
         !self.lanes.is_empty()
+    }
+
+    /// Whether the sink wants reports already logged where they arose.
+    pub(crate) fn accepts_logged_reports(&self) -> bool {
+        self.accepts_reports() && self.logged_reports
     }
 
     /// Queues a report on the caller's stripe without blocking, or counts it

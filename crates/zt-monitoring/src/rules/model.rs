@@ -1,16 +1,19 @@
-//! Alert rules, inhibitions and rule files (TOML or JSON).
+//! The rule model: what a rule watches ([`Selector`]), when it fires
+//! ([`Condition`], [`SpikeConfig`]), how its alerts are grouped and timed
+//! ([`GroupLabel`], [`Timing`]), inhibitions, slow-operation thresholds, and
+//! the set of them all ([`AlertConfig`]). The file format is `config.rs`'s.
 
-use std::collections::HashSet;
-use std::path::Path;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use zt_error_codes::{Category, ErrorCode};
 use zt_types::Severity;
 
-use crate::duration;
-use crate::error::{Error, ErrorKind};
-use crate::patterns::SpikeConfig;
+use crate::error::Error;
+
+/// Alert labels, such as `code` and `category`, sorted by name.
+pub(crate) type Labels = BTreeMap<String, String>;
 
 /// What a rule or an inhibition watches.
 ///
@@ -46,7 +49,7 @@ impl Selector {
     }
 
     /// Whether an alert with these labels and severity is selected.
-    pub(crate) fn matches_alert(&self, labels: &crate::alerts::Labels, severity: Severity) -> bool {
+    pub(crate) fn matches_alert(&self, labels: &Labels, severity: Severity) -> bool {
         match self {
             Self::Any => true,
             Self::Code(code) => labels.get("code").is_some_and(|value| value == code.reason()),
@@ -512,9 +515,10 @@ pub struct SlowThreshold {
 /// ```
 ///
 /// The same in JSON: `{"rules": [{"name": "db-unavailable", "code":
-/// "DB_UNAVAILABLE", "threshold": 10, "window": "1m"}]}`. Durations are
-/// `250ms`, `30s`, `5m`, `4h`, `1d` or sums such as `1h30m`; a bare JSON number
-/// is seconds. A rule names at most one of `code`, `category`, `min_severity`
+/// "DB_UNAVAILABLE", "threshold": 10, "window": "1m"}]}`. Durations are in
+/// humantime's grammar, the one the `zt` command reads too: `250ms`, `30s`,
+/// `5m`, `4h`, `1d`, `2w`, sums such as `1h30m` or `1h 30m`; a bare JSON
+/// number is seconds. A rule names at most one of `code`, `category`, `min_severity`
 /// and `slow_operation` (none means every code), and either `threshold` with
 /// `window`, or `spike`.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -581,40 +585,6 @@ impl AlertConfig {
         self
     }
 
-    /// Parses TOML.
-    pub fn from_toml_str(text: &str) -> Result<Self, Error> {
-        let raw: RawConfig =
-            toml::from_str(text).map_err(|error| Error::config("invalid alert rules (toml)").with_source(error))?;
-        raw.into_config()
-    }
-
-    /// Parses JSON.
-    pub fn from_json_str(text: &str) -> Result<Self, Error> {
-        let raw: RawConfig = serde_json::from_str(text)
-            .map_err(|error| Error::config("invalid alert rules (json)").with_source(error))?;
-        raw.into_config()
-    }
-
-    /// Reads a `.toml` or `.json` file.
-    pub fn from_path(path: impl AsRef<Path>) -> Result<Self, Error> {
-        let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|error| {
-            Error::new(
-                ErrorKind::Io,
-                format!("cannot read alert rules from {}", path.display()),
-            )
-            .with_source(error)
-        })?;
-        match path.extension().and_then(|extension| extension.to_str()) {
-            Some(extension) if extension.eq_ignore_ascii_case("toml") => Self::from_toml_str(&text),
-            Some(extension) if extension.eq_ignore_ascii_case("json") => Self::from_json_str(&text),
-            _ => Err(Error::config(format!(
-                "alert rules file {} must end in .toml or .json",
-                path.display()
-            ))),
-        }
-    }
-
     /// Checks names, conditions and timers.
     pub(crate) fn check(&self) -> Result<(), Error> {
         let mut names = HashSet::new();
@@ -636,282 +606,95 @@ impl AlertConfig {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    #[serde(default)]
-    defaults: RawTiming,
-    #[serde(default)]
-    rules: Vec<RawRule>,
-    #[serde(default)]
-    inhibit: Vec<RawInhibit>,
-    #[serde(default)]
-    operations: Vec<RawOperation>,
-}
-
-#[derive(Deserialize, Default, Clone, Copy)]
-#[serde(deny_unknown_fields)]
-struct RawTiming {
-    #[serde(default, deserialize_with = "duration::deserialize_option")]
-    group_wait: Option<Duration>,
-    #[serde(default, deserialize_with = "duration::deserialize_option")]
-    group_interval: Option<Duration>,
-    #[serde(default, deserialize_with = "duration::deserialize_option")]
-    repeat_interval: Option<Duration>,
-    #[serde(default, deserialize_with = "duration::deserialize_option")]
-    cooldown: Option<Duration>,
-}
-
-impl RawTiming {
-    fn apply(self, base: Timing) -> Timing {
-        Timing {
-            group_wait: self.group_wait.unwrap_or(base.group_wait),
-            group_interval: self.group_interval.unwrap_or(base.group_interval),
-            repeat_interval: self.repeat_interval.unwrap_or(base.repeat_interval),
-            cooldown: self.cooldown.unwrap_or(base.cooldown),
-        }
-    }
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawSelector {
-    code: Option<ErrorCode>,
-    category: Option<Category>,
-    min_severity: Option<Severity>,
-    slow_operation: Option<String>,
-}
-
-impl RawSelector {
-    fn into_selector(self, owner: &str) -> Result<Selector, Error> {
-        let mut selectors = Vec::new();
-        selectors.extend(self.code.map(Selector::Code));
-        selectors.extend(self.category.map(Selector::Category));
-        selectors.extend(self.min_severity.map(Selector::MinSeverity));
-        selectors.extend(self.slow_operation.map(Selector::SlowOperation));
-        match selectors.len() {
-            0 => Ok(Selector::Any),
-            1 => Ok(selectors.remove(0)),
-            _ => Err(Error::config(format!(
-                "{owner}: name at most one of code, category, min_severity and slow_operation"
-            ))),
-        }
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSpike {
+/// How spikes are detected: the rate over the `recent` span against the rate
+/// over the `baseline` span just before it.
+///
+/// A spike needs at least `min_count` recent events and a recent rate at
+/// least `factor` times the baseline rate. An empty baseline counts as one
+/// event, so a code that was silent spikes on `min_count` events. Until the
+/// monitor has seen at least one `recent` span of baseline, nothing spikes.
+///
+/// Defaults: factor 3, recent 1 min, baseline 30 min, min count 10.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SpikeConfig {
     factor: f64,
-    #[serde(default, deserialize_with = "duration::deserialize_option")]
-    recent: Option<Duration>,
-    #[serde(default, deserialize_with = "duration::deserialize_option")]
-    baseline: Option<Duration>,
-    min_count: Option<u64>,
+    recent: Duration,
+    baseline: Duration,
+    min_count: u64,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRule {
-    name: String,
-    code: Option<ErrorCode>,
-    category: Option<Category>,
-    min_severity: Option<Severity>,
-    slow_operation: Option<String>,
-    severity: Option<Severity>,
-    threshold: Option<u64>,
-    #[serde(default, deserialize_with = "duration::deserialize_option")]
-    window: Option<Duration>,
-    spike: Option<RawSpike>,
-    #[serde(default)]
-    split_by_code: bool,
-    #[serde(default)]
-    group_by: Vec<GroupLabel>,
-    #[serde(default, deserialize_with = "duration::deserialize_option")]
-    group_wait: Option<Duration>,
-    #[serde(default, deserialize_with = "duration::deserialize_option")]
-    group_interval: Option<Duration>,
-    #[serde(default, deserialize_with = "duration::deserialize_option")]
-    repeat_interval: Option<Duration>,
-    #[serde(default, deserialize_with = "duration::deserialize_option")]
-    cooldown: Option<Duration>,
+impl Default for SpikeConfig {
+    fn default() -> Self {
+        Self::new(3.0)
+    }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawInhibit {
-    source: RawSelector,
-    target: RawSelector,
-    #[serde(default)]
-    equal: Vec<GroupLabel>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawOperation {
-    name: String,
-    #[serde(deserialize_with = "duration::deserialize")]
-    slow: Duration,
-}
-
-impl RawConfig {
-    fn into_config(self) -> Result<AlertConfig, Error> {
-        let defaults = self.defaults.apply(Timing::default());
-        let mut config = AlertConfig::new();
-        for raw in self.rules {
-            let owner = format!("rule {:?}", raw.name);
-            let selector = RawSelector {
-                code: raw.code,
-                category: raw.category,
-                min_severity: raw.min_severity,
-                slow_operation: raw.slow_operation,
-            }
-            .into_selector(&owner)?;
-            let condition = match (raw.threshold, raw.window, raw.spike) {
-                (Some(count), Some(window), None) => Condition::threshold(count, window),
-                (None, None, Some(spike)) => {
-                    let mut config = SpikeConfig::new(spike.factor);
-                    if let Some(recent) = spike.recent {
-                        config = config.with_recent(recent);
-                    }
-                    if let Some(baseline) = spike.baseline {
-                        config = config.with_baseline(baseline);
-                    }
-                    if let Some(min_count) = spike.min_count {
-                        config = config.with_min_count(min_count);
-                    }
-                    Condition::Spike(config)
-                }
-                _ => {
-                    return Err(Error::config(format!(
-                        "{owner}: give either threshold and window, or spike"
-                    )));
-                }
-            };
-            let timing = RawTiming {
-                group_wait: raw.group_wait,
-                group_interval: raw.group_interval,
-                repeat_interval: raw.repeat_interval,
-                cooldown: raw.cooldown,
-            }
-            .apply(defaults);
-            let mut rule = AlertRule::new(raw.name, selector, condition)
-                .with_split_by_code(raw.split_by_code)
-                .with_group_by(raw.group_by)
-                .with_timing(timing);
-            if let Some(severity) = raw.severity {
-                rule = rule.with_severity(severity);
-            }
-            config = config.rule(rule);
+impl SpikeConfig {
+    /// A recent rate `factor` times the baseline's, with the other defaults.
+    pub fn new(factor: f64) -> Self {
+        Self {
+            factor,
+            recent: Duration::from_secs(60),
+            baseline: Duration::from_secs(1800),
+            min_count: 10,
         }
-        for (position, raw) in self.inhibit.into_iter().enumerate() {
-            let owner = format!("inhibit rule {}", position + 1);
-            let source = raw.source.into_selector(&owner)?;
-            let target = raw.target.into_selector(&owner)?;
-            config = config.inhibit(InhibitRule::new(source, target).with_equal(raw.equal));
+    }
+
+    /// Sets the recent span. Default: 1 min.
+    #[must_use]
+    pub fn with_recent(mut self, span: Duration) -> Self {
+        self.recent = span;
+        self
+    }
+
+    /// Sets the baseline span. Default: 30 min.
+    #[must_use]
+    pub fn with_baseline(mut self, span: Duration) -> Self {
+        self.baseline = span;
+        self
+    }
+
+    /// Sets the fewest recent events that can spike. Default: 10.
+    #[must_use]
+    pub fn with_min_count(mut self, count: u64) -> Self {
+        self.min_count = count;
+        self
+    }
+
+    /// The factor.
+    pub fn factor(&self) -> f64 {
+        self.factor
+    }
+
+    /// The recent span.
+    pub fn recent(&self) -> Duration {
+        self.recent
+    }
+
+    /// The baseline span.
+    pub fn baseline(&self) -> Duration {
+        self.baseline
+    }
+
+    /// The fewest recent events that can spike.
+    pub fn min_count(&self) -> u64 {
+        self.min_count
+    }
+
+    pub(crate) fn check(&self) -> Result<(), String> {
+        if !self.factor.is_finite() || self.factor < 1.0 {
+            return Err(format!("spike factor {} must be a number of at least 1", self.factor));
         }
-        for raw in self.operations {
-            config = config.slow_operation(raw.name, raw.slow);
+        if self.recent.is_zero() || self.baseline < self.recent {
+            return Err("spike spans need recent above zero and a baseline at least as long".into());
         }
-        config.check()?;
-        Ok(config)
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn json_and_toml_agree() {
-        let toml = AlertConfig::from_toml_str(
-            r#"
-            [[rules]]
-            name = "db"
-            category = "database"
-            threshold = 5
-            window = "1m"
-            split_by_code = true
-            group_by = ["category"]
-            cooldown = "10m"
-            "#,
-        )
-        .unwrap();
-        let json = AlertConfig::from_json_str(
-            r#"{"rules": [{"name": "db", "category": "database", "threshold": 5, "window": 60,
-                "split_by_code": true, "group_by": ["category"], "cooldown": "10m"}]}"#,
-        )
-        .unwrap();
-        assert_eq!(toml, json);
-        let rule = &toml.rules()[0];
-        assert_eq!(rule.selector(), &Selector::Category(Category::Database));
-        assert_eq!(rule.timing().cooldown(), Duration::from_secs(600));
-        assert_eq!(rule.timing().group_wait(), Duration::from_secs(30));
-    }
-
-    #[test]
-    fn bad_files_name_the_problem() {
-        let cases = [
-            (
-                r#"[[rules]]
-                name = "x"
-                code = "NOPE"
-                threshold = 1
-                window = "1m""#,
-                "invalid alert rules",
-            ),
-            (
-                r#"[[rules]]
-                name = "x"
-                code = "INTERNAL"
-                category = "database"
-                threshold = 1
-                window = "1m""#,
-                "at most one",
-            ),
-            (
-                r#"[[rules]]
-                name = "x"
-                threshold = 1"#,
-                "either threshold and window",
-            ),
-            (
-                r#"[[rules]]
-                name = "x"
-                threshold = 0
-                window = "1m""#,
-                "at least 1",
-            ),
-            (
-                r#"[[rules]]
-                name = "x"
-                threshold = 1
-                window = "1 minute""#,
-                "invalid alert rules",
-            ),
-            (
-                r#"[[rules]]
-                name = "x"
-                threshold = 1
-                window = "1m"
-                [[rules]]
-                name = "x"
-                threshold = 2
-                window = "1m""#,
-                "defined twice",
-            ),
-            (
-                r#"[[rulez]]
-                name = "x""#,
-                "invalid alert rules",
-            ),
-        ];
-        for (text, expected) in cases {
-            let error = AlertConfig::from_toml_str(text).unwrap_err();
-            assert_eq!(error.kind(), ErrorKind::Config);
-            assert!(error.to_string().contains(expected), "{error}");
-        }
-    }
 
     #[test]
     fn merge_replaces_rules_by_name() {
@@ -923,8 +706,15 @@ mod tests {
     }
 
     #[test]
-    fn missing_file_is_an_io_error() {
-        let error = AlertConfig::from_path("/nonexistent/rules.toml").unwrap_err();
-        assert_eq!(error.kind(), ErrorKind::Io);
+    fn spike_config_is_checked() {
+        assert!(SpikeConfig::new(0.5).check().is_err());
+        assert!(SpikeConfig::new(f64::NAN).check().is_err());
+        assert!(
+            SpikeConfig::new(2.0)
+                .with_baseline(Duration::from_secs(1))
+                .check()
+                .is_err()
+        );
+        assert!(SpikeConfig::default().check().is_ok());
     }
 }
