@@ -9,7 +9,7 @@ use zt_audit::{AuditLog, ChainKey};
 use zt_db::{DatabaseUrl, Pool, PoolConfig};
 use zt_error_codes::{Category, ErrorCode};
 use zt_errors::{CodedError, Problem, Sanitizer};
-use zt_guard::{Action, AnyConnection, BoxError, Guard, Tx};
+use zt_guard::{AnyConnection, BoxError, Guard, GuardedAction, Tx};
 use zt_monitoring::{AlertRule, Condition, Monitor, Selector, SinkOptions, Timing, TracingSink};
 use zt_session::{Requirement, TokenVerifier, UserStore, Validator};
 use zt_types::{Email, RequestContext, Role, SessionClaims, UserId};
@@ -157,7 +157,7 @@ impl App {
         request: &RequestContext,
         name: &str,
     ) -> Result<Project, Problem> {
-        let action = Action::new("CREATE_PROJECT", "projects", member());
+        let action = GuardedAction::new("CREATE_PROJECT", "projects", member());
         self.guard.run(&action, claims, request, |tx| {
             let name = project_name(name)?;
             let owner = owner(tx)?;
@@ -179,7 +179,7 @@ impl App {
         id: i64,
         name: &str,
     ) -> Result<Project, Problem> {
-        let action = Action::new("UPDATE_PROJECT", "projects", member()).on(id);
+        let action = GuardedAction::new("UPDATE_PROJECT", "projects", member()).on(id);
         self.guard.run(&action, claims, request, |tx| {
             let name = project_name(name)?;
             let project = owned_project(tx, id)?;
@@ -199,7 +199,7 @@ impl App {
         request: &RequestContext,
         id: i64,
     ) -> Result<(), Problem> {
-        let action = Action::new("DELETE_PROJECT", "projects", destructive()).on(id);
+        let action = GuardedAction::new("DELETE_PROJECT", "projects", destructive()).on(id);
         self.guard.run(&action, claims, request, |tx| {
             let project = owned_project(tx, id)?;
             on_conn!(tx, |conn| diesel::delete(projects::table.find(id)).execute(conn))?;
@@ -216,7 +216,7 @@ impl App {
         user: &UserId,
         role: &Role,
     ) -> Result<(), Problem> {
-        let action = Action::new("UPDATE_ROLE", "users", admin()).on(user);
+        let action = GuardedAction::new("UPDATE_ROLE", "users", admin()).on(user);
         self.guard.run(&action, claims, request, |tx| {
             let change = self
                 .users
@@ -234,7 +234,7 @@ impl App {
         request: &RequestContext,
         user: &UserId,
     ) -> Result<(), Problem> {
-        let action = Action::new("DISABLE_USER", "users", admin()).on(user);
+        let action = GuardedAction::new("DISABLE_USER", "users", admin()).on(user);
         self.guard.run(&action, claims, request, |tx| {
             let change = self.users.disable_user_in(&mut tx.conn(), user).map_err(not_found_or)?;
             tx.set_metadata(&change.audit_metadata());
@@ -249,7 +249,7 @@ impl App {
         request: &RequestContext,
         user: &UserId,
     ) -> Result<(), Problem> {
-        let action = Action::new("REVOKE_ALL_SESSIONS", "users", admin()).on(user);
+        let action = GuardedAction::new("REVOKE_ALL_SESSIONS", "users", admin()).on(user);
         self.guard.run(&action, claims, request, |tx| {
             let change = self
                 .users
@@ -262,7 +262,7 @@ impl App {
 
     /// The newsletter signup: anyone, with a valid email, once.
     pub fn subscribe(&self, request: &RequestContext, email: &str) -> Result<(), Problem> {
-        let action = Action::anonymous("NEWSLETTER_SIGNUP", "newsletter_subscribers");
+        let action = GuardedAction::anonymous("NEWSLETTER_SIGNUP", "newsletter_subscribers");
         self.guard.run(&action, None, request, |tx| {
             let email = Email::parse_address(email.trim().to_lowercase()).map_err(|error| {
                 CodedError::validation()

@@ -19,14 +19,14 @@ pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 /// the session must satisfy. Without a requirement the action is anonymous,
 /// such as a newsletter signup, and no session is checked.
 #[derive(Debug, Clone)]
-pub struct Action {
+pub struct GuardedAction {
     name: &'static str,
     resource: &'static str,
     resource_id: Option<String>,
     requirement: Option<Requirement>,
 }
 
-impl Action {
+impl GuardedAction {
     /// An action that needs a session satisfying `requirement`.
     pub fn new(name: &'static str, resource: &'static str, requirement: Requirement) -> Self {
         Self {
@@ -210,7 +210,7 @@ impl Guard {
     /// in `context`. See [`Guard`] for the steps.
     pub fn run<T>(
         &self,
-        action: &Action,
+        action: &GuardedAction,
         claims: Option<&SessionClaims>,
         context: &RequestContext,
         body: impl FnOnce(&mut Tx<'_>) -> Result<T, BoxError>,
@@ -230,7 +230,7 @@ impl Guard {
 
     fn run_untimed<T>(
         &self,
-        action: &Action,
+        action: &GuardedAction,
         claims: Option<&SessionClaims>,
         context: &RequestContext,
         body: impl FnOnce(&mut Tx<'_>) -> Result<T, BoxError>,
@@ -264,7 +264,7 @@ impl Guard {
     /// the problem and reports it to the hooks, without logging it again.
     fn check_session(
         &self,
-        action: &Action,
+        action: &GuardedAction,
         requirement: &Requirement,
         claims: Option<&SessionClaims>,
         context: &RequestContext,
@@ -310,7 +310,7 @@ impl Guard {
     #[allow(clippy::too_many_arguments)]
     fn event(
         &self,
-        action: &Action,
+        action: &GuardedAction,
         actor: Actor,
         context: &RequestContext,
         status: AuditStatus,
@@ -344,7 +344,7 @@ fn classify_denial(error: &(dyn StdError + 'static)) -> Option<ErrorCode> {
 /// (an immediate one on SQLite).
 struct Audited<'g, B> {
     guard: &'g Guard,
-    action: &'g Action,
+    action: &'g GuardedAction,
     actor: &'g Actor,
     context: &'g RequestContext,
     session: Option<&'g ValidatedSession>,

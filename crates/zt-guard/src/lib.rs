@@ -1,7 +1,7 @@
 //! The right thing, made the easy thing: run one sensitive action of a
 //! backend the zero-trust way.
 //!
-//! [`Guard::run`] takes an [`Action`] (name, resource, and the session
+//! [`Guard::run`] takes a [`GuardedAction`] (name, resource, and the session
 //! [`Requirement`]), the session claims and the
 //! request, and a body that does the work in a [`Tx`]. It:
 //!
@@ -18,7 +18,7 @@
 //! ```
 //! use diesel::RunQueryDsl;
 //! use zt_audit::{AuditLog, ChainKey};
-//! use zt_guard::{Action, Guard};
+//! use zt_guard::{GuardedAction, Guard};
 //! use zt_session::{Requirement, UserStore, Validator};
 //! use zt_types::{RequestContext, Role, SessionClaims, SessionId, Timestamp, UserId};
 //!
@@ -39,7 +39,7 @@
 //! let request = RequestContext::new().with_ip("203.0.113.7".parse()?);
 //!
 //! // Creating a project: any signed-in user, login within the hour.
-//! let create = Action::new("CREATE_PROJECT", "projects", Requirement::moderate());
+//! let create = GuardedAction::new("CREATE_PROJECT", "projects", Requirement::moderate());
 //! let answer = guard.run(&create, Some(&claims), &request, |tx| {
 //!     tx.set_resource_id(7);
 //!     let conn: &mut diesel::SqliteConnection = tx.connection()?;
@@ -67,7 +67,7 @@
 
 mod guard;
 
-pub use guard::{Action, BoxError, Guard, Tx};
+pub use guard::{BoxError, Guard, GuardedAction, Tx};
 pub use zt_audit::{AuditLog, ChainKey};
 pub use zt_db::{AnyConnection, AsConnection, DbConnection, Pool};
 pub use zt_errors::{Problem, Sanitizer};

@@ -20,7 +20,7 @@ use tracing_subscriber::registry::LookupSpan;
 use zt_audit::{AuditLog, ChainKey};
 use zt_error_codes::ErrorCode;
 use zt_errors::{CodedError, Problem, Sanitizer};
-use zt_guard::{Action, Guard};
+use zt_guard::{Guard, GuardedAction};
 use zt_monitoring::Monitor;
 use zt_session::{Requirement, UserStore, Validator};
 use zt_testkit::TestDatabase;
@@ -169,7 +169,7 @@ fn the_one_event(setup: &Setup, problem: &Problem, request_id: &str) -> Logged {
 fn a_denial_is_logged_once_by_the_validator(db: &TestDatabase) {
     let setup = setup(db);
     let (context, request_id) = request(db, "denied");
-    let action = Action::new("DELETE_PROJECT", "projects", Requirement::moderate());
+    let action = GuardedAction::new("DELETE_PROJECT", "projects", Requirement::moderate());
     let problem = setup.guard.run(&action, None, &context, |_| Ok(())).unwrap_err();
     assert_eq!(problem.code(), ErrorCode::SessionMissing);
 
@@ -212,7 +212,7 @@ fn a_failed_body_is_logged_once_by_the_sanitizer(db: &TestDatabase) {
         Timestamp::now(),
     );
     let (context, request_id) = request(db, "failed");
-    let action = Action::new("CREATE_PROJECT", "projects", Requirement::moderate());
+    let action = GuardedAction::new("CREATE_PROJECT", "projects", Requirement::moderate());
     let problem = setup
         .guard
         .run(
