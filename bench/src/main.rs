@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
 use diesel::{Connection, PgConnection, RunQueryDsl, SqliteConnection};
-use measure::{interleaved, per_second, timed};
+use measure::{interleaved, interleaved_pairs, per_second, timed};
 use report::{Direction, Row};
 use zt_audit::{AuditLog, ChainKey, Overflow, Pipeline, PipelineConfig};
 use zt_db::{DatabaseUrl, Pool, PoolConfig};
@@ -260,15 +260,30 @@ fn event(i: usize) -> Result<AuditEvent, BoxError> {
     .build()?)
 }
 
+/// Runs `op` on the PostgreSQL connection of `pool`: the baselines of the
+/// latency rows use zt's own pool of one connection, so that zt and the
+/// baseline talk to the same server process. On a small VM the wake-up
+/// latency of a server process depends on where the scheduler put it, and
+/// two connections can differ fourfold for that reason alone.
+fn on_pooled_pg<T>(pool: &Pool, op: impl FnOnce(&mut PgConnection) -> QueryResult<T>) -> QueryResult<T> {
+    use zt_db::AsConnection as _;
+    let mut pooled = pool
+        .get()
+        .map_err(|e| diesel::result::Error::QueryBuilderError(e.to_string().into()))?;
+    match pooled.as_connection() {
+        zt_db::AnyConnection::Postgres(conn) => op(conn),
+        _ => Err(diesel::result::Error::QueryBuilderError("not PostgreSQL".into())),
+    }
+}
+
 fn durable_write(admin_url: &str, scale: Scale) -> Result<Row, BoxError> {
     let url = fresh_database(admin_url, "durable")?;
-    let log = AuditLog::new(
-        Pool::connect_with(&url.parse()?, &PoolConfig::new().max_size(2))?,
-        &key(),
-    );
+    let pool = Pool::connect_with(&url.parse()?, &PoolConfig::new().max_size(1))?;
+    let log = AuditLog::new(pool.clone(), &key());
     log.migrate()?;
-    let mut raw_conn = PgConnection::establish(&url)?;
-    diesel::sql_query("CREATE TABLE audit_logs_raw (LIKE audit_logs INCLUDING ALL)").execute(&mut raw_conn)?;
+    on_pooled_pg(&pool, |conn| {
+        diesel::sql_query("CREATE TABLE audit_logs_raw (LIKE audit_logs INCLUDING ALL)").execute(conn)
+    })?;
     let total = scale.durable_rounds * scale.durable_per_round * 2 + 100;
     let all = events(total)?;
     let raw_rows: Vec<raw::PgRow> = all
@@ -279,12 +294,14 @@ fn durable_write(admin_url: &str, scale: Scale) -> Result<Row, BoxError> {
     // Warm both paths: prepared statements, caches, the chain head.
     for i in 0..50 {
         log.record(&all[total - 1 - i])?;
-        diesel::insert_into(raw::pg::audit_logs_raw::table)
-            .values(&raw_rows[total - 1 - i])
-            .execute(&mut raw_conn)?;
+        on_pooled_pg(&pool, |conn| {
+            diesel::insert_into(raw::pg::audit_logs_raw::table)
+                .values(&raw_rows[total - 1 - i])
+                .execute(conn)
+        })?;
     }
     let failures = std::cell::Cell::new(0usize);
-    let measured = interleaved(
+    let measured = interleaved_pairs(
         scale.durable_rounds,
         scale.durable_per_round,
         |i| failures.set(failures.get() + usize::from(log.record(&all[i]).is_err())),
@@ -292,10 +309,12 @@ fn durable_write(admin_url: &str, scale: Scale) -> Result<Row, BoxError> {
             failures.set(
                 failures.get()
                     + usize::from(
-                        diesel::insert_into(raw::pg::audit_logs_raw::table)
-                            .values(&raw_rows[i])
-                            .execute(&mut raw_conn)
-                            .is_err(),
+                        on_pooled_pg(&pool, |conn| {
+                            diesel::insert_into(raw::pg::audit_logs_raw::table)
+                                .values(&raw_rows[i])
+                                .execute(conn)
+                        })
+                        .is_err(),
                     ),
             );
         },
@@ -321,8 +340,8 @@ fn durable_write(admin_url: &str, scale: Scale) -> Result<Row, BoxError> {
 /// touch interval write nothing), beside a plain primary-key lookup.
 fn session_check(admin_url: &str, scale: Scale, registry: bool) -> Result<Row, BoxError> {
     let url = fresh_database(admin_url, if registry { "registry" } else { "session" })?;
-    let pool = Pool::connect_with(&url.parse()?, &PoolConfig::new().max_size(2))?;
-    let store = zt_session::UserStore::new(pool);
+    let pool = Pool::connect_with(&url.parse()?, &PoolConfig::new().max_size(1))?;
+    let store = zt_session::UserStore::new(pool.clone());
     store.migrate()?;
     let sessions = store.registry().with_policy(zt_session::RegistryPolicy::aal2());
     if registry {
@@ -358,9 +377,8 @@ fn session_check(admin_url: &str, scale: Scale, registry: bool) -> Result<Row, B
             sessions.register(session, &context)?;
         }
     }
-    let mut raw_conn = PgConnection::establish(&url)?;
     let denials = std::cell::Cell::new(0usize);
-    let measured = interleaved(
+    let measured = interleaved_pairs(
         scale.session_rounds,
         scale.session_per_round,
         |i| {
@@ -375,10 +393,12 @@ fn session_check(admin_url: &str, scale: Scale, registry: bool) -> Result<Row, B
         },
         |i| {
             use raw::pg::zt_users;
-            let row: QueryResult<(String, i64, bool)> = zt_users::table
-                .find(users[i % users.len()].as_str())
-                .select((zt_users::role, zt_users::session_version, zt_users::disabled))
-                .first(&mut raw_conn);
+            let row: QueryResult<(String, i64, bool)> = on_pooled_pg(&pool, |conn| {
+                zt_users::table
+                    .find(users[i % users.len()].as_str())
+                    .select((zt_users::role, zt_users::session_version, zt_users::disabled))
+                    .first(conn)
+            });
             denials.set(denials.get() + usize::from(row.is_err()));
         },
     );

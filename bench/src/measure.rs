@@ -60,6 +60,63 @@ pub(crate) fn interleaved(
     }
 }
 
+/// [`interleaved`] for operations that each wait on a server: zt and the
+/// baseline alternate one operation at a time (which goes first alternates
+/// too), each timed alone, so that both meet the same moment of the
+/// machine: on a small VM the wake-up latency of a server process swings
+/// several-fold from one tenth of a second to the next, which whole rounds
+/// of one side would catch unevenly.
+pub(crate) fn interleaved_pairs(
+    rounds: usize,
+    per_round: usize,
+    mut zt: impl FnMut(usize),
+    mut baseline: impl FnMut(usize),
+) -> Interleaved {
+    let mut zt_means = Vec::with_capacity(rounds);
+    let mut baseline_means = Vec::with_capacity(rounds);
+    let mut next = 0usize;
+    for _ in 0..rounds {
+        let (mut zt_total, mut baseline_total) = (Duration::ZERO, Duration::ZERO);
+        for i in 0..per_round {
+            let mut time = |is_zt: bool| {
+                let started = Instant::now();
+                if is_zt {
+                    zt(next);
+                } else {
+                    baseline(next);
+                }
+                started.elapsed()
+            };
+            let (first, second) = (i % 2 == 0, i % 2 != 0);
+            let a = time(first);
+            let b = time(second);
+            if first {
+                zt_total += a;
+                baseline_total += b;
+            } else {
+                zt_total += b;
+                baseline_total += a;
+            }
+            next += 1;
+        }
+        let per = u32::try_from(per_round.max(1)).unwrap_or(u32::MAX);
+        zt_means.push(zt_total / per);
+        baseline_means.push(baseline_total / per);
+    }
+    let ratios = zt_means
+        .iter()
+        .zip(&baseline_means)
+        .map(|(zt, baseline)| zt.as_secs_f64() / baseline.as_secs_f64().max(1e-12));
+    let spread = ratios.fold((f64::INFINITY, 0.0_f64), |(low, high), ratio| {
+        (low.min(ratio), high.max(ratio))
+    });
+    Interleaved {
+        zt: median(zt_means),
+        baseline: median(baseline_means),
+        spread,
+    }
+}
+
 fn median(mut values: Vec<Duration>) -> Duration {
     values.sort();
     values.get(values.len() / 2).copied().unwrap_or_default()

@@ -229,8 +229,10 @@ pub(crate) fn markdown(rows: &[Row], machine: &Machine, quick: bool) -> String {
         "Measured by `cargo xtask bench{}` on {} ({} cores, {} RAM), {}, {}; PostgreSQL {} \
          (a throwaway cluster with its default durability, on the same machine) and bundled SQLite {} \
          (WAL, `synchronous = FULL`). Each row measures zt and its raw baseline in the same run; \
-         ratio is zt over baseline. Latencies are the median of per-round means, with zt and the \
-         baseline in alternating rounds. The in-transaction rows run the same number of transactions \
+         ratio is zt over baseline. Latencies are the median of per-round means; the PostgreSQL \
+         latency rows alternate zt and the baseline one operation at a time on the same pooled \
+         connection (one server process), since on a small VM two connections' wake-up latencies \
+         can differ fourfold by where the scheduler put them. The in-transaction rows run the same number of transactions \
          per round, split over the writers, and report the median round's throughput. Where a row runs \
          in rounds, the lowest and highest ratio of one round to the baseline's round beside it follow \
          its ratio: the noise that the median hides.\n",
