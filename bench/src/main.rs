@@ -1,4 +1,6 @@
-//! The zt benchmarks. Each row of DESIGN.md's performance targets is measured
+//! The zt benchmarks. Each performance target in BENCHMARKS.md (a ratio to a
+//! raw baseline of the same work in the same run, or a bound on a rate,
+//! latency or memory) is measured
 //! for zt and for its raw baseline in the same run, and reported as a ratio.
 //!
 //! `cargo xtask bench [--quick]` builds this in release, starts a throwaway
@@ -19,6 +21,7 @@
 )]
 
 mod contended;
+mod indexes;
 mod measure;
 mod raw;
 mod report;
@@ -213,7 +216,11 @@ fn run() -> Result<(), BoxError> {
 
     let machine = report::Machine::read(&args.pg);
     std::fs::write(args.out.join("results.json"), report::json(&rows))?;
-    let markdown = report::markdown(&rows, &machine, args.quick);
+    let mut markdown = report::markdown(&rows, &machine, args.quick);
+    if wanted("what each index costs at ingest (PostgreSQL)") {
+        markdown.push('\n');
+        markdown.push_str(&indexes::section(&args.pg, scale.batch_events)?);
+    }
     if let Some(path) = &args.markdown {
         let existing = std::fs::read_to_string(path).unwrap_or_default();
         std::fs::write(path, report::keep_soak_section(&existing, markdown.clone()))?;

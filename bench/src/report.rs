@@ -12,7 +12,7 @@ pub(crate) enum Direction {
     HigherIsBetter,
 }
 
-/// DESIGN.md's target for a row.
+/// A row's target: a ratio to its baseline, or a bound in its unit.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Target {
     /// zt's figure over the baseline's at most this.
