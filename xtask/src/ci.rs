@@ -10,7 +10,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     // Each backend alone, as a user who enables only one builds it.
     for backend in ["sqlite", "postgres"] {
         run_step(
-            &format!("clippy with only the {backend} backend"),
+            &format!("clippy with only the {backend} backend, tests included"),
             cargo().args([
                 "clippy",
                 "-p",
@@ -24,7 +24,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
                 "--no-default-features",
                 "--features",
                 backend,
-                "--lib",
+                "--all-targets",
                 "--",
                 "-D",
                 "warnings",
