@@ -485,38 +485,12 @@ impl Worker {
         loop {
             let mut progressed = false;
             if let Some(alerts) = &alerts {
-                loop {
-                    match alerts.try_recv() {
-                        Ok(notification) => {
-                            let result = catch_unwind(AssertUnwindSafe(|| self.sink.send_notification(&notification)));
-                            self.account(result);
-                            handled += 1;
-                            progressed = true;
-                        }
-                        Err(TryRecvError::Empty) => {
-                            open = true;
-                            break;
-                        }
-                        Err(TryRecvError::Disconnected) => break,
-                    }
-                }
+                let (sent, empty) = self.hand_over(alerts, usize::MAX, |sink, alert| sink.send_notification(alert));
+                (handled, progressed, open) = (handled + sent, progressed || sent > 0, open || empty);
             }
             for lane in &reports {
-                for _ in 0..BATCH {
-                    match lane.try_recv() {
-                        Ok(report) => {
-                            let result = catch_unwind(AssertUnwindSafe(|| self.sink.send_report(&report)));
-                            self.account(result);
-                            handled += 1;
-                            progressed = true;
-                        }
-                        Err(TryRecvError::Empty) => {
-                            open = true;
-                            break;
-                        }
-                        Err(TryRecvError::Disconnected) => break,
-                    }
-                }
+                let (sent, empty) = self.hand_over(lane, BATCH, Sink::send_report);
+                (handled, progressed, open) = (handled + sent, progressed || sent > 0, open || empty);
             }
             if !progressed {
                 self.alerts = alerts;
@@ -524,6 +498,30 @@ impl Worker {
                 return (handled, open);
             }
         }
+    }
+
+    /// Hands up to `limit` items of `queue` to the sink through `send`, each
+    /// guarded against a panic and counted. Returns how many, and whether
+    /// the queue was found empty (still open).
+    fn hand_over<T>(
+        &mut self,
+        queue: &Receiver<T>,
+        limit: usize,
+        send: impl Fn(&mut dyn Sink, &T) -> Result<(), Error>,
+    ) -> (u64, bool) {
+        let mut sent = 0;
+        for _ in 0..limit {
+            match queue.try_recv() {
+                Ok(item) => {
+                    let result = catch_unwind(AssertUnwindSafe(|| send(self.sink.as_mut(), &item)));
+                    self.account(result);
+                    sent += 1;
+                }
+                Err(TryRecvError::Empty) => return (sent, true),
+                Err(TryRecvError::Disconnected) => return (sent, false),
+            }
+        }
+        (sent, false)
     }
 
     fn account(&mut self, result: std::thread::Result<Result<(), Error>>) {
