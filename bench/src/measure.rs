@@ -46,18 +46,7 @@ pub(crate) fn interleaved(
             }
         }
     }
-    let ratios = zt_means
-        .iter()
-        .zip(&baseline_means)
-        .map(|(zt, baseline)| zt.as_secs_f64() / baseline.as_secs_f64().max(1e-12));
-    let spread = ratios.fold((f64::INFINITY, 0.0_f64), |(low, high), ratio| {
-        (low.min(ratio), high.max(ratio))
-    });
-    Interleaved {
-        zt: median(zt_means),
-        baseline: median(baseline_means),
-        spread,
-    }
+    summarize(zt_means, baseline_means)
 }
 
 /// [`interleaved`] for operations that each wait on a server: zt and the
@@ -103,6 +92,12 @@ pub(crate) fn interleaved_pairs(
         zt_means.push(zt_total / per);
         baseline_means.push(baseline_total / per);
     }
+    summarize(zt_means, baseline_means)
+}
+
+/// The medians of the per-round means, and the lowest and highest ratio of
+/// one round to the baseline's round beside it.
+fn summarize(zt_means: Vec<Duration>, baseline_means: Vec<Duration>) -> Interleaved {
     let ratios = zt_means
         .iter()
         .zip(&baseline_means)

@@ -16,7 +16,7 @@ use crate::chain::{Chain, GENESIS_MAC};
 use crate::error::{Error, ErrorKind, Result};
 use crate::log::AuditLog;
 use crate::query::{AuditRecord, PageRequest};
-use crate::verify::{Finding, TamperKind, VerifyRow, self_consistent};
+use crate::verify::{Finding, TamperKind, record_consistent};
 
 /// Where a follower is: the last position it has of each chain. Its text
 /// form, `1:120,7:33`, resumes a follower exactly (`zt audit tail --from`).
@@ -229,8 +229,7 @@ impl RowVerifier {
                 format!("{}: {}", damage.field, damage.problem),
             ));
         }
-        let row = VerifyRow::from(record.clone());
-        if !self_consistent(&self.chain, &row, 0) {
+        if !record_consistent(&self.chain, record, 0) {
             return Err(finding(
                 record.chain_seq,
                 TamperKind::Modified,

@@ -129,15 +129,23 @@ impl fmt::Debug for ChainKey {
     }
 }
 
-/// Reads an Ed25519 signing key: 32 bytes as hex or base64 text.
+/// Reads an Ed25519 signing key: 32 bytes as hex or base64 text, in a file
+/// only its owner may read (on Unix).
 pub fn signing_key_from_file(path: &Path) -> Result<SigningKey, Error> {
-    let bytes = read_key_bytes(path, "signing")?;
+    let bytes = key_bytes(path, "signing", &read_secret_file(path, "signing")?)?;
     Ok(SigningKey::from_bytes(&bytes))
 }
 
 /// Reads an Ed25519 public key: 32 bytes as hex or base64 text.
 pub fn verifying_key_from_file(path: &Path) -> Result<VerifyingKey, Error> {
-    let bytes = read_key_bytes(path, "public")?;
+    // A public key is no secret: anyone may read its file.
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::new(
+            ErrorKind::InvalidKey,
+            format!("cannot read public key file {}: {e}", path.display()),
+        )
+    })?;
+    let bytes = key_bytes(path, "public", &text)?;
     VerifyingKey::from_bytes(&bytes).map_err(|e| {
         Error::new(
             ErrorKind::InvalidKey,
@@ -180,18 +188,8 @@ fn read_secret_file(path: &Path, what: &str) -> Result<String, Error> {
     std::io::read_to_string(file).map_err(unreadable)
 }
 
-fn read_key_bytes(path: &Path, what: &str) -> Result<[u8; 32], Error> {
-    // A public key is no secret; a signing key is.
-    let text = if what == "public" {
-        std::fs::read_to_string(path).map_err(|e| {
-            Error::new(
-                ErrorKind::InvalidKey,
-                format!("cannot read {what} key file {}: {e}", path.display()),
-            )
-        })?
-    } else {
-        read_secret_file(path, what)?
-    };
+/// The 32 key bytes in `text`, read from `path`: hex or base64.
+fn key_bytes(path: &Path, what: &str, text: &str) -> Result<[u8; 32], Error> {
     let text = text.trim();
     let bytes = hex::decode(text)
         .ok()

@@ -692,7 +692,12 @@ impl AuditLog {
                 let Ok(commitment) = <[u8; 32]>::try_from(commitment.as_slice()) else {
                     continue;
                 };
-                if let Some(row) = rows.iter_mut().find(|row| row.seq == seq) {
+                // The rows run after + 1, after + 2, ...: the place is known.
+                let place = usize::try_from(seq - after - 1).ok();
+                if let Some(row) = place.and_then(|place| rows.get_mut(place)).filter(|row| row.seq == seq) {
+                    row.record.erasure = Some(commitment);
+                } else if let Some(row) = rows.iter_mut().find(|row| row.seq == seq) {
+                    // A gap before it (rows deleted): look it up.
                     row.record.erasure = Some(commitment);
                 }
             }

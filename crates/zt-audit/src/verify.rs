@@ -155,7 +155,12 @@ pub(crate) fn fields_of(record: &AuditRecord) -> ChainFields<'_> {
 /// Whether the row's MAC matches its content and its stored predecessor MAC.
 /// `shift` recomputes as if the row sat `shift` positions later.
 pub(crate) fn self_consistent(chain: &Chain, row: &VerifyRow, shift: i64) -> bool {
-    let record = &row.record;
+    record_consistent(chain, &row.record, shift)
+}
+
+/// [`self_consistent`] for a row read as a record, such as one `follow`
+/// ships.
+pub(crate) fn record_consistent(chain: &Chain, record: &AuditRecord, shift: i64) -> bool {
     // A value stored in another form than zt writes may still parse to what
     // the MAC covers: it is tampering all the same.
     if record.is_damaged() {
@@ -175,12 +180,12 @@ pub(crate) fn self_consistent(chain: &Chain, row: &VerifyRow, shift: i64) -> boo
     // Version 1 rows predate chains and belong to chain 1.
     let known_version =
         (2..=CHAIN_VERSION).contains(&record.chain_version) || (record.chain_version == 1 && record.chain == 1);
-    if !known_version || record.chain != row.chain || record.chain_seq != row.seq {
+    if !known_version {
         return false;
     }
     let mut fields = fields_of(record);
     fields.seq = record.chain_seq.saturating_add(shift);
-    chain.mac(&fields, &row.prev_mac) == row.mac
+    chain.mac(&fields, &record.prev_mac) == record.mac
 }
 
 /// What the verifier knows about one chain besides its rows.
