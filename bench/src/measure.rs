@@ -112,7 +112,7 @@ fn summarize(zt_means: Vec<Duration>, baseline_means: Vec<Duration>) -> Interlea
     }
 }
 
-fn median(mut values: Vec<Duration>) -> Duration {
+pub(crate) fn median(mut values: Vec<Duration>) -> Duration {
     values.sort();
     values.get(values.len() / 2).copied().unwrap_or_default()
 }

@@ -21,8 +21,6 @@ pub(crate) enum Target {
     RatioAtLeast(f64),
     /// zt's figure at most this, in the row's unit.
     AtMost(f64),
-    /// zt's figure at least this, in the row's unit.
-    AtLeast(f64),
 }
 
 impl Target {
@@ -31,7 +29,6 @@ impl Target {
             Self::RatioAtMost(ratio) => format!("ratio ≤ {ratio}"),
             Self::RatioAtLeast(ratio) => format!("ratio ≥ {ratio}"),
             Self::AtMost(value) => format!("≤ {value} {unit}"),
-            Self::AtLeast(value) => format!("≥ {value} {unit}"),
         }
     }
 }
@@ -93,7 +90,6 @@ impl Row {
             Target::RatioAtMost(limit) => self.ratio() <= limit,
             Target::RatioAtLeast(limit) => self.ratio() >= limit,
             Target::AtMost(limit) => self.zt <= limit,
-            Target::AtLeast(limit) => self.zt >= limit,
         }
     }
 }
@@ -212,14 +208,6 @@ impl Machine {
     }
 }
 
-fn target_value(row: &Row) -> f64 {
-    match row.target {
-        Target::AtLeast(value) | Target::AtMost(value) | Target::RatioAtMost(value) | Target::RatioAtLeast(value) => {
-            value
-        }
-    }
-}
-
 /// `BENCHMARKS.md`.
 pub(crate) fn markdown(rows: &[Row], machine: &Machine, quick: bool) -> String {
     let mut out = String::new();
@@ -263,29 +251,10 @@ pub(crate) fn markdown(rows: &[Row], machine: &Machine, quick: bool) -> String {
             if row.met() { "yes" } else { "**no**" },
         );
     }
-    let short: Vec<&Row> = rows
-        .iter()
-        .filter(|row| !row.met() && matches!(row.target, Target::AtLeast(_)) && row.baseline < target_value(row))
-        .collect();
-    if !short.is_empty() {
-        out.push_str("\n## Targets this machine's baselines do not reach\n\n");
-        for row in short {
-            let _ = writeln!(
-                out,
-                "- {}: the raw baseline itself reaches {} {} here, below the target of {}; \
-                 zt reaches {:.0}% of its baseline.",
-                row.name,
-                figure(row.baseline),
-                row.unit,
-                row.target.describe(row.unit),
-                row.ratio() * 100.0,
-            );
-        }
-        out.push_str(
-            "\nProfile with `perf record -a -g` around `target/release/zt-bench --only NAME` to see where the \
-             time goes; the closing notes of the benchmark issue record what was found.\n",
-        );
-    }
+    out.push_str(
+        "\nProfile with `perf record -a -g` around `target/release/zt-bench --only NAME` to see where the \
+         time goes; the closing notes of the benchmark issue record what was found.\n",
+    );
     out.push_str("\nThe raw figures are in `target/zt-bench/results.json`.\n");
     out
 }

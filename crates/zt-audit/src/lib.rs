@@ -180,6 +180,8 @@ mod log;
 mod partitions;
 #[cfg(feature = "postgres")]
 mod pg;
+#[cfg(feature = "postgres")]
+mod pg_copy;
 mod pipeline;
 mod query;
 mod retention;

@@ -710,9 +710,10 @@ impl AuditLog {
     }
 }
 
-/// One chain in position order. A reader thread fetches and decodes the
-/// next batches while the caller verifies the current one; at most two
-/// batches wait, so memory stays bounded.
+/// One chain in position order, in three stages that overlap: a reader
+/// thread fetches and decodes the next batches, checker threads check each
+/// row against its own MAC, and the caller follows the links between rows.
+/// At most two batches wait between stages, so memory stays bounded.
 struct ChainStream {
     batches: std::sync::mpsc::Receiver<Result<Vec<VerifyRow>>>,
     buffer: VecDeque<VerifyRow>,
@@ -722,7 +723,22 @@ struct ChainStream {
 impl ChainStream {
     /// Streams the chain's rows after position `after`.
     fn start(log: &AuditLog, chain_id: i16, after: i64) -> Self {
-        let (sender, batches) = std::sync::mpsc::sync_channel(2);
+        let (sender, read) = std::sync::mpsc::sync_channel::<Result<Vec<VerifyRow>>>(2);
+        let (checked, batches) = std::sync::mpsc::sync_channel(2);
+        let checker = log.clone();
+        std::thread::spawn(move || {
+            let threads = std::thread::available_parallelism()
+                .map_or(1, std::num::NonZero::get)
+                .min(4);
+            for mut batch in read {
+                if let (Ok(rows), Ok(chain)) = (&mut batch, checker.chain()) {
+                    crate::verify::check_in_parallel(chain, rows, threads);
+                }
+                if checked.send(batch).is_err() {
+                    return;
+                }
+            }
+        });
         let log = log.clone();
         std::thread::spawn(move || {
             let last = match log.max_seq(chain_id) {

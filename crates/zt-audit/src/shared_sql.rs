@@ -3,7 +3,7 @@
 //! `Row`, `decode_record`, `mac_bytes`, `db_time`, `filter_ip`, `selection`)
 //! are that module's own, which is all that differs.
 
-/// Declares `filtered`, `query_page`, `count`, `chain_range`, `max_seq`,
+/// Declares `filtered`, `query_page`, `count`, `chain_range_by_query`, `max_seq`,
 /// `mac_at`, `newest_row`, `chain_ids`, `read_heads`, `prune_records`,
 /// `cut_seq`, `record_prune`, `delete_pruned`, `erasures` and `erase` for the backend module it is invoked in.
 macro_rules! shared_queries {
@@ -123,7 +123,9 @@ macro_rules! shared_queries {
         /// chain order. A bounded range, not a LIMIT, so that the planner
         /// picks the position index even on a freshly loaded table without
         /// statistics.
-        pub(crate) fn chain_range(conn: &mut $conn, chain_id: i16, after: i64, last: i64) -> Result<Vec<VerifyRow>> {
+        // PostgreSQL reads ranges through COPY instead (`pg_copy`).
+        #[allow(dead_code)]
+        fn chain_range_by_query(conn: &mut $conn, chain_id: i16, after: i64, last: i64) -> Result<Vec<VerifyRow>> {
             let rows: Vec<Row> = audit_logs::table
                 .select(selection())
                 .filter(audit_logs::chain_id.eq(chain_id))

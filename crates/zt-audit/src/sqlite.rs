@@ -466,6 +466,11 @@ fn selection() -> Selection {
 
 crate::shared_sql::shared_queries!(conn = SqliteConnection, backend = Sqlite);
 
+/// The rows of `chain_id` at positions `after + 1 ..= last`, in chain order.
+fn chain_range(conn: &mut SqliteConnection, chain_id: i16, after: i64, last: i64) -> Result<Vec<VerifyRow>> {
+    chain_range_by_query(conn, chain_id, after, last)
+}
+
 impl Store for SqliteConnection {
     fn append(
         &mut self,
