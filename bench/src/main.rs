@@ -614,20 +614,23 @@ fn batched_sqlite(scale: Scale, out: &std::path::Path) -> Result<Row, BoxError> 
         .collect();
     let mut zt_events = events(count)?;
     let pipeline = pipeline(&log, dir.join("spool"))?;
-    // zt and the baseline alternate in four rounds; each baseline round is one transaction.
+    // zt and the baseline alternate in four rounds.
     let round_size = count.div_ceil(4);
     let (mut zt, mut baseline) = (Duration::ZERO, Duration::ZERO);
     let mut ratios = Vec::new();
     for round in rows.chunks(round_size) {
+        // One transaction per 5 000 rows, as zt's writer commits each batch.
         let baseline_round = timed(|| {
-            let _ = raw_conn.immediate_transaction::<_, diesel::result::Error, _>(|conn| {
-                for row in round {
-                    diesel::insert_into(raw::sqlite::audit_logs_raw::table)
-                        .values(row)
-                        .execute(conn)?;
-                }
-                Ok(())
-            });
+            for batch in round.chunks(5_000) {
+                let _ = raw_conn.immediate_transaction::<_, diesel::result::Error, _>(|conn| {
+                    for row in batch {
+                        diesel::insert_into(raw::sqlite::audit_logs_raw::table)
+                            .values(row)
+                            .execute(conn)?;
+                    }
+                    Ok(())
+                });
+            }
         });
         let zt_round = pipeline_round(&pipeline, &mut zt_events, round.len());
         ratios.push(baseline_round.as_secs_f64() / zt_round.as_secs_f64());
@@ -644,7 +647,7 @@ fn batched_sqlite(scale: Scale, out: &std::path::Path) -> Result<Row, BoxError> 
         "events/s",
         per_second(count, zt),
         per_second(count, baseline),
-        "plain diesel inserts of the same rows in one transaction",
+        "plain diesel inserts of the same rows, one transaction per 5 000",
         Direction::HigherIsBetter,
         report::Target::RatioAtLeast(0.9),
     )

@@ -1,5 +1,7 @@
 //! The SQLite backend.
 
+use std::collections::HashSet;
+
 use diesel::deserialize::FromSql;
 use diesel::prelude::*;
 use diesel::sql_types::Text;
@@ -190,8 +192,8 @@ fn decode_record(row: Row) -> AuditRecord {
 #[diesel(treat_none_as_default_value = false)]
 struct NewRow<'a> {
     id: i64,
-    event_id: String,
-    created_at: String,
+    event_id: &'a str,
+    created_at: &'a str,
     actor_kind: &'a str,
     user_id: Option<&'a str>,
     user_email: Option<&'a str>,
@@ -199,9 +201,9 @@ struct NewRow<'a> {
     resource: &'a str,
     resource_id: Option<&'a str>,
     metadata: &'a str,
-    client_ip: Option<String>,
-    client_ip_bin: Option<Vec<u8>>,
-    peer_ip: Option<String>,
+    client_ip: Option<&'a str>,
+    client_ip_bin: Option<&'a [u8]>,
+    peer_ip: Option<&'a str>,
     user_agent: Option<&'a str>,
     status: &'a str,
     error_code: Option<&'a str>,
@@ -211,41 +213,6 @@ struct NewRow<'a> {
     mac: &'a [u8],
     chain_id: i16,
     chain_seq: i64,
-}
-
-fn new_row<'a>(
-    event: &'a AuditEvent,
-    id: i64,
-    chain: i16,
-    seq: i64,
-    prev_mac: &'a [u8; 32],
-    mac: &'a [u8; 32],
-) -> NewRow<'a> {
-    let context = event.context();
-    NewRow {
-        id,
-        chain_id: chain,
-        chain_seq: seq,
-        event_id: event.event_id().to_string(),
-        created_at: event.created_at().to_string(),
-        actor_kind: event.actor().kind().as_str(),
-        user_id: event.actor().user_id().map(zt_types::UserId::as_str),
-        user_email: event.actor().email().map(zt_types::Email::as_str),
-        action: event.action().as_str(),
-        resource: event.resource().as_str(),
-        resource_id: event.resource_id().map(zt_types::ResourceId::as_str),
-        metadata: event.metadata().as_str(),
-        client_ip: context.client_ip().map(|ip| ip.to_string()),
-        client_ip_bin: context.client_ip().map(|ip| ip_key(ip).to_vec()),
-        peer_ip: context.peer_ip().map(|ip| ip.to_string()),
-        user_agent: context.user_agent().map(zt_types::UserAgent::as_str),
-        status: event.status().as_str(),
-        error_code: event.error_code().map(zt_types::ErrorCodeName::as_str),
-        request_id: context.request_id().map(zt_types::RequestId::as_str),
-        chain_version: CHAIN_VERSION,
-        prev_mac,
-        mac,
-    }
 }
 
 /// The chain an append goes to. SQLite lets one writer in at a time, so
@@ -314,17 +281,19 @@ pub(crate) fn append(
 ) -> Result<Recorded> {
     let body = |conn: &mut SqliteConnection| -> Result<Recorded> {
         let (head, id) = reserve(conn, chain_of(target), 1)?;
-        let seq = head.seq + 1;
-        let mac = chain.mac(&ChainFields::of_event(event, head.chain, seq), &head.mac);
+        let events = [event];
+        let row = Prepared::chain(chain, head, &events)
+            .next()
+            .ok_or_else(|| Error::new(ErrorKind::Database, "no row was prepared for the event"))?;
         diesel::insert_into(audit_logs::table)
-            .values(new_row(event, id, head.chain, seq, &head.mac, &mac))
+            .values(row.new_row(id))
             .execute(conn)?;
-        set_head_mac(conn, head.chain, &mac)?;
+        set_head_mac(conn, head.chain, &row.mac)?;
         Ok(Recorded {
             id,
             chain: head.chain,
-            seq,
-            mac,
+            seq: row.seq,
+            mac: row.mac,
             duplicate: false,
         })
     };
@@ -367,8 +336,8 @@ pub(crate) fn append_batch(
     target: Target,
 ) -> Result<(Vec<Recorded>, Head)> {
     conn.immediate_transaction(|conn| {
-        let ids: Vec<String> = events.iter().map(|event| event.event_id().to_string()).collect();
-        let mut stored: std::collections::HashSet<String> = if dedupe {
+        let stored: HashSet<String> = if dedupe {
+            let ids: Vec<String> = events.iter().map(|event| event.event_id().to_string()).collect();
             audit_logs::table
                 .filter(audit_logs::event_id.eq_any(&ids))
                 .select(audit_logs::event_id)
@@ -376,53 +345,150 @@ pub(crate) fn append_batch(
                 .into_iter()
                 .collect()
         } else {
-            std::collections::HashSet::new()
+            HashSet::new()
         };
         // An event repeated within the batch is stored once, at its first place.
-        let mut seen = std::collections::HashSet::new();
-        let fresh_count = ids
+        let mut seen = HashSet::with_capacity(events.len());
+        let first_places: Vec<bool> = events
             .iter()
-            .filter(|id| !stored.contains(*id) && seen.insert(id.as_str()))
-            .count();
-        let (mut head, mut next_id) = reserve(conn, chain_of(target), i64::try_from(fresh_count).unwrap_or(i64::MAX))?;
+            .map(|event| {
+                let id = event.event_id().uuid();
+                seen.insert(id) && (stored.is_empty() || !stored.contains(&event.event_id().to_string()))
+            })
+            .collect();
+        let fresh: Vec<&AuditEvent> = events
+            .iter()
+            .zip(&first_places)
+            .filter_map(|(event, &first)| first.then_some(event))
+            .collect();
+        let (start, first_id) = reserve(conn, chain_of(target), i64::try_from(fresh.len()).unwrap_or(i64::MAX))?;
+        let mut head = start;
         let mut recorded = Vec::with_capacity(events.len());
-        for (event, id) in events.iter().zip(ids) {
-            if stored.contains(&id) {
-                let found = find_event(conn, event.event_id().as_uuid())?;
-                recorded.push(found.unwrap_or(Recorded {
-                    id: 0,
-                    chain: 0,
-                    seq: 0,
-                    mac: [0; 32],
-                    duplicate: true,
-                }));
-                continue;
-            }
-            let seq = head.seq + 1;
-            let mac = chain.mac(&ChainFields::of_event(event, head.chain, seq), &head.mac);
-            diesel::insert_into(audit_logs::table)
-                .values(new_row(event, next_id, head.chain, seq, &head.mac, &mac))
-                .execute(conn)?;
-            stored.insert(id);
-            recorded.push(Recorded {
-                id: next_id,
-                chain: head.chain,
-                seq,
-                mac,
-                duplicate: false,
-            });
-            head = Head {
-                chain: head.chain,
-                seq,
-                mac,
+        // SQLite inserts on this thread; a large batch is chained and
+        // encoded on a second one meanwhile, so its MACs cost no time here.
+        std::thread::scope(|scope| -> Result<()> {
+            let mut prepared: Box<dyn Iterator<Item = Prepared<'_>>> = if fresh.len() >= PREPARE_AHEAD {
+                let (sender, receiver) = std::sync::mpsc::sync_channel(PREPARE_AHEAD);
+                let fresh = &fresh;
+                scope.spawn(move || {
+                    for row in Prepared::chain(chain, start, fresh) {
+                        if sender.send(row).is_err() {
+                            return;
+                        }
+                    }
+                });
+                Box::new(receiver.into_iter())
+            } else {
+                Box::new(Prepared::chain(chain, start, &fresh))
             };
-            next_id += 1;
-        }
-        if fresh_count > 0 {
+            for (event, first) in events.iter().zip(first_places) {
+                let row = if first { prepared.next() } else { None };
+                let Some(row) = row else {
+                    let found = find_event(conn, event.event_id().as_uuid())?;
+                    recorded.push(found.unwrap_or(Recorded {
+                        id: 0,
+                        chain: 0,
+                        seq: 0,
+                        mac: [0; 32],
+                        duplicate: true,
+                    }));
+                    continue;
+                };
+                let id = first_id + (row.seq - start.seq - 1);
+                diesel::insert_into(audit_logs::table)
+                    .values(row.new_row(id))
+                    .execute(conn)?;
+                recorded.push(Recorded {
+                    id,
+                    chain: start.chain,
+                    seq: row.seq,
+                    mac: row.mac,
+                    duplicate: false,
+                });
+                head = Head {
+                    chain: start.chain,
+                    seq: row.seq,
+                    mac: row.mac,
+                };
+            }
+            Ok(())
+        })?;
+        if !fresh.is_empty() {
             set_head_mac(conn, head.chain, &head.mac)?;
         }
         Ok((recorded, head))
     })
+}
+
+/// From how many new events a batch is chained on a second thread.
+const PREPARE_AHEAD: usize = 256;
+
+/// One new row, chained and encoded, waiting for its insert.
+struct Prepared<'a> {
+    event: &'a AuditEvent,
+    chain: i16,
+    seq: i64,
+    prev_mac: [u8; 32],
+    mac: [u8; 32],
+    event_id: String,
+    created_at: String,
+    client_ip: Option<String>,
+    client_ip_bin: Option<Vec<u8>>,
+    peer_ip: Option<String>,
+}
+
+impl<'a> Prepared<'a> {
+    /// `events` chained one after the other from `start`.
+    fn chain(chain: &'a Chain, start: Head, events: &'a [&'a AuditEvent]) -> impl Iterator<Item = Self> + 'a {
+        let mut prev_mac = start.mac;
+        events.iter().zip(start.seq + 1..).map(move |(event, seq)| {
+            let mac = chain.mac(&ChainFields::of_event(event, start.chain, seq), &prev_mac);
+            let context = event.context();
+            let row = Self {
+                event,
+                chain: start.chain,
+                seq,
+                prev_mac,
+                mac,
+                event_id: event.event_id().to_string(),
+                created_at: event.created_at().to_string(),
+                client_ip: context.client_ip().map(|ip| ip.to_string()),
+                client_ip_bin: context.client_ip().map(|ip| ip_key(ip).to_vec()),
+                peer_ip: context.peer_ip().map(|ip| ip.to_string()),
+            };
+            prev_mac = mac;
+            row
+        })
+    }
+
+    fn new_row(&self, id: i64) -> NewRow<'_> {
+        let event = self.event;
+        let context = event.context();
+        NewRow {
+            id,
+            chain_id: self.chain,
+            chain_seq: self.seq,
+            event_id: &self.event_id,
+            created_at: &self.created_at,
+            actor_kind: event.actor().kind().as_str(),
+            user_id: event.actor().user_id().map(zt_types::UserId::as_str),
+            user_email: event.actor().email().map(zt_types::Email::as_str),
+            action: event.action().as_str(),
+            resource: event.resource().as_str(),
+            resource_id: event.resource_id().map(zt_types::ResourceId::as_str),
+            metadata: event.metadata().as_str(),
+            client_ip: self.client_ip.as_deref(),
+            client_ip_bin: self.client_ip_bin.as_deref(),
+            peer_ip: self.peer_ip.as_deref(),
+            user_agent: context.user_agent().map(zt_types::UserAgent::as_str),
+            status: event.status().as_str(),
+            error_code: event.error_code().map(zt_types::ErrorCodeName::as_str),
+            request_id: context.request_id().map(zt_types::RequestId::as_str),
+            chain_version: CHAIN_VERSION,
+            prev_mac: &self.prev_mac,
+            mac: &self.mac,
+        }
+    }
 }
 
 /// A chain head's id as this backend stores it.
