@@ -191,6 +191,31 @@ fn run() -> Result<(), BoxError> {
     if wanted("pipeline memory during a 1M-event burst") {
         rows.push(burst_memory(&args.pg, args.quick)?);
     }
+    if let Some(url) = args
+        .only
+        .as_deref()
+        .and_then(|only| only.strip_prefix("verify-direct="))
+    {
+        // A diagnostic: verification and the COPY-out baseline, alone, on
+        // a database an earlier run left, for a profiler to watch.
+        let log = AuditLog::new(
+            Pool::connect_with(&url.parse()?, &PoolConfig::new().max_size(4))?,
+            &key(),
+        );
+        let mut raw_conn = PgConnection::establish(url)?;
+        for _ in 0..3 {
+            let started = Instant::now();
+            let report = log.verify()?;
+            let verify = started.elapsed();
+            let started = Instant::now();
+            copy_out_every_row(&mut raw_conn)?;
+            eprintln!(
+                "verify {} rows: {verify:?}, COPY-out: {:?}",
+                report.rows_checked,
+                started.elapsed()
+            );
+        }
+    }
     if args.only.as_deref() == Some("sqlite-direct") {
         let dir = args.out.join("direct");
         std::fs::create_dir_all(&dir)?;

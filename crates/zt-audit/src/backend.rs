@@ -123,6 +123,33 @@ pub(crate) trait Store {
     fn partition_by_month(&mut self, months_ahead: u32) -> Result<Vec<String>>;
     /// The erasures of `chain_id` at positions `after < seq <= last`.
     fn erasures(&mut self, chain_id: i16, after: i64, last: i64) -> Result<Vec<(i64, Vec<u8>)>>;
+    /// Hands the rows of `chain_id` at positions `after < seq <= last` to
+    /// `deliver` in order, in batches of at most `batch` rows, as
+    /// verification sees them ([`with_erasures`]); stops early when
+    /// `deliver` returns false. By default one range read per batch;
+    /// PostgreSQL streams the whole span through one COPY.
+    fn chain_batches(
+        &mut self,
+        chain_id: i16,
+        after: i64,
+        last: i64,
+        batch: usize,
+        deliver: &mut dyn FnMut(Vec<VerifyRow>) -> bool,
+    ) -> Result<()> {
+        let step = i64::try_from(batch.max(1)).unwrap_or(i64::MAX);
+        let mut from = after;
+        while from < last {
+            let upto = from.saturating_add(step).min(last);
+            let mut rows = self.chain_range(chain_id, from, upto)?;
+            let mut erasures = Erasures::read(self, chain_id, from, upto)?;
+            rows.iter_mut().for_each(|row| erasures.fill(row));
+            if !deliver(rows) {
+                break;
+            }
+            from = upto;
+        }
+        Ok(())
+    }
     /// Records an erasure and empties the row's personal fields, in one transaction.
     fn erase(&mut self, chain_id: i16, seq: i64, commitment: &[u8; 32], at: zt_types::Timestamp) -> Result<()>;
 }
@@ -153,5 +180,38 @@ pub(crate) fn store(conn: AnyConnection<'_>) -> Result<&mut dyn Store> {
                 other.backend()
             ),
         )),
+    }
+}
+
+/// The erasures of a span of one chain, by position, filled into its rows
+/// as they come in position order: rows as verification sees them.
+pub(crate) struct Erasures(std::iter::Peekable<std::vec::IntoIter<(i64, [u8; 32])>>);
+
+impl Erasures {
+    /// The erasures of `chain_id` at positions `after < seq <= last`; none
+    /// on a log migrated before erasure existed.
+    pub(crate) fn read(store: &mut (impl Store + ?Sized), chain_id: i16, after: i64, last: i64) -> Result<Self> {
+        let mut erasures = match store.erasures(chain_id, after, last) {
+            Ok(erasures) => erasures,
+            Err(error) if crate::retention::is_missing_table(&error, "audit_erasures") => Vec::new(),
+            Err(error) => return Err(error),
+        };
+        erasures.sort_unstable_by_key(|(seq, _)| *seq);
+        // A commitment of another length commits to nothing: the row then
+        // fails verification as it stands.
+        let erasures: Vec<(i64, [u8; 32])> = erasures
+            .into_iter()
+            .filter_map(|(seq, commitment)| Some((seq, <[u8; 32]>::try_from(commitment.as_slice()).ok()?)))
+            .collect();
+        Ok(Self(erasures.into_iter().peekable()))
+    }
+
+    /// Fills in the commitment kept when `row` was erased, if it was. Rows
+    /// must come in position order.
+    pub(crate) fn fill(&mut self, row: &mut VerifyRow) {
+        while self.0.next_if(|(seq, _)| *seq < row.seq).is_some() {}
+        if let Some((_, commitment)) = self.0.next_if(|(seq, _)| *seq == row.seq) {
+            row.record.erasure = Some(commitment);
+        }
     }
 }

@@ -1,6 +1,5 @@
 //! The audit-log handle.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -88,8 +87,12 @@ impl std::fmt::Debug for AuditLog {
     }
 }
 
-/// How many rows verification and export read per round trip.
-const STREAM_BATCH: i64 = 5_000;
+/// How many rows export reads per round trip, and verification hands from
+/// its reader to its checkers at a time.
+const STREAM_BATCH: usize = 5_000;
+
+/// Positions the verifier's reader reads in one go.
+const STREAM_SPAN: i64 = 100_000;
 
 impl AuditLog {
     /// An audit log on `pool`, chaining rows with `key`. `pool` is the app's
@@ -682,25 +685,8 @@ impl AuditLog {
     pub(crate) fn chain_range(&self, chain_id: i16, after: i64, last: i64) -> Result<Vec<VerifyRow>> {
         self.with_store(|store| {
             let mut rows = store.chain_range(chain_id, after, last)?;
-            let erasures = match store.erasures(chain_id, after, last) {
-                Ok(erasures) => erasures,
-                // A log migrated before erasure existed has erased nothing.
-                Err(error) if crate::retention::is_missing_table(&error, "audit_erasures") => Vec::new(),
-                Err(error) => return Err(error),
-            };
-            for (seq, commitment) in erasures {
-                let Ok(commitment) = <[u8; 32]>::try_from(commitment.as_slice()) else {
-                    continue;
-                };
-                // The rows run after + 1, after + 2, ...: the place is known.
-                let place = usize::try_from(seq - after - 1).ok();
-                if let Some(row) = place.and_then(|place| rows.get_mut(place)).filter(|row| row.seq == seq) {
-                    row.record.erasure = Some(commitment);
-                } else if let Some(row) = rows.iter_mut().find(|row| row.seq == seq) {
-                    // A gap before it (rows deleted): look it up.
-                    row.record.erasure = Some(commitment);
-                }
-            }
+            let mut erasures = crate::backend::Erasures::read(store, chain_id, after, last)?;
+            rows.iter_mut().for_each(|row| erasures.fill(row));
             Ok(rows)
         })
     }
@@ -716,57 +702,88 @@ impl AuditLog {
 /// At most two batches wait between stages, so memory stays bounded.
 struct ChainStream {
     batches: std::sync::mpsc::Receiver<Result<Vec<VerifyRow>>>,
-    buffer: VecDeque<VerifyRow>,
+    /// The batch being handed out, taken as it came: not copied again.
+    buffer: std::vec::IntoIter<VerifyRow>,
     done: bool,
 }
 
 impl ChainStream {
     /// Streams the chain's rows after position `after`.
     fn start(log: &AuditLog, chain_id: i16, after: i64) -> Self {
-        let (sender, read) = std::sync::mpsc::sync_channel::<Result<Vec<VerifyRow>>>(2);
         let (checked, batches) = std::sync::mpsc::sync_channel(2);
-        let checker = log.clone();
-        std::thread::spawn(move || {
-            let threads = std::thread::available_parallelism()
-                .map_or(1, std::num::NonZero::get)
-                .min(4);
-            for mut batch in read {
-                if let (Ok(rows), Ok(chain)) = (&mut batch, checker.chain()) {
-                    crate::verify::check_in_parallel(chain, rows, threads);
-                }
-                if checked.send(batch).is_err() {
-                    return;
-                }
-            }
-        });
-        let log = log.clone();
-        std::thread::spawn(move || {
-            let last = match log.max_seq(chain_id) {
-                Ok(Some(last)) => last,
-                Ok(None) => return,
-                Err(error) => {
-                    let _ = sender.send(Err(error));
-                    return;
-                }
-            };
-            let mut after = after;
-            while after < last {
-                let upto = after.saturating_add(STREAM_BATCH).min(last);
-                let batch = log.chain_range(chain_id, after, upto);
-                let failed = batch.is_err();
-                // The verifier stops reading at its first finding; then this
-                // thread stops too.
-                if sender.send(batch).is_err() || failed {
-                    return;
-                }
-                after = upto;
-            }
-        });
+        if let Err(error) = Self::spawn_stages(log, chain_id, after, checked.clone()) {
+            // Fail closed: the stream yields the error, never an empty chain.
+            let _ = checked.try_send(Err(error));
+        }
         Self {
             batches,
-            buffer: VecDeque::new(),
+            buffer: Vec::new().into_iter(),
             done: false,
         }
+    }
+
+    /// Starts the reader and the checker, which hands batches to `checked`.
+    fn spawn_stages(
+        log: &AuditLog,
+        chain_id: i16,
+        after: i64,
+        checked: std::sync::mpsc::SyncSender<Result<Vec<VerifyRow>>>,
+    ) -> Result<()> {
+        let (sender, read) = std::sync::mpsc::sync_channel::<Result<Vec<VerifyRow>>>(2);
+        let checker = log.clone();
+        std::thread::Builder::new()
+            .name("zt-audit-verify-check".to_owned())
+            .spawn(move || {
+                let threads = std::thread::available_parallelism()
+                    .map_or(1, std::num::NonZero::get)
+                    .min(4);
+                for mut batch in read {
+                    if let (Ok(rows), Ok(chain)) = (&mut batch, checker.chain()) {
+                        crate::verify::check_in_parallel(chain, rows, threads);
+                    }
+                    if checked.send(batch).is_err() {
+                        return;
+                    }
+                }
+            })?;
+        let log = log.clone();
+        std::thread::Builder::new()
+            .name("zt-audit-verify-read".to_owned())
+            .spawn(move || {
+                let last = match log.max_seq(chain_id) {
+                    Ok(Some(last)) => last,
+                    Ok(None) => return,
+                    Err(error) => {
+                        let _ = sender.send(Err(error));
+                        return;
+                    }
+                };
+                // Spans of many batches, each read in one go on one pooled
+                // connection (one COPY on PostgreSQL), so the database
+                // streams rows without waiting between batches.
+                let mut after = after;
+                while after < last {
+                    let upto = after.saturating_add(STREAM_SPAN).min(last);
+                    let mut listening = true;
+                    let read = log.with_store(|store| {
+                        store.chain_batches(chain_id, after, upto, STREAM_BATCH, &mut |rows| {
+                            listening = sender.send(Ok(rows)).is_ok();
+                            listening
+                        })
+                    });
+                    // The verifier stops reading at its first finding; then
+                    // this thread stops too.
+                    if let Err(error) = read {
+                        let _ = sender.send(Err(error));
+                        return;
+                    }
+                    if !listening {
+                        return;
+                    }
+                    after = upto;
+                }
+            })?;
+        Ok(())
     }
 }
 
@@ -774,9 +791,9 @@ impl Iterator for ChainStream {
     type Item = Result<VerifyRow>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        while self.buffer.is_empty() && !self.done {
+        while self.buffer.len() == 0 && !self.done {
             match self.batches.recv() {
-                Ok(Ok(rows)) => self.buffer.extend(rows),
+                Ok(Ok(rows)) => self.buffer = rows.into_iter(),
                 Ok(Err(error)) => {
                     self.done = true;
                     return Some(Err(error));
@@ -784,7 +801,7 @@ impl Iterator for ChainStream {
                 Err(_) => self.done = true,
             }
         }
-        self.buffer.pop_front().map(Ok)
+        self.buffer.next().map(Ok)
     }
 }
 

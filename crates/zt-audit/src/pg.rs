@@ -722,17 +722,36 @@ crate::shared_sql::shared_queries!(conn = PgConnection, backend = Pg);
 /// The rows of `chain_id` at positions `after + 1 ..= last`, in chain order,
 /// read as a binary COPY stream: the fastest way rows leave PostgreSQL.
 fn chain_range(conn: &mut PgConnection, chain_id: i16, after: i64, last: i64) -> Result<Vec<VerifyRow>> {
+    let mut rows = Vec::new();
+    copy_chain_range(conn, chain_id, after, last, |row| {
+        rows.push(row);
+        true
+    })?;
+    Ok(rows)
+}
+
+/// Streams positions `after + 1 ..= last` of `chain_id` out through one
+/// binary COPY, handing each row to `each` until it returns false.
+fn copy_chain_range(
+    conn: &mut PgConnection,
+    chain_id: i16,
+    after: i64,
+    last: i64,
+    mut each: impl FnMut(VerifyRow) -> bool,
+) -> Result<()> {
     crate::pg_copy::select_range(conn, chain_id, after, last)?;
     let stream = diesel::copy_to(crate::pg_copy::ChainRangeCopy)
         .with_format(diesel::pg::CopyFormat::Binary)
         .load_raw(conn)?;
-    let capacity = usize::try_from(last.saturating_sub(after)).unwrap_or(0).min(1 << 16);
-    let mut rows = Vec::with_capacity(capacity);
     let mut decoder = crate::pg_copy::CopyDecoder::new(stream);
     let read = loop {
         match decoder.next_row() {
-            Ok(Some(row)) => rows.push(row.into_verify_row()),
-            Ok(None) => break Ok(rows),
+            Ok(Some(row)) => {
+                if !each(row.into_verify_row()) {
+                    break Ok(());
+                }
+            }
+            Ok(None) => break Ok(()),
             Err(error) => break Err(error),
         }
     };
@@ -756,6 +775,33 @@ impl Store for PgConnection {
     }
 
     crate::shared_sql::delegated_store_methods!();
+
+    fn chain_batches(
+        &mut self,
+        chain_id: i16,
+        after: i64,
+        last: i64,
+        batch: usize,
+        deliver: &mut dyn FnMut(Vec<VerifyRow>) -> bool,
+    ) -> Result<()> {
+        // Read before the COPY takes the connection; at most one per row of the span.
+        let mut erasures = crate::backend::Erasures::read(self, chain_id, after, last)?;
+        let batch = batch.max(1);
+        let mut rows = Vec::with_capacity(batch);
+        let mut listening = true;
+        copy_chain_range(self, chain_id, after, last, |mut row| {
+            erasures.fill(&mut row);
+            rows.push(row);
+            if rows.len() == batch {
+                listening = deliver(std::mem::replace(&mut rows, Vec::with_capacity(batch)));
+            }
+            listening
+        })?;
+        if listening && !rows.is_empty() {
+            deliver(rows);
+        }
+        Ok(())
+    }
 
     fn drop_pruned_partitions(&mut self, before: zt_types::Timestamp) -> Result<u64> {
         crate::partitions::drop_pruned(self, before)

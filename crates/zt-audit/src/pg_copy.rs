@@ -215,14 +215,13 @@ impl<R: BufRead> CopyDecoder<R> {
         Ok(Some(bytes))
     }
 
+    /// A field of a fixed-width type, read without allocating.
     fn fixed<const N: usize>(&mut self, what: &str) -> Result<Option<[u8; N]>> {
-        match self.field()? {
-            None => Ok(None),
-            Some(bytes) => bytes
-                .as_slice()
-                .try_into()
-                .map(Some)
-                .map_err(|_| malformed(format!("{what} is {} bytes, not {N}", bytes.len()))),
+        let length = i32::from_be_bytes(self.exact::<4>()?);
+        match usize::try_from(length) {
+            Err(_) => Ok(None),
+            Ok(length) if length == N => self.exact::<N>().map(Some),
+            Ok(length) => Err(malformed(format!("{what} is {length} bytes, not {N}"))),
         }
     }
 
