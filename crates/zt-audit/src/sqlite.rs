@@ -368,16 +368,20 @@ pub(crate) fn append_batch(
         // encoded on a second one meanwhile, so its MACs cost no time here.
         std::thread::scope(|scope| -> Result<()> {
             let mut prepared: Box<dyn Iterator<Item = Prepared<'_>>> = if fresh.len() >= PREPARE_AHEAD {
-                let (sender, receiver) = std::sync::mpsc::sync_channel(PREPARE_AHEAD);
+                // Handed over in chunks: a wake-up per row would cost more
+                // than the row's MAC.
+                let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<Prepared<'_>>>(4);
                 let fresh = &fresh;
                 scope.spawn(move || {
-                    for row in Prepared::chain(chain, start, fresh) {
-                        if sender.send(row).is_err() {
+                    let mut rows = Prepared::chain(chain, start, fresh).peekable();
+                    while rows.peek().is_some() {
+                        let chunk: Vec<Prepared<'_>> = rows.by_ref().take(PREPARE_AHEAD).collect();
+                        if sender.send(chunk).is_err() {
                             return;
                         }
                     }
                 });
-                Box::new(receiver.into_iter())
+                Box::new(receiver.into_iter().flatten())
             } else {
                 Box::new(Prepared::chain(chain, start, &fresh))
             };
@@ -420,7 +424,8 @@ pub(crate) fn append_batch(
     })
 }
 
-/// From how many new events a batch is chained on a second thread.
+/// From how many new events a batch is chained on a second thread, and how
+/// many rows it hands over at a time.
 const PREPARE_AHEAD: usize = 256;
 
 /// One new row, chained and encoded, waiting for its insert.
