@@ -125,7 +125,7 @@ pub(crate) trait Store {
     fn erasures(&mut self, chain_id: i16, after: i64, last: i64) -> Result<Vec<(i64, Vec<u8>)>>;
     /// Hands the rows of `chain_id` at positions `after < seq <= last` to
     /// `deliver` in order, in batches of at most `batch` rows, as
-    /// verification sees them ([`with_erasures`]); stops early when
+    /// verification sees them ([`Erasures`]); stops early when
     /// `deliver` returns false. By default one range read per batch;
     /// PostgreSQL streams the whole span through one COPY.
     fn chain_batches(
