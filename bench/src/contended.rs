@@ -150,16 +150,11 @@ pub(crate) fn contended(admin_url: &str, scale: Scale, writers: usize) -> Result
     Ok(Row::new(
         name(writers),
         "transactions/s",
-        median(zt),
-        median(baseline),
+        crate::measure::median_rate(zt),
+        crate::measure::median_rate(baseline),
         "the same transactions without the audit write",
         Direction::HigherIsBetter,
         report::Target::RatioAtLeast(0.8),
     )
     .with_ratio_spread(spread))
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied().unwrap_or_default()
 }

@@ -49,10 +49,7 @@ fn event(i: usize, total: usize) -> Result<AuditEvent, BoxError> {
     .build()?)
 }
 
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples.get(samples.len() / 2).copied().unwrap_or_default()
-}
+use crate::measure::median;
 
 /// Loads `total` rows and measures; returns the markdown section.
 pub(crate) fn run(admin_url: &str, total: usize) -> Result<String, BoxError> {

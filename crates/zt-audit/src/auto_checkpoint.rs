@@ -27,7 +27,9 @@ pub type SinkError = Box<dyn std::error::Error + Send + Sync>;
 /// closure that posts the JSON with the app's own HTTP client).
 pub trait CheckpointSink: Send + Sync {
     /// Keeps `checkpoint`. An error is logged and counted
-    /// (`zt_audit_checkpoints_failed_total`), and the next interval tries again.
+    /// (`zt_audit_checkpoints_failed_total`), and a fresh checkpoint is tried
+    /// again after 1 s, then after twice as long each time up to a minute
+    /// (or the interval, if shorter), whether or not rows were written since.
     fn store(&self, checkpoint: &SignedCheckpoint) -> std::result::Result<(), SinkError>;
 }
 
@@ -242,6 +244,11 @@ impl AutoHandle {
     }
 }
 
+/// The first wait before a failed checkpoint is tried again; each failure
+/// after it doubles the wait, up to [`LAST_RETRY`].
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+const LAST_RETRY: Duration = Duration::from_secs(60);
+
 fn run<L>(
     config: &AutoCheckpoint,
     log: &Weak<L>,
@@ -249,8 +256,13 @@ fn run<L>(
     woken: &Receiver<()>,
 ) {
     let mut last_rows = None;
+    // After a failure the thread tries again on its own, backing off, rather
+    // than wait for the next interval or the next rows: a quiet log with a
+    // row trigger would otherwise never get its checkpoint.
+    let mut retry_in: Option<Duration> = None;
     loop {
-        let wait = config.every.unwrap_or(Duration::from_secs(u64::from(u32::MAX)));
+        let interval = config.every.unwrap_or(Duration::from_secs(u64::from(u32::MAX)));
+        let wait = retry_in.map_or(interval, |retry| retry.min(interval));
         match woken.recv_timeout(wait) {
             Ok(()) | Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
             // The log is gone.
@@ -262,6 +274,7 @@ fn run<L>(
             Ok(checkpoint) if last_rows == Some(checkpoint.checkpoint.row_count) => {}
             Ok(checkpoint) => match config.sink.store(&checkpoint) {
                 Ok(()) => {
+                    retry_in = None;
                     last_rows = Some(checkpoint.checkpoint.row_count);
                     metrics::counter!("zt_audit_checkpoints_total").increment(1);
                     tracing::info!(
@@ -271,17 +284,20 @@ fn run<L>(
                     );
                 }
                 Err(error) => {
+                    retry_in = Some(retry_in.map_or(FIRST_RETRY, |retry| (retry * 2).min(LAST_RETRY)));
                     metrics::counter!("zt_audit_checkpoints_failed_total").increment(1);
                     tracing::warn!(
                         target: "zt::audit",
                         error = %zt_types::neutralize(&error.to_string()),
-                        "cannot store the signed checkpoint; retrying at the next interval"
+                        retry_in = ?retry_in,
+                        "cannot store the signed checkpoint; retrying"
                     );
                 }
             },
             Err(error) => {
+                retry_in = Some(retry_in.map_or(FIRST_RETRY, |retry| (retry * 2).min(LAST_RETRY)));
                 metrics::counter!("zt_audit_checkpoints_failed_total").increment(1);
-                tracing::warn!(target: "zt::audit", error = %error, "cannot take a signed checkpoint");
+                tracing::warn!(target: "zt::audit", error = %error, retry_in = ?retry_in, "cannot take a signed checkpoint; retrying");
             }
         }
     }
