@@ -2,7 +2,7 @@
 //! tables that the migrations create, on each backend. A column added to a
 //! migration and forgotten in `schema.rs` (or the reverse, or a type or
 //! nullability that differs) fails here, naming the table and column.
-//! `cargo xtask codegen --check` runs it.
+//! `cargo xtask codegen --check` runs it, and so does every `cargo xtask test`.
 // Tests unwrap: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

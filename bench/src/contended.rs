@@ -143,10 +143,6 @@ pub(crate) fn contended(admin_url: &str, scale: Scale, writers: usize) -> Result
         return Err(format!("{failures} contended transactions failed with {writers} writers").into());
     }
     let ratios: Vec<f64> = zt.iter().zip(&baseline).map(|(z, b)| z / b).collect();
-    let spread = (
-        ratios.iter().copied().fold(f64::INFINITY, f64::min),
-        ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-    );
     Ok(Row::new(
         name(writers),
         "transactions/s",
@@ -156,5 +152,5 @@ pub(crate) fn contended(admin_url: &str, scale: Scale, writers: usize) -> Result
         Direction::HigherIsBetter,
         report::Target::RatioAtLeast(0.8),
     )
-    .with_ratio_spread(spread))
+    .with_ratio_spread(crate::measure::spread(&ratios)))
 }

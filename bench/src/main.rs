@@ -535,7 +535,7 @@ fn batched_pg(admin_url: &str, scale: Scale, out: &std::path::Path) -> Result<(R
         Direction::HigherIsBetter,
         report::Target::RatioAtLeast(0.95),
     )
-    .with_ratio_spread(spread(&ratios));
+    .with_ratio_spread(measure::spread(&ratios));
 
     // Verification reads what the pipeline wrote; the baseline reads the
     // same rows out in one binary COPY. They alternate in five rounds, on
@@ -567,17 +567,8 @@ fn batched_pg(admin_url: &str, scale: Scale, out: &std::path::Path) -> Result<(R
         Direction::HigherIsBetter,
         report::Target::RatioAtLeast(0.9),
     )
-    .with_ratio_spread(spread(&ratios));
+    .with_ratio_spread(measure::spread(&ratios));
     Ok((batched, verify))
-}
-
-/// The lowest and highest of some per-round ratios.
-fn spread(ratios: &[f64]) -> (f64, f64) {
-    ratios
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(low, high), &ratio| {
-            (low.min(ratio), high.max(ratio))
-        })
 }
 
 /// `COPY (SELECT … every row, in chain order …) TO STDOUT (FORMAT binary)`:
@@ -676,7 +667,7 @@ fn batched_sqlite(scale: Scale, out: &std::path::Path) -> Result<Row, BoxError> 
         Direction::HigherIsBetter,
         report::Target::RatioAtLeast(0.9),
     )
-    .with_ratio_spread(spread(&ratios)))
+    .with_ratio_spread(measure::spread(&ratios)))
 }
 
 fn sanitize(scale: Scale) -> Row {

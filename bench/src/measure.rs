@@ -98,18 +98,25 @@ pub(crate) fn interleaved_pairs(
 /// The medians of the per-round means, and the lowest and highest ratio of
 /// one round to the baseline's round beside it.
 fn summarize(zt_means: Vec<Duration>, baseline_means: Vec<Duration>) -> Interleaved {
-    let ratios = zt_means
+    let ratios: Vec<f64> = zt_means
         .iter()
         .zip(&baseline_means)
-        .map(|(zt, baseline)| zt.as_secs_f64() / baseline.as_secs_f64().max(1e-12));
-    let spread = ratios.fold((f64::INFINITY, 0.0_f64), |(low, high), ratio| {
-        (low.min(ratio), high.max(ratio))
-    });
+        .map(|(zt, baseline)| zt.as_secs_f64() / baseline.as_secs_f64().max(1e-12))
+        .collect();
     Interleaved {
         zt: median(zt_means),
         baseline: median(baseline_means),
-        spread,
+        spread: spread(&ratios),
     }
+}
+
+/// The lowest and highest of some per-round ratios.
+pub(crate) fn spread(ratios: &[f64]) -> (f64, f64) {
+    ratios
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(low, high), &ratio| {
+            (low.min(ratio), high.max(ratio))
+        })
 }
 
 pub(crate) fn median(mut values: Vec<Duration>) -> Duration {

@@ -140,10 +140,7 @@ pub(crate) trait Store {
         let mut from = after;
         while from < last {
             let upto = from.saturating_add(step).min(last);
-            let mut rows = self.chain_range(chain_id, from, upto)?;
-            let mut erasures = Erasures::read(self, chain_id, from, upto)?;
-            rows.iter_mut().for_each(|row| erasures.fill(row));
-            if !deliver(rows) {
+            if !deliver(verified_range(self, chain_id, from, upto)?) {
                 break;
             }
             from = upto;
@@ -181,6 +178,20 @@ pub(crate) fn store(conn: AnyConnection<'_>) -> Result<&mut dyn Store> {
             ),
         )),
     }
+}
+
+/// The rows of `chain_id` at positions `after < seq <= last`, in order,
+/// with erased rows' commitments filled in: rows as verification sees them.
+pub(crate) fn verified_range(
+    store: &mut (impl Store + ?Sized),
+    chain_id: i16,
+    after: i64,
+    last: i64,
+) -> Result<Vec<VerifyRow>> {
+    let mut rows = store.chain_range(chain_id, after, last)?;
+    let mut erasures = Erasures::read(store, chain_id, after, last)?;
+    rows.iter_mut().for_each(|row| erasures.fill(row));
+    Ok(rows)
 }
 
 /// The erasures of a span of one chain, by position, filled into its rows

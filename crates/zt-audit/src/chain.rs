@@ -105,9 +105,7 @@ impl Chain {
     pub(crate) fn new(key: &ChainKey) -> Self {
         // HMAC takes keys of any length, so this cannot fail.
         let keyed = <Hmac<Sha256> as Mac>::new_from_slice(key.bytes()).unwrap_or_else(|_| unreachable!());
-        let mut derive = keyed.clone();
-        derive.update(PERSONAL_LABEL);
-        let personal_key: [u8; 32] = derive.finalize().into_bytes().into();
+        let personal_key = derive(&keyed, PERSONAL_LABEL);
         let personal = <Hmac<Sha256> as Mac>::new_from_slice(&personal_key).unwrap_or_else(|_| unreachable!());
         Self { keyed, personal }
     }
@@ -131,9 +129,7 @@ impl Chain {
     /// domain that no row encoding starts with (rows start with
     /// `zt-audit-chain\0`), so a derived key is never a MAC that is stored.
     pub(crate) fn derive_key(&self, label: &[u8]) -> [u8; 32] {
-        let mut mac = self.keyed.clone();
-        mac.update(label);
-        mac.finalize().into_bytes().into()
+        derive(&self.keyed, label)
     }
 
     /// The MAC of `fields` chained to `prev_mac`.
@@ -144,6 +140,13 @@ impl Chain {
         encode(fields, commitment.as_ref(), prev_mac, &mut |bytes| mac.update(bytes));
         mac.finalize().into_bytes().into()
     }
+}
+
+/// The HMAC of `label` under `keyed`: a key derived for another purpose.
+fn derive(keyed: &Hmac<Sha256>, label: &[u8]) -> [u8; 32] {
+    let mut mac = keyed.clone();
+    mac.update(label);
+    mac.finalize().into_bytes().into()
 }
 
 /// Feeds the canonical encoding to `sink`, piece by piece. From version 3

@@ -140,16 +140,7 @@ impl AuditLog {
     /// newest, so that rows cut from the end of a chain show.
     #[must_use]
     pub fn with_auto_checkpoints(self, auto: AutoCheckpoint) -> Self {
-        let inner = &self.inner;
-        let mut log = Self::build_with(
-            inner.pool.clone(),
-            inner.chain.clone(),
-            inner.key_id.clone(),
-            inner.chains,
-            Some(auto),
-        );
-        log.pinned = self.pinned;
-        log
+        self.rebuilt(self.inner.chains, Some(auto))
     }
 
     /// Spreads unpinned writes over `chains` hash chains, 1 to 1024.
@@ -162,8 +153,14 @@ impl AuditLog {
     #[must_use]
     pub fn with_chains(self, chains: u16) -> Self {
         let chains = i16::try_from(chains.clamp(1, 1024)).unwrap_or(1);
+        let auto = self.inner.auto.as_ref().map(|auto| auto.config.clone());
+        self.rebuilt(chains, auto)
+    }
+
+    /// A new handle on the same pool and key, pinned as this one is, with
+    /// `chains` chains and `auto` checkpoints.
+    fn rebuilt(&self, chains: i16, auto: Option<AutoCheckpoint>) -> Self {
         let inner = &self.inner;
-        let auto = inner.auto.as_ref().map(|auto| auto.config.clone());
         let mut log = Self::build_with(
             inner.pool.clone(),
             inner.chain.clone(),
@@ -297,12 +294,12 @@ impl AuditLog {
         Ok(())
     }
 
-    /// Runs `op` on a pooled connection's store.
     /// The id of the chain key, as checkpoints state it.
     pub(crate) fn key_id(&self) -> &str {
         &self.inner.key_id
     }
 
+    /// Runs `op` on a pooled connection's store.
     pub(crate) fn with_store<T>(&self, op: impl FnOnce(&mut dyn Store) -> Result<T>) -> Result<T> {
         let mut conn = self.inner.pool.get()?;
         op(store(conn.connection())?)
@@ -683,12 +680,7 @@ impl AuditLog {
     /// The rows of `chain_id` at positions `after + 1 ..= last`, with the
     /// commitments of erased rows filled in: rows as verification sees them.
     pub(crate) fn chain_range(&self, chain_id: i16, after: i64, last: i64) -> Result<Vec<VerifyRow>> {
-        self.with_store(|store| {
-            let mut rows = store.chain_range(chain_id, after, last)?;
-            let mut erasures = crate::backend::Erasures::read(store, chain_id, after, last)?;
-            rows.iter_mut().for_each(|row| erasures.fill(row));
-            Ok(rows)
-        })
+        self.with_store(|store| crate::backend::verified_range(store, chain_id, after, last))
     }
 
     fn max_seq(&self, chain_id: i16) -> Result<Option<i64>> {

@@ -296,7 +296,7 @@ fn try_append(conn: &mut PgConnection, chain: &Chain, event: &AuditEvent, head: 
     let seq = head.seq + 1;
     let mac = chain.mac(&ChainFields::of_event(event, head.chain, seq), &head.mac);
     let insert = ChainedInsert {
-        row: new_row(event, 0, head.chain, seq, &head.mac, &mac),
+        row: new_row(event, head.chain, seq, &head.mac, &mac),
         prev_seq: head.seq,
     };
     let id: Option<i64> = insert.get_result(conn).optional()?;
@@ -446,11 +446,8 @@ pub(crate) fn existing_events(conn: &mut PgConnection, ids: &[Uuid]) -> Result<V
         .load(conn)?)
 }
 
-#[derive(Insertable)]
-#[diesel(table_name = audit_logs)]
-#[diesel(treat_none_as_default_value = false)]
+/// One event's row as the single-statement append binds it.
 struct NewRow<'a> {
-    id: i64,
     event_id: Uuid,
     created_at: DateTime<Utc>,
     actor_kind: &'a str,
@@ -473,17 +470,9 @@ struct NewRow<'a> {
     chain_seq: i64,
 }
 
-fn new_row<'a>(
-    event: &'a AuditEvent,
-    id: i64,
-    chain: i16,
-    seq: i64,
-    prev_mac: &'a [u8; 32],
-    mac: &'a [u8; 32],
-) -> NewRow<'a> {
+fn new_row<'a>(event: &'a AuditEvent, chain: i16, seq: i64, prev_mac: &'a [u8; 32], mac: &'a [u8; 32]) -> NewRow<'a> {
     let context = event.context();
     NewRow {
-        id,
         chain_id: chain,
         chain_seq: seq,
         event_id: *event.event_id().as_uuid(),
@@ -621,6 +610,7 @@ fn copy_chained(
 ) -> Result<Vec<[u8; 32]>> {
     use crate::pg_copy::CopyEncoder;
     let macs = std::cell::RefCell::new(Vec::with_capacity(events.len()));
+    // The columns in `pg_copy::ROW_COLUMNS` order.
     let columns = (
         audit_logs::id,
         audit_logs::event_id,
@@ -653,7 +643,7 @@ fn copy_chained(
         for ((event, &id), seq) in events.iter().zip(ids).zip(head.seq + 1..) {
             let mac = chain.mac(&ChainFields::of_event(event, head.chain, seq), &prev);
             let context = event.context();
-            encoder.row(21).map_err(io)?;
+            encoder.row(crate::pg_copy::ROW_FIELDS).map_err(io)?;
             encoder.int8(id);
             encoder.bytes(event.event_id().as_uuid().as_bytes());
             encoder.int8(event.created_at().unix_micros() - PG_EPOCH_MICROS);
@@ -690,7 +680,6 @@ fn copy_chained(
 /// A chain head's id as this backend stores it.
 type HeadId = i16;
 
-/// A time as this backend stores it.
 /// Empties the personal fields of one row, as erasure does.
 fn empty_personal_fields(conn: &mut PgConnection, chain_id: i16, seq: i64) -> Result<usize> {
     Ok(diesel::update(
@@ -708,6 +697,7 @@ fn empty_personal_fields(conn: &mut PgConnection, chain_id: i16, seq: i64) -> Re
     .execute(conn)?)
 }
 
+/// A time as this backend stores it.
 fn db_time(at: zt_types::Timestamp) -> DateTime<Utc> {
     at.to_chrono()
 }

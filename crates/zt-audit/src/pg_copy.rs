@@ -122,11 +122,13 @@ impl<'w> CopyEncoder<'w> {
     }
 }
 
-/// The columns a chain range is read with, in this order.
-pub(crate) const RANGE_COLUMNS: &str = "id, event_id, created_at, actor_kind, user_id, user_email, action, \
+/// A row's columns, in the order both directions send them: batches are
+/// written with these, and chain ranges read with them.
+pub(crate) const ROW_COLUMNS: &str = "id, event_id, created_at, actor_kind, user_id, user_email, action, \
      resource, resource_id, metadata::text, client_ip, peer_ip, user_agent, status, error_code, request_id, \
      chain_version, prev_mac, mac, chain_id, chain_seq";
-const RANGE_FIELDS: i16 = 21;
+/// How many columns [`ROW_COLUMNS`] names.
+pub(crate) const ROW_FIELDS: i16 = 21;
 
 /// `COPY (SELECT … one chain range …) TO STDOUT`. COPY takes no bind
 /// parameters, so the range is read from three settings that
@@ -139,7 +141,7 @@ impl diesel::pg::CopyTarget for ChainRangeCopy {
 
     fn walk_target(mut pass: AstPass<'_, '_, Pg>) -> QueryResult<()> {
         pass.push_sql("(SELECT ");
-        pass.push_sql(RANGE_COLUMNS);
+        pass.push_sql(ROW_COLUMNS);
         pass.push_sql(
             " FROM audit_logs WHERE chain_id = current_setting('zt_audit.range_chain')::smallint \
              AND chain_seq > current_setting('zt_audit.range_after')::bigint \
@@ -182,7 +184,7 @@ fn malformed(what: impl Into<String>) -> Error {
     )
 }
 
-/// Reads a binary COPY stream of [`RANGE_COLUMNS`] rows as [`Row`]s, the
+/// Reads a binary COPY stream of [`ROW_COLUMNS`] rows as [`Row`]s, the
 /// shape diesel reads them in, so both decode the same way.
 pub(crate) struct CopyDecoder<R> {
     input: R,
@@ -267,8 +269,8 @@ impl<R: BufRead> CopyDecoder<R> {
         if fields == -1 {
             return Ok(None);
         }
-        if fields != RANGE_FIELDS {
-            return Err(malformed(format!("a row of {fields} fields, not {RANGE_FIELDS}")));
+        if fields != ROW_FIELDS {
+            return Err(malformed(format!("a row of {fields} fields, not {ROW_FIELDS}")));
         }
         let id = self
             .fixed::<8>("id")?
@@ -309,7 +311,7 @@ mod tests {
     fn sample_stream() -> Vec<u8> {
         let mut stream = Vec::new();
         let mut encoder = CopyEncoder::start(&mut stream);
-        encoder.row(RANGE_FIELDS).unwrap();
+        encoder.row(ROW_FIELDS).unwrap();
         encoder.int8(7);
         encoder.bytes(Uuid::from_u128(42).as_bytes());
         encoder.int8(1_000);

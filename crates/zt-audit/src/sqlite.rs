@@ -281,10 +281,7 @@ pub(crate) fn append(
 ) -> Result<Recorded> {
     let body = |conn: &mut SqliteConnection| -> Result<Recorded> {
         let (head, id) = reserve(conn, chain_of(target), 1)?;
-        let events = [event];
-        let row = Prepared::chain(chain, head, &events)
-            .next()
-            .ok_or_else(|| Error::new(ErrorKind::Database, "no row was prepared for the event"))?;
+        let row = Prepared::next(chain, head, event);
         diesel::insert_into(audit_logs::table)
             .values(row.new_row(id))
             .execute(conn)?;
@@ -443,25 +440,35 @@ struct Prepared<'a> {
 }
 
 impl<'a> Prepared<'a> {
+    /// `event` chained right after `head`.
+    fn next(chain: &Chain, head: Head, event: &'a AuditEvent) -> Self {
+        let seq = head.seq + 1;
+        let mac = chain.mac(&ChainFields::of_event(event, head.chain, seq), &head.mac);
+        let context = event.context();
+        Self {
+            event,
+            chain: head.chain,
+            seq,
+            prev_mac: head.mac,
+            mac,
+            event_id: event.event_id().to_string(),
+            created_at: event.created_at().to_string(),
+            client_ip: context.client_ip().map(|ip| ip.to_string()),
+            client_ip_bin: context.client_ip().map(|ip| ip_key(ip).to_vec()),
+            peer_ip: context.peer_ip().map(|ip| ip.to_string()),
+        }
+    }
+
     /// `events` chained one after the other from `start`.
     fn chain(chain: &'a Chain, start: Head, events: &'a [&'a AuditEvent]) -> impl Iterator<Item = Self> + 'a {
-        let mut prev_mac = start.mac;
-        events.iter().zip(start.seq + 1..).map(move |(event, seq)| {
-            let mac = chain.mac(&ChainFields::of_event(event, start.chain, seq), &prev_mac);
-            let context = event.context();
-            let row = Self {
-                event,
-                chain: start.chain,
-                seq,
-                prev_mac,
-                mac,
-                event_id: event.event_id().to_string(),
-                created_at: event.created_at().to_string(),
-                client_ip: context.client_ip().map(|ip| ip.to_string()),
-                client_ip_bin: context.client_ip().map(|ip| ip_key(ip).to_vec()),
-                peer_ip: context.peer_ip().map(|ip| ip.to_string()),
+        let mut head = start;
+        events.iter().map(move |event| {
+            let row = Self::next(chain, head, event);
+            head = Head {
+                chain: row.chain,
+                seq: row.seq,
+                mac: row.mac,
             };
-            prev_mac = mac;
             row
         })
     }
@@ -499,7 +506,6 @@ impl<'a> Prepared<'a> {
 /// A chain head's id as this backend stores it.
 type HeadId = i64;
 
-/// A time as this backend stores it: the fixed-width text, which sorts in time order.
 /// Empties the personal fields of one row, as erasure does.
 fn empty_personal_fields(conn: &mut SqliteConnection, chain_id: i16, seq: i64) -> Result<usize> {
     Ok(diesel::update(
@@ -518,6 +524,7 @@ fn empty_personal_fields(conn: &mut SqliteConnection, chain_id: i16, seq: i64) -
     .execute(conn)?)
 }
 
+/// A time as this backend stores it: the fixed-width text, which sorts in time order.
 fn db_time(at: Timestamp) -> String {
     at.to_string()
 }

@@ -219,9 +219,18 @@ fn checkpoint_directories_keep_every_file_and_find_the_newest(db: &TestDatabase)
 
 fn checkpoints_come_on_time_too(db: &TestDatabase) {
     let dir = CheckpointDir::new(db.scratch_dir().join("hourly")).unwrap();
+    // The sink holds a token, so the test sees when the thread lets go of it.
+    let token = Arc::new(());
+    let sink = {
+        let (dir, token) = (dir.clone(), Arc::clone(&token));
+        move |checkpoint: &SignedCheckpoint| -> Result<(), zt_audit::SinkError> {
+            let _held = &token;
+            zt_audit::CheckpointSink::store(&dir, checkpoint)
+        }
+    };
     // The interval, at its floor of one second, and no row count.
-    let log = open(db)
-        .with_auto_checkpoints(AutoCheckpoint::new(signing_key(), dir.clone()).every(Some(Duration::from_millis(1))));
+    let log =
+        open(db).with_auto_checkpoints(AutoCheckpoint::new(signing_key(), sink).every(Some(Duration::from_millis(1))));
     for i in 0..3 {
         log.record(&event(i)).unwrap();
     }
@@ -229,8 +238,13 @@ fn checkpoints_come_on_time_too(db: &TestDatabase) {
     // Nothing written since: no new checkpoint after further intervals.
     std::thread::sleep(Duration::from_millis(2_500));
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
-    // The thread ends with the log.
+    // The thread ends with the log, and lets go of the sink.
     drop(log);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Arc::strong_count(&token) > 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(Arc::strong_count(&token), 1, "the checkpoint thread outlived its log");
 }
 
 zt_testkit::backend_tests!(
