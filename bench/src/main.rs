@@ -505,6 +505,9 @@ fn batched_pg(admin_url: &str, scale: Scale, out: &std::path::Path) -> Result<(R
     let round_size = count.div_ceil(4);
     let (mut zt, mut baseline, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     for round in baseline_rows.chunks(round_size) {
+        // Each round starts right after a checkpoint, so that none falls
+        // inside one round and not the other.
+        diesel::sql_query("CHECKPOINT").execute(&mut raw_conn)?;
         let baseline_round = timed(|| {
             for chunk in round.chunks(5_000) {
                 let _ = diesel::copy_from(raw::pg::audit_logs_raw::table)
@@ -512,6 +515,7 @@ fn batched_pg(admin_url: &str, scale: Scale, out: &std::path::Path) -> Result<(R
                     .execute(&mut raw_conn);
             }
         });
+        diesel::sql_query("CHECKPOINT").execute(&mut raw_conn)?;
         let zt_round = pipeline_round(&pipeline, &mut zt_events, round.len());
         // Throughput: the baseline's time over zt's.
         ratios.push(baseline_round.as_secs_f64() / zt_round.as_secs_f64());
@@ -648,6 +652,7 @@ fn batched_sqlite(scale: Scale, out: &std::path::Path) -> Result<Row, BoxError> 
                 });
             }
         });
+        diesel::sql_query("CHECKPOINT").execute(&mut raw_conn)?;
         let zt_round = pipeline_round(&pipeline, &mut zt_events, round.len());
         ratios.push(baseline_round.as_secs_f64() / zt_round.as_secs_f64());
         baseline.push(per_second(round.len(), baseline_round));

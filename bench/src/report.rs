@@ -221,7 +221,8 @@ pub(crate) fn markdown(rows: &[Row], machine: &Machine, quick: bool) -> String {
          latency rows alternate zt and the baseline one operation at a time on the same pooled \
          connection (one server process), since on a small VM two connections' wake-up latencies \
          can differ fourfold by where the scheduler put them. The in-transaction rows run the same number of transactions \
-         per round, split over the writers; they, the batched rows and verification report the median round's throughput. Where a row runs \
+         per round, split over the writers; they, the batched rows and verification report the median round's throughput; each round of the \
+         PostgreSQL batched row starts right after a `CHECKPOINT`, so that none lands inside one side's round. Where a row runs \
          in rounds, the lowest and highest ratio of one round to the baseline's round beside it follow \
          its ratio: the noise that the median hides.\n",
         if quick { " --quick" } else { "" },
