@@ -131,7 +131,7 @@ pub struct ClientIpResolver {
 impl Default for ClientIpResolver {
     /// Trusts no proxy: the client IP is always the socket peer.
     fn default() -> Self {
-        Self::new(Vec::new())
+        Self::trusting(Vec::new())
     }
 }
 
@@ -142,9 +142,32 @@ impl ClientIpResolver {
     pub const DEFAULT_MAX_HOPS: usize = 32;
 
     /// A resolver that trusts `proxies` and reads `X-Forwarded-For`.
-    pub fn new(proxies: impl IntoIterator<Item = IpNetwork>) -> Self {
+    ///
+    /// A whole address family (`0.0.0.0/0`, `::/0`) is refused, as in
+    /// [`ClientIpResolver::from_cidrs`].
+    pub fn new(proxies: impl IntoIterator<Item = IpNetwork>) -> Result<Self, FieldError> {
+        let trusted = proxies
+            .into_iter()
+            .map(|net| {
+                if net.prefix() == 0 {
+                    Err(FieldError::new(
+                        "trusted_proxies",
+                        FieldErrorKind::InvalidFormat(
+                            "a range narrower than a whole address family (0.0.0.0/0 and ::/0 \
+                             would let any client choose its IP); name the proxies' own addresses",
+                        ),
+                    ))
+                } else {
+                    Ok(net)
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self::trusting(trusted))
+    }
+
+    fn trusting(trusted: Vec<IpNetwork>) -> Self {
         Self {
-            trusted: proxies.into_iter().collect(),
+            trusted,
             header: ForwardingHeader::default(),
             max_header_bytes: Self::DEFAULT_MAX_HEADER_BYTES,
             max_hops: Self::DEFAULT_MAX_HOPS,
@@ -164,25 +187,15 @@ impl ClientIpResolver {
         let nets = cidrs
             .into_iter()
             .map(|cidr| {
-                let net = cidr.as_ref().trim().parse::<IpNetwork>().map_err(|_| {
+                cidr.as_ref().trim().parse::<IpNetwork>().map_err(|_| {
                     FieldError::new(
                         "trusted_proxies",
                         FieldErrorKind::InvalidFormat("an IP address or CIDR block"),
                     )
-                })?;
-                if net.prefix() == 0 {
-                    return Err(FieldError::new(
-                        "trusted_proxies",
-                        FieldErrorKind::InvalidFormat(
-                            "a range narrower than a whole address family (0.0.0.0/0 and ::/0 \
-                             would let any client choose its IP); name the proxies' own addresses",
-                        ),
-                    ));
-                }
-                Ok(net)
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self::new(nets))
+        Self::new(nets)
     }
 
     /// Which header to read. Default: [`ForwardingHeader::XForwardedFor`].
@@ -601,6 +614,14 @@ mod tests {
             assert!(error.to_string().contains("whole address family"), "{error}");
         }
         assert!(ClientIpResolver::from_cidrs(["0.0.0.0/1", "::/1"]).is_ok());
+        // The typed constructor refuses them too.
+        for everyone in ["0.0.0.0/0", "::/0"] {
+            let net: IpNetwork = everyone.parse().unwrap();
+            let error = ClientIpResolver::new([net]).unwrap_err();
+            assert!(error.to_string().contains("whole address family"), "{error}");
+        }
+        let proxy: IpNetwork = "10.0.0.0/8".parse().unwrap();
+        assert!(ClientIpResolver::new([proxy]).is_ok());
     }
 
     #[test]
