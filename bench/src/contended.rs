@@ -9,6 +9,11 @@
 //! baseline is the same transaction without the audit write. zt and the
 //! baseline alternate rounds; each round runs a fixed number of transactions
 //! split over the writers.
+//!
+//! At 16 writers a third kind of round writes the same row with a plain
+//! diesel insert into a copy of `audit_logs` (same indexes, no chain, no zt
+//! code): what storing the row costs at all, so that zt's own cost, the
+//! chain, shows apart from it.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
@@ -20,7 +25,7 @@ use zt_audit::AuditLog;
 use zt_types::AuditEvent;
 
 use crate::report::{self, Direction, Row};
-use crate::{BoxError, Scale, event, fresh_database, key};
+use crate::{BoxError, Scale, event, fresh_database, key, raw};
 
 type AppPool = R2d2Pool<ConnectionManager<PgConnection>>;
 
@@ -37,13 +42,19 @@ fn name(writers: usize) -> &'static str {
 /// The writer counts measured.
 pub(crate) const WRITERS: [usize; 3] = [1, 4, 16];
 
-/// One business transaction; with `audit`, its audit event too.
-fn transaction(
-    pool: &AppPool,
-    writer: usize,
-    n: usize,
-    audit: Option<(&AuditLog, &AuditEvent)>,
-) -> Result<(), BoxError> {
+/// What a transaction writes besides its business row.
+#[derive(Clone, Copy)]
+enum Audit<'a> {
+    /// Nothing: the baseline.
+    Nothing,
+    /// The next event, through `AuditLog::record_in`.
+    Zt(&'a AuditLog, &'a [AuditEvent], &'a AtomicUsize),
+    /// The next event's row, through a plain diesel insert.
+    PlainRow(&'a [raw::PgRow], &'a AtomicUsize),
+}
+
+/// One business transaction, and what `audit` says to write with it.
+fn transaction(pool: &AppPool, writer: usize, n: usize, audit: Audit<'_>) -> Result<(), BoxError> {
     let mut conn = pool.get()?;
     conn.transaction(|conn| -> Result<(), BoxError> {
         diesel::sql_query("SELECT pg_sleep(0.002)").execute(conn)?;
@@ -52,8 +63,18 @@ fn transaction(
             .bind::<BigInt, _>(i64::try_from(n)?)
             .bind::<Text, _>("order placed")
             .execute(conn)?;
-        if let Some((log, event)) = audit {
-            log.record_in(conn, event)?;
+        match audit {
+            Audit::Nothing => {}
+            Audit::Zt(log, events, next) => {
+                let event = events.get(next.fetch_add(1, Ordering::Relaxed));
+                log.record_in(conn, event.ok_or("ran out of prepared events")?)?;
+            }
+            Audit::PlainRow(rows, next) => {
+                let row = rows.get(next.fetch_add(1, Ordering::Relaxed));
+                diesel::insert_into(raw::pg::audit_logs_raw::table)
+                    .values(row.ok_or("ran out of prepared rows")?)
+                    .execute(conn)?;
+            }
         }
         Ok(())
     })
@@ -61,12 +82,7 @@ fn transaction(
 
 /// Runs `total` transactions split over `writers` threads; returns
 /// transactions per second and the number that failed.
-fn round(
-    pool: &AppPool,
-    writers: usize,
-    total: usize,
-    audit: Option<(&AuditLog, &[AuditEvent], &AtomicUsize)>,
-) -> (f64, usize) {
+fn round(pool: &AppPool, writers: usize, total: usize, audit: Audit<'_>) -> (f64, usize) {
     let failures = AtomicUsize::new(0);
     let started = Instant::now();
     std::thread::scope(|scope| {
@@ -75,16 +91,7 @@ fn round(
             scope.spawn(move || {
                 let mine = total / writers + usize::from(writer < total % writers);
                 for n in 0..mine {
-                    let result = match audit {
-                        Some((log, events, next)) => {
-                            let i = next.fetch_add(1, Ordering::Relaxed);
-                            match events.get(i) {
-                                Some(event) => transaction(pool, writer, n, Some((log, event))),
-                                None => Err("ran out of prepared events".into()),
-                            }
-                        }
-                        None => transaction(pool, writer, n, None),
-                    };
+                    let result = transaction(pool, writer, n, audit);
                     if let Err(error) = result
                         && failures.fetch_add(1, Ordering::Relaxed) == 0
                     {
@@ -100,8 +107,9 @@ fn round(
     )
 }
 
-/// The row for `writers` concurrent writers.
-pub(crate) fn contended(admin_url: &str, scale: Scale, writers: usize) -> Result<Row, BoxError> {
+/// The row for `writers` concurrent writers; at 16 writers, also zt against
+/// a plain insert of the same row.
+pub(crate) fn contended(admin_url: &str, scale: Scale, writers: usize) -> Result<Vec<Row>, BoxError> {
     let url = fresh_database(admin_url, &format!("contended{writers}"))?;
     let size = u32::try_from(writers + 2)?;
     let pool: AppPool = R2d2Pool::builder()
@@ -114,43 +122,80 @@ pub(crate) fn contended(admin_url: &str, scale: Scale, writers: usize) -> Result
         "CREATE TABLE bench_orders (id bigserial PRIMARY KEY, writer integer NOT NULL, n bigint NOT NULL, note text NOT NULL)",
     )
     .execute(&mut pool.get()?)?;
+    let plain_rows = writers == PLAIN_ROW_WRITERS;
+    if plain_rows {
+        diesel::sql_query("CREATE TABLE audit_logs_raw (LIKE audit_logs INCLUDING ALL)").execute(&mut pool.get()?)?;
+    }
 
     let per_round = scale.contended_per_round;
     let warmup = writers * 4;
-    let events: Vec<AuditEvent> = (0..scale.contended_rounds * per_round + warmup)
-        .map(event)
-        .collect::<Result<_, _>>()?;
-    let next = AtomicUsize::new(0);
-    // Warm both paths: connections, prepared statements, the chain head.
-    let (_, failed_zt) = round(&pool, writers, warmup, Some((&log, &events, &next)));
-    let (_, failed_raw) = round(&pool, writers, warmup, None);
-    let mut failures = failed_zt + failed_raw;
+    let count = scale.contended_rounds * per_round + warmup;
+    let events: Vec<AuditEvent> = (0..count).map(event).collect::<Result<_, _>>()?;
+    let rows: Vec<raw::PgRow> = if plain_rows {
+        let others: Vec<AuditEvent> = (0..count).map(event).collect::<Result<_, _>>()?;
+        (1..)
+            .zip(&others)
+            .map(|(id, event)| raw::PgRow::of(event, id))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let (next_event, next_row) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let zt_audit = Audit::Zt(&log, &events, &next_event);
+    let plain_audit = Audit::PlainRow(&rows, &next_row);
+    let mut kinds = vec![zt_audit, Audit::Nothing];
+    if plain_rows {
+        kinds.push(plain_audit);
+    }
+    // Warm every path: connections, prepared statements, the chain heads.
+    let mut failures = 0;
+    for &audit in &kinds {
+        failures += round(&pool, writers, warmup, audit).1;
+    }
 
-    let (mut zt, mut baseline) = (Vec::new(), Vec::new());
+    let (mut zt, mut baseline, mut plain) = (Vec::new(), Vec::new(), Vec::new());
     for round_index in 0..scale.contended_rounds {
-        // Alternate which goes first, so neither always meets the bigger table.
-        for is_zt in [round_index % 2 == 0, round_index % 2 != 0] {
-            let (rate, failed) = if is_zt {
-                round(&pool, writers, per_round, Some((&log, &events, &next)))
-            } else {
-                round(&pool, writers, per_round, None)
-            };
+        // Rotate which goes first, so none always meets the bigger tables.
+        for k in 0..kinds.len() {
+            let kind = (round_index + k) % kinds.len();
+            let (rate, failed) = round(&pool, writers, per_round, kinds[kind]);
             failures += failed;
-            if is_zt { zt.push(rate) } else { baseline.push(rate) }
+            [&mut zt, &mut baseline, &mut plain][kind].push(rate);
         }
     }
     if failures > 0 {
         return Err(format!("{failures} contended transactions failed with {writers} writers").into());
     }
     let ratios: Vec<f64> = zt.iter().zip(&baseline).map(|(z, b)| z / b).collect();
-    Ok(Row::new(
-        name(writers),
-        "transactions/s",
-        crate::measure::median_rate(zt),
-        crate::measure::median_rate(baseline),
-        "the same transactions without the audit write",
-        Direction::HigherIsBetter,
-        report::Target::RatioAtLeast(0.8),
-    )
-    .with_ratio_spread(crate::measure::spread(&ratios)))
+    let mut out = vec![
+        Row::new(
+            name(writers),
+            "transactions/s",
+            crate::measure::median_rate(zt.clone()),
+            crate::measure::median_rate(baseline),
+            "the same transactions without the audit write",
+            Direction::HigherIsBetter,
+            report::Target::RatioAtLeast(0.8),
+        )
+        .with_ratio_spread(crate::measure::spread(&ratios)),
+    ];
+    if plain_rows {
+        let ratios: Vec<f64> = zt.iter().zip(&plain).map(|(z, p)| z / p).collect();
+        out.push(
+            Row::new(
+                "in-transaction audit, 16 writers, against the row alone (PostgreSQL)",
+                "transactions/s",
+                crate::measure::median_rate(zt),
+                crate::measure::median_rate(plain),
+                "the same transactions with a plain diesel insert of the same row, no chain",
+                Direction::HigherIsBetter,
+                report::Target::None,
+            )
+            .with_ratio_spread(crate::measure::spread(&ratios)),
+        );
+    }
+    Ok(out)
 }
+
+/// The writer count at which the row alone is measured too.
+const PLAIN_ROW_WRITERS: usize = 16;

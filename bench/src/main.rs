@@ -165,7 +165,7 @@ fn run() -> Result<(), BoxError> {
     }
     if wanted("in-transaction audit, N writers (PostgreSQL)") {
         for writers in contended::WRITERS {
-            rows.push(contended::contended(&args.pg, scale, writers)?);
+            rows.extend(contended::contended(&args.pg, scale, writers)?);
         }
     }
     if wanted("session revalidation (PostgreSQL)") {

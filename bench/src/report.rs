@@ -21,6 +21,8 @@ pub(crate) enum Target {
     RatioAtLeast(f64),
     /// zt's figure at most this, in the row's unit.
     AtMost(f64),
+    /// No target: the row shows where a cost lies.
+    None,
 }
 
 impl Target {
@@ -29,6 +31,7 @@ impl Target {
             Self::RatioAtMost(ratio) => format!("ratio ≤ {ratio}"),
             Self::RatioAtLeast(ratio) => format!("ratio ≥ {ratio}"),
             Self::AtMost(value) => format!("≤ {value} {unit}"),
+            Self::None => "none (it shows where the cost lies)".to_owned(),
         }
     }
 }
@@ -85,18 +88,21 @@ impl Row {
         }
     }
 
-    fn met(&self) -> bool {
+    /// Whether the target is met; `None` for a row without one.
+    fn met(&self) -> Option<bool> {
         match self.target {
-            Target::RatioAtMost(limit) => self.ratio() <= limit,
-            Target::RatioAtLeast(limit) => self.ratio() >= limit,
-            Target::AtMost(limit) => self.zt <= limit,
+            Target::RatioAtMost(limit) => Some(self.ratio() <= limit),
+            Target::RatioAtLeast(limit) => Some(self.ratio() >= limit),
+            Target::AtMost(limit) => Some(self.zt <= limit),
+            Target::None => None,
         }
     }
 }
 
 /// The results as a JSON list of objects with `name`, `unit`, `zt`,
 /// `baseline` and `ratio` (zt over baseline), plus what the baseline is,
-/// which direction is better, the target and whether it is met.
+/// which direction is better, the target and whether it is met (null for a
+/// row without a target).
 pub(crate) fn json(rows: &[Row]) -> String {
     let list: Vec<serde_json::Value> = rows
         .iter()
@@ -249,7 +255,11 @@ pub(crate) fn markdown(rows: &[Row], machine: &Machine, quick: bool) -> String {
                 .map(|(low, high)| format!(" ({low:.2}–{high:.2})"))
                 .unwrap_or_default(),
             row.target.describe(row.unit),
-            if row.met() { "yes" } else { "**no**" },
+            match row.met() {
+                Some(true) => "yes",
+                Some(false) => "**no**",
+                None => "—",
+            },
         );
     }
     out.push_str(
