@@ -58,6 +58,13 @@
 //! | pipeline, spooled, fsync off | as above, `{ fsync: false }` | the event is in the OS page cache: it survives a process crash, not a power failure | as above | no sync; batched writes |
 //! | pipeline, memory | [`Pipeline::submit`] with [`SubmitMode::Memory`] | the event is in the bounded in-memory queue: a crash loses the queue | the writer spools what it cannot write and replays it later | fastest |
 //!
+//! An in-transaction write is a second, wide insert in every audited
+//! transaction: on a server that is busy, most of its cost is storing the row
+//! and its indexes, and the chain head adds the rest (the rows
+//! "in-transaction audit" of the repository's `BENCHMARKS.md` show both).
+//! Where throughput matters more than committing with the business change,
+//! the pipeline writes the same rows in batches through COPY.
+//!
 //! SQLite runs with `synchronous = FULL` by default (see `zt_db::Synchronous`),
 //! so a committed event survives a power failure. Replays are idempotent by
 //! event id: an event already stored is skipped, never duplicated. A full
