@@ -652,7 +652,6 @@ fn batched_sqlite(scale: Scale, out: &std::path::Path) -> Result<Row, BoxError> 
                 });
             }
         });
-        diesel::sql_query("CHECKPOINT").execute(&mut raw_conn)?;
         let zt_round = pipeline_round(&pipeline, &mut zt_events, round.len());
         ratios.push(baseline_round.as_secs_f64() / zt_round.as_secs_f64());
         baseline.push(per_second(round.len(), baseline_round));
