@@ -177,7 +177,7 @@ pub(crate) fn contended(admin_url: &str, scale: Scale, writers: usize) -> Result
             Direction::HigherIsBetter,
             report::Target::RatioAtLeast(0.8),
         )
-        .with_ratio_spread(crate::measure::spread(&ratios)),
+        .with_round_ratios(&ratios),
     ];
     if plain_rows {
         let ratios: Vec<f64> = zt.iter().zip(&plain).map(|(z, p)| z / p).collect();
@@ -191,7 +191,7 @@ pub(crate) fn contended(admin_url: &str, scale: Scale, writers: usize) -> Result
                 Direction::HigherIsBetter,
                 report::Target::None,
             )
-            .with_ratio_spread(crate::measure::spread(&ratios)),
+            .with_round_ratios(&ratios),
         );
     }
     Ok(out)

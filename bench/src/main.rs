@@ -364,7 +364,7 @@ fn durable_write(admin_url: &str, scale: Scale) -> Result<Row, BoxError> {
         Direction::LowerIsBetter,
         report::Target::RatioAtMost(1.25),
     )
-    .with_ratio_spread(measured.spread))
+    .with_round_ratios(&measured.ratios))
 }
 
 /// A session check, with or without the session registry (NIST AAL2
@@ -452,7 +452,7 @@ fn session_check(admin_url: &str, scale: Scale, registry: bool) -> Result<Row, B
         // The registry adds a second lookup, of the session's own row.
         report::Target::RatioAtMost(if registry { 1.3 } else { 1.2 }),
     )
-    .with_ratio_spread(measured.spread))
+    .with_round_ratios(&measured.ratios))
 }
 
 fn pipeline(log: &AuditLog, spool: PathBuf) -> Result<Pipeline, BoxError> {
@@ -539,7 +539,7 @@ fn batched_pg(admin_url: &str, scale: Scale, out: &std::path::Path) -> Result<(R
         Direction::HigherIsBetter,
         report::Target::RatioAtLeast(0.95),
     )
-    .with_ratio_spread(measure::spread(&ratios));
+    .with_round_ratios(&ratios);
 
     // Verification reads what the pipeline wrote; the baseline reads the
     // same rows out in one binary COPY. They alternate in five rounds, on
@@ -571,7 +571,7 @@ fn batched_pg(admin_url: &str, scale: Scale, out: &std::path::Path) -> Result<(R
         Direction::HigherIsBetter,
         report::Target::RatioAtLeast(0.9),
     )
-    .with_ratio_spread(measure::spread(&ratios));
+    .with_round_ratios(&ratios);
     Ok((batched, verify))
 }
 
@@ -671,7 +671,7 @@ fn batched_sqlite(scale: Scale, out: &std::path::Path) -> Result<Row, BoxError> 
         Direction::HigherIsBetter,
         report::Target::RatioAtLeast(0.9),
     )
-    .with_ratio_spread(measure::spread(&ratios)))
+    .with_round_ratios(&ratios))
 }
 
 fn sanitize(scale: Scale) -> Row {
@@ -697,7 +697,7 @@ fn sanitize(scale: Scale) -> Row {
         Direction::LowerIsBetter,
         report::Target::AtMost(2.0),
     )
-    .with_ratio_spread(measured.spread)
+    .with_round_ratios(&measured.ratios)
 }
 
 fn monitor_record(scale: Scale) -> Result<Row, BoxError> {

@@ -11,7 +11,8 @@ pub(crate) struct Interleaved {
     pub(crate) baseline: Duration,
     /// The lowest and highest ratio of one round of zt to the baseline's
     /// round beside it: the noise the median hides.
-    pub(crate) spread: (f64, f64),
+    /// Each round's zt mean over the baseline's mean in the same round.
+    pub(crate) ratios: Vec<f64>,
 }
 
 /// The median of per-round mean times per operation of `zt` and `baseline`,
@@ -95,8 +96,8 @@ pub(crate) fn interleaved_pairs(
     summarize(zt_means, baseline_means)
 }
 
-/// The medians of the per-round means, and the lowest and highest ratio of
-/// one round to the baseline's round beside it.
+/// The medians of the per-round means, and each round's ratio to the
+/// baseline's round beside it.
 fn summarize(zt_means: Vec<Duration>, baseline_means: Vec<Duration>) -> Interleaved {
     let ratios: Vec<f64> = zt_means
         .iter()
@@ -106,7 +107,20 @@ fn summarize(zt_means: Vec<Duration>, baseline_means: Vec<Duration>) -> Interlea
     Interleaved {
         zt: median(zt_means),
         baseline: median(baseline_means),
-        spread: spread(&ratios),
+        ratios,
+    }
+}
+
+/// The median of some per-round ratios: the middle one, or the mean of the
+/// two in the middle.
+pub(crate) fn median_ratio(ratios: &[f64]) -> f64 {
+    let mut sorted = ratios.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    match n {
+        0 => f64::NAN,
+        _ if n % 2 == 1 => sorted[n / 2],
+        _ => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
     }
 }
 

@@ -43,6 +43,8 @@ pub(crate) struct Row {
     /// The lowest and highest ratio of one round's figures, for rows
     /// measured in paired rounds.
     ratio_spread: Option<(f64, f64)>,
+    /// The median of the per-round ratios, for rows measured in paired rounds.
+    round_ratio: Option<f64>,
     unit: &'static str,
     zt: f64,
     baseline: f64,
@@ -64,6 +66,7 @@ impl Row {
         Self {
             name,
             ratio_spread: None,
+            round_ratio: None,
             unit,
             zt,
             baseline,
@@ -73,15 +76,22 @@ impl Row {
         }
     }
 
-    /// Adds the spread of the per-round ratios.
-    pub(crate) fn with_ratio_spread(mut self, spread: (f64, f64)) -> Self {
-        self.ratio_spread = Some(spread);
+    /// For a row measured in paired rounds: its ratio becomes the median of
+    /// the rounds' ratios, each zt's round over the baseline's round beside
+    /// it, so that a drift of the machine between rounds, which both sides of
+    /// a pair share, cancels; their lowest and highest are kept as the spread.
+    pub(crate) fn with_round_ratios(mut self, ratios: &[f64]) -> Self {
+        self.round_ratio = Some(crate::measure::median_ratio(ratios));
+        self.ratio_spread = Some(crate::measure::spread(ratios));
         self
     }
 
-    /// zt over baseline.
+    /// zt over baseline: the median of the rounds' ratios where there are
+    /// rounds.
     fn ratio(&self) -> f64 {
-        if self.baseline == 0.0 {
+        if let Some(ratio) = self.round_ratio {
+            ratio
+        } else if self.baseline == 0.0 {
             f64::NAN
         } else {
             self.zt / self.baseline
@@ -229,8 +239,10 @@ pub(crate) fn markdown(rows: &[Row], machine: &Machine, quick: bool) -> String {
          can differ fourfold by where the scheduler put them. The in-transaction rows run the same number of transactions \
          per round, split over the writers; they, the batched rows and verification report the median round's throughput; each round of the \
          PostgreSQL batched row starts right after a `CHECKPOINT`, so that none lands inside one side's round. Where a row runs \
-         in rounds, the lowest and highest ratio of one round to the baseline's round beside it follow \
-         its ratio: the noise that the median hides.\n",
+         in paired rounds, its ratio is the median of the rounds' ratios, each zt's round over the \
+         baseline's round beside it, so that a drift of the machine, which both sides of a pair share, \
+         cancels; the lowest and highest of them follow it, the noise that the median hides. The zt and \
+         baseline columns are each side's median round, so their quotient can differ from the ratio.\n",
         if quick { " --quick" } else { "" },
         machine.cpu,
         machine.cores,
@@ -324,5 +336,33 @@ mod tests {
             format!("new table\n\n{SOAK_BEGIN}\n## Soak\n\nfigures\n{SOAK_END}\n")
         );
         assert_eq!(keep_soak_section("old table\n", "new\n".to_owned()), "new\n");
+    }
+
+    #[test]
+    fn a_row_in_rounds_reports_the_median_of_its_rounds_ratios() {
+        let row = |ratios: &[f64]| {
+            Row::new(
+                "r",
+                "events/s",
+                80.0,
+                100.0,
+                "b",
+                Direction::HigherIsBetter,
+                Target::RatioAtLeast(0.9),
+            )
+            .with_round_ratios(ratios)
+        };
+        // The quotient of the columns is 0.8; the rounds say otherwise.
+        let odd = row(&[0.95, 0.7, 0.92]);
+        assert_eq!(odd.ratio(), 0.92);
+        assert_eq!(odd.ratio_spread, Some((0.7, 0.95)));
+        assert_eq!(odd.met(), Some(true));
+        let even = row(&[0.8, 0.9, 1.0, 0.6]);
+        assert!((even.ratio() - 0.85).abs() < 1e-12);
+        assert_eq!(even.met(), Some(false));
+        // Without rounds, the columns' quotient.
+        let plain = Row::new("r", "us", 1.2, 1.0, "b", Direction::LowerIsBetter, Target::None);
+        assert!((plain.ratio() - 1.2).abs() < 1e-12);
+        assert_eq!(plain.met(), None);
     }
 }
