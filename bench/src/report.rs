@@ -238,7 +238,8 @@ pub(crate) fn markdown(rows: &[Row], machine: &Machine, quick: bool) -> String {
          connection (one server process), since on a small VM two connections' wake-up latencies \
          can differ fourfold by where the scheduler put them. The in-transaction rows run the same number of transactions \
          per round, split over the writers; they, the batched rows and verification report the median round's throughput; each round of the \
-         PostgreSQL batched row starts right after a `CHECKPOINT`, so that none lands inside one side's round. Where a row runs \
+         PostgreSQL batched row starts right after a `CHECKPOINT`, so that none lands inside one side's round, \
+         and an uncounted round warms both sides first. Where a row runs \
          in paired rounds, its ratio is the median of the rounds' ratios, each zt's round over the \
          baseline's round beside it, so that a drift of the machine, which both sides of a pair share, \
          cancels; the lowest and highest of them follow it, the noise that the median hides. The zt and \
