@@ -77,16 +77,13 @@ pub(crate) fn interleaved_pairs(
                 }
                 started.elapsed()
             };
-            let (first, second) = (i % 2 == 0, i % 2 != 0);
-            let a = time(first);
-            let b = time(second);
-            if first {
-                zt_total += a;
-                baseline_total += b;
-            } else {
-                zt_total += b;
-                baseline_total += a;
-            }
+            // Alternate which side goes first within a pair.
+            let zt_first = i % 2 == 0;
+            let first = time(zt_first);
+            let second = time(!zt_first);
+            let (zt_time, baseline_time) = if zt_first { (first, second) } else { (second, first) };
+            zt_total += zt_time;
+            baseline_total += baseline_time;
             next += 1;
         }
         let per = u32::try_from(per_round.max(1)).unwrap_or(u32::MAX);

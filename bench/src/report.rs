@@ -296,26 +296,28 @@ pub(crate) fn keep_soak_section(existing: &str, mut generated: String) -> String
         (SOAK_BEGIN, SOAK_END),
         (crate::scale::SCALE_BEGIN, crate::scale::SCALE_END),
     ] {
-        if let Some(start) = existing.find(begin)
-            && let Some(len) = existing[start..].find(end)
-        {
+        if let Some(span) = section_span(existing, begin, end) {
             generated.push('\n');
-            generated.push_str(&existing[start..start + len + end.len()]);
+            generated.push_str(&existing[span]);
             generated.push('\n');
         }
     }
     generated
 }
 
+/// Where the section from `begin` to `end`, both included, is in `existing`.
+fn section_span(existing: &str, begin: &str, end: &str) -> Option<std::ops::Range<usize>> {
+    let start = existing.find(begin)?;
+    let len = existing[start..].find(end)?;
+    Some(start..start + len + end.len())
+}
+
 /// `existing` with the section between `begin` and `end` replaced by
 /// `section`, or with it appended.
 pub(crate) fn with_section(existing: &str, begin: &str, end: &str, section: &str) -> String {
     let block = format!("{begin}\n{}\n{end}", section.trim_end());
-    if let Some(start) = existing.find(begin)
-        && let Some(len) = existing[start..].find(end)
-    {
-        let stop = start + len + end.len();
-        return format!("{}{block}{}", &existing[..start], &existing[stop..]);
+    if let Some(span) = section_span(existing, begin, end) {
+        return format!("{}{block}{}", &existing[..span.start], &existing[span.end..]);
     }
     let mut out = existing.trim_end().to_owned();
     out.push_str("\n\n");
