@@ -110,7 +110,8 @@ fn round(pool: &AppPool, writers: usize, total: usize, audit: Audit<'_>) -> (f64
 /// The row for `writers` concurrent writers; at 16 writers, also zt against
 /// a plain insert of the same row.
 pub(crate) fn contended(admin_url: &str, scale: Scale, writers: usize) -> Result<Vec<Row>, BoxError> {
-    let url = fresh_database(admin_url, &format!("contended{writers}"))?;
+    let database = fresh_database(admin_url, &format!("contended{writers}"))?;
+    let url = database.url().to_owned();
     let size = u32::try_from(writers + 2)?;
     let pool: AppPool = R2d2Pool::builder()
         .max_size(size)

@@ -54,7 +54,8 @@ fn ingest(conn: &mut PgConnection, rows: &[raw::PgRow], indexes: &[String]) -> R
 
 /// The section of BENCHMARKS.md: each index's share of the ingest cost.
 pub(crate) fn section(admin_url: &str, count: usize) -> Result<String, BoxError> {
-    let url = fresh_database(admin_url, "indexes")?;
+    let database = fresh_database(admin_url, "indexes")?;
+    let url = database.url().to_owned();
     let mut conn = PgConnection::establish(&url)?;
     zt_audit::run_migrations(&mut conn)?;
     #[derive(QueryableByName)]

@@ -197,7 +197,8 @@ fn run() -> Result<(), BoxError> {
         .and_then(|only| only.strip_prefix("verify-direct="))
     {
         // A diagnostic: verification and the COPY-out baseline, alone, on
-        // a database an earlier run left, for a profiler to watch.
+        // a database an earlier run kept (`ZT_BENCH_KEEP_DATABASES=1`), for a
+        // profiler to watch.
         let log = AuditLog::new(
             Pool::connect_with(&url.parse()?, &PoolConfig::new().max_size(4))?,
             &key(),
@@ -254,13 +255,52 @@ fn run() -> Result<(), BoxError> {
     Ok(())
 }
 
-/// A fresh database on the benchmark server; returns its URL.
-pub(crate) fn fresh_database(admin_url: &str, name: &str) -> Result<String, BoxError> {
+/// A database of one benchmark row, dropped when the row is done, so that
+/// no row's leftovers (tables that autovacuum still works on, their disk)
+/// weigh on the rows after it. `ZT_BENCH_KEEP_DATABASES=1` keeps them, for
+/// `--only verify-direct=URL` and other looks afterwards.
+pub(crate) struct BenchDatabase {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl BenchDatabase {
+    /// Its URL.
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl Drop for BenchDatabase {
+    fn drop(&mut self) {
+        if std::env::var_os("ZT_BENCH_KEEP_DATABASES").is_some() {
+            return;
+        }
+        let dropped = PgConnection::establish(&self.admin_url)
+            .map_err(BoxError::from)
+            .and_then(|mut admin| {
+                diesel::sql_query(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
+                    .execute(&mut admin)
+                    .map_err(BoxError::from)
+            });
+        if let Err(error) = dropped {
+            eprintln!("zt-bench: could not drop database {}: {error}", self.name);
+        }
+    }
+}
+
+/// A fresh database on the benchmark server.
+pub(crate) fn fresh_database(admin_url: &str, name: &str) -> Result<BenchDatabase, BoxError> {
     let mut admin = PgConnection::establish(admin_url)?;
     let database = format!("zt_bench_{name}_{}", uuid::Uuid::new_v4().simple());
     diesel::sql_query(format!("CREATE DATABASE {database}")).execute(&mut admin)?;
     let base = admin_url.rsplit_once('/').map_or(admin_url, |(base, _)| base);
-    Ok(format!("{base}/{database}"))
+    Ok(BenchDatabase {
+        admin_url: admin_url.to_owned(),
+        url: format!("{base}/{database}"),
+        name: database,
+    })
 }
 
 pub(crate) fn key() -> ChainKey {
@@ -309,7 +349,8 @@ fn on_pooled_pg<T>(pool: &Pool, op: impl FnOnce(&mut PgConnection) -> QueryResul
 }
 
 fn durable_write(admin_url: &str, scale: Scale) -> Result<Row, BoxError> {
-    let url = fresh_database(admin_url, "durable")?;
+    let database = fresh_database(admin_url, "durable")?;
+    let url = database.url().to_owned();
     let pool = Pool::connect_with(&url.parse()?, &PoolConfig::new().max_size(1))?;
     let log = AuditLog::new(pool.clone(), &key());
     log.migrate()?;
@@ -371,7 +412,8 @@ fn durable_write(admin_url: &str, scale: Scale) -> Result<Row, BoxError> {
 /// timeouts; sessions registered beforehand, so that checks within the
 /// touch interval write nothing), beside a plain primary-key lookup.
 fn session_check(admin_url: &str, scale: Scale, registry: bool) -> Result<Row, BoxError> {
-    let url = fresh_database(admin_url, if registry { "registry" } else { "session" })?;
+    let database = fresh_database(admin_url, if registry { "registry" } else { "session" })?;
+    let url = database.url().to_owned();
     let pool = Pool::connect_with(&url.parse()?, &PoolConfig::new().max_size(1))?;
     let store = zt_session::UserStore::new(pool.clone());
     store.migrate()?;
@@ -486,7 +528,8 @@ fn submit_all(pipeline: &Pipeline, events: Vec<AuditEvent>) -> Result<(), BoxErr
 const BATCHED_ROUNDS: usize = 4;
 
 fn batched_pg(admin_url: &str, scale: Scale, out: &std::path::Path) -> Result<(Row, Row), BoxError> {
-    let url = fresh_database(admin_url, "batch")?;
+    let database = fresh_database(admin_url, "batch")?;
+    let url = database.url().to_owned();
     let log = AuditLog::new(
         Pool::connect_with(&url.parse()?, &PoolConfig::new().max_size(2))?,
         &key(),
@@ -776,7 +819,8 @@ fn burst_memory(admin_url: &str, quick: bool) -> Result<Row, BoxError> {
 
 /// The child: prints the idle and the burst peak RSS in MiB.
 fn rss_child(admin_url: &str, count: usize) -> Result<(), BoxError> {
-    let url = fresh_database(admin_url, "burst")?;
+    let database = fresh_database(admin_url, "burst")?;
+    let url = database.url().to_owned();
     let log = AuditLog::new(
         Pool::connect_with(&url.parse()?, &PoolConfig::new().max_size(2))?,
         &key(),

@@ -53,7 +53,8 @@ use crate::measure::median;
 
 /// Loads `total` rows and measures; returns the markdown section.
 pub(crate) fn run(admin_url: &str, total: usize) -> Result<String, BoxError> {
-    let url = crate::fresh_database(admin_url, "scale")?;
+    let database = crate::fresh_database(admin_url, "scale")?;
+    let url = database.url().to_owned();
     let log = AuditLog::new(
         Pool::connect_with(&url.parse()?, &PoolConfig::new().max_size(4))?,
         &crate::key(),
