@@ -555,6 +555,27 @@ pub(crate) fn append_batch(
                 audit_chain_head::mac.eq(&last_mac[..]),
             ))
             .execute(conn)?;
+        let head_after = Head {
+            chain: head.chain,
+            seq: last_seq,
+            mac: last_mac,
+        };
+        if fresh.len() == events.len() {
+            // Every event was new and given once: the rows are the results.
+            let recorded = ids
+                .iter()
+                .zip(&macs)
+                .zip(head.seq + 1..)
+                .map(|((&id, &mac), seq)| Recorded {
+                    id,
+                    chain: head.chain,
+                    seq,
+                    mac,
+                    duplicate: false,
+                })
+                .collect();
+            return Ok((recorded, head_after));
+        }
         // Each event's result in the order given: fresh ones in the order
         // written, a repeat or a stored one as found.
         let mut written = ids.iter().zip(&macs).zip(1..);
@@ -577,14 +598,7 @@ pub(crate) fn append_batch(
                 recorded.push(stored_event(conn, &id)?);
             }
         }
-        Ok((
-            recorded,
-            Head {
-                chain: head.chain,
-                seq: last_seq,
-                mac: last_mac,
-            },
-        ))
+        Ok((recorded, head_after))
     })
 }
 
