@@ -17,7 +17,7 @@ use uuid::Uuid;
 use zt_types::AuditEvent;
 
 use crate::backend::{Head, PruneRecord, Recorded, Scope, Store, Target};
-use crate::chain::{CHAIN_VERSION, Chain, ChainFields};
+use crate::chain::{Chain, ChainFields};
 use crate::error::{Error, ErrorKind, Result};
 use crate::query::{AuditFilter, AuditRecord, Cursor, Order, Page, PageRequest};
 use crate::schema::pg::{audit_chain_head, audit_erasures, audit_logs, audit_prunes};
@@ -294,9 +294,10 @@ impl RunQueryDsl<PgConnection> for ChainedInsert<'_> {}
 /// the head moved or another transaction holds it.
 fn try_append(conn: &mut PgConnection, chain: &Chain, event: &AuditEvent, head: Head) -> Result<Option<Recorded>> {
     let seq = head.seq + 1;
-    let mac = chain.mac(&ChainFields::of_event(event, head.chain, seq), &head.mac);
+    let fields = ChainFields::of_event(event, head.chain, seq);
+    let mac = chain.mac(&fields, &head.mac);
     let insert = ChainedInsert {
-        row: new_row(event, head.chain, seq, &head.mac, &mac),
+        row: new_row(event, &fields, &head.mac, &mac),
         prev_seq: head.seq,
     };
     let id: Option<i64> = insert.get_result(conn).optional()?;
@@ -470,27 +471,28 @@ struct NewRow<'a> {
     chain_seq: i64,
 }
 
-fn new_row<'a>(event: &'a AuditEvent, chain: i16, seq: i64, prev_mac: &'a [u8; 32], mac: &'a [u8; 32]) -> NewRow<'a> {
-    let context = event.context();
+/// The row of `event`, whose MAC covers `fields`, as the single-statement
+/// append binds it.
+fn new_row<'a>(event: &AuditEvent, fields: &ChainFields<'a>, prev_mac: &'a [u8; 32], mac: &'a [u8; 32]) -> NewRow<'a> {
     NewRow {
-        chain_id: chain,
-        chain_seq: seq,
+        chain_id: fields.chain,
+        chain_seq: fields.seq,
         event_id: *event.event_id().as_uuid(),
         created_at: timestamptz(event),
-        actor_kind: event.actor().kind().as_str(),
-        user_id: event.actor().user_id().map(zt_types::UserId::as_str),
-        user_email: event.actor().email().map(zt_types::Email::as_str),
-        action: event.action().as_str(),
-        resource: event.resource().as_str(),
-        resource_id: event.resource_id().map(zt_types::ResourceId::as_str),
-        metadata: JsonText(event.metadata().as_str()),
-        client_ip: inet(context.client_ip()),
-        peer_ip: inet(context.peer_ip()),
-        user_agent: context.user_agent().map(zt_types::UserAgent::as_str),
-        status: event.status().as_str(),
-        error_code: event.error_code().map(zt_types::ErrorCodeName::as_str),
-        request_id: context.request_id().map(zt_types::RequestId::as_str),
-        chain_version: CHAIN_VERSION,
+        actor_kind: fields.actor_kind,
+        user_id: fields.user_id,
+        user_email: fields.user_email,
+        action: fields.action,
+        resource: fields.resource,
+        resource_id: fields.resource_id,
+        metadata: JsonText(fields.metadata),
+        client_ip: inet(fields.client_ip),
+        peer_ip: inet(fields.peer_ip),
+        user_agent: fields.user_agent,
+        status: fields.status,
+        error_code: fields.error_code,
+        request_id: fields.request_id,
+        chain_version: fields.version,
         prev_mac,
         mac,
     }
@@ -655,30 +657,30 @@ fn copy_chained(
         let mut encoder = CopyEncoder::start(sink);
         let mut prev = head.mac;
         for ((event, &id), seq) in events.iter().zip(ids).zip(head.seq + 1..) {
-            let mac = chain.mac(&ChainFields::of_event(event, head.chain, seq), &prev);
-            let context = event.context();
+            let fields = ChainFields::of_event(event, head.chain, seq);
+            let mac = chain.mac(&fields, &prev);
             encoder.row(crate::pg_copy::ROW_FIELDS).map_err(io)?;
             encoder.int8(id);
-            encoder.bytes(event.event_id().as_uuid().as_bytes());
-            encoder.int8(event.created_at().unix_micros() - PG_EPOCH_MICROS);
-            encoder.bytes(event.actor().kind().as_str().as_bytes());
-            encoder.optional_text(event.actor().user_id().map(zt_types::UserId::as_str));
-            encoder.optional_text(event.actor().email().map(zt_types::Email::as_str));
-            encoder.bytes(event.action().as_str().as_bytes());
-            encoder.bytes(event.resource().as_str().as_bytes());
-            encoder.optional_text(event.resource_id().map(zt_types::ResourceId::as_str));
-            encoder.jsonb(event.metadata().as_str());
-            encoder.inet(context.client_ip());
-            encoder.inet(context.peer_ip());
-            encoder.optional_text(context.user_agent().map(zt_types::UserAgent::as_str));
-            encoder.bytes(event.status().as_str().as_bytes());
-            encoder.optional_text(event.error_code().map(zt_types::ErrorCodeName::as_str));
-            encoder.optional_text(context.request_id().map(zt_types::RequestId::as_str));
-            encoder.int2(CHAIN_VERSION);
+            encoder.bytes(&fields.event_id);
+            encoder.int8(fields.created_at_micros - PG_EPOCH_MICROS);
+            encoder.bytes(fields.actor_kind.as_bytes());
+            encoder.optional_text(fields.user_id);
+            encoder.optional_text(fields.user_email);
+            encoder.bytes(fields.action.as_bytes());
+            encoder.bytes(fields.resource.as_bytes());
+            encoder.optional_text(fields.resource_id);
+            encoder.jsonb(fields.metadata);
+            encoder.inet(fields.client_ip);
+            encoder.inet(fields.peer_ip);
+            encoder.optional_text(fields.user_agent);
+            encoder.bytes(fields.status.as_bytes());
+            encoder.optional_text(fields.error_code);
+            encoder.optional_text(fields.request_id);
+            encoder.int2(fields.version);
             encoder.bytes(&prev);
             encoder.bytes(&mac);
-            encoder.int2(head.chain);
-            encoder.int8(seq);
+            encoder.int2(fields.chain);
+            encoder.int8(fields.seq);
             macs.push(mac);
             prev = mac;
         }

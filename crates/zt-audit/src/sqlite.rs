@@ -10,7 +10,7 @@ use uuid::Uuid;
 use zt_types::{AuditEvent, Timestamp};
 
 use crate::backend::{Head, PruneRecord, Recorded, Scope, Store, Target};
-use crate::chain::{CHAIN_VERSION, Chain, ChainFields, GENESIS_MAC};
+use crate::chain::{Chain, ChainFields, GENESIS_MAC};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ip_key::{ip_key, ip_key_range};
 use crate::query::{AuditFilter, AuditRecord, Cursor, Order, Page, PageRequest};
@@ -289,7 +289,7 @@ pub(crate) fn append(
         Ok(Recorded {
             id,
             chain: head.chain,
-            seq: row.seq,
+            seq: row.fields.seq,
             mac: row.mac,
             duplicate: false,
         })
@@ -395,20 +395,20 @@ pub(crate) fn append_batch(
                     }));
                     continue;
                 };
-                let id = first_id + (row.seq - start.seq - 1);
+                let id = first_id + (row.fields.seq - start.seq - 1);
                 diesel::insert_into(audit_logs::table)
                     .values(row.new_row(id))
                     .execute(conn)?;
                 recorded.push(Recorded {
                     id,
                     chain: start.chain,
-                    seq: row.seq,
+                    seq: row.fields.seq,
                     mac: row.mac,
                     duplicate: false,
                 });
                 head = Head {
                     chain: start.chain,
-                    seq: row.seq,
+                    seq: row.fields.seq,
                     mac: row.mac,
                 };
             }
@@ -427,9 +427,8 @@ const PREPARE_AHEAD: usize = 256;
 
 /// One new row, chained and encoded, waiting for its insert.
 struct Prepared<'a> {
-    event: &'a AuditEvent,
-    chain: i16,
-    seq: i64,
+    /// What the MAC covers, and what the row stores as text.
+    fields: ChainFields<'a>,
     prev_mac: [u8; 32],
     mac: [u8; 32],
     event_id: String,
@@ -442,20 +441,17 @@ struct Prepared<'a> {
 impl<'a> Prepared<'a> {
     /// `event` chained right after `head`.
     fn next(chain: &Chain, head: Head, event: &'a AuditEvent) -> Self {
-        let seq = head.seq + 1;
-        let mac = chain.mac(&ChainFields::of_event(event, head.chain, seq), &head.mac);
-        let context = event.context();
+        let fields = ChainFields::of_event(event, head.chain, head.seq + 1);
+        let mac = chain.mac(&fields, &head.mac);
         Self {
-            event,
-            chain: head.chain,
-            seq,
+            fields,
             prev_mac: head.mac,
             mac,
             event_id: event.event_id().to_string(),
             created_at: event.created_at().to_string(),
-            client_ip: context.client_ip().map(|ip| ip.to_string()),
-            client_ip_bin: context.client_ip().map(|ip| ip_key(ip).to_vec()),
-            peer_ip: context.peer_ip().map(|ip| ip.to_string()),
+            client_ip: fields.client_ip.map(|ip| ip.to_string()),
+            client_ip_bin: fields.client_ip.map(|ip| ip_key(ip).to_vec()),
+            peer_ip: fields.peer_ip.map(|ip| ip.to_string()),
         }
     }
 
@@ -465,8 +461,8 @@ impl<'a> Prepared<'a> {
         events.iter().map(move |event| {
             let row = Self::next(chain, head, event);
             head = Head {
-                chain: row.chain,
-                seq: row.seq,
+                chain: row.fields.chain,
+                seq: row.fields.seq,
                 mac: row.mac,
             };
             row
@@ -474,29 +470,28 @@ impl<'a> Prepared<'a> {
     }
 
     fn new_row(&self, id: i64) -> NewRow<'_> {
-        let event = self.event;
-        let context = event.context();
+        let fields = &self.fields;
         NewRow {
             id,
-            chain_id: self.chain,
-            chain_seq: self.seq,
+            chain_id: fields.chain,
+            chain_seq: fields.seq,
             event_id: &self.event_id,
             created_at: &self.created_at,
-            actor_kind: event.actor().kind().as_str(),
-            user_id: event.actor().user_id().map(zt_types::UserId::as_str),
-            user_email: event.actor().email().map(zt_types::Email::as_str),
-            action: event.action().as_str(),
-            resource: event.resource().as_str(),
-            resource_id: event.resource_id().map(zt_types::ResourceId::as_str),
-            metadata: event.metadata().as_str(),
+            actor_kind: fields.actor_kind,
+            user_id: fields.user_id,
+            user_email: fields.user_email,
+            action: fields.action,
+            resource: fields.resource,
+            resource_id: fields.resource_id,
+            metadata: fields.metadata,
             client_ip: self.client_ip.as_deref(),
             client_ip_bin: self.client_ip_bin.as_deref(),
             peer_ip: self.peer_ip.as_deref(),
-            user_agent: context.user_agent().map(zt_types::UserAgent::as_str),
-            status: event.status().as_str(),
-            error_code: event.error_code().map(zt_types::ErrorCodeName::as_str),
-            request_id: context.request_id().map(zt_types::RequestId::as_str),
-            chain_version: CHAIN_VERSION,
+            user_agent: fields.user_agent,
+            status: fields.status,
+            error_code: fields.error_code,
+            request_id: fields.request_id,
+            chain_version: fields.version,
             prev_mac: &self.prev_mac,
             mac: &self.mac,
         }
