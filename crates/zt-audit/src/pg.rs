@@ -498,13 +498,15 @@ fn new_row<'a>(event: &AuditEvent, fields: &ChainFields<'a>, prev_mac: &'a [u8; 
     }
 }
 
-/// Appends `events` in one transaction: lock a head of `target`, take row
-/// ids from the sequence, then COPY the rows in, each chained as it is
-/// encoded, so the MACs are computed while the server stores the rows
-/// before them; last, move the head. With `dedupe`, events already stored
-/// are skipped, so a replayed batch is not duplicated; without it a stored
-/// event fails the batch with a unique violation, and the caller retries
-/// with it.
+/// Appends `events` in one transaction: lock a head of `target`, COPY the
+/// rows in, each chained as it is encoded, so the MACs are computed while
+/// the server stores the rows before them; last, move the head. The id
+/// column's default numbers the rows as COPY stores them, so ids grow with
+/// positions without a round trip to take them first.
+///
+/// With `dedupe`, events already stored are skipped, so a replayed batch is
+/// not duplicated; without it an event stored before, or given twice, fails
+/// the batch with a unique violation, and the caller retries with it.
 pub(crate) fn append_batch(
     conn: &mut PgConnection,
     chain: &Chain,
@@ -520,15 +522,20 @@ pub(crate) fn append_batch(
         } else {
             HashSet::new()
         };
-        // An event repeated within the batch is stored once, at its first place.
-        let mut seen: HashSet<Uuid> = HashSet::with_capacity(events.len());
-        let fresh: Vec<&AuditEvent> = events
-            .iter()
-            .filter(|event| {
-                let id = event.event_id().uuid();
-                !stored.contains(&id) && seen.insert(id)
-            })
-            .collect();
+        let fresh: Vec<&AuditEvent> = if dedupe {
+            // An event repeated within the batch is stored once, at its first place.
+            let mut seen: HashSet<Uuid> = HashSet::with_capacity(events.len());
+            events
+                .iter()
+                .filter(|event| {
+                    let id = event.event_id().uuid();
+                    !stored.contains(&id) && seen.insert(id)
+                })
+                .collect()
+        } else {
+            // A repeat fails the COPY with a unique violation instead.
+            events.iter().collect()
+        };
         if fresh.is_empty() {
             let recorded = events
                 .iter()
@@ -536,27 +543,10 @@ pub(crate) fn append_batch(
                 .collect::<Result<Vec<_>>>()?;
             return Ok((recorded, head));
         }
-        // One row holding every id, not a row per id: a tenth of the time.
-        let ids: Vec<i64> = diesel::select(
-            sql::<diesel::sql_types::Array<BigInt>>(
-                "(SELECT array_agg(nextval('audit_logs_id_seq')) FROM generate_series(1, ",
-            )
-            .bind::<BigInt, _>(i64::try_from(fresh.len()).unwrap_or(i64::MAX))
-            .sql("))"),
-        )
-        .get_result(conn)?;
-        if ids.len() != fresh.len() {
-            return Err(Error::new(ErrorKind::Database, "the id sequence gave too few ids"));
-        }
-        let macs = copy_chained(conn, chain, head, &fresh, &ids)?;
+        let macs = copy_chained(conn, chain, head, &fresh)?;
         let last_mac = *macs.last().unwrap_or(&head.mac);
         let last_seq = head.seq + i64::try_from(fresh.len()).unwrap_or(i64::MAX);
-        diesel::update(audit_chain_head::table.filter(audit_chain_head::id.eq(head.chain)))
-            .set((
-                audit_chain_head::seq.eq(last_seq),
-                audit_chain_head::mac.eq(&last_mac[..]),
-            ))
-            .execute(conn)?;
+        let ids = move_head(conn, head, last_seq, &last_mac)?;
         let head_after = Head {
             chain: head.chain,
             seq: last_seq,
@@ -604,6 +594,83 @@ pub(crate) fn append_batch(
     })
 }
 
+/// Moves a chain's head to `last_seq` and `mac`, returning the ids at
+/// positions `first_seq` and `last_seq`: one statement, prepared once.
+struct MoveHead<'a> {
+    chain: i16,
+    first_seq: i64,
+    last_seq: i64,
+    mac: &'a [u8; 32],
+}
+
+impl QueryId for MoveHead<'_> {
+    type QueryId = MoveHead<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl QueryFragment<Pg> for MoveHead<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("UPDATE audit_chain_head SET seq = ");
+        out.push_bind_param::<BigInt, _>(&self.last_seq)?;
+        out.push_sql(", mac = ");
+        out.push_bind_param::<Bytea, _>(&self.mac[..])?;
+        out.push_sql(" WHERE id = ");
+        out.push_bind_param::<SmallInt, _>(&self.chain)?;
+        for (separator, seq) in [(" RETURNING ", &self.first_seq), (", ", &self.last_seq)] {
+            out.push_sql(separator);
+            out.push_sql("(SELECT id FROM audit_logs WHERE chain_id = ");
+            out.push_bind_param::<SmallInt, _>(&self.chain)?;
+            out.push_sql(" AND chain_seq = ");
+            out.push_bind_param::<BigInt, _>(seq)?;
+            out.push_sql(")");
+        }
+        Ok(())
+    }
+}
+
+impl diesel::query_builder::Query for MoveHead<'_> {
+    type SqlType = (Nullable<BigInt>, Nullable<BigInt>);
+}
+
+impl RunQueryDsl<PgConnection> for MoveHead<'_> {}
+
+/// Moves `head` to `last_seq` and `last_mac`, and returns the ids of the
+/// rows just written after it, in chain order.
+///
+/// COPY numbered the rows in order, so their ids are consecutive unless
+/// another session took ids from the sequence meanwhile: the ids at the
+/// first and last positions, read in the statement that moves the head,
+/// show which. Only when they are not consecutive are the ids read.
+fn move_head(conn: &mut PgConnection, head: Head, last_seq: i64, last_mac: &[u8; 32]) -> Result<Vec<i64>> {
+    let (first_id, last_id): (Option<i64>, Option<i64>) = MoveHead {
+        chain: head.chain,
+        first_seq: head.seq + 1,
+        last_seq,
+        mac: last_mac,
+    }
+    .get_result(conn)?;
+    let count = last_seq - head.seq;
+    if let (Some(first), Some(last)) = (first_id, last_id)
+        && last - first + 1 == count
+    {
+        return Ok((first..=last).collect());
+    }
+    let ids: Vec<i64> = audit_logs::table
+        .filter(audit_logs::chain_id.eq(head.chain))
+        .filter(audit_logs::chain_seq.gt(head.seq))
+        .filter(audit_logs::chain_seq.le(last_seq))
+        .order(audit_logs::chain_seq.asc())
+        .select(audit_logs::id)
+        .load(conn)?;
+    if i64::try_from(ids.len()).ok() != Some(count) {
+        return Err(Error::new(
+            ErrorKind::Database,
+            format!("chain {} holds {} of the {count} rows just written", head.chain, ids.len()),
+        ));
+    }
+    Ok(ids)
+}
+
 /// An event stored before, or earlier in the same batch, as a duplicate.
 fn stored_event(conn: &mut PgConnection, event_id: &Uuid) -> Result<Recorded> {
     Ok(find_event(conn, event_id)?.unwrap_or(Recorded {
@@ -615,20 +682,14 @@ fn stored_event(conn: &mut PgConnection, event_id: &Uuid) -> Result<Recorded> {
     }))
 }
 
-/// COPYs `events` in after `head`, with row ids `ids`, in PostgreSQL's
-/// binary format, computing each MAC as its row is encoded. Returns the MACs.
-fn copy_chained(
-    conn: &mut PgConnection,
-    chain: &Chain,
-    head: Head,
-    events: &[&AuditEvent],
-    ids: &[i64],
-) -> Result<Vec<[u8; 32]>> {
+/// COPYs `events` in after `head` in PostgreSQL's binary format, computing
+/// each MAC as its row is encoded. Returns the MACs.
+fn copy_chained(conn: &mut PgConnection, chain: &Chain, head: Head, events: &[&AuditEvent]) -> Result<Vec<[u8; 32]>> {
     use crate::pg_copy::CopyEncoder;
     let macs = std::cell::RefCell::new(Vec::with_capacity(events.len()));
-    // The columns in `pg_copy::ROW_COLUMNS` order.
+    // The columns in `pg_copy::ROW_COLUMNS` order, but for the id, which
+    // the column's default gives.
     let columns = (
-        audit_logs::id,
         audit_logs::event_id,
         audit_logs::created_at,
         audit_logs::actor_kind,
@@ -656,11 +717,10 @@ fn copy_chained(
         macs.clear();
         let mut encoder = CopyEncoder::start(sink);
         let mut prev = head.mac;
-        for ((event, &id), seq) in events.iter().zip(ids).zip(head.seq + 1..) {
+        for (event, seq) in events.iter().zip(head.seq + 1..) {
             let fields = ChainFields::of_event(event, head.chain, seq);
             let mac = chain.mac(&fields, &prev);
-            encoder.row(crate::pg_copy::ROW_FIELDS).map_err(io)?;
-            encoder.int8(id);
+            encoder.row(crate::pg_copy::ROW_FIELDS - 1).map_err(io)?;
             encoder.bytes(&fields.event_id);
             encoder.int8(fields.created_at_micros - PG_EPOCH_MICROS);
             encoder.bytes(fields.actor_kind.as_bytes());

@@ -27,9 +27,10 @@ const SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
 const PGSQL_AF_INET: u8 = 2;
 const PGSQL_AF_INET6: u8 = 3;
 
-/// How much encoded data is handed to libpq at a time: large enough that
-/// the per-call cost vanishes, small enough that the server starts early.
-const FLUSH_BYTES: usize = 64 * 1024;
+/// How much encoded data is handed to libpq at a time: libpq sends in 8 KiB
+/// pieces, and the server waits for the first, so a larger piece only
+/// delays the start of every batch.
+const FLUSH_BYTES: usize = 8 * 1024;
 
 /// Encodes rows into a buffer and hands it to the COPY sink in large pieces.
 pub(crate) struct CopyEncoder<'w> {

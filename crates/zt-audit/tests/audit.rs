@@ -203,6 +203,53 @@ fn eight_threads_write_exactly_the_expected_rows(db: &TestDatabase) {
     }
 }
 
+fn batch_results_name_the_rows_stored(db: &TestDatabase) {
+    let log = open(db);
+    if db.backend() == Backend::Postgres {
+        // Another taker of ids between rows, as a concurrent session would
+        // be: COPY's rows then get ids that are not consecutive.
+        support::raw_batch(
+            db,
+            "CREATE FUNCTION take_an_id() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN PERFORM nextval('audit_logs_id_seq'); RETURN NEW; END $$; \
+             CREATE TRIGGER take_an_id BEFORE INSERT ON audit_logs FOR EACH ROW EXECUTE FUNCTION take_an_id();",
+        );
+    }
+    let events: Vec<AuditEvent> = (0..3000).map(event).collect();
+    let mut recorded = log.record_batch(&events[..1000]).unwrap();
+    // A batch that repeats a stored event and one of its own.
+    let mut mixed = events[1000..].to_vec();
+    mixed.push(events[0].clone());
+    mixed.push(events[1500].clone());
+    let mixed_results = log.record_batch(&mixed).unwrap();
+    assert!(mixed_results[2000].duplicate && mixed_results[2001].duplicate);
+    recorded.extend_from_slice(&mixed_results[..2000]);
+    // A batch of new events, one of them given twice.
+    let (x, y) = (event(5000), event(5001));
+    let repeated = log.record_batch(&[x.clone(), y, x]).unwrap();
+    assert_eq!(repeated.iter().map(|r| r.duplicate).collect::<Vec<_>>(), [false, false, true]);
+    assert_eq!((repeated[2].id, repeated[2].mac), (repeated[0].id, repeated[0].mac));
+
+    let mut stored = std::collections::HashMap::new();
+    log.for_each(&AuditFilter::new(), |row| {
+        stored.insert(row.event_id, (row.id, row.mac));
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(stored.len(), events.len() + 2);
+    for (event, result) in events.iter().zip(&recorded) {
+        assert!(!result.duplicate);
+        assert_eq!(stored[event.event_id().as_uuid()], (result.id, result.mac), "{result:?}");
+    }
+    let ids: HashSet<i64> = recorded.iter().map(|result| result.id).collect();
+    assert_eq!(ids.len(), events.len(), "every row has its own id");
+    if db.backend() == Backend::Postgres {
+        let first = &recorded[..1000];
+        assert!(first.windows(2).all(|pair| pair[1].id > pair[0].id + 1), "the ids were not consecutive");
+    }
+    assert!(log.verify().unwrap().is_valid());
+}
+
 fn two_handles_share_one_chain(db: &TestDatabase) {
     // Two handles stand for two processes: neither knows the other's head.
     let first = open(db);
@@ -400,6 +447,7 @@ zt_testkit::backend_tests!(
     append_only_triggers_refuse_update_and_delete,
     eight_threads_write_exactly_the_expected_rows,
     two_handles_share_one_chain,
+    batch_results_name_the_rows_stored,
     filters_and_pagination_on_a_seeded_log,
     bad_filters_get_typed_errors,
     migrations_are_idempotent,

@@ -516,13 +516,7 @@ impl<'a> Writer<'a> {
             let disconnected = match self.shared.queue.recv_timeout(config.flush_interval) {
                 Ok(item) => {
                     push(item, &mut batch, &mut flushes);
-                    while batch.len() < config.batch_size {
-                        match self.shared.queue.try_recv() {
-                            Ok(item) => push(item, &mut batch, &mut flushes),
-                            Err(_) => break,
-                        }
-                    }
-                    false
+                    self.fill(&mut batch, &mut flushes)
                 }
                 Err(RecvTimeoutError::Timeout) => false,
                 Err(RecvTimeoutError::Disconnected) => true,
@@ -540,6 +534,23 @@ impl<'a> Writer<'a> {
                 return;
             }
         }
+    }
+
+    /// Takes events into `batch` until it is full, waiting up to the flush
+    /// interval from the first for more: each batch is a transaction, so a
+    /// burst's first events should not go alone. A flush request ends the
+    /// wait. Returns whether the queue has ended.
+    fn fill(&self, batch: &mut Vec<(AuditEvent, Option<u64>)>, flushes: &mut Vec<Flush>) -> bool {
+        let config = &self.shared.config;
+        let deadline = Instant::now() + config.flush_interval;
+        while batch.len() < config.batch_size && flushes.is_empty() {
+            match self.shared.queue.recv_deadline(deadline) {
+                Ok(item) => push(item, batch, flushes),
+                Err(RecvTimeoutError::Timeout) => return false,
+                Err(RecvTimeoutError::Disconnected) => return true,
+            }
+        }
+        false
     }
 
     /// Writes a batch, or spools it while the database is unreachable.
