@@ -665,7 +665,11 @@ fn move_head(conn: &mut PgConnection, head: Head, last_seq: i64, last_mac: &[u8;
     if i64::try_from(ids.len()).ok() != Some(count) {
         return Err(Error::new(
             ErrorKind::Database,
-            format!("chain {} holds {} of the {count} rows just written", head.chain, ids.len()),
+            format!(
+                "chain {} holds {} of the {count} rows just written",
+                head.chain,
+                ids.len()
+            ),
         ));
     }
     Ok(ids)

@@ -227,7 +227,10 @@ fn batch_results_name_the_rows_stored(db: &TestDatabase) {
     // A batch of new events, one of them given twice.
     let (x, y) = (event(5000), event(5001));
     let repeated = log.record_batch(&[x.clone(), y, x]).unwrap();
-    assert_eq!(repeated.iter().map(|r| r.duplicate).collect::<Vec<_>>(), [false, false, true]);
+    assert_eq!(
+        repeated.iter().map(|r| r.duplicate).collect::<Vec<_>>(),
+        [false, false, true]
+    );
     assert_eq!((repeated[2].id, repeated[2].mac), (repeated[0].id, repeated[0].mac));
 
     let mut stored = std::collections::HashMap::new();
@@ -239,13 +242,20 @@ fn batch_results_name_the_rows_stored(db: &TestDatabase) {
     assert_eq!(stored.len(), events.len() + 2);
     for (event, result) in events.iter().zip(&recorded) {
         assert!(!result.duplicate);
-        assert_eq!(stored[event.event_id().as_uuid()], (result.id, result.mac), "{result:?}");
+        assert_eq!(
+            stored[event.event_id().as_uuid()],
+            (result.id, result.mac),
+            "{result:?}"
+        );
     }
     let ids: HashSet<i64> = recorded.iter().map(|result| result.id).collect();
     assert_eq!(ids.len(), events.len(), "every row has its own id");
     if db.backend() == Backend::Postgres {
         let first = &recorded[..1000];
-        assert!(first.windows(2).all(|pair| pair[1].id > pair[0].id + 1), "the ids were not consecutive");
+        assert!(
+            first.windows(2).all(|pair| pair[1].id > pair[0].id + 1),
+            "the ids were not consecutive"
+        );
     }
     assert!(log.verify().unwrap().is_valid());
 }

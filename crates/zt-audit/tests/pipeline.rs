@@ -56,6 +56,44 @@ fn batches_from_four_threads(db: &TestDatabase) {
     assert!(log.verify().unwrap().is_valid());
 }
 
+fn a_burst_fills_its_batches_and_a_lone_event_waits_for_company(db: &TestDatabase) {
+    let log = open(db);
+    let config = |interval| {
+        PipelineConfig::new(spool_dir(db))
+            .batch_size(100)
+            .flush_interval(interval)
+    };
+    // The burst's first event waits for the rest instead of going alone; the
+    // flush ends the wait for the last batch.
+    let pipeline = Pipeline::start(log.clone(), config(Duration::from_secs(30))).unwrap();
+    for i in 0..250 {
+        pipeline.submit(event(i)).unwrap();
+    }
+    pipeline.flush(Duration::from_secs(60)).unwrap();
+    let stats = pipeline.shutdown(Duration::from_secs(60)).unwrap();
+    assert_eq!((stats.written, stats.batches), (250, 3), "{stats:?}");
+
+    // A lone event waits up to the interval for others, then goes alone.
+    let interval = Duration::from_millis(300);
+    let pipeline = Pipeline::start(log.clone(), config(interval)).unwrap();
+    let submitted = std::time::Instant::now();
+    pipeline.submit(event(300)).unwrap();
+    while log.count(&AuditFilter::new()).unwrap() < 251 {
+        assert!(
+            submitted.elapsed() < Duration::from_secs(30),
+            "the lone event was never written"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        submitted.elapsed() >= interval,
+        "written after {:?}",
+        submitted.elapsed()
+    );
+    let stats = pipeline.shutdown(Duration::from_secs(60)).unwrap();
+    assert_eq!((stats.written, stats.batches), (1, 1), "{stats:?}");
+}
+
 fn outage_spools_and_replays_in_order(db: &TestDatabase) {
     // The tables do not exist yet: every write fails as an outage would.
     let log = AuditLog::new(support::pool(db), &support::key());
@@ -562,6 +600,7 @@ fn killed_writer_loses_nothing(db: &TestDatabase) {
 
 zt_testkit::backend_tests!(
     batches_from_four_threads,
+    a_burst_fills_its_batches_and_a_lone_event_waits_for_company,
     outage_spools_and_replays_in_order,
     torn_tail_keeps_the_good_records,
     flipped_byte_loses_only_its_record,

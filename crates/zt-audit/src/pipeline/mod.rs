@@ -96,7 +96,9 @@ impl PipelineConfig {
     }
 
     /// The queue's capacity in events. Default: 10 000, a few MiB. Memory use
-    /// is bounded by it.
+    /// is bounded by it and a few batches in flight: one being written,
+    /// one gathered and waiting, one being gathered, and written ones
+    /// waiting to be freed.
     pub fn queue_capacity(mut self, capacity: usize) -> Self {
         self.queue_capacity = capacity.max(1);
         self
@@ -299,12 +301,20 @@ impl Pipeline {
             failure: Mutex::new(None),
             queue,
         });
+        // One batch waits, gathered, while the writer writes the one before.
+        let (batch_tx, batches) = crossbeam_channel::bounded::<Batch>(1);
+        let collector_shared = Arc::clone(&shared);
+        let collector = std::thread::Builder::new()
+            .name("zt-audit-collect".to_owned())
+            .spawn(move || collect(&collector_shared, &batch_tx))
+            .map_err(|e| Error::new(ErrorKind::Io, format!("cannot start the pipeline thread: {e}")))?;
         let worker_shared = Arc::clone(&shared);
         let worker = std::thread::Builder::new()
             .name("zt-audit-pipeline".to_owned())
             .spawn(move || {
                 let (spent, freer) = start_freer();
-                Writer::new(&worker_shared, spent).run();
+                Writer::new(&worker_shared, spent).run(&batches);
+                let _ = collector.join();
                 if let Some(freer) = freer {
                     let _ = freer.join();
                 }
@@ -507,59 +517,36 @@ impl<'a> Writer<'a> {
         }
     }
 
-    fn run(mut self) {
-        let config = &self.shared.config;
+    /// Writes the collector's batches until it ends, and retries on the
+    /// backoff schedule in between.
+    fn run(mut self, batches: &Receiver<Batch>) {
         loop {
             self.recover_if_due();
-            let mut batch = Vec::with_capacity(config.batch_size);
-            let mut flushes = Vec::new();
-            let disconnected = match self.shared.queue.recv_timeout(config.flush_interval) {
-                Ok(item) => {
-                    push(item, &mut batch, &mut flushes);
-                    self.fill(&mut batch, &mut flushes)
+            match batches.recv_timeout(self.shared.config.flush_interval) {
+                Ok(batch) => {
+                    if !batch.events.is_empty() {
+                        self.write(batch.events, batch.segments);
+                    }
+                    for (ack, deadline) in batch.flushes {
+                        let _ = ack.send(self.settle(deadline));
+                    }
+                    metrics::gauge!("zt_audit_pipeline_spool_bytes").set(self.shared.spool.bytes() as f64);
                 }
-                Err(RecvTimeoutError::Timeout) => false,
-                Err(RecvTimeoutError::Disconnected) => true,
-            };
-            metrics::gauge!("zt_audit_pipeline_queue_depth").set(self.shared.queue.len() as f64);
-            if !batch.is_empty() {
-                self.write(batch);
-            }
-            for (ack, deadline) in flushes {
-                let _ = ack.send(self.settle(deadline));
-            }
-            metrics::gauge!("zt_audit_pipeline_spool_bytes").set(self.shared.spool.bytes() as f64);
-            if disconnected {
-                self.finish();
-                return;
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.finish();
+                    return;
+                }
             }
         }
-    }
-
-    /// Takes events into `batch` until it is full, waiting up to the flush
-    /// interval from the first for more: each batch is a transaction, so a
-    /// burst's first events should not go alone. A flush request ends the
-    /// wait. Returns whether the queue has ended.
-    fn fill(&self, batch: &mut Vec<(AuditEvent, Option<u64>)>, flushes: &mut Vec<Flush>) -> bool {
-        let config = &self.shared.config;
-        let deadline = Instant::now() + config.flush_interval;
-        while batch.len() < config.batch_size && flushes.is_empty() {
-            match self.shared.queue.recv_deadline(deadline) {
-                Ok(item) => push(item, batch, flushes),
-                Err(RecvTimeoutError::Timeout) => return false,
-                Err(RecvTimeoutError::Disconnected) => return true,
-            }
-        }
-        false
     }
 
     /// Writes a batch, or spools it while the database is unreachable.
-    fn write(&mut self, batch: Vec<(AuditEvent, Option<u64>)>) {
+    fn write(&mut self, events: Vec<AuditEvent>, segments: Vec<Option<u64>>) {
         if self.degraded {
-            self.defer(batch);
+            self.defer(events.into_iter().zip(segments).collect());
             return;
         }
-        let (events, segments): (Vec<AuditEvent>, Vec<Option<u64>>) = batch.into_iter().unzip();
         match self.shared.log.record_batch(&events) {
             Ok(recorded) => {
                 self.count_written(&recorded, false);
@@ -800,10 +787,62 @@ impl<'a> Writer<'a> {
 
 type Flush = (Sender<Result<()>>, Instant);
 
-fn push(item: Item, batch: &mut Vec<(AuditEvent, Option<u64>)>, flushes: &mut Vec<Flush>) {
-    match item {
-        Item::Event { event, segment } => batch.push((event, segment)),
-        Item::Flush(ack, deadline) => flushes.push((ack, deadline)),
+/// Events taken off the queue for one database batch, with the flush
+/// requests that came with them: each is answered once they are written.
+struct Batch {
+    events: Vec<AuditEvent>,
+    /// Each event's spool segment, when it was spooled on submit.
+    segments: Vec<Option<u64>>,
+    flushes: Vec<Flush>,
+}
+
+impl Batch {
+    fn with_capacity(capacity: usize) -> Self {
+        Self {
+            events: Vec::with_capacity(capacity),
+            segments: Vec::with_capacity(capacity),
+            flushes: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, item: Item) {
+        match item {
+            Item::Event { event, segment } => {
+                self.events.push(event);
+                self.segments.push(segment);
+            }
+            Item::Flush(ack, deadline) => self.flushes.push((ack, deadline)),
+        }
+    }
+}
+
+/// The collector thread: gathers batches off the queue while the writer
+/// writes the one before, so the database does not wait for a batch to be
+/// gathered. Ends when the queue ends, after handing over what it held.
+fn collect(shared: &Shared, batches: &Sender<Batch>) {
+    let config = &shared.config;
+    while let Ok(first) = shared.queue.recv() {
+        let mut batch = Batch::with_capacity(config.batch_size);
+        batch.push(first);
+        // Wait up to the flush interval from the first event to fill the
+        // batch: each batch is a transaction, so a burst's first events
+        // should not go alone. A flush request ends the wait.
+        let deadline = Instant::now() + config.flush_interval;
+        let mut ended = false;
+        while batch.events.len() < config.batch_size && batch.flushes.is_empty() {
+            match shared.queue.recv_deadline(deadline) {
+                Ok(item) => batch.push(item),
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => {
+                    ended = true;
+                    break;
+                }
+            }
+        }
+        metrics::gauge!("zt_audit_pipeline_queue_depth").set(shared.queue.len() as f64);
+        if batches.send(batch).is_err() || ended {
+            return;
+        }
     }
 }
 
