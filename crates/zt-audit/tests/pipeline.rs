@@ -374,6 +374,58 @@ fn spool_files_are_private(db: &TestDatabase) {
 #[cfg(not(unix))]
 fn spool_files_are_private(_db: &TestDatabase) {}
 
+#[cfg(feature = "postgres")]
+#[test]
+fn a_refused_event_is_set_aside_once_and_its_spool_segment_goes() {
+    let Some(db) = TestDatabase::postgres() else {
+        return;
+    };
+    let db = &db;
+    let log = open(db);
+    // A rule of the app's own that the database enforces: a permanent refusal.
+    raw(
+        db,
+        "ALTER TABLE audit_logs ADD CONSTRAINT no_forbidden CHECK (action <> 'FORBIDDEN')",
+    )
+    .unwrap();
+    let forbidden = zt_audit::AuditEvent::builder(zt_types::Actor::System, "FORBIDDEN", "projects")
+        .build()
+        .unwrap();
+    let dir = spool_dir(db);
+    let config = PipelineConfig::new(&dir).mode(SubmitMode::Spooled { fsync: false });
+    let pipeline = Pipeline::start(log.clone(), config.clone()).unwrap();
+    for i in 0..5 {
+        pipeline.submit(event(i)).unwrap();
+    }
+    pipeline.submit(forbidden).unwrap();
+    for i in 5..9 {
+        pipeline.submit(event(i)).unwrap();
+    }
+    pipeline.flush(Duration::from_secs(30)).unwrap();
+    let stats = pipeline.shutdown(Duration::from_secs(30)).unwrap();
+    assert_eq!((stats.written, stats.rejected), (9, 1), "{stats:?}");
+    assert_eq!(log.count(&AuditFilter::new()).unwrap(), 9);
+    let rejected = dir.join("rejected.jsonl");
+    assert_eq!(std::fs::read_to_string(&rejected).unwrap().lines().count(), 1);
+    assert!(
+        segments(&dir).is_empty(),
+        "every spooled event is done with: {:?}",
+        segments(&dir)
+    );
+
+    // The next start has nothing to replay, and reports nothing twice.
+    let pipeline = Pipeline::start(log.clone(), config).unwrap();
+    pipeline.flush(Duration::from_secs(30)).unwrap();
+    let stats = pipeline.shutdown(Duration::from_secs(30)).unwrap();
+    assert_eq!(
+        (stats.replayed, stats.duplicates, stats.rejected),
+        (0, 0, 0),
+        "{stats:?}"
+    );
+    assert_eq!(std::fs::read_to_string(&rejected).unwrap().lines().count(), 1);
+    assert!(log.verify().unwrap().is_valid());
+}
+
 fn malformed_segment_names_are_set_aside(db: &TestDatabase) {
     let log = open(db);
     let dir = spool_dir(db);

@@ -559,7 +559,7 @@ impl<'a> Writer<'a> {
                 self.enter_degraded(&error);
                 self.defer(events.into_iter().zip(segments).collect());
             }
-            Err(error) => self.reject_individually(events, &error),
+            Err(error) => self.reject_individually(events, segments, &error),
         }
     }
 
@@ -660,7 +660,8 @@ impl<'a> Writer<'a> {
                         self.shared.needs_replay.store(true, Ordering::Release);
                         return Err(error);
                     }
-                    Err(error) => self.reject_individually(chunk.to_vec(), &error),
+                    // The segment goes as a whole once replayed.
+                    Err(error) => self.reject_individually(chunk.to_vec(), vec![None; chunk.len()], &error),
                 }
             }
             if read.damage.is_empty() {
@@ -718,15 +719,23 @@ impl<'a> Writer<'a> {
 
     /// A batch failed for good: writes its events one by one and sets aside
     /// only those the database refuses, in `rejected.jsonl` beside the spool.
-    fn reject_individually(&mut self, events: Vec<AuditEvent>, batch_error: &Error) {
-        for event in events {
+    ///
+    /// `segments` are the events' spool segments, when they were spooled on
+    /// submit: an event written or set aside is done with there too, and
+    /// one deferred stays there instead of being spooled again.
+    fn reject_individually(&mut self, events: Vec<AuditEvent>, segments: Vec<Option<u64>>, batch_error: &Error) {
+        for (event, segment) in events.into_iter().zip(segments) {
             match self.shared.log.record_batch(std::slice::from_ref(&event)) {
                 Ok(recorded) => self.count_written(&recorded, false),
                 Err(error) if is_transient(&error) => {
                     self.enter_degraded(&error);
-                    self.defer(vec![(event, None)]);
+                    self.defer(vec![(event, segment)]);
+                    continue;
                 }
                 Err(error) => self.reject(&event, &error, Some(batch_error), "the audit database"),
+            }
+            if let Some(segment) = segment {
+                self.shared.spool.committed(segment, 1);
             }
         }
     }
