@@ -123,8 +123,9 @@ impl<'w> CopyEncoder<'w> {
     }
 }
 
-/// A row's columns, in the order both directions send them: batches are
-/// written with these, and chain ranges read with them.
+/// A row's columns, in the order both directions send them: chain ranges
+/// are read with these, and batches written with all of them but the id,
+/// which the column's default gives.
 pub(crate) const ROW_COLUMNS: &str = "id, event_id, created_at, actor_kind, user_id, user_email, action, \
      resource, resource_id, metadata::text, client_ip, peer_ip, user_agent, status, error_code, request_id, \
      chain_version, prev_mac, mac, chain_id, chain_seq";

@@ -65,11 +65,17 @@ fn a_burst_fills_its_batches_and_a_lone_event_waits_for_company(db: &TestDatabas
     };
     // The burst's first event waits for the rest instead of going alone; the
     // flush ends the wait for the last batch.
-    let pipeline = Pipeline::start(log.clone(), config(Duration::from_secs(30))).unwrap();
+    let pipeline = Pipeline::start(log.clone(), config(Duration::from_secs(60))).unwrap();
     for i in 0..250 {
         pipeline.submit(event(i)).unwrap();
     }
-    pipeline.flush(Duration::from_secs(60)).unwrap();
+    let flushing = std::time::Instant::now();
+    pipeline.flush(Duration::from_secs(120)).unwrap();
+    assert!(
+        flushing.elapsed() < Duration::from_secs(30),
+        "the flush ended the wait: {:?}",
+        flushing.elapsed()
+    );
     let stats = pipeline.shutdown(Duration::from_secs(60)).unwrap();
     assert_eq!((stats.written, stats.batches), (250, 3), "{stats:?}");
 
@@ -92,6 +98,13 @@ fn a_burst_fills_its_batches_and_a_lone_event_waits_for_company(db: &TestDatabas
     );
     let stats = pipeline.shutdown(Duration::from_secs(60)).unwrap();
     assert_eq!((stats.written, stats.batches), (1, 1), "{stats:?}");
+
+    // An interval too long to add to the clock waits for a flush.
+    let pipeline = Pipeline::start(log.clone(), config(Duration::MAX)).unwrap();
+    pipeline.submit(event(301)).unwrap();
+    pipeline.flush(Duration::from_secs(60)).unwrap();
+    assert_eq!(log.count(&AuditFilter::new()).unwrap(), 252);
+    pipeline.shutdown(Duration::from_secs(60)).unwrap();
 }
 
 fn outage_spools_and_replays_in_order(db: &TestDatabase) {
@@ -424,6 +437,47 @@ fn a_refused_event_is_set_aside_once_and_its_spool_segment_goes() {
     );
     assert_eq!(std::fs::read_to_string(&rejected).unwrap().lines().count(), 1);
     assert!(log.verify().unwrap().is_valid());
+}
+
+#[cfg(feature = "postgres")]
+#[test]
+fn a_refused_event_that_cannot_be_set_aside_stays_in_the_spool() {
+    let Some(db) = TestDatabase::postgres() else {
+        return;
+    };
+    let db = &db;
+    let log = open(db);
+    raw(
+        db,
+        "ALTER TABLE audit_logs ADD CONSTRAINT no_forbidden CHECK (action <> 'FORBIDDEN')",
+    )
+    .unwrap();
+    let forbidden = zt_audit::AuditEvent::builder(zt_types::Actor::System, "FORBIDDEN", "projects")
+        .build()
+        .unwrap();
+    let dir = spool_dir(db);
+    std::fs::create_dir_all(&dir).unwrap();
+    // A careless operator's directory where the file should be.
+    let rejected = dir.join("rejected.jsonl");
+    std::fs::create_dir(&rejected).unwrap();
+    let config = PipelineConfig::new(&dir).mode(SubmitMode::Spooled { fsync: false });
+    let pipeline = Pipeline::start(log.clone(), config.clone()).unwrap();
+    pipeline.submit(event(1)).unwrap();
+    pipeline.submit(forbidden).unwrap();
+    pipeline.flush(Duration::from_secs(30)).unwrap();
+    let stats = pipeline.shutdown(Duration::from_secs(30)).unwrap();
+    assert_eq!((stats.written, stats.rejected), (1, 1), "{stats:?}");
+    assert_eq!(segments(&dir).len(), 1, "the spool keeps the only copy");
+
+    // Once the file can be written, the next start sets the event aside.
+    std::fs::remove_dir(&rejected).unwrap();
+    let pipeline = Pipeline::start(log.clone(), config).unwrap();
+    pipeline.flush(Duration::from_secs(30)).unwrap();
+    let stats = pipeline.shutdown(Duration::from_secs(30)).unwrap();
+    assert_eq!((stats.duplicates, stats.rejected), (1, 1), "{stats:?}");
+    assert_eq!(std::fs::read_to_string(&rejected).unwrap().lines().count(), 1);
+    assert!(segments(&dir).is_empty(), "{:?}", segments(&dir));
+    assert_eq!(log.count(&AuditFilter::new()).unwrap(), 1);
 }
 
 fn malformed_segment_names_are_set_aside(db: &TestDatabase) {

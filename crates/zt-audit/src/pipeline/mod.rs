@@ -110,8 +110,10 @@ impl PipelineConfig {
         self
     }
 
-    /// How long the writer waits to fill a batch. Default: 20 ms, the most an
-    /// event waits in a quiet period.
+    /// How long a batch waits, from its first event, for more to fill it; a
+    /// flush request ends the wait. Default: 20 ms, the most an event waits
+    /// in a quiet period. While idle, the writer also retries a lost
+    /// database no more often than this.
     pub fn flush_interval(mut self, interval: Duration) -> Self {
         self.flush_interval = interval;
         self
@@ -173,7 +175,8 @@ pub struct PipelineStats {
     /// with names the spool never hands out. They are kept for inspection
     /// ([`read_spool_segment`]) and never deleted by the pipeline.
     pub quarantined: u64,
-    /// Events in the queue now.
+    /// Events in the queue now. Up to two gathered batches and the one being
+    /// written are accepted but no longer in the queue.
     pub queue_depth: u64,
     /// Bytes in the spool now.
     pub spool_bytes: u64,
@@ -214,7 +217,6 @@ struct Shared {
     needs_replay: AtomicBool,
     /// The spool failure that makes `submit` refuse events, in memory mode.
     failure: Mutex<Option<String>>,
-    queue: Receiver<Item>,
 }
 
 /// A background audit writer with a durable spool.
@@ -299,14 +301,13 @@ impl Pipeline {
             counters,
             needs_replay,
             failure: Mutex::new(None),
-            queue,
         });
         // One batch waits, gathered, while the writer writes the one before.
         let (batch_tx, batches) = crossbeam_channel::bounded::<Batch>(1);
         let collector_shared = Arc::clone(&shared);
         let collector = std::thread::Builder::new()
             .name("zt-audit-collect".to_owned())
-            .spawn(move || collect(&collector_shared, &batch_tx))
+            .spawn(move || collect(&collector_shared, &queue, &batch_tx))
             .map_err(|e| Error::new(ErrorKind::Io, format!("cannot start the pipeline thread: {e}")))?;
         let worker_shared = Arc::clone(&shared);
         let worker = std::thread::Builder::new()
@@ -447,7 +448,7 @@ impl Pipeline {
             rejected: load(&c.rejected),
             corrupt_tails: load(&c.corrupt_tails),
             quarantined: load(&c.quarantined),
-            queue_depth: self.shared.queue.len() as u64,
+            queue_depth: self.sender.as_ref().map_or(0, Sender::len) as u64,
             spool_bytes: self.shared.spool.bytes(),
         }
     }
@@ -532,7 +533,9 @@ impl<'a> Writer<'a> {
                     }
                     metrics::gauge!("zt_audit_pipeline_spool_bytes").set(self.shared.spool.bytes() as f64);
                 }
-                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Timeout) => {
+                    metrics::gauge!("zt_audit_pipeline_spool_bytes").set(self.shared.spool.bytes() as f64);
+                }
                 Err(RecvTimeoutError::Disconnected) => {
                     self.finish();
                     return;
@@ -559,7 +562,10 @@ impl<'a> Writer<'a> {
                 self.enter_degraded(&error);
                 self.defer(events.into_iter().zip(segments).collect());
             }
-            Err(error) => self.reject_individually(events, segments, &error),
+            Err(error) => {
+                // An outage meanwhile leaves the writer degraded, to retry.
+                let _ = self.reject_individually(events, segments, &error);
+            }
         }
     }
 
@@ -644,13 +650,16 @@ impl<'a> Writer<'a> {
         self.shared.spool.rotate()?;
         for segment in self.shared.spool.sealed() {
             let read = self.shared.spool.read(segment)?;
+            // A refused event that `rejected.jsonl` did not take keeps its
+            // segment, to be read again at the next start.
+            let mut unsaved = false;
             // Redacted again: the spool is outside the process, and the
             // event may have been built under fewer rules.
             let mut events = Vec::with_capacity(read.events.len());
             for event in read.events {
                 match event.clone().reapply_policy(&self.shared.config.replay_policy) {
                     Ok(redacted) => events.push(redacted),
-                    Err(error) => self.reject(&event, &Error::from(error), None, "the replay policy"),
+                    Err(error) => unsaved |= !self.reject(&event, &Error::from(error), None, "the replay policy"),
                 }
             }
             for chunk in events.chunks(self.shared.config.batch_size) {
@@ -660,11 +669,22 @@ impl<'a> Writer<'a> {
                         self.shared.needs_replay.store(true, Ordering::Release);
                         return Err(error);
                     }
-                    // The segment goes as a whole once replayed.
-                    Err(error) => self.reject_individually(chunk.to_vec(), vec![None; chunk.len()], &error),
+                    // The segment goes as a whole once replayed, so an event
+                    // deferred by an outage meanwhile means replaying it again.
+                    Err(error) => {
+                        let leftovers = self.reject_individually(chunk.to_vec(), vec![None; chunk.len()], &error);
+                        if let Some(outage) = leftovers.outage {
+                            self.shared.needs_replay.store(true, Ordering::Release);
+                            return Err(outage);
+                        }
+                        unsaved |= leftovers.unsaved;
+                    }
                 }
             }
-            if read.damage.is_empty() {
+            if unsaved {
+                tracing::error!(target: "zt::audit", segment,
+                    "a replayed spool segment holds refused events that could not be set aside; it stays in the spool");
+            } else if read.damage.is_empty() {
                 self.shared.spool.remove(segment);
             } else {
                 self.quarantine(segment, &read.damage, events.len());
@@ -721,28 +741,45 @@ impl<'a> Writer<'a> {
     /// only those the database refuses, in `rejected.jsonl` beside the spool.
     ///
     /// `segments` are the events' spool segments, when they were spooled on
-    /// submit: an event written or set aside is done with there too, and
-    /// one deferred stays there instead of being spooled again.
-    fn reject_individually(&mut self, events: Vec<AuditEvent>, segments: Vec<Option<u64>>, batch_error: &Error) {
+    /// submit: an event written or saved aside is done with there too, and
+    /// one deferred or not saved stays there instead of being spooled
+    /// again.
+    fn reject_individually(
+        &mut self,
+        events: Vec<AuditEvent>,
+        segments: Vec<Option<u64>>,
+        batch_error: &Error,
+    ) -> Leftovers {
+        let mut leftovers = Leftovers::default();
         for (event, segment) in events.into_iter().zip(segments) {
-            match self.shared.log.record_batch(std::slice::from_ref(&event)) {
-                Ok(recorded) => self.count_written(&recorded, false),
+            let done = match self.shared.log.record_batch(std::slice::from_ref(&event)) {
+                Ok(recorded) => {
+                    self.count_written(&recorded, false);
+                    true
+                }
                 Err(error) if is_transient(&error) => {
                     self.enter_degraded(&error);
                     self.defer(vec![(event, segment)]);
-                    continue;
+                    leftovers.outage = Some(error);
+                    false
                 }
-                Err(error) => self.reject(&event, &error, Some(batch_error), "the audit database"),
-            }
-            if let Some(segment) = segment {
+                Err(error) => {
+                    let saved = self.reject(&event, &error, Some(batch_error), "the audit database");
+                    leftovers.unsaved |= !saved;
+                    saved
+                }
+            };
+            if done && let Some(segment) = segment {
                 self.shared.spool.committed(segment, 1);
             }
         }
+        leftovers
     }
 
     /// Sets aside an event that `by` refused for good, in `rejected.jsonl`
     /// beside the spool (readable by its owner only).
-    fn reject(&self, event: &AuditEvent, error: &Error, batch_error: Option<&Error>, by: &str) {
+    /// Returns whether the event was saved there.
+    fn reject(&self, event: &AuditEvent, error: &Error, batch_error: Option<&Error>, by: &str) -> bool {
         self.shared.counters.rejected.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("zt_audit_pipeline_rejected_total").increment(1);
         let path = self.shared.config.spool_dir.join("rejected.jsonl");
@@ -753,6 +790,7 @@ impl<'a> Writer<'a> {
         tracing::error!(target: "zt::audit", event_id = %event.event_id(), error = %error,
             batch_error = %batch_error, saved_to = %path.display(), saved = saved.is_ok(),
             refused_by = by, "an audit event was refused and set aside");
+        saved.is_ok()
     }
 
     /// Brings everything accepted so far into the database, retrying until
@@ -796,6 +834,15 @@ impl<'a> Writer<'a> {
 
 type Flush = (Sender<Result<()>>, Instant);
 
+/// What writing a failed batch's events one by one left undone.
+#[derive(Default)]
+struct Leftovers {
+    /// The outage that deferred events to the spool, if one did.
+    outage: Option<Error>,
+    /// Whether a refused event could not be saved in `rejected.jsonl`.
+    unsaved: bool,
+}
+
 /// Events taken off the queue for one database batch, with the flush
 /// requests that came with them: each is answered once they are written.
 struct Batch {
@@ -827,19 +874,33 @@ impl Batch {
 
 /// The collector thread: gathers batches off the queue while the writer
 /// writes the one before, so the database does not wait for a batch to be
-/// gathered. Ends when the queue ends, after handing over what it held.
-fn collect(shared: &Shared, batches: &Sender<Batch>) {
+/// gathered. It owns the queue's receiving end: should it end early, the
+/// queue closes and `submit` refuses events instead of queueing them for
+/// nobody. Ends when the queue ends, after handing over what it held.
+fn collect(shared: &Shared, queue: &Receiver<Item>, batches: &Sender<Batch>) {
     let config = &shared.config;
-    while let Ok(first) = shared.queue.recv() {
+    loop {
+        let first = match queue.recv_timeout(config.flush_interval) {
+            Ok(item) => item,
+            Err(RecvTimeoutError::Timeout) => {
+                metrics::gauge!("zt_audit_pipeline_queue_depth").set(queue.len() as f64);
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
         let mut batch = Batch::with_capacity(config.batch_size);
         batch.push(first);
         // Wait up to the flush interval from the first event to fill the
         // batch: each batch is a transaction, so a burst's first events
         // should not go alone. A flush request ends the wait.
-        let deadline = Instant::now() + config.flush_interval;
+        let deadline = Instant::now().checked_add(config.flush_interval);
         let mut ended = false;
         while batch.events.len() < config.batch_size && batch.flushes.is_empty() {
-            match shared.queue.recv_deadline(deadline) {
+            let next = match deadline {
+                Some(deadline) => queue.recv_deadline(deadline),
+                None => queue.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            };
+            match next {
                 Ok(item) => batch.push(item),
                 Err(RecvTimeoutError::Timeout) => break,
                 Err(RecvTimeoutError::Disconnected) => {
@@ -848,7 +909,7 @@ fn collect(shared: &Shared, batches: &Sender<Batch>) {
                 }
             }
         }
-        metrics::gauge!("zt_audit_pipeline_queue_depth").set(shared.queue.len() as f64);
+        metrics::gauge!("zt_audit_pipeline_queue_depth").set(queue.len() as f64);
         if batches.send(batch).is_err() || ended {
             return;
         }
