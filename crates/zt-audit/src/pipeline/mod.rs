@@ -111,9 +111,8 @@ impl PipelineConfig {
     }
 
     /// How long a batch waits, from its first event, for more to fill it; a
-    /// flush request ends the wait. Default: 20 ms, the most an event waits
-    /// in a quiet period. While idle, the writer also retries a lost
-    /// database no more often than this.
+    /// flush request ends the wait, and zero writes whatever is queued at
+    /// once. Default: 20 ms, the most an event waits in a quiet period.
     pub fn flush_interval(mut self, interval: Duration) -> Self {
         self.flush_interval = interval;
         self
@@ -475,6 +474,11 @@ fn is_transient(error: &Error) -> bool {
     }
 }
 
+/// How often the idle collector and writer wake: to refresh their gauges,
+/// and for the writer to retry a lost database when its backoff says so.
+/// Fixed, not the flush interval, so that a zero interval does not spin.
+const IDLE_TICK: Duration = Duration::from_millis(20);
+
 /// How many written batches may wait to be freed before the writer frees
 /// one itself.
 const SPENT_BATCHES: usize = 2;
@@ -523,7 +527,7 @@ impl<'a> Writer<'a> {
     fn run(mut self, batches: &Receiver<Batch>) {
         loop {
             self.recover_if_due();
-            match batches.recv_timeout(self.shared.config.flush_interval) {
+            match batches.recv_timeout(IDLE_TICK) {
                 Ok(batch) => {
                     if !batch.events.is_empty() {
                         self.write(batch.events, batch.segments);
@@ -880,7 +884,7 @@ impl Batch {
 fn collect(shared: &Shared, queue: &Receiver<Item>, batches: &Sender<Batch>) {
     let config = &shared.config;
     loop {
-        let first = match queue.recv_timeout(config.flush_interval) {
+        let first = match queue.recv_timeout(IDLE_TICK) {
             Ok(item) => item,
             Err(RecvTimeoutError::Timeout) => {
                 metrics::gauge!("zt_audit_pipeline_queue_depth").set(queue.len() as f64);
