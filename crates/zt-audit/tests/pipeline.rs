@@ -387,15 +387,11 @@ fn spool_files_are_private(db: &TestDatabase) {
 #[cfg(not(unix))]
 fn spool_files_are_private(_db: &TestDatabase) {}
 
+/// A log whose database refuses one event for good, as a rule of the app's
+/// own (a CHECK constraint) would, and that event.
 #[cfg(feature = "postgres")]
-#[test]
-fn a_refused_event_is_set_aside_once_and_its_spool_segment_goes() {
-    let Some(db) = TestDatabase::postgres() else {
-        return;
-    };
-    let db = &db;
+fn refusing_log(db: &TestDatabase) -> (AuditLog, zt_audit::AuditEvent) {
     let log = open(db);
-    // A rule of the app's own that the database enforces: a permanent refusal.
     raw(
         db,
         "ALTER TABLE audit_logs ADD CONSTRAINT no_forbidden CHECK (action <> 'FORBIDDEN')",
@@ -404,6 +400,17 @@ fn a_refused_event_is_set_aside_once_and_its_spool_segment_goes() {
     let forbidden = zt_audit::AuditEvent::builder(zt_types::Actor::System, "FORBIDDEN", "projects")
         .build()
         .unwrap();
+    (log, forbidden)
+}
+
+#[cfg(feature = "postgres")]
+#[test]
+fn a_refused_event_is_set_aside_once_and_its_spool_segment_goes() {
+    let Some(db) = TestDatabase::postgres() else {
+        return;
+    };
+    let db = &db;
+    let (log, forbidden) = refusing_log(db);
     let dir = spool_dir(db);
     let config = PipelineConfig::new(&dir).mode(SubmitMode::Spooled { fsync: false });
     let pipeline = Pipeline::start(log.clone(), config.clone()).unwrap();
@@ -446,15 +453,7 @@ fn a_refused_event_that_cannot_be_set_aside_stays_in_the_spool() {
         return;
     };
     let db = &db;
-    let log = open(db);
-    raw(
-        db,
-        "ALTER TABLE audit_logs ADD CONSTRAINT no_forbidden CHECK (action <> 'FORBIDDEN')",
-    )
-    .unwrap();
-    let forbidden = zt_audit::AuditEvent::builder(zt_types::Actor::System, "FORBIDDEN", "projects")
-        .build()
-        .unwrap();
+    let (log, forbidden) = refusing_log(db);
     let dir = spool_dir(db);
     std::fs::create_dir_all(&dir).unwrap();
     // A careless operator's directory where the file should be.

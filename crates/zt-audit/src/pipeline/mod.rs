@@ -535,16 +535,14 @@ impl<'a> Writer<'a> {
                     for (ack, deadline) in batch.flushes {
                         let _ = ack.send(self.settle(deadline));
                     }
-                    metrics::gauge!("zt_audit_pipeline_spool_bytes").set(self.shared.spool.bytes() as f64);
                 }
-                Err(RecvTimeoutError::Timeout) => {
-                    metrics::gauge!("zt_audit_pipeline_spool_bytes").set(self.shared.spool.bytes() as f64);
-                }
+                Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
                     self.finish();
                     return;
                 }
             }
+            metrics::gauge!("zt_audit_pipeline_spool_bytes").set(self.shared.spool.bytes() as f64);
         }
     }
 
